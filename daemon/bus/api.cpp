@@ -1,0 +1,142 @@
+#include "bus/api.hpp"
+
+#include <algorithm>
+
+#include "bus/errors.hpp"
+#include "util/id.hpp"
+#include "util/log.hpp"
+
+namespace repvisor::bus {
+
+std::string job_path(const std::string& id) { return std::string(kJobPrefix) + "/" + id; }
+
+Api::Api(Supervisor& sup) : sup_(sup) { sup_.set_observer(this); }
+
+Api::~Api() { sup_.set_observer(nullptr); }
+
+namespace {
+
+int find_job(sd_bus*, const char* path, const char*, void* userdata, void** found, sd_bus_error*) {
+  auto* api = static_cast<Api*>(userdata);
+  const std::string prefix = std::string(kJobPrefix) + "/";
+  std::string_view p(path);
+  if (p.size() <= prefix.size() || p.substr(0, prefix.size()) != prefix) return 0;
+  if (!api->supervisor().find_by_id(p.substr(prefix.size()))) return 0;
+  *found = api;
+  return 1;
+}
+
+int enumerate_jobs(sd_bus*, const char*, void* userdata, char*** nodes, sd_bus_error*) {
+  auto* api = static_cast<Api*>(userdata);
+  auto jobs = api->supervisor().jobs();
+  char** l = static_cast<char**>(calloc(jobs.size() + 1, sizeof(char*)));
+  if (!l) return -ENOMEM;
+  size_t i = 0;
+  for (const auto* j : jobs) {
+    l[i] = strdup(job_path(j->id()).c_str());
+    if (!l[i]) {
+      for (size_t k = 0; k < i; ++k) free(l[k]);
+      free(l);
+      return -ENOMEM;
+    }
+    ++i;
+  }
+  *nodes = l;
+  return 0;
+}
+
+}  // namespace
+
+void Api::attach(sd_bus* bus, bool peer_to_peer) {
+  auto check = [](int r, const char* what) {
+    if (r < 0) throw std::runtime_error(std::string(what) + ": " + strerror(-r));
+  };
+  if (peer_to_peer)
+    check(sd_bus_add_object_vtable(bus, nullptr, "/org/freedesktop/DBus", "org.freedesktop.DBus", kDriverVtable, this),
+          "driver object");
+  check(sd_bus_add_object_vtable(bus, nullptr, kManagerPath, kManagerInterface, kManagerVtable, this), "manager object");
+  check(sd_bus_add_object_manager(bus, nullptr, kManagerPath), "object manager");
+  check(sd_bus_add_fallback_vtable(bus, nullptr, kJobPrefix, kJobInterface, kJobVtable, find_job, this), "job objects");
+  check(sd_bus_add_node_enumerator(bus, nullptr, kJobPrefix, enumerate_jobs, this), "job enumerator");
+  buses_.push_back(bus);
+}
+
+void Api::detach(sd_bus* bus) { buses_.erase(std::remove(buses_.begin(), buses_.end(), bus), buses_.end()); }
+
+core::Job& Api::job_from_path(const char* path) {
+  const std::string prefix = std::string(kJobPrefix) + "/";
+  std::string_view p(path ? path : "");
+  if (p.size() > prefix.size() && p.substr(0, prefix.size()) == prefix)
+    if (auto* j = sup_.find_by_id(p.substr(prefix.size()))) return *j;
+  throw ApiError(ErrorKind::NoSuchJob, "no job at " + std::string(p));
+}
+
+uint32_t Api::caller_uid(sd_bus_message* m) {
+  sd_bus_creds* creds = nullptr;
+  uid_t uid = static_cast<uid_t>(-1);
+  // On a bus the sender's credentials; on a peer-to-peer socket sd-bus answers with the peer's
+  // SO_PEERCRED, which the kernel vouches for.
+  if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds) >= 0) {
+    if (sd_bus_creds_get_euid(creds, &uid) < 0) uid = static_cast<uid_t>(-1);
+    sd_bus_creds_unref(creds);
+  }
+  if (uid == static_cast<uid_t>(-1)) {
+    sd_bus* bus = sd_bus_message_get_bus(m);
+    if (sd_bus_get_owner_creds(bus, SD_BUS_CREDS_EUID, &creds) >= 0) {
+      if (sd_bus_creds_get_euid(creds, &uid) < 0) uid = static_cast<uid_t>(-1);
+      sd_bus_creds_unref(creds);
+    }
+  }
+  return uid;
+}
+
+void Api::require_privileged(sd_bus_message* m, const char* action) {
+  const uint32_t uid = caller_uid(m);
+  if (uid == 0 || uid == geteuid()) return;
+  log::notice("denied {} to uid {}", action, uid);
+  throw ApiError(ErrorKind::AccessDenied, std::string("uid ") + std::to_string(uid) + " may not " + action +
+                                              " (only root may change jobs)");
+}
+
+// ---- change notification -------------------------------------------------------------------
+
+void Api::job_added(const core::Job& job) {
+  const std::string path = job_path(job.id());
+  for (sd_bus* b : buses_) sd_bus_emit_interfaces_added(b, path.c_str(), kJobInterface, nullptr);
+}
+
+void Api::job_changed(const core::Job& job, uint32_t what) { dirty_[job.id()] |= what; }
+
+void Api::job_removed(const std::string& id) {
+  dirty_.erase(id);
+  const std::string path = job_path(id);
+  for (sd_bus* b : buses_) sd_bus_emit_interfaces_removed(b, path.c_str(), kJobInterface, nullptr);
+}
+
+void Api::jobs_active_changed() { manager_dirty_ = true; }
+
+void Api::flush() {
+  if (manager_dirty_) {
+    manager_dirty_ = false;
+    for (sd_bus* b : buses_) sd_bus_emit_properties_changed(b, kManagerPath, kManagerInterface, "JobsActive", nullptr);
+  }
+  if (dirty_.empty()) return;
+  for (const auto& [id, what] : dirty_) {
+    std::vector<const char*> names;
+    if (what & core::kChangedState) names.insert(names.end(), {"State", "SubState"});
+    if (what & core::kChangedPid) names.push_back("MainPID");
+    if (what & core::kChangedStop)
+      names.insert(names.end(), {"StopRequestedUSec", "StopMode", "CancelReason", "CancelNotes", "RequestedByUID"});
+    if (what & core::kChangedExit) names.insert(names.end(), {"ExitCode", "ExitSignal"});
+    if (what & core::kChangedTimes) names.insert(names.end(), {"StartedUSec", "FinishedUSec", "CancelledUSec"});
+    if (what & core::kChangedStatus) names.push_back("StatusText");
+    if (what & core::kChangedProgress) names.insert(names.end(), {"Phase", "Progress"});
+    names.push_back(nullptr);
+    const std::string path = job_path(id);
+    for (sd_bus* b : buses_)
+      sd_bus_emit_properties_changed_strv(b, path.c_str(), kJobInterface, const_cast<char**>(names.data()));
+  }
+  dirty_.clear();
+}
+
+}  // namespace repvisor::bus

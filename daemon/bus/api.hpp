@@ -1,0 +1,64 @@
+// The D-Bus API: org.repvisor1.Manager at /org/repvisor1 and org.repvisor1.Job at
+// /org/repvisor1/job/<id>, served identically on every connection attached to it. Property
+// changes are collected per loop iteration and emitted once by flush().
+#pragma once
+#include <systemd/sd-bus.h>
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "supervisor/supervisor.hpp"
+
+namespace repvisor::bus {
+
+inline constexpr const char* kManagerPath = "/org/repvisor1";
+inline constexpr const char* kManagerInterface = "org.repvisor1.Manager";
+inline constexpr const char* kJobPrefix = "/org/repvisor1/job";
+inline constexpr const char* kJobInterface = "org.repvisor1.Job";
+
+std::string job_path(const std::string& id);
+
+class Api final : public SupervisorObserver {
+ public:
+  explicit Api(Supervisor& sup);
+  ~Api() override;
+
+  // Serves the objects on `bus`. `peer_to_peer`: also answer the org.freedesktop.DBus calls a
+  // client sends to a bus (Hello, AddMatch), since there is no bus daemon on a private socket.
+  void attach(sd_bus* bus, bool peer_to_peer);
+  void detach(sd_bus* bus);
+  void flush();
+
+  Supervisor& supervisor() { return sup_; }
+
+  // SupervisorObserver
+  void job_added(const core::Job& job) override;
+  void job_changed(const core::Job& job, uint32_t what) override;
+  void job_removed(const std::string& id) override;
+  void jobs_active_changed() override;
+
+  // Shared by Manager.StopJob and Job.Stop (and Delete likewise).
+  int stop(sd_bus_message* m, core::Job& job, sd_bus_error* err);
+  int remove(sd_bus_message* m, core::Job& job, sd_bus_error* err);
+  core::Job& job_from_path(const char* path);
+  uint32_t caller_uid(sd_bus_message* m);
+  void require_privileged(sd_bus_message* m, const char* action);
+
+ private:
+  static const sd_bus_vtable kManagerVtable[];
+  static const sd_bus_vtable kJobVtable[];
+  static const sd_bus_vtable kDriverVtable[];
+
+  Supervisor& sup_;
+  std::vector<sd_bus*> buses_;
+  std::unordered_map<std::string, uint32_t> dirty_;
+  bool manager_dirty_ = false;
+  uint64_t next_peer_ = 1;
+
+  friend struct ManagerMethods;
+  friend struct JobMethods;
+  friend struct DriverMethods;
+};
+
+}  // namespace repvisor::bus

@@ -1,0 +1,214 @@
+#include "bus/args.hpp"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "core/errors.hpp"
+#include "util/id.hpp"
+
+namespace repvisor::bus {
+
+namespace {
+
+[[noreturn]] void invalid(const std::string& msg) { throw ApiError(ErrorKind::InvalidArgs, msg); }
+
+void check(int r, const std::string& what) {
+  if (r < 0) invalid(fmt::format("{}: malformed message ({})", what, strerror(-r)));
+}
+
+size_t utf8_length(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s)
+    if ((c & 0xC0) != 0x80) ++n;
+  return n;
+}
+
+}  // namespace
+
+void Value::expect(const char* sig) {
+  if (sig_ != sig) invalid(fmt::format("{}: expected a value of type '{}', got '{}'", key_, sig, sig_));
+}
+
+std::string Value::str() {
+  expect("s");
+  const char* s = nullptr;
+  check(sd_bus_message_read_basic(m_, 's', &s), key_);
+  return s;
+}
+
+bool Value::boolean() {
+  expect("b");
+  int b = 0;
+  check(sd_bus_message_read_basic(m_, 'b', &b), key_);
+  return b != 0;
+}
+
+uint64_t Value::u64() {
+  expect("t");
+  uint64_t v = 0;
+  check(sd_bus_message_read_basic(m_, 't', &v), key_);
+  return v;
+}
+
+int32_t Value::i32() {
+  expect("i");
+  int32_t v = 0;
+  check(sd_bus_message_read_basic(m_, 'i', &v), key_);
+  return v;
+}
+
+std::vector<std::string> Value::strv() {
+  expect("as");
+  char** l = nullptr;
+  check(sd_bus_message_read_strv(m_, &l), key_);
+  std::vector<std::string> out;
+  for (char** p = l; p && *p; ++p) {
+    out.emplace_back(*p);
+    free(*p);
+  }
+  free(l);
+  return out;
+}
+
+std::map<std::string, std::string> Value::str_map() {
+  expect("a{ss}");
+  std::map<std::string, std::string> out;
+  check(sd_bus_message_enter_container(m_, 'a', "{ss}"), key_);
+  for (;;) {
+    const char *k, *v;
+    int r = sd_bus_message_read(m_, "{ss}", &k, &v);
+    check(r, key_);
+    if (r == 0) break;
+    out[k] = v;
+  }
+  check(sd_bus_message_exit_container(m_), key_);
+  return out;
+}
+
+void read_dict(sd_bus_message* m, const std::function<void(Value&)>& fn) {
+  check(sd_bus_message_enter_container(m, 'a', "{sv}"), "options");
+  for (;;) {
+    int r = sd_bus_message_enter_container(m, 'e', "sv");
+    check(r, "options");
+    if (r == 0) break;
+    const char* key = nullptr;
+    check(sd_bus_message_read_basic(m, 's', &key), "options");
+    const char* contents = nullptr;
+    check(sd_bus_message_peek_type(m, nullptr, &contents), key);
+    std::string sig = contents ? contents : "";
+    check(sd_bus_message_enter_container(m, 'v', contents), key);
+    Value v(m, key, sig);
+    fn(v);
+    check(sd_bus_message_exit_container(m), key);
+    check(sd_bus_message_exit_container(m), key);
+  }
+  check(sd_bus_message_exit_container(m), "options");
+}
+
+void validate_job_spec(const core::JobSpec& spec) {
+  if (spec.argv.empty()) invalid("argv: required, and must hold at least the command");
+  if (spec.argv[0].empty()) invalid("argv: the command (argv[0]) is empty");
+  if (!spec.name.empty())
+    if (auto why = check_job_name(spec.name); !why.empty()) invalid("name: '" + spec.name + "': " + why);
+  for (const auto& [k, v] : spec.env) {
+    if (k.empty() || k.find('=') != std::string::npos || (k[0] >= '0' && k[0] <= '9'))
+      invalid("env: '" + k + "' is not a valid variable name");
+    if (k.rfind("REPVISOR_", 0) == 0) invalid("env: '" + k + "': the REPVISOR_ prefix is reserved");
+  }
+  if (spec.working_directory.empty() || spec.working_directory[0] != '/')
+    invalid("working_directory: '" + spec.working_directory + "' is not an absolute path");
+  struct stat st {};
+  if (stat(spec.working_directory.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
+    invalid("working_directory: '" + spec.working_directory + "' is not an existing directory");
+  if (spec.stop_signal <= 0 || spec.stop_signal >= SIGRTMAX || spec.stop_signal == SIGSTOP)
+    invalid(fmt::format("stop_signal: {} is not a signal that can stop a job", spec.stop_signal));
+  if (spec.stop_timeout == 0) invalid("stop_timeout_usec: must be greater than 0");
+}
+
+core::JobSpec parse_job_spec(sd_bus_message* m, usec_t default_stop_timeout) {
+  core::JobSpec spec;
+  spec.stop_timeout = default_stop_timeout;
+  bool have_argv = false;
+  read_dict(m, [&](Value& v) {
+    const std::string& k = v.key();
+    if (k == "argv") {
+      spec.argv = v.strv();
+      have_argv = true;
+    } else if (k == "name") {
+      spec.name = v.str();
+      if (spec.name.empty()) invalid("name: must not be empty (leave it out for no name)");
+    } else if (k == "env") {
+      spec.env = v.str_map();
+    } else if (k == "working_directory") {
+      spec.working_directory = v.str();
+    } else if (k == "stop_signal") {
+      spec.stop_signal = v.i32();
+    } else if (k == "stop_timeout_usec") {
+      spec.stop_timeout = v.u64();
+    } else if (k == "kill_mode") {
+      const std::string s = v.str();
+      if (!core::kill_mode_from_string(s, &spec.kill_mode))
+        invalid("kill_mode: '" + s + "' is not one of mixed, control-group");
+    } else {
+      invalid("unknown key '" + k + "' in job spec");
+    }
+  });
+  if (!have_argv) invalid("argv: required key is missing");
+  validate_job_spec(spec);
+  return spec;
+}
+
+core::StopRequest parse_stop_options(sd_bus_message* m, bool* wait) {
+  core::StopRequest req;
+  *wait = false;
+  read_dict(m, [&](Value& v) {
+    const std::string& k = v.key();
+    if (k == "force") {
+      req.force = v.boolean();
+    } else if (k == "timeout_usec") {
+      req.timeout = v.u64();
+      if (req.timeout == 0) invalid("timeout_usec: must be greater than 0 (use force for an immediate kill)");
+    } else if (k == "reason") {
+      req.reason = v.str();
+      if (req.reason.empty() || req.reason.size() > 64)
+        invalid("reason: must be 1 to 64 characters");
+    } else if (k == "notes") {
+      req.notes = v.str();
+      if (utf8_length(req.notes) > 500)
+        invalid(fmt::format("notes: {} characters, at most 500 are allowed", utf8_length(req.notes)));
+    } else if (k == "wait") {
+      *wait = v.boolean();
+    } else {
+      invalid("unknown key '" + k + "' in stop options");
+    }
+  });
+  return req;
+}
+
+DeleteOptions parse_delete_options(sd_bus_message* m) {
+  DeleteOptions opts;
+  read_dict(m, [&](Value& v) {
+    const std::string& k = v.key();
+    if (k == "force") opts.force = v.boolean();
+    else if (k == "keep_data") opts.keep_data = v.boolean();
+    else invalid("unknown key '" + k + "' in delete options");
+  });
+  return opts;
+}
+
+std::vector<core::JobState> parse_list_filter(sd_bus_message* m) {
+  std::vector<core::JobState> states;
+  read_dict(m, [&](Value& v) {
+    if (v.key() != "states") invalid("unknown key '" + v.key() + "' in list filter");
+    for (const auto& s : v.strv()) {
+      core::JobState st;
+      if (!core::job_state_from_string(s, &st))
+        invalid("states: '" + s + "' is not a job state (pending, running, stopping, cleaning, completed, failed, cancelled)");
+      states.push_back(st);
+    }
+  });
+  return states;
+}
+
+}  // namespace repvisor::bus

@@ -1,0 +1,36 @@
+// D-Bus error names, mapped from ErrorKind once, and the trampoline that keeps exceptions from
+// ever crossing sd-bus's C callbacks.
+#pragma once
+#include <systemd/sd-bus.h>
+
+#include <exception>
+#include <new>
+
+#include "core/errors.hpp"
+
+namespace repvisor::bus {
+
+inline constexpr const char* kErrorNoSuchJob = "org.repvisor1.Error.NoSuchJob";
+inline constexpr const char* kErrorJobActive = "org.repvisor1.Error.JobActive";
+inline constexpr const char* kErrorShuttingDown = "org.repvisor1.Error.ShuttingDown";
+
+const char* error_name(ErrorKind kind);
+int set_error(sd_bus_error* err, const ApiError& e);
+
+// Runs fn(); converts whatever it throws into a D-Bus error (or -ENOMEM).
+template <class Fn>
+int guarded(sd_bus_error* err, Fn&& fn) noexcept {
+  try {
+    return fn();
+  } catch (const ApiError& e) {
+    return set_error(err, e);
+  } catch (const std::bad_alloc&) {
+    return -ENOMEM;
+  } catch (const std::exception& e) {
+    return sd_bus_error_set(err, SD_BUS_ERROR_FAILED, e.what());
+  } catch (...) {
+    return sd_bus_error_set(err, SD_BUS_ERROR_FAILED, "internal error");
+  }
+}
+
+}  // namespace repvisor::bus

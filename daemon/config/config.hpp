@@ -1,0 +1,32 @@
+// repvisord.toml: parsed and validated in one place. A bad file is refused as a whole, with
+// file:line:column and the key, so the daemon never runs on half a configuration.
+#pragma once
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "util/time.hpp"
+
+namespace repvisor::config {
+
+struct Config {
+  unsigned max_concurrent_jobs = 64;
+  usec_t stop_timeout = 30 * USEC_PER_SEC;        // default for jobs that do not set one
+  usec_t final_kill_timeout = 10 * USEC_PER_SEC;  // after SIGKILL, before a job is called unkillable
+  usec_t shutdown_timeout = 90 * USEC_PER_SEC;    // daemon stop: graceful for this long, then force
+  std::string cgroup_root = "auto";               // "auto", "none", or an absolute path
+  std::string state_dir = "/var/lib/repvisor";
+  std::string runtime_dir = "/run/repvisor";
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Parses TOML text; `source` names it in errors. Throws ConfigError.
+Config parse(std::string_view text, const std::string& source);
+// Reads and parses a file. A missing file is an error only when `must_exist`.
+Config load(const std::string& path, bool must_exist);
+
+}  // namespace repvisor::config

@@ -1,0 +1,263 @@
+#include "core/job.hpp"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <utility>
+
+namespace repvisor::core {
+
+namespace {
+constexpr std::array<const char*, 7> kStateNames{"pending",   "running", "stopping", "cleaning",
+                                                 "completed", "failed",  "cancelled"};
+constexpr std::array<const char*, 8> kSubStateNames{"queued",        "running",    "stop-sigterm", "stop-sigkill",
+                                                    "final-sigkill", "unkillable", "cleanup",      "dead"};
+
+std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev ? std::string("SIG") + abbrev : std::to_string(sig);
+}
+}  // namespace
+
+const char* to_string(JobState s) { return kStateNames[static_cast<size_t>(s)]; }
+const char* to_string(SubState s) { return kSubStateNames[static_cast<size_t>(s)]; }
+const char* to_string(StopMode m) {
+  switch (m) {
+    case StopMode::Graceful: return "graceful";
+    case StopMode::Force: return "force";
+    case StopMode::None: break;
+  }
+  return "";
+}
+const char* to_string(KillMode m) { return m == KillMode::Mixed ? "mixed" : "control-group"; }
+
+bool kill_mode_from_string(std::string_view s, KillMode* out) {
+  if (s == "mixed") *out = KillMode::Mixed;
+  else if (s == "control-group") *out = KillMode::ControlGroup;
+  else return false;
+  return true;
+}
+
+bool job_state_from_string(std::string_view s, JobState* out) {
+  for (size_t i = 0; i < kStateNames.size(); ++i)
+    if (s == kStateNames[i]) {
+      *out = static_cast<JobState>(i);
+      return true;
+    }
+  return false;
+}
+
+bool is_terminal(JobState s) {
+  return s == JobState::Completed || s == JobState::Failed || s == JobState::Cancelled;
+}
+bool is_active(JobState s) { return s == JobState::Running || s == JobState::Stopping || s == JobState::Cleaning; }
+
+Job::Job(JobDriver& driver, std::string id, JobSpec spec, usec_t final_kill_timeout)
+    : driver_(driver), id_(std::move(id)), spec_(std::move(spec)), final_kill_timeout_(final_kill_timeout) {
+  created_usec = driver_.now();
+}
+
+void Job::set_state(JobState s, SubState sub) {
+  if (s == state_ && sub == sub_state_) return;
+  state_ = s;
+  sub_state_ = sub;
+  driver_.changed(*this, kChangedState);
+}
+
+void Job::start() {
+  if (state_ != JobState::Pending) return;
+  int r = driver_.spawn(*this);
+  if (r < 0) {
+    start_error = -r;
+    status_text = fmt::format("could not start {}: {}", spec_.argv.empty() ? "" : spec_.argv[0], strerror(-r));
+    driver_.changed(*this, kChangedStatus);
+    driver_.event(*this, "start-failed", status_text);
+    enter_cleaning();
+    return;
+  }
+  enter_running();
+}
+
+void Job::enter_running() {
+  started_usec = driver_.now();
+  main_alive = tree_alive = true;
+  driver_.changed(*this, kChangedPid | kChangedTimes);
+  driver_.event(*this, "started", fmt::format("main process {}", main_pid));
+  set_state(JobState::Running, SubState::Running);
+}
+
+StopOutcome Job::request_stop(const StopRequest& req) {
+  if (is_terminal(state_) || state_ == JobState::Cleaning) return {.already = true};
+
+  const bool escalate = req.force && stop_mode == StopMode::Graceful;
+  if (stop_requested && !escalate) return {.already = true};
+
+  if (!stop_requested) {
+    stop_requested = true;
+    stop_requested_usec = driver_.now();
+    cancel_reason = req.reason;
+    cancel_notes = req.notes;
+    requested_by_uid = req.uid;
+  }
+  stop_mode = req.force ? StopMode::Force : StopMode::Graceful;
+  driver_.changed(*this, kChangedStop);
+  driver_.event(*this, "stop-requested",
+                fmt::format("{} stop by uid {}, reason {}", to_string(stop_mode), req.uid, req.reason));
+
+  switch (state_) {
+    case JobState::Pending:
+      // Never started: nothing to signal or tear down.
+      enter_dead();
+      break;
+    case JobState::Running:
+      if (req.force) enter_stop_sigkill(SubState::StopSigkill);
+      else enter_stop_sigterm(req.timeout == USEC_INFINITY ? spec_.stop_timeout : req.timeout);
+      break;
+    case JobState::Stopping:
+      // A force stop during a graceful one escalates at once; the leftovers of a main process
+      // that exited on its own are already being SIGKILLed.
+      if (req.force && sub_state_ == SubState::StopSigterm) enter_stop_sigkill(SubState::StopSigkill);
+      break;
+    default:
+      break;
+  }
+  return {};
+}
+
+void Job::enter_stop_sigterm(usec_t timeout) {
+  const int sig = spec_.stop_signal;
+  int r = spec_.kill_mode == KillMode::Mixed ? driver_.signal_main(*this, sig) : driver_.signal_tree(*this, sig);
+  driver_.event(*this, "signal",
+                fmt::format("{} sent to {}{}", signal_name(sig),
+                            spec_.kill_mode == KillMode::Mixed ? fmt::format("main process {}", main_pid)
+                                                               : std::string("every process"),
+                            r < 0 ? fmt::format(" (failed: {})", strerror(-r)) : ""));
+  stop_timeout_used = timeout;
+  if (timeout != USEC_INFINITY) driver_.arm_timer(*this, timeout);
+  set_state(JobState::Stopping, SubState::StopSigterm);
+}
+
+void Job::enter_stop_sigkill(SubState sub) {
+  driver_.disarm_timer(*this);
+  int r = driver_.kill_tree(*this);
+  driver_.event(*this, "signal",
+                fmt::format("SIGKILL sent to the whole process tree{}", r < 0 ? fmt::format(" (failed: {})", strerror(-r)) : ""));
+  if (final_kill_timeout_ != USEC_INFINITY) driver_.arm_timer(*this, final_kill_timeout_);
+  set_state(JobState::Stopping, sub);
+}
+
+void Job::enter_unkillable() {
+  stuck_pids = driver_.tree_pids(*this);
+  std::string list;
+  for (pid_t p : stuck_pids) list += (list.empty() ? "" : " ") + std::to_string(p);
+  status_text = "processes did not die after SIGKILL: " + list;
+  driver_.changed(*this, kChangedStatus);
+  driver_.event(*this, "unkillable", status_text);
+  // No timer: the job finishes when the kernel lets the processes go (tree-empty event).
+  set_state(JobState::Stopping, SubState::Unkillable);
+}
+
+void Job::on_main_exited(int code, int status) {
+  if (!main_alive) return;
+  main_alive = false;
+  if (code == CLD_EXITED) {
+    exit_code = status;
+    exit_signal = 0;
+  } else {
+    exit_code = -1;
+    exit_signal = status;
+  }
+  driver_.changed(*this, kChangedExit);
+  driver_.event(*this, "exited",
+                code == CLD_EXITED ? fmt::format("main process exited with status {}", status)
+                                      : fmt::format("main process killed by {}", signal_name(status)));
+  if (!tree_alive) {
+    maybe_done();
+    return;
+  }
+  // Whatever the main process left behind is killed: nothing a job started outlives it.
+  switch (sub_state_) {
+    case SubState::Running: enter_stop_sigkill(SubState::FinalSigkill); break;
+    case SubState::StopSigterm: enter_stop_sigkill(SubState::StopSigkill); break;
+    default: break;  // already SIGKILLed
+  }
+}
+
+void Job::on_tree_empty() {
+  if (!tree_alive) return;
+  tree_alive = false;
+  maybe_done();
+}
+
+void Job::maybe_done() {
+  if (main_alive || tree_alive) return;
+  if (state_ == JobState::Running || state_ == JobState::Stopping) {
+    driver_.disarm_timer(*this);
+    enter_cleaning();
+  }
+}
+
+void Job::on_timer() {
+  switch (sub_state_) {
+    case SubState::StopSigterm:
+      driver_.event(*this, "stop-timeout", fmt::format("stop timeout of {} expired", format_timespan(stop_timeout_used)));
+      enter_stop_sigkill(SubState::StopSigkill);
+      break;
+    case SubState::StopSigkill:
+    case SubState::FinalSigkill:
+      enter_unkillable();
+      break;
+    default:
+      break;
+  }
+}
+
+void Job::enter_cleaning() {
+  // The state is set before acting: cleanup may complete synchronously.
+  set_state(JobState::Cleaning, SubState::Cleanup);
+  driver_.begin_cleanup(*this);
+}
+
+void Job::on_cleanup_done(bool ok, const std::string& error) {
+  if (state_ != JobState::Cleaning) return;
+  if (!ok) driver_.event(*this, "cleanup-failed", error);
+  enter_dead();
+}
+
+void Job::enter_dead() {
+  finished_usec = driver_.now();
+  JobState final_state;
+  if (stop_requested) {
+    final_state = JobState::Cancelled;
+    cancelled_usec = finished_usec;
+  } else if (start_error == 0 && exit_code == 0) {
+    final_state = JobState::Completed;
+  } else {
+    final_state = JobState::Failed;
+  }
+  if (final_state == JobState::Failed && status_text.empty())
+    status_text = exit_signal ? fmt::format("killed by {}", signal_name(exit_signal))
+                              : fmt::format("exited with status {}", exit_code);
+  driver_.changed(*this, kChangedTimes | kChangedStatus);
+  set_state(final_state, SubState::Dead);
+  driver_.event(*this, to_string(final_state), status_text);
+  driver_.finished(*this);
+}
+
+void Job::set_progress(std::string new_phase, double new_progress) {
+  if (new_phase == phase && new_progress == progress) return;
+  phase = std::move(new_phase);
+  progress = new_progress;
+  driver_.changed(*this, kChangedProgress);
+}
+
+void Job::set_status_text(std::string text) {
+  if (text == status_text) return;
+  status_text = std::move(text);
+  driver_.changed(*this, kChangedStatus);
+}
+
+}  // namespace repvisor::core

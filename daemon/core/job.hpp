@@ -1,0 +1,142 @@
+// The job state machine. It owns every transition and does no I/O: it asks a JobDriver to act
+// (spawn, signal, arm a timer, clean up) and is told of what happened through its on_*() events.
+// Shape borrowed from systemd's service.c: each enter_<state>() acts, then arms its timer, then
+// sets the state; the outcome (exit status, stop request) is kept apart from the state.
+#pragma once
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/job_spec.hpp"
+#include "util/time.hpp"
+
+namespace repvisor::core {
+
+enum class JobState { Pending, Running, Stopping, Cleaning, Completed, Failed, Cancelled };
+
+enum class SubState {
+  Queued,        // pending: waiting for a free slot
+  Running,       // running
+  StopSigterm,   // stopping: stop signal sent, waiting up to the stop timeout
+  StopSigkill,   // stopping: SIGKILL sent to the whole tree, waiting for it to go
+  FinalSigkill,  // stopping: the main process exited on its own, its leftovers are being killed
+  Unkillable,    // stopping: SIGKILL did not end every process within final_kill_timeout
+  Cleanup,       // cleaning: processes gone, teardown running
+  Dead,          // terminal
+};
+
+enum class StopMode { None, Graceful, Force };
+
+const char* to_string(JobState s);
+const char* to_string(SubState s);
+const char* to_string(StopMode m);
+bool job_state_from_string(std::string_view s, JobState* out);
+bool is_terminal(JobState s);
+// Processes or teardown of this job may still exist.
+bool is_active(JobState s);
+
+// Bits naming what changed, so the bus layer emits PropertiesChanged for just those.
+enum Changed : uint32_t {
+  kChangedState = 1u << 0,  // State, SubState
+  kChangedPid = 1u << 1,
+  kChangedStop = 1u << 2,   // StopRequestedUSec, StopMode, CancelReason, CancelNotes, RequestedByUID
+  kChangedExit = 1u << 3,   // ExitCode, ExitSignal
+  kChangedTimes = 1u << 4,  // StartedUSec, FinishedUSec, CancelledUSec
+  kChangedStatus = 1u << 5, // StatusText
+  kChangedProgress = 1u << 6,  // Phase, Progress
+};
+
+struct StopRequest {
+  bool force = false;
+  usec_t timeout = USEC_INFINITY;  // USEC_INFINITY: the job's own stop_timeout
+  std::string reason = "user_request";
+  std::string notes;
+  uint32_t uid = 0;
+};
+
+struct StopOutcome {
+  bool already = false;  // nothing changed: the job was already finished or already stopping so
+};
+
+class Job;
+
+// What the state machine asks of the world. Every call returns at once; results come back as
+// Job::on_*() events. Return values are 0 or a negative errno.
+class JobDriver {
+ public:
+  virtual ~JobDriver() = default;
+  virtual int spawn(Job& job) = 0;  // on success the job's main_pid is set and it is alive
+  virtual int signal_main(Job& job, int sig) = 0;
+  virtual int signal_tree(Job& job, int sig) = 0;  // every process of the job
+  virtual int kill_tree(Job& job) = 0;             // SIGKILL to the whole tree at once
+  virtual void arm_timer(Job& job, usec_t after) = 0;
+  virtual void disarm_timer(Job& job) = 0;
+  virtual std::vector<pid_t> tree_pids(Job& job) = 0;
+  // Teardown once no process is left; completion is reported by Job::on_cleanup_done(),
+  // possibly before begin_cleanup() returns.
+  virtual void begin_cleanup(Job& job) = 0;
+  virtual void changed(Job& job, uint32_t what) = 0;
+  virtual void finished(Job& job) = 0;  // reached a terminal state
+  virtual void event(Job& job, std::string_view type, std::string_view message) = 0;
+  virtual usec_t now() = 0;
+};
+
+class Job {
+ public:
+  Job(JobDriver& driver, std::string id, JobSpec spec, usec_t final_kill_timeout);
+
+  // Events.
+  void start();
+  StopOutcome request_stop(const StopRequest& req);
+  void on_main_exited(int code, int status);  // waitid() si_code, si_status
+  void on_tree_empty();
+  void on_timer();
+  void on_cleanup_done(bool ok, const std::string& error);
+
+  // Progress reported by the job (notify protocol).
+  void set_progress(std::string phase, double progress);
+  void set_status_text(std::string text);
+
+  const std::string& id() const { return id_; }
+  const JobSpec& spec() const { return spec_; }
+  JobState state() const { return state_; }
+  SubState sub_state() const { return sub_state_; }
+
+  // Recorded facts, read by the bus layer.
+  pid_t main_pid = 0;
+  bool main_alive = false;
+  bool tree_alive = false;
+  usec_t created_usec = 0, started_usec = 0, stop_requested_usec = 0, finished_usec = 0, cancelled_usec = 0;
+  StopMode stop_mode = StopMode::None;
+  std::string cancel_reason, cancel_notes;
+  uint32_t requested_by_uid = 0;
+  bool stop_requested = false;
+  int exit_code = -1;    // -1: did not exit normally (yet)
+  int exit_signal = 0;   // signal that ended the main process, 0 if none
+  int start_error = 0;   // errno of a failed start
+  std::string status_text, phase;
+  double progress = -1;
+  std::vector<pid_t> stuck_pids;
+  usec_t stop_timeout_used = 0;
+
+ private:
+  void enter_running();
+  void enter_stop_sigterm(usec_t timeout);
+  void enter_stop_sigkill(SubState sub);
+  void enter_unkillable();
+  void enter_cleaning();
+  void enter_dead();
+  void set_state(JobState s, SubState sub);
+  void maybe_done();
+
+  JobDriver& driver_;
+  std::string id_;
+  JobSpec spec_;
+  usec_t final_kill_timeout_;
+  JobState state_ = JobState::Pending;
+  SubState sub_state_ = SubState::Queued;
+};
+
+}  // namespace repvisor::core

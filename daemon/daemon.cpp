@@ -1,0 +1,77 @@
+#include "daemon.hpp"
+
+#include <signal.h>
+
+#include "util/log.hpp"
+
+namespace repvisor {
+
+Daemon::Daemon(config::Config cfg) : cfg_(std::move(cfg)) {
+  if (int r = uv_loop_init(&loop_); r < 0) throw std::runtime_error(std::string("uv_loop_init: ") + uv_strerror(r));
+}
+
+Daemon::~Daemon() {
+  server_.reset();
+  api_.reset();
+  sup_.reset();
+  prepare_.reset();
+  sigterm_.reset();
+  sigint_.reset();
+  // Let the close callbacks run, then the loop must have nothing left.
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  if (uv_loop_close(&loop_) != 0) log::err("event loop still has open handles at exit");
+}
+
+int Daemon::run() {
+  signal(SIGPIPE, SIG_IGN);
+  sup_ = std::make_unique<Supervisor>(&loop_, cfg_);
+  sup_->init();
+  api_ = std::make_unique<bus::Api>(*sup_);
+  server_ = std::make_unique<bus::PrivateServer>(&loop_, *api_, cfg_.runtime_dir + "/private");
+
+  prepare_ = make_uv<uv_prepare_t>([&](uv_prepare_t* p) { return uv_prepare_init(&loop_, p); }, this);
+  uv_prepare_start(prepare_.get(), [](uv_prepare_t* p) {
+    if (auto* d = static_cast<Daemon*>(p->data)) d->before_poll();
+  });
+  auto on_signal = [](uv_signal_t* s, int sig) {
+    if (auto* d = static_cast<Daemon*>(s->data)) d->on_stop_signal(sig);
+  };
+  sigterm_ = make_uv<uv_signal_t>([&](uv_signal_t* s) { return uv_signal_init(&loop_, s); }, this);
+  sigint_ = make_uv<uv_signal_t>([&](uv_signal_t* s) { return uv_signal_init(&loop_, s); }, this);
+  uv_signal_start(sigterm_.get(), on_signal, SIGTERM);
+  uv_signal_start(sigint_.get(), on_signal, SIGINT);
+
+  // Served last, once everything behind it is ready.
+  server_->listen();
+  log::notice("repvisord {} ready (state {}, runtime {})", REPVISOR_VERSION, cfg_.state_dir, cfg_.runtime_dir);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  log::notice("stopped");
+  return 0;
+}
+
+void Daemon::before_poll() {
+  sup_->run_deferred();
+  api_->flush();
+  if (server_) server_->update();
+}
+
+void Daemon::on_stop_signal(int sig) {
+  if (stopping_) {
+    log::notice("{} received again: already stopping", strsignal(sig));
+    return;
+  }
+  stopping_ = true;
+  log::notice("{} received: stopping all jobs", strsignal(sig));
+  sup_->shutdown([this] {
+    // Every job is recorded terminal: answer what is pending, then let the loop run dry.
+    api_->flush();
+    server_->update();
+    server_->close();
+    prepare_.reset();
+    sigterm_.reset();
+    sigint_.reset();
+    uv_stop(&loop_);
+  });
+}
+
+}  // namespace repvisor

@@ -1,0 +1,35 @@
+// repvisord as a library: the loop and everything on it. main.cpp only parses the command line.
+#pragma once
+#include <uv.h>
+
+#include <memory>
+
+#include "bus/api.hpp"
+#include "bus/server.hpp"
+#include "config/config.hpp"
+#include "supervisor/supervisor.hpp"
+
+namespace repvisor {
+
+class Daemon {
+ public:
+  explicit Daemon(config::Config cfg);
+  ~Daemon();
+  // Runs until told to stop (SIGTERM/SIGINT) and every job is stopped. Returns the exit code.
+  int run();
+
+ private:
+  void before_poll();
+  void on_stop_signal(int sig);
+
+  uv_loop_t loop_{};
+  config::Config cfg_;
+  std::unique_ptr<Supervisor> sup_;
+  std::unique_ptr<bus::Api> api_;
+  std::unique_ptr<bus::PrivateServer> server_;
+  UvPtr<uv_prepare_t> prepare_;
+  UvPtr<uv_signal_t> sigterm_, sigint_;
+  bool stopping_ = false;
+};
+
+}  // namespace repvisor

@@ -1,0 +1,449 @@
+#include "supervisor/supervisor.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include "sys/pidfd.hpp"
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+#include "sys/proc.hpp"
+#include "sys/spawn.hpp"
+#include "util/id.hpp"
+#include "util/log.hpp"
+
+namespace repvisor {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+uint64_t usec_to_ms_ceil(usec_t usec) { return (usec + USEC_PER_MSEC - 1) / USEC_PER_MSEC; }
+}  // namespace
+
+struct Supervisor::Entry {
+  std::unique_ptr<core::Job> job;
+  Fd pidfd;
+  UvPtr<uv_poll_t> pid_poll;
+  UvPtr<uv_fs_event_t> cgroup_watch;
+  UvPtr<uv_timer_t> timer;
+  std::vector<std::function<void(core::Job*)>> waiters;
+  bool in_cgroup = false;
+  bool deleting = false;
+  Supervisor* owner = nullptr;
+};
+
+Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(std::move(cfg)) {}
+
+Supervisor::~Supervisor() = default;
+
+void Supervisor::init() {
+  std::error_code ec;
+  for (const auto& dir : {cfg_.state_dir, cfg_.state_dir + "/logs", cfg_.runtime_dir}) {
+    fs::create_directories(dir, ec);
+    if (ec) throw std::runtime_error("cannot create " + dir + ": " + ec.message());
+  }
+  chmod(cfg_.runtime_dir.c_str(), 0755);
+
+  // Orphans of our jobs come back to us, not to PID 1, so we can reap them ourselves.
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) throw std::runtime_error(std::string("PR_SET_CHILD_SUBREAPER: ") + strerror(errno));
+
+  if (cfg_.cgroup_root == "none") {
+    log::warning("cgroup_root = \"none\": jobs run in their own session only; a process that leaves the "
+                 "session escapes supervision");
+  } else {
+    std::string why;
+    cgroups_ = sys::CgroupTree::open(cfg_.cgroup_root, &why);
+    if (cgroups_) {
+      log::info("job cgroups under {}", cgroups_->root());
+    } else {
+      if (cfg_.cgroup_root != "auto") throw std::runtime_error("cgroup_root: " + why);
+      log::warning("no writable cgroup v2 ({}): falling back to a session per job with the daemon as child "
+                   "subreaper; a process that leaves the session escapes supervision",
+                   why);
+    }
+  }
+
+  sigchld_ = make_uv<uv_signal_t>([&](uv_signal_t* s) { return uv_signal_init(loop_, s); }, this);
+  uv_signal_start(
+      sigchld_.get(), [](uv_signal_t* s, int) { static_cast<Supervisor*>(s->data)->on_sigchld(); }, SIGCHLD);
+  uv_unref(reinterpret_cast<uv_handle_t*>(sigchld_.get()));
+}
+
+usec_t Supervisor::now() { return now_realtime(); }
+
+Supervisor::Entry& Supervisor::entry(const core::Job& job) { return *entries_.at(job.id()); }
+
+const core::Job& Supervisor::submit(core::JobSpec spec, uint32_t uid) {
+  if (shutting_down_) throw ApiError(ErrorKind::ShuttingDown, "the daemon is shutting down");
+  if (!spec.name.empty() && names_.count(spec.name))
+    throw ApiError(ErrorKind::InvalidArgs, "name: a job named '" + spec.name + "' already exists");
+  std::string id;
+  do id = new_job_id();
+  while (entries_.count(id));
+
+  auto e = std::make_unique<Entry>();
+  e->owner = this;
+  e->job = std::make_unique<core::Job>(*this, id, std::move(spec), cfg_.final_kill_timeout);
+  e->timer = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, e.get());
+  core::Job& job = *e->job;
+  if (!job.spec().name.empty()) names_[job.spec().name] = id;
+  entries_.emplace(id, std::move(e));
+  log::info("job {} submitted by uid {}: {}", id, uid, job.spec().argv.front());
+  if (observer_) observer_->job_added(job);
+  queue_.push_back(id);
+  start_queued();
+  return job;
+}
+
+core::Job* Supervisor::find_by_id(std::string_view id) {
+  auto it = entries_.find(std::string(id));
+  return it == entries_.end() ? nullptr : it->second->job.get();
+}
+
+core::Job& Supervisor::lookup(std::string_view key) {
+  if (key.empty()) throw ApiError(ErrorKind::InvalidArgs, "job: empty job id or name");
+  if (auto* j = find_by_id(key)) return *j;
+  if (auto it = names_.find(std::string(key)); it != names_.end()) return *entries_.at(it->second)->job;
+  if (is_job_id_prefix(key)) {
+    auto it = entries_.lower_bound(std::string(key));
+    if (it != entries_.end() && it->first.compare(0, key.size(), key) == 0) {
+      auto next = std::next(it);
+      if (next != entries_.end() && next->first.compare(0, key.size(), key) == 0)
+        throw ApiError(ErrorKind::InvalidArgs, "job: id prefix '" + std::string(key) + "' matches more than one job");
+      return *it->second->job;
+    }
+  }
+  throw ApiError(ErrorKind::NoSuchJob, "no job with id or name '" + std::string(key) + "'");
+}
+
+std::vector<const core::Job*> Supervisor::jobs() const {
+  std::vector<const core::Job*> out;
+  out.reserve(entries_.size());
+  for (const auto& [id, e] : entries_) out.push_back(e->job.get());
+  return out;
+}
+
+std::string Supervisor::log_path(const core::Job& job) const { return cfg_.state_dir + "/logs/" + job.id() + ".log"; }
+
+core::StopOutcome Supervisor::stop(core::Job& job, const core::StopRequest& req) {
+  if (job.state() == core::JobState::Pending)
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), job.id()), queue_.end());
+  return job.request_stop(req);
+}
+
+void Supervisor::when_finished(const std::string& id, std::function<void(core::Job*)> fn) {
+  auto it = entries_.find(id);
+  if (it == entries_.end()) {
+    fn(nullptr);
+    return;
+  }
+  if (core::is_terminal(it->second->job->state()) &&
+      std::find(finished_.begin(), finished_.end(), id) == finished_.end()) {
+    fn(it->second->job.get());
+    return;
+  }
+  it->second->waiters.push_back(std::move(fn));
+}
+
+void Supervisor::delete_job(core::Job& job, const DeleteOptions& opts,
+                            std::function<void(std::optional<DeleteResult>, std::optional<ApiError>)> done) {
+  const std::string id = job.id();
+  if (!core::is_terminal(job.state())) {
+    if (!opts.force) {
+      done(std::nullopt, ApiError(ErrorKind::JobActive, "job " + id + " is " + core::to_string(job.state()) +
+                                                            ": stop it first or delete with force"));
+      return;
+    }
+    if (!job.stop_requested || job.stop_mode != core::StopMode::Force)
+      stop(job, core::StopRequest{.force = true, .reason = "deleted", .uid = opts.uid});
+  }
+  when_finished(id, [this, id, opts, done = std::move(done)](core::Job* j) {
+    if (!j) {  // another delete got there first: the job is gone, which is what was asked
+      done(DeleteResult{id, now()}, std::nullopt);
+      return;
+    }
+    log::info("job {} deleted by uid {}{}", id, opts.uid, opts.keep_data ? " (data kept)" : "");
+    remove_entry(id, opts.keep_data);
+    done(DeleteResult{id, now()}, std::nullopt);
+  });
+}
+
+void Supervisor::remove_entry(const std::string& id, bool keep_data) {
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  core::Job& job = *it->second->job;
+  if (!keep_data) {
+    std::error_code ec;
+    fs::remove(log_path(job), ec);
+  }
+  std::error_code ec;
+  fs::remove_all(cfg_.runtime_dir + "/jobs/" + id, ec);
+  if (!job.spec().name.empty()) names_.erase(job.spec().name);
+  // Waiters of a job deleted under them learn it is gone.
+  auto waiters = std::move(it->second->waiters);
+  entries_.erase(it);
+  for (auto& w : waiters) w(nullptr);
+  if (observer_) observer_->job_removed(id);
+}
+
+// ---- starting ------------------------------------------------------------------------------
+
+void Supervisor::start_queued() {
+  while (!queue_.empty() && active_ < cfg_.max_concurrent_jobs && !shutting_down_) {
+    std::string id = queue_.front();
+    queue_.pop_front();
+    if (auto* job = find_by_id(id)) {
+      job->start();
+      update_active();
+    }
+  }
+}
+
+int Supervisor::spawn(core::Job& job) {
+  Entry& e = entry(job);
+  const auto& spec = job.spec();
+
+  std::string path_env = kDefaultPath;
+  if (auto it = spec.env.find("PATH"); it != spec.env.end()) path_env = it->second;
+  int err = 0;
+  sys::SpawnRequest req;
+  req.executable = sys::find_executable(spec.argv[0], path_env, &err);
+  if (req.executable.empty()) return -err;
+  req.argv = spec.argv;
+  req.working_directory = spec.working_directory;
+  std::map<std::string, std::string> env{{"PATH", kDefaultPath}, {"REPVISOR_JOB_ID", job.id()}};
+  if (!spec.name.empty()) env["REPVISOR_JOB_NAME"] = spec.name;
+  for (const auto& [k, v] : spec.env) env[k] = v;
+  for (const auto& [k, v] : env) req.env.push_back(k + "=" + v);
+
+  // A file, not a pipe: the job's output does not depend on the daemon staying up.
+  Fd out(::open(log_path(job).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640));
+  if (!out) return -errno;
+  req.output_fd = out.get();
+
+  Fd cgroup_dir;
+  if (cgroups_) {
+    if (int r = cgroups_->create(cgroup_name(job), &cgroup_dir); r < 0) return r;
+    req.cgroup_fd = cgroup_dir.get();
+  }
+  sys::Spawned child;
+  if (int r = sys::spawn(req, &child); r < 0) {
+    if (cgroups_) cgroups_->remove(cgroup_name(job));
+    return r;
+  }
+  job.main_pid = child.pid;
+  main_pids_.insert(child.pid);
+  e.pidfd = std::move(child.pidfd);
+  e.in_cgroup = cgroups_.has_value();
+  e.pid_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.pidfd.get()); }, &e);
+  uv_poll_start(e.pid_poll.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
+    auto* en = static_cast<Entry*>(p->data);
+    if (en) en->owner->on_pidfd(*en);
+  });
+  if (e.in_cgroup) {
+    // cgroup.events changes ("populated 0") arrive as inotify modify events.
+    e.cgroup_watch = make_uv<uv_fs_event_t>([&](uv_fs_event_t* w) { return uv_fs_event_init(loop_, w); }, &e);
+    uv_fs_event_start(
+        e.cgroup_watch.get(),
+        [](uv_fs_event_t* w, const char*, int, int) {
+          auto* en = static_cast<Entry*>(w->data);
+          if (en) en->owner->on_cgroup_event(*en);
+        },
+        cgroups_->events_file(cgroup_name(job)).c_str(), 0);
+  }
+  return 0;
+}
+
+// ---- watching -----------------------------------------------------------------------------
+
+void Supervisor::on_pidfd(Entry& e) {
+  siginfo_t si{};
+  if (waitid(P_PIDFD, static_cast<id_t>(e.pidfd.get()), &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) return;
+  core::Job& job = *e.job;
+  main_pids_.erase(job.main_pid);
+  e.pid_poll.reset();
+  e.pidfd.reset();
+  job.on_main_exited(si.si_code, si.si_status);
+  // The tree may have emptied before our cgroup watch was set up: look once now.
+  if (job.tree_alive) check_tree(e);
+}
+
+void Supervisor::on_cgroup_event(Entry& e) {
+  if (e.job->tree_alive) check_tree(e);
+}
+
+void Supervisor::check_tree(Entry& e) {
+  core::Job& job = *e.job;
+  const bool alive = e.in_cgroup ? cgroups_->populated(cgroup_name(job))
+                                 : (job.main_alive || !sys::session_members(job.main_pid).empty());
+  if (!alive) job.on_tree_empty();
+}
+
+void Supervisor::on_sigchld() {
+  reap_orphans();
+  // Without cgroups the end of a session is seen only through its members dying, and the
+  // orphans among them are ours (child subreaper).
+  for (auto& [id, e] : entries_)
+    if (!e->in_cgroup && e->job->tree_alive && !e->job->main_alive) check_tree(*e);
+}
+
+void Supervisor::reap_orphans() {
+  // Only processes that are ours and not a job's main process (those are reaped through their
+  // pidfd): never waitpid(-1), which would steal exit statuses.
+  for (pid_t pid : sys::own_children()) {
+    if (main_pids_.count(pid)) continue;
+    if (sys::process_state(pid) == 'Z') waitpid(pid, nullptr, WNOHANG);
+  }
+}
+
+// ---- acting -------------------------------------------------------------------------------
+
+int Supervisor::signal_main(core::Job& job, int sig) {
+  Entry& e = entry(job);
+  if (!e.pidfd) return -ESRCH;
+  return sys::pidfd_send_signal(e.pidfd.get(), sig, nullptr, 0) < 0 ? -errno : 0;
+}
+
+int Supervisor::signal_tree(core::Job& job, int sig) {
+  Entry& e = entry(job);
+  if (e.in_cgroup) return cgroups_->signal_all(cgroup_name(job), sig);
+  int r = 0;
+  if (e.pidfd && sys::pidfd_send_signal(e.pidfd.get(), sig, nullptr, 0) < 0) r = -errno;
+  for (pid_t pid : sys::session_members(job.main_pid)) {
+    Fd fd(sys::pidfd_open(pid, 0));
+    if (fd) sys::pidfd_send_signal(fd.get(), sig, nullptr, 0);
+  }
+  return r;
+}
+
+int Supervisor::kill_tree(core::Job& job) {
+  Entry& e = entry(job);
+  if (e.in_cgroup) {
+    int r = cgroups_->kill(cgroup_name(job));
+    if (r < 0) r = cgroups_->signal_all(cgroup_name(job), SIGKILL);  // kernels without cgroup.kill
+    return r;
+  }
+  return signal_tree(job, SIGKILL);
+}
+
+void Supervisor::arm_timer(core::Job& job, usec_t after) {
+  Entry& e = entry(job);
+  uv_timer_start(
+      e.timer.get(),
+      [](uv_timer_t* t) {
+        auto* en = static_cast<Entry*>(t->data);
+        if (en) en->job->on_timer();
+      },
+      usec_to_ms_ceil(after), 0);
+}
+
+void Supervisor::disarm_timer(core::Job& job) { uv_timer_stop(entry(job).timer.get()); }
+
+std::vector<pid_t> Supervisor::tree_pids(core::Job& job) {
+  Entry& e = entry(job);
+  if (e.in_cgroup) return cgroups_->procs(cgroup_name(job));
+  return sys::session_members(job.main_pid);
+}
+
+void Supervisor::begin_cleanup(core::Job& job) {
+  Entry& e = entry(job);
+  e.pid_poll.reset();
+  e.cgroup_watch.reset();
+  std::string error;
+  if (e.in_cgroup) {
+    if (int r = cgroups_->remove(cgroup_name(job)); r < 0)
+      error = "cannot remove cgroup " + cgroups_->path_of(cgroup_name(job)) + ": " + strerror(-r);
+  } else if (cgroups_ && job.start_error) {
+    cgroups_->remove(cgroup_name(job));
+  }
+  std::error_code ec;
+  fs::remove_all(cfg_.runtime_dir + "/jobs/" + job.id(), ec);
+  job.on_cleanup_done(error.empty(), error);
+}
+
+void Supervisor::changed(core::Job& job, uint32_t what) {
+  if (observer_) observer_->job_changed(job, what);
+}
+
+void Supervisor::finished(core::Job& job) {
+  Entry& e = entry(job);
+  uv_timer_stop(e.timer.get());
+  // Waiters and queued starts run from run_deferred(), never inside a state transition: a
+  // waiter may delete the very job whose transition is still on the stack.
+  finished_.push_back(job.id());
+}
+
+void Supervisor::event(core::Job& job, std::string_view type, std::string_view message) {
+  log::info("job {}{}{}: {}: {}", job.id(), job.spec().name.empty() ? "" : " ", job.spec().name, type, message);
+}
+
+void Supervisor::update_active() {
+  unsigned n = 0;
+  for (const auto& [id, e] : entries_)
+    if (core::is_active(e->job->state())) ++n;
+  if (n != active_) {
+    active_ = n;
+    if (observer_) observer_->jobs_active_changed();
+  }
+}
+
+void Supervisor::run_deferred() {
+  while (!finished_.empty()) {
+    std::string id = finished_.front();
+    finished_.pop_front();
+    update_active();
+    auto it = entries_.find(id);
+    if (it != entries_.end()) {
+      auto waiters = std::move(it->second->waiters);
+      for (auto& w : waiters) w(find_by_id(id));
+    }
+    start_queued();
+  }
+  update_active();
+  if (shutting_down_ && shutdown_done_ && active_ == 0) {
+    bool all_done = std::all_of(entries_.begin(), entries_.end(),
+                                [](const auto& kv) { return !core::is_active(kv.second->job->state()); });
+    if (all_done) {
+      shutdown_timer_.reset();
+      auto done = std::move(shutdown_done_);
+      shutdown_done_ = nullptr;
+      done();
+    }
+  }
+}
+
+// ---- shutdown -----------------------------------------------------------------------------
+
+void Supervisor::shutdown(std::function<void()> done) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  shutdown_done_ = std::move(done);
+  log::notice("shutting down: stopping {} active job(s)", active_);
+  for (auto& [id, e] : entries_) {
+    core::Job& job = *e->job;
+    if (core::is_terminal(job.state())) continue;
+    core::StopRequest req{.reason = "daemon_shutdown"};
+    req.timeout = std::min(job.spec().stop_timeout, cfg_.shutdown_timeout);
+    stop(job, req);
+  }
+  queue_.clear();
+  shutdown_timer_ = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, this);
+  uv_timer_start(
+      shutdown_timer_.get(),
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Supervisor*>(t->data);
+        log::warning("shutdown timeout expired: killing what is left");
+        for (auto& [id, e] : self->entries_)
+          if (!core::is_terminal(e->job->state())) self->stop(*e->job, core::StopRequest{.force = true, .reason = "daemon_shutdown"});
+      },
+      usec_to_ms_ceil(cfg_.shutdown_timeout), 0);
+}
+
+}  // namespace repvisor

@@ -1,0 +1,122 @@
+// The supervisor: owns every job, runs the state machines against real processes and cgroups,
+// and offers the operations the API exposes. It knows nothing of D-Bus; the bus layer watches it
+// through SupervisorObserver.
+#pragma once
+#include <uv.h>
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "config/config.hpp"
+#include "core/errors.hpp"
+#include "core/job.hpp"
+#include "sys/cgroup.hpp"
+#include "util/fd.hpp"
+#include "util/uv.hpp"
+
+namespace repvisor {
+
+class SupervisorObserver {
+ public:
+  virtual ~SupervisorObserver() = default;
+  virtual void job_added(const core::Job& job) = 0;
+  virtual void job_changed(const core::Job& job, uint32_t what) = 0;
+  virtual void job_removed(const std::string& id) = 0;
+  virtual void jobs_active_changed() = 0;
+};
+
+struct DeleteOptions {
+  bool force = false;
+  bool keep_data = false;
+  uint32_t uid = 0;
+};
+
+struct DeleteResult {
+  std::string id;
+  usec_t deleted_usec = 0;
+};
+
+class Supervisor final : public core::JobDriver {
+ public:
+  Supervisor(uv_loop_t* loop, config::Config cfg);
+  ~Supervisor() override;
+
+  // Creates directories, the cgroup subtree, becomes child subreaper. Throws on failure.
+  void init();
+  void set_observer(SupervisorObserver* o) { observer_ = o; }
+
+  const core::Job& submit(core::JobSpec spec, uint32_t uid);
+  // By full id, unique id prefix (4+ hex chars) or name. Throws NoSuchJob / InvalidArgs.
+  core::Job& lookup(std::string_view key);
+  core::Job* find_by_id(std::string_view id);
+  std::vector<const core::Job*> jobs() const;
+  core::StopOutcome stop(core::Job& job, const core::StopRequest& req);
+  // Runs `fn` once the job is terminal (at once if it is); fn gets nullptr if the job was deleted.
+  void when_finished(const std::string& id, std::function<void(core::Job*)> fn);
+  // Deletes a job; active jobs need `force`. `done` gets the result or an ApiError.
+  void delete_job(core::Job& job, const DeleteOptions& opts,
+                  std::function<void(std::optional<DeleteResult>, std::optional<ApiError>)> done);
+  std::string log_path(const core::Job& job) const;
+
+  // Stops every job (graceful, force after shutdown_timeout) and calls done when all are terminal.
+  void shutdown(std::function<void()> done);
+  bool shutting_down() const { return shutting_down_; }
+
+  unsigned jobs_active() const { return active_; }
+  const config::Config& config() const { return cfg_; }
+  bool using_cgroups() const { return cgroups_.has_value(); }
+
+  // Called by the loop glue once per iteration, before it blocks: runs deferred work (finished
+  // jobs, queued starts).
+  void run_deferred();
+
+  // core::JobDriver
+  int spawn(core::Job& job) override;
+  int signal_main(core::Job& job, int sig) override;
+  int signal_tree(core::Job& job, int sig) override;
+  int kill_tree(core::Job& job) override;
+  void arm_timer(core::Job& job, usec_t after) override;
+  void disarm_timer(core::Job& job) override;
+  std::vector<pid_t> tree_pids(core::Job& job) override;
+  void begin_cleanup(core::Job& job) override;
+  void changed(core::Job& job, uint32_t what) override;
+  void finished(core::Job& job) override;
+  void event(core::Job& job, std::string_view type, std::string_view message) override;
+  usec_t now() override;
+
+ private:
+  struct Entry;
+  Entry& entry(const core::Job& job);
+  void on_pidfd(Entry& e);
+  void on_cgroup_event(Entry& e);
+  void check_tree(Entry& e);
+  void on_sigchld();
+  void reap_orphans();
+  void start_queued();
+  void remove_entry(const std::string& id, bool keep_data);
+  void update_active();
+  std::string cgroup_name(const core::Job& job) const { return "job-" + job.id(); }
+
+  uv_loop_t* loop_;
+  config::Config cfg_;
+  std::optional<sys::CgroupTree> cgroups_;
+  SupervisorObserver* observer_ = nullptr;
+  std::map<std::string, std::unique_ptr<Entry>> entries_;  // ordered by id: prefix lookups
+  std::unordered_map<std::string, std::string> names_;     // name -> id
+  std::deque<std::string> queue_;                          // pending job ids, FIFO
+  std::deque<std::string> finished_;                       // terminal, waiters not yet run
+  std::unordered_set<pid_t> main_pids_;                    // ours to reap through pidfds
+  unsigned active_ = 0;
+  bool shutting_down_ = false;
+  std::function<void()> shutdown_done_;
+  UvPtr<uv_signal_t> sigchld_;
+  UvPtr<uv_timer_t> shutdown_timer_;
+};
+
+}  // namespace repvisor

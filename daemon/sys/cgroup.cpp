@@ -1,0 +1,156 @@
+#include "sys/cgroup.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include "sys/pidfd.hpp"
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace repvisor::sys {
+
+namespace {
+
+int write_file(const std::string& path, std::string_view data) {
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return -errno;
+  if (::write(fd.get(), data.data(), data.size()) < 0) return -errno;
+  return 0;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// mountinfo escapes blanks in paths as octal ("\040").
+std::string unescape_mountinfo(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string find_cgroup2_mount() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // "36 35 0:30 / /sys/fs/cgroup rw,... shared:9 - cgroup2 cgroup2 rw"
+    auto dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream tail(line.substr(dash + 3));
+    std::string fstype;
+    tail >> fstype;
+    if (fstype != "cgroup2") continue;
+    std::istringstream head(line.substr(0, dash));
+    std::string id, parent, devno, root, mountpoint;
+    head >> id >> parent >> devno >> root >> mountpoint;
+    return unescape_mountinfo(mountpoint);
+  }
+  return {};
+}
+
+std::string own_cgroup() {
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("0::", 0) == 0) return line.substr(3);
+  return {};
+}
+
+std::optional<CgroupTree> CgroupTree::open(const std::string& setting, std::string* why) {
+  const std::string mount = find_cgroup2_mount();
+  if (mount.empty()) {
+    *why = "no cgroup2 file system is mounted";
+    return std::nullopt;
+  }
+  std::string root;
+  if (setting == "auto") {
+    std::string own = own_cgroup();
+    if (own.empty()) {
+      *why = "cannot tell this process's cgroup from /proc/self/cgroup";
+      return std::nullopt;
+    }
+    if (own == "/") own.clear();
+    // Under systemd with Delegate=yes our own cgroup is ours to divide; elsewhere we make a
+    // subtree of our own so that we never mix with a foreign manager's cgroups.
+    root = mount + own + (getenv("INVOCATION_ID") ? "" : "/repvisor");
+  } else if (setting.rfind(mount + "/", 0) == 0) {
+    root = setting;
+  } else {
+    root = mount + setting;
+  }
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  std::error_code ec;
+  std::filesystem::create_directories(root, ec);
+  if (ec) {
+    *why = "cannot create " + root + ": " + ec.message();
+    return std::nullopt;
+  }
+  if (access((root + "/cgroup.procs").c_str(), W_OK) != 0) {
+    *why = root + " is not a writable cgroup v2 directory";
+    return std::nullopt;
+  }
+  return CgroupTree(root);
+}
+
+int CgroupTree::create(const std::string& name, Fd* dir) const {
+  const std::string p = path_of(name);
+  if (::mkdir(p.c_str(), 0755) < 0 && errno != EEXIST) return -errno;
+  Fd fd(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return -errno;
+  *dir = std::move(fd);
+  return 0;
+}
+
+int CgroupTree::kill(const std::string& name) const {
+  int r = write_file(path_of(name) + "/cgroup.kill", "1");
+  return r == -ENOENT ? 0 : r;
+}
+
+int CgroupTree::signal_all(const std::string& name, int sig) const {
+  int result = 0;
+  for (pid_t pid : procs(name)) {
+    // Through a pidfd so that a PID recycled between the read and the signal is never hit
+    // unless it was recycled into this very cgroup (impossible: it would have to be ours).
+    Fd pidfd(pidfd_open(pid, 0));
+    if (!pidfd) continue;
+    if (pidfd_send_signal(pidfd.get(), sig, nullptr, 0) < 0 && errno != ESRCH) result = -errno;
+  }
+  return result;
+}
+
+std::vector<pid_t> CgroupTree::procs(const std::string& name) const {
+  std::vector<pid_t> out;
+  std::ifstream in(path_of(name) + "/cgroup.procs");
+  pid_t pid;
+  while (in >> pid) out.push_back(pid);
+  return out;
+}
+
+bool CgroupTree::populated(const std::string& name) const {
+  const std::string events = read_file(events_file(name));
+  return events.find("populated 1") != std::string::npos;
+}
+
+int CgroupTree::remove(const std::string& name) const {
+  if (::rmdir(path_of(name).c_str()) < 0 && errno != ENOENT) return -errno;
+  return 0;
+}
+
+}  // namespace repvisor::sys

@@ -1,0 +1,42 @@
+// The cgroup v2 subtree the daemon puts its jobs in: one child cgroup per job, entered
+// race-free by clone3(CLONE_INTO_CGROUP), killed as a whole with cgroup.kill.
+#pragma once
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/fd.hpp"
+
+namespace repvisor::sys {
+
+// Mount point of the cgroup2 file system, from /proc/self/mountinfo; empty when none.
+std::string find_cgroup2_mount();
+// This process's cgroup v2 path ("/system.slice/repvisord.service"); empty when unknown.
+std::string own_cgroup();
+
+class CgroupTree {
+ public:
+  // setting: "auto" or an absolute path (a cgroup path below the cgroup2 mount, or a file-system
+  // path inside it). Creates the root when missing. nullopt with *why when unusable.
+  static std::optional<CgroupTree> open(const std::string& setting, std::string* why);
+
+  const std::string& root() const { return root_; }
+  std::string path_of(const std::string& name) const { return root_ + "/" + name; }
+
+  // Creates (or reuses an empty) child cgroup and returns an O_DIRECTORY fd for clone3; -errno.
+  int create(const std::string& name, Fd* dir) const;
+  int kill(const std::string& name) const;                  // cgroup.kill
+  int signal_all(const std::string& name, int sig) const;  // each process in cgroup.procs
+  std::vector<pid_t> procs(const std::string& name) const;
+  bool populated(const std::string& name) const;
+  int remove(const std::string& name) const;  // rmdir; 0 when already gone
+  std::string events_file(const std::string& name) const { return path_of(name) + "/cgroup.events"; }
+
+ private:
+  explicit CgroupTree(std::string root) : root_(std::move(root)) {}
+  std::string root_;
+};
+
+}  // namespace repvisor::sys

@@ -1,0 +1,64 @@
+#include "sys/proc.hpp"
+
+#include <dirent.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace repvisor::sys {
+
+namespace {
+// Fields of /proc/PID/stat after the command name, which may itself hold blanks and parentheses.
+bool read_stat(pid_t pid, char* state, pid_t* sid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = s.rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream rest(s.substr(close + 2));
+  pid_t ppid, pgrp, session;
+  char st;
+  if (!(rest >> st >> ppid >> pgrp >> session)) return false;
+  if (state) *state = st;
+  if (sid) *sid = session;
+  return true;
+}
+}  // namespace
+
+std::vector<pid_t> own_children() {
+  std::vector<pid_t> out;
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream in(std::string("/proc/self/task/") + e->d_name + "/children");
+    pid_t pid;
+    while (in >> pid) out.push_back(pid);
+  }
+  closedir(d);
+  return out;
+}
+
+char process_state(pid_t pid) {
+  char st = 0;
+  return read_stat(pid, &st, nullptr) ? st : 0;
+}
+
+std::vector<pid_t> session_members(pid_t sid) {
+  std::vector<pid_t> out;
+  DIR* d = opendir("/proc");
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    char* end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end || pid <= 0) continue;
+    char st;
+    pid_t s;
+    if (read_stat(static_cast<pid_t>(pid), &st, &s) && s == sid && st != 'Z') out.push_back(static_cast<pid_t>(pid));
+  }
+  closedir(d);
+  return out;
+}
+
+}  // namespace repvisor::sys

@@ -1,0 +1,13 @@
+// Small /proc readers used to find and reap what the kernel hands us as child subreaper.
+#pragma once
+#include <sys/types.h>
+
+#include <vector>
+
+namespace repvisor::sys {
+
+std::vector<pid_t> own_children();    // from /proc/self/task/*/children
+char process_state(pid_t pid);        // 'R', 'S', 'Z', ...; 0 when gone
+std::vector<pid_t> session_members(pid_t sid);  // every process whose session id is sid
+
+}  // namespace repvisor::sys

@@ -1,0 +1,131 @@
+#include "sys/spawn.hpp"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace repvisor::sys {
+
+namespace {
+
+[[noreturn]] void child_fail(int errpipe) {
+  int e = errno;
+  ssize_t ignored = ::write(errpipe, &e, sizeof e);
+  (void)ignored;
+  _exit(127);
+}
+
+// Runs in the child between clone3() and execve(): async-signal-safe calls only.
+[[noreturn]] void child(const SpawnRequest& req, char* const* argv, char* const* envp, int errpipe) {
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_UNBLOCK, &all, nullptr);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < _NSIG; ++sig) sigaction(sig, &dfl, nullptr);
+
+  // A session of its own: no terminal signals from us, and in fallback mode the session id
+  // names the job's processes.
+  if (setsid() < 0) child_fail(errpipe);
+
+  int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0) child_fail(errpipe);
+  if (req.output_fd >= 0) {
+    if (dup2(req.output_fd, STDOUT_FILENO) < 0 || dup2(req.output_fd, STDERR_FILENO) < 0) child_fail(errpipe);
+  }
+  if (chdir(req.working_directory.c_str()) < 0) child_fail(errpipe);
+  // Nothing of the daemon's (bus sockets, other jobs' pidfds) leaks into the job.
+  if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(errpipe);
+  execve(req.executable.c_str(), argv, envp);
+  child_fail(errpipe);
+}
+
+}  // namespace
+
+int spawn(const SpawnRequest& req, Spawned* out) {
+  // Everything the child needs is built before the clone: it must not allocate.
+  std::vector<char*> argv, envp;
+  for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : req.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0) return -errno;
+  Fd rd(pipefd[0]), wr(pipefd[1]);
+
+  int pidfd = -1;
+  clone_args args{};
+  args.flags = CLONE_PIDFD | CLONE_VFORK;
+  args.pidfd = reinterpret_cast<uintptr_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  if (req.cgroup_fd >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(req.cgroup_fd);
+  }
+  // CLONE_VFORK without CLONE_VM: the child has its own copy of memory, and we resume only
+  // once it has exec'd or died, so the error pipe below can be read without blocking.
+  long pid = syscall(SYS_clone3, &args, sizeof args);
+  if (pid < 0) return -errno;
+  if (pid == 0) child(req, argv.data(), envp.data(), wr.get());
+
+  Fd owned_pidfd(pidfd);
+  wr.reset();
+  int child_errno = 0;
+  ssize_t n;
+  do n = ::read(rd.get(), &child_errno, sizeof child_errno);
+  while (n < 0 && errno == EINTR);
+  if (n == sizeof child_errno) {
+    siginfo_t si{};
+    waitid(P_PIDFD, static_cast<id_t>(owned_pidfd.get()), &si, WEXITED);
+    return -(child_errno ? child_errno : EIO);
+  }
+  out->pid = static_cast<pid_t>(pid);
+  out->pidfd = std::move(owned_pidfd);
+  return 0;
+}
+
+std::string find_executable(const std::string& name, const std::string& path_env, int* error) {
+  *error = ENOENT;
+  auto usable = [&](const std::string& p) {
+    struct stat st {};
+    if (stat(p.c_str(), &st) < 0) {
+      *error = errno;
+      return false;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      *error = EISDIR;
+      return false;
+    }
+    if (access(p.c_str(), X_OK) < 0) {
+      *error = errno;
+      return false;
+    }
+    return true;
+  };
+  if (name.empty()) return {};
+  if (name.find('/') != std::string::npos) return usable(name) ? name : std::string();
+  size_t start = 0;
+  while (start <= path_env.size()) {
+    size_t end = path_env.find(':', start);
+    if (end == std::string::npos) end = path_env.size();
+    std::string dir = path_env.substr(start, end - start);
+    if (dir.empty()) dir = ".";
+    std::string candidate = dir + "/" + name;
+    int saved = *error;
+    if (usable(candidate)) return candidate;
+    if (*error == ENOENT) *error = saved;
+    start = end + 1;
+  }
+  return {};
+}
+
+}  // namespace repvisor::sys

@@ -1,0 +1,298 @@
+#include "client.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+namespace repvisor::ctl {
+
+namespace {
+
+constexpr const char* kDest = "org.repvisor1";
+constexpr const char* kManagerPath = "/org/repvisor1";
+constexpr const char* kManager = "org.repvisor1.Manager";
+
+void check(int r, const char* what) {
+  if (r < 0) throw CtlError(kExitFailure, fmt::format("{}: {}", what, strerror(-r)));
+}
+
+void append_options(sd_bus_message* m, const Options& opts) {
+  check(sd_bus_message_open_container(m, 'a', "{sv}"), "building call");
+  for (const auto& [k, v] : opts) {
+    check(sd_bus_message_open_container(m, 'e', "sv"), "building call");
+    check(sd_bus_message_append_basic(m, 's', k.c_str()), "building call");
+    std::visit(
+        [&](const auto& x) {
+          using T = std::decay_t<decltype(x)>;
+          int r;
+          if constexpr (std::is_same_v<T, std::string>) r = sd_bus_message_append(m, "v", "s", x.c_str());
+          else if constexpr (std::is_same_v<T, bool>) r = sd_bus_message_append(m, "v", "b", static_cast<int>(x));
+          else if constexpr (std::is_same_v<T, uint64_t>) r = sd_bus_message_append(m, "v", "t", x);
+          else if constexpr (std::is_same_v<T, int32_t>) r = sd_bus_message_append(m, "v", "i", x);
+          else if constexpr (std::is_same_v<T, uint32_t>) r = sd_bus_message_append(m, "v", "u", x);
+          else if constexpr (std::is_same_v<T, double>) r = sd_bus_message_append(m, "v", "d", x);
+          else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            std::vector<const char*> l;
+            for (const auto& s : x) l.push_back(s.c_str());
+            l.push_back(nullptr);
+            r = sd_bus_message_open_container(m, 'v', "as");
+            if (r >= 0) r = sd_bus_message_append_strv(m, const_cast<char**>(l.data()));
+            if (r >= 0) r = sd_bus_message_close_container(m);
+          } else if constexpr (std::is_same_v<T, StringMap>) {
+            r = sd_bus_message_open_container(m, 'v', "a{ss}");
+            if (r >= 0) r = sd_bus_message_open_container(m, 'a', "{ss}");
+            for (const auto& [mk, mv] : x)
+              if (r >= 0) r = sd_bus_message_append(m, "{ss}", mk.c_str(), mv.c_str());
+            if (r >= 0) r = sd_bus_message_close_container(m);
+            if (r >= 0) r = sd_bus_message_close_container(m);
+          } else {
+            r = -EINVAL;
+          }
+          check(r, "building call");
+        },
+        v);
+    check(sd_bus_message_close_container(m), "building call");
+  }
+  check(sd_bus_message_close_container(m), "building call");
+}
+
+}  // namespace
+
+// Frees an sd_bus_error however the scope is left (raise() throws).
+struct ErrorGuard {
+  sd_bus_error* e;
+  ~ErrorGuard() { sd_bus_error_free(e); }
+};
+
+[[noreturn]] static void raise_owned(sd_bus_error* err) {
+  ErrorGuard guard{err};
+  Client::raise(err);
+}
+
+std::string get_s(const Props& p, const std::string& k) {
+  auto it = p.find(k);
+  if (it == p.end()) return {};
+  if (auto* s = std::get_if<std::string>(&it->second)) return *s;
+  return {};
+}
+uint64_t get_t(const Props& p, const std::string& k) {
+  auto it = p.find(k);
+  if (it == p.end()) return 0;
+  if (auto* v = std::get_if<uint64_t>(&it->second)) return *v;
+  return 0;
+}
+int64_t get_i(const Props& p, const std::string& k) {
+  auto it = p.find(k);
+  if (it == p.end()) return 0;
+  if (auto* v = std::get_if<int32_t>(&it->second)) return *v;
+  if (auto* v = std::get_if<uint32_t>(&it->second)) return *v;
+  if (auto* v = std::get_if<bool>(&it->second)) return *v;
+  return 0;
+}
+double get_d(const Props& p, const std::string& k) {
+  auto it = p.find(k);
+  if (it == p.end()) return -1;
+  if (auto* v = std::get_if<double>(&it->second)) return *v;
+  return -1;
+}
+
+Props read_props(sd_bus_message* m) {
+  Props out;
+  check(sd_bus_message_enter_container(m, 'a', "{sv}"), "reading reply");
+  while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+    const char* key;
+    check(sd_bus_message_read_basic(m, 's', &key), "reading reply");
+    const char* contents;
+    check(sd_bus_message_peek_type(m, nullptr, &contents), "reading reply");
+    check(sd_bus_message_enter_container(m, 'v', contents), "reading reply");
+    std::string sig = contents;
+    if (sig == "s" || sig == "o") {
+      const char* s;
+      check(sd_bus_message_read_basic(m, sig[0], &s), "reading reply");
+      out[key] = std::string(s);
+    } else if (sig == "b") {
+      int b;
+      check(sd_bus_message_read_basic(m, 'b', &b), "reading reply");
+      out[key] = b != 0;
+    } else if (sig == "t") {
+      uint64_t t;
+      check(sd_bus_message_read_basic(m, 't', &t), "reading reply");
+      out[key] = t;
+    } else if (sig == "i") {
+      int32_t i;
+      check(sd_bus_message_read_basic(m, 'i', &i), "reading reply");
+      out[key] = i;
+    } else if (sig == "u") {
+      uint32_t u;
+      check(sd_bus_message_read_basic(m, 'u', &u), "reading reply");
+      out[key] = u;
+    } else if (sig == "d") {
+      double d;
+      check(sd_bus_message_read_basic(m, 'd', &d), "reading reply");
+      out[key] = d;
+    } else if (sig == "as") {
+      char** l = nullptr;
+      check(sd_bus_message_read_strv(m, &l), "reading reply");
+      std::vector<std::string> v;
+      for (char** p = l; p && *p; ++p) {
+        v.emplace_back(*p);
+        free(*p);
+      }
+      free(l);
+      out[key] = v;
+    } else if (sig == "au") {
+      std::vector<uint32_t> v;
+      check(sd_bus_message_enter_container(m, 'a', "u"), "reading reply");
+      uint32_t u;
+      while (sd_bus_message_read_basic(m, 'u', &u) > 0) v.push_back(u);
+      check(sd_bus_message_exit_container(m), "reading reply");
+      out[key] = v;
+    } else {
+      check(sd_bus_message_skip(m, contents), "reading reply");
+    }
+    check(sd_bus_message_exit_container(m), "reading reply");
+    check(sd_bus_message_exit_container(m), "reading reply");
+  }
+  check(sd_bus_message_exit_container(m), "reading reply");
+  return out;
+}
+
+Client::Client(const std::string& address) {
+  check(sd_bus_new(&bus_), "sd_bus_new");
+  check(sd_bus_set_address(bus_, address.c_str()), "address");
+  // A bus client: sends Hello, as busctl does; the daemon's private socket answers it.
+  sd_bus_set_bus_client(bus_, 1);
+  int r = sd_bus_start(bus_);
+  if (r < 0)
+    throw CtlError(kExitUnreachable, fmt::format("cannot connect to repvisord at {}: {}", address, strerror(-r)),
+                   "is repvisord running? Use --runtime-dir or --address to reach a daemon started elsewhere");
+}
+
+Client::~Client() { sd_bus_flush_close_unref(bus_); }
+
+void Client::raise(const sd_bus_error* e, const std::string& context) {
+  const std::string name = e->name ? e->name : "";
+  std::string msg = e->message ? e->message : name;
+  if (!context.empty()) msg = context + ": " + msg;
+  if (name == "org.repvisor1.Error.NoSuchJob")
+    throw CtlError(kExitNoSuchJob, msg, "'repvisorctl list' shows the jobs there are");
+  if (name == "org.repvisor1.Error.JobActive")
+    throw CtlError(kExitJobActive, msg, "job is still running: stop it first or use --force");
+  if (name == SD_BUS_ERROR_ACCESS_DENIED) throw CtlError(kExitAccessDenied, msg, "run as root");
+  if (name == SD_BUS_ERROR_INVALID_ARGS) throw CtlError(kExitInvalidArgs, msg);
+  if (name == SD_BUS_ERROR_NO_REPLY || name == SD_BUS_ERROR_DISCONNECTED)
+    throw CtlError(kExitUnreachable, msg, "the daemon went away");
+  throw CtlError(kExitFailure, msg);
+}
+
+std::pair<std::string, std::string> Client::submit(const Options& spec) {
+  sd_bus_message *m = nullptr, *reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  check(sd_bus_message_new_method_call(bus_, &m, kDest, kManagerPath, kManager, "Submit"), "Submit");
+  append_options(m, spec);
+  int r = sd_bus_call(bus_, m, 0, &err, &reply);
+  sd_bus_message_unref(m);
+  if (r < 0) {
+    raise_owned(&err);
+  }
+  const char *id, *path;
+  check(sd_bus_message_read(reply, "so", &id, &path), "reading reply");
+  std::pair<std::string, std::string> out{id, path};
+  sd_bus_message_unref(reply);
+  return out;
+}
+
+std::vector<JobRow> Client::list(const std::vector<std::string>& states) {
+  Options filter;
+  if (!states.empty()) filter["states"] = states;
+  sd_bus_message *m = nullptr, *reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  check(sd_bus_message_new_method_call(bus_, &m, kDest, kManagerPath, kManager, "List"), "List");
+  append_options(m, filter);
+  int r = sd_bus_call(bus_, m, 0, &err, &reply);
+  sd_bus_message_unref(m);
+  if (r < 0) {
+    raise_owned(&err);
+  }
+  std::vector<JobRow> rows;
+  check(sd_bus_message_enter_container(reply, 'a', "(ssssdtto)"), "reading reply");
+  for (;;) {
+    const char *id, *name, *state, *phase, *path;
+    JobRow row;
+    r = sd_bus_message_read(reply, "(ssssdtto)", &id, &name, &state, &phase, &row.progress, &row.created_usec,
+                            &row.finished_usec, &path);
+    check(r, "reading reply");
+    if (r == 0) break;
+    row.id = id, row.name = name, row.state = state, row.phase = phase, row.path = path;
+    rows.push_back(std::move(row));
+  }
+  sd_bus_message_unref(reply);
+  return rows;
+}
+
+std::string Client::get_job(const std::string& key) {
+  sd_bus_message* reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  int r = sd_bus_call_method(bus_, kDest, kManagerPath, kManager, "GetJob", &err, &reply, "s", key.c_str());
+  if (r < 0) {
+    raise_owned(&err);
+  }
+  const char* path;
+  check(sd_bus_message_read(reply, "o", &path), "reading reply");
+  std::string out = path;
+  sd_bus_message_unref(reply);
+  return out;
+}
+
+static Props get_all(sd_bus* bus, const char* path, const char* interface) {
+  sd_bus_message* reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  int r = sd_bus_call_method(bus, kDest, path, "org.freedesktop.DBus.Properties", "GetAll", &err, &reply, "s",
+                             interface);
+  if (r < 0) {
+    ErrorGuard guard{&err};
+    if (err.name && std::string_view(err.name) == SD_BUS_ERROR_UNKNOWN_OBJECT)
+      throw CtlError(kExitNoSuchJob, "the job is gone (deleted)");
+    Client::raise(&err);
+  }
+  Props p = read_props(reply);
+  sd_bus_message_unref(reply);
+  return p;
+}
+
+Props Client::job_properties(const std::string& path) { return get_all(bus_, path.c_str(), "org.repvisor1.Job"); }
+Props Client::manager_properties() { return get_all(bus_, kManagerPath, kManager); }
+
+sd_bus_slot* Client::call_async(const char* path, const char* interface, const char* method,
+                                const std::vector<std::string>& leading, const Options& opts,
+                                sd_bus_message_handler_t cb, void* userdata) {
+  sd_bus_message* m = nullptr;
+  check(sd_bus_message_new_method_call(bus_, &m, kDest, path, interface, method), method);
+  for (const auto& s : leading) check(sd_bus_message_append_basic(m, 's', s.c_str()), method);
+  append_options(m, opts);
+  sd_bus_slot* slot = nullptr;
+  // No timeout: a stop with wait lasts as long as the job's stop timeout allows.
+  int r = sd_bus_call_async(bus_, &slot, m, cb, userdata, UINT64_MAX);
+  sd_bus_message_unref(m);
+  check(r, method);
+  return slot;
+}
+
+Props Client::call_dict(const char* path, const char* interface, const char* method,
+                        const std::vector<std::string>& leading, const Options& opts) {
+  sd_bus_message *m = nullptr, *reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  check(sd_bus_message_new_method_call(bus_, &m, kDest, path, interface, method), method);
+  for (const auto& s : leading) check(sd_bus_message_append_basic(m, 's', s.c_str()), method);
+  append_options(m, opts);
+  int r = sd_bus_call(bus_, m, UINT64_MAX, &err, &reply);
+  sd_bus_message_unref(m);
+  if (r < 0) {
+    raise_owned(&err);
+  }
+  Props p = read_props(reply);
+  sd_bus_message_unref(reply);
+  return p;
+}
+
+}  // namespace repvisor::ctl

@@ -1,0 +1,87 @@
+// repvisorctl's side of the D-Bus API: one connection, typed calls, and the mapping of
+// D-Bus errors to plain sentences with a hint and a documented exit code.
+#pragma once
+#include <systemd/sd-bus.h>
+
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace repvisor::ctl {
+
+// Documented exit codes (repvisorctl(1), docs/cli.md).
+enum Exit : int {
+  kExitOk = 0,
+  kExitFailure = 1,
+  kExitUsage = 2,
+  kExitNoSuchJob = 3,
+  kExitJobActive = 4,
+  kExitAccessDenied = 5,
+  kExitUnreachable = 6,
+  kExitInvalidArgs = 7,
+  kExitJobFailed = 10,
+  kExitJobCancelled = 11,
+};
+
+struct CtlError : std::runtime_error {
+  CtlError(int code, const std::string& msg, std::string hint = {})
+      : std::runtime_error(msg), exit_code(code), hint(std::move(hint)) {}
+  int exit_code;
+  std::string hint;
+};
+
+using StringMap = std::map<std::string, std::string>;
+using Value = std::variant<std::string, bool, uint64_t, int32_t, uint32_t, double, std::vector<std::string>,
+                           std::vector<uint32_t>, StringMap>;
+using Props = std::map<std::string, Value>;
+
+std::string get_s(const Props& p, const std::string& k);
+uint64_t get_t(const Props& p, const std::string& k);
+int64_t get_i(const Props& p, const std::string& k);  // i or u
+double get_d(const Props& p, const std::string& k);
+
+// Options for Submit/Stop/Delete, written as a{sv}.
+using Options = std::map<std::string, Value>;
+
+struct JobRow {
+  std::string id, name, state, phase;
+  double progress = -1;
+  uint64_t created_usec = 0, finished_usec = 0;
+  std::string path;
+};
+
+class Client {
+ public:
+  explicit Client(const std::string& address);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  sd_bus* bus() const { return bus_; }
+
+  std::pair<std::string, std::string> submit(const Options& spec);
+  std::vector<JobRow> list(const std::vector<std::string>& states = {});
+  std::string get_job(const std::string& key);  // object path
+  Props job_properties(const std::string& path);
+  Props manager_properties();
+  // Starts a method call with an a{sv} argument (after `leading` string args); the reply comes to
+  // `cb`. Used for the calls whose replies can take long (stop with wait, forced delete).
+  sd_bus_slot* call_async(const char* path, const char* interface, const char* method,
+                          const std::vector<std::string>& leading, const Options& opts,
+                          sd_bus_message_handler_t cb, void* userdata);
+  Props call_dict(const char* path, const char* interface, const char* method, const std::vector<std::string>& leading,
+                  const Options& opts);
+
+  // Throws CtlError for a D-Bus error reply (with the daemon's message and our hint).
+  static void raise(const sd_bus_error* e, const std::string& context = {});
+
+ private:
+  sd_bus* bus_ = nullptr;
+};
+
+// Reads a property dictionary (a{sv}) from m.
+Props read_props(sd_bus_message* m);
+
+}  // namespace repvisor::ctl

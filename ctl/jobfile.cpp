@@ -1,0 +1,64 @@
+// TOML job files for `repvisorctl submit --file`: the same keys as the Submit spec, with
+// durations and signals written the way people write them ("2min", "SIGINT").
+#include <fmt/format.h>
+
+#include <toml++/toml.h>
+
+#include "output.hpp"
+#include "util/time.hpp"
+#include "verbs.hpp"
+
+namespace repvisor::ctl {
+
+namespace {
+[[noreturn]] void fail(const std::string& file, const toml::node& n, const std::string& key, const std::string& what) {
+  throw CtlError(kExitUsage, fmt::format("{}:{}:{}: {}: {}", file, n.source().begin.line, n.source().begin.column, key, what));
+}
+std::string str(const std::string& file, const toml::node& n, const std::string& key) {
+  if (!n.is_string()) fail(file, n, key, "expected a string");
+  return *n.value<std::string>();
+}
+}  // namespace
+
+Options load_job_file(const std::string& file) {
+  toml::table t;
+  try {
+    t = toml::parse_file(file);
+  } catch (const toml::parse_error& e) {
+    throw CtlError(kExitUsage, fmt::format("{}:{}:{}: {}", file, e.source().begin.line, e.source().begin.column,
+                                           e.description()));
+  }
+  Options spec;
+  for (const auto& [k, n] : t) {
+    const std::string key(k.str());
+    if (key == "argv") {
+      const auto* arr = n.as_array();
+      if (!arr || arr->empty()) fail(file, n, key, "expected a non-empty array of strings");
+      std::vector<std::string> argv;
+      for (const auto& el : *arr) argv.push_back(str(file, el, key));
+      spec[key] = argv;
+    } else if (key == "name" || key == "working_directory" || key == "kill_mode") {
+      spec[key] = str(file, n, key);
+    } else if (key == "stop_signal") {
+      int sig = n.is_integer() ? static_cast<int>(*n.value<int64_t>()) : parse_signal(str(file, n, key));
+      if (sig <= 0) fail(file, n, key, "not a signal name or number");
+      spec[key] = static_cast<int32_t>(sig);
+    } else if (key == "stop_timeout") {
+      std::string err;
+      auto v = parse_timespan(str(file, n, key), &err);
+      if (!v) fail(file, n, key, err);
+      spec["stop_timeout_usec"] = *v;
+    } else if (key == "env") {
+      const auto* tbl = n.as_table();
+      if (!tbl) fail(file, n, key, "expected a table of strings");
+      StringMap env;
+      for (const auto& [ek, ev] : *tbl) env[std::string(ek.str())] = str(file, ev, "env." + std::string(ek.str()));
+      spec[key] = env;
+    } else {
+      fail(file, n, key, "unknown key");
+    }
+  }
+  return spec;
+}
+
+}  // namespace repvisor::ctl

@@ -1,0 +1,128 @@
+// repvisorctl: the command line of repvisord. Each verb is a row of the table below: its name,
+// what it does, the options it takes, and the function that runs it.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+
+#include "output.hpp"
+#include "verbs.hpp"
+
+using namespace repvisor::ctl;
+
+int main(int argc, char** argv) {
+  Globals g;
+  std::string runtime_dir = "/run/repvisor";
+  SubmitArgs submit;
+  StopArgs stop;
+  DeleteArgs del;
+  JobArg job;
+
+  CLI::App app{"repvisorctl: submit, watch, stop and delete replication jobs of repvisord"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options (--json, --address) also after the verb
+  app.add_option("--address", g.address, "D-Bus address of the daemon (unix:path=SOCKET)");
+  app.add_option("--runtime-dir", runtime_dir, "runtime directory of the daemon (its socket is DIR/private)");
+  app.add_flag("--json", g.json, "machine-readable output");
+  app.set_version_flag("--version", REPVISOR_VERSION);
+
+  struct Verb {
+    const char* name;
+    const char* help;
+    std::function<void(CLI::App*)> options;
+    std::function<int()> run;
+  };
+  auto job_positional = [&](CLI::App* s) { s->add_option("job", job.job, "job id, id prefix or name")->required(); };
+  auto stop_options = [&](CLI::App* s) {
+    s->add_option("job", stop.job, "job id, id prefix or name")->required();
+    s->add_flag("-f,--force", stop.force, "SIGKILL every process of the job at once");
+    s->add_option("--timeout", stop.timeout, "how long to wait after the stop signal before SIGKILL (e.g. 10s)");
+    s->add_option("--reason", stop.reason, "why (recorded; default user_request)");
+    s->add_option("--notes", stop.notes, "free text recorded with the stop (at most 500 characters)");
+    s->add_flag("--no-wait", stop.no_wait, "return once the stop is requested, not when the job has ended");
+  };
+  const Verb verbs[] = {
+      {"submit", "run a new job: repvisorctl submit [options] -- COMMAND [ARGS...]",
+       [&](CLI::App* s) {
+         s->add_option("--name", submit.name, "unique job name");
+         s->add_option("--env", submit.env, "KEY=VALUE for the job's environment (repeatable)");
+         s->add_option("--workdir", submit.workdir, "working directory (default /)");
+         s->add_option("--stop-signal", submit.stop_signal, "signal for a graceful stop (default SIGTERM)");
+         s->add_option("--stop-timeout", submit.stop_timeout, "graceful stop timeout before SIGKILL (default from config)");
+         s->add_option("--kill-mode", submit.kill_mode, "mixed (stop signal to the main process) or control-group");
+         s->add_option("-F,--file", submit.file, "TOML job file");
+         s->add_flag("--wait", submit.wait, "wait until the job has ended; exit status tells how");
+
+       },
+       [&] { return verb_submit(g, submit); }},
+      {"list", "list jobs",
+       [&](CLI::App* s) { s->add_option("--state", job.states, "only jobs in these states (repeatable)"); },
+       [&] { return verb_list(g, job); }},
+      {"status", "show one job in detail", job_positional, [&] { return verb_status(g, job); }},
+      {"stop", "stop a job (graceful unless --force)", stop_options, [&] { return verb_stop(g, stop); }},
+      {"cancel", "same as stop", stop_options, [&] { return verb_stop(g, stop); }},
+      {"delete", "delete a finished job's record and log",
+       [&](CLI::App* s) {
+         s->add_option("job", del.job, "job id, id prefix or name")->required();
+         s->add_flag("-f,--force", del.force, "force-stop an active job first");
+         s->add_flag("--keep-data", del.keep_data, "keep the job's log and data");
+         s->add_flag("-y,--yes", del.yes, "do not ask for confirmation");
+       },
+       [&] { return verb_delete(g, del); }},
+      {"logs", "print a job's output",
+       [&](CLI::App* s) {
+         job_positional(s);
+         s->add_flag("-f,--follow", job.follow, "keep printing until the job has ended");
+       },
+       [&] { return verb_logs(g, job); }},
+      {"wait", "wait until a job has ended (exit 0 completed, 10 failed, 11 cancelled)", job_positional,
+       [&] { return verb_wait(g, job); }},
+      {"watch", "live table of jobs, updated as they change",
+       [&](CLI::App* s) { s->add_option("job", job.job, "only this job (exit when it ends)"); },
+       [&] { return verb_watch(g, job); }},
+  };
+  std::vector<std::pair<CLI::App*, const Verb*>> subs;
+  for (const auto& v : verbs) {
+    CLI::App* s = app.add_subcommand(v.name, v.help);
+    v.options(s);
+    s->fallthrough();
+    subs.emplace_back(s, &v);
+  }
+  // Everything after "--" is the job's command line, options and all: split it off before
+  // CLI11 sees it.
+  std::vector<std::string> args;
+  for (int i = argc - 1; i >= 1; --i) args.emplace_back(argv[i]);  // CLI11 wants them reversed
+  for (size_t i = args.size(); i-- > 0;) {
+    if (args[i] != "--") continue;
+    submit.argv = std::vector<std::string>(args.begin(), args.begin() + static_cast<long>(i));
+    std::reverse(submit.argv.begin(), submit.argv.end());
+    args.erase(args.begin(), args.begin() + static_cast<long>(i) + 1);
+    break;
+  }
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    int r = app.exit(e);
+    return r == 0 ? 0 : kExitUsage;
+  }
+  if (g.address.empty()) g.address = "unix:path=" + runtime_dir + "/private";
+  set_colour(isatty(STDOUT_FILENO));
+  install_interrupt_handler();
+
+  for (const auto& [s, v] : subs) {
+    if (!s->parsed()) continue;
+    try {
+      return v->run();
+    } catch (const CtlError& e) {
+      fprintf(stderr, "repvisorctl: %s\n", e.what());
+      if (!e.hint.empty()) fprintf(stderr, "hint: %s\n", e.hint.c_str());
+      return e.exit_code;
+    } catch (const std::exception& e) {
+      fprintf(stderr, "repvisorctl: %s\n", e.what());
+      return kExitFailure;
+    }
+  }
+  return kExitUsage;
+}

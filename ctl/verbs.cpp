@@ -1,0 +1,535 @@
+#include "verbs.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <functional>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "output.hpp"
+#include "util/time.hpp"
+
+namespace repvisor::ctl {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kJob = "org.repvisor1.Job";
+
+bool is_terminal(const std::string& s) { return s == "completed" || s == "failed" || s == "cancelled"; }
+
+json to_json(const Value& v) {
+  return std::visit([](const auto& x) -> json { return x; }, v);
+}
+
+json props_json(const Props& p) {
+  json j = json::object();
+  for (const auto& [k, v] : p) j[k] = to_json(v);
+  return j;
+}
+
+volatile sig_atomic_t interrupted = 0;
+
+// Delivers PropertiesChanged of org.repvisor1.Job objects (one path, or all under /org/repvisor1)
+// and InterfacesAdded/Removed to a callback: the live views are driven by signals, not polling.
+class Watcher {
+ public:
+  using OnChange = std::function<void(const std::string& path, const Props& changed)>;
+  using OnRemoved = std::function<void(const std::string& path)>;
+
+  Watcher(Client& c, const std::string& path, OnChange on_change, OnRemoved on_removed = {})
+      : on_change_(std::move(on_change)), on_removed_(std::move(on_removed)) {
+    const std::string where = path.empty() ? "path_namespace='/org/repvisor1'" : "path='" + path + "'";
+    const std::string rule = "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'," + where;
+    if (int r = sd_bus_add_match(c.bus(), &slot_, rule.c_str(), on_signal, this); r < 0)
+      throw CtlError(kExitFailure, fmt::format("cannot watch job changes: {}", strerror(-r)));
+    const std::string removed = "type='signal',interface='org.freedesktop.DBus.ObjectManager',member='InterfacesRemoved'";
+    if (int r = sd_bus_add_match(c.bus(), &removed_slot_, removed.c_str(), on_removed_signal, this); r < 0)
+      throw CtlError(kExitFailure, fmt::format("cannot watch job removal: {}", strerror(-r)));
+  }
+  ~Watcher() {
+    sd_bus_slot_unref(slot_);
+    sd_bus_slot_unref(removed_slot_);
+  }
+
+ private:
+  static int on_signal(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    auto* w = static_cast<Watcher*>(userdata);
+    const char* iface = nullptr;
+    if (sd_bus_message_read(m, "s", &iface) < 0 || std::string_view(iface) != kJob) return 0;
+    try {
+      w->on_change_(sd_bus_message_get_path(m), read_props(m));
+    } catch (const CtlError&) {
+    }
+    return 0;
+  }
+  static int on_removed_signal(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    auto* w = static_cast<Watcher*>(userdata);
+    const char* path = nullptr;
+    if (w->on_removed_ && sd_bus_message_read(m, "o", &path) >= 0) w->on_removed_(path);
+    return 0;
+  }
+  OnChange on_change_;
+  OnRemoved on_removed_;
+  sd_bus_slot* slot_ = nullptr;
+  sd_bus_slot* removed_slot_ = nullptr;
+};
+
+// Processes the bus until `done()` or the timeout; calls tick() at least every tick_usec.
+void run_until(Client& c, const std::function<bool()>& done, usec_t tick_usec = USEC_INFINITY,
+               const std::function<void()>& tick = {}) {
+  while (!done() && !interrupted) {
+    int r = sd_bus_process(c.bus(), nullptr);
+    if (r < 0) throw CtlError(kExitUnreachable, fmt::format("lost the connection to repvisord: {}", strerror(-r)));
+    if (r > 0) continue;
+    if (done()) break;
+    r = sd_bus_wait(c.bus(), tick_usec == USEC_INFINITY ? UINT64_MAX : tick_usec);
+    if (r < 0 && r != -EINTR) throw CtlError(kExitUnreachable, fmt::format("waiting on repvisord: {}", strerror(-r)));
+    if (tick) tick();
+  }
+  if (interrupted) throw CtlError(130, "interrupted");
+}
+
+void merge(Props& into, const Props& changed) {
+  for (const auto& [k, v] : changed) into[k] = v;
+}
+
+int exit_for_state(const std::string& state) {
+  if (state == "completed") return kExitOk;
+  if (state == "cancelled") return kExitJobCancelled;
+  return kExitJobFailed;
+}
+
+std::string job_label(const Props& p) {
+  const std::string name = get_s(p, "Name");
+  return name.empty() ? short_id(get_s(p, "Id")) : fmt::format("{} ({})", name, short_id(get_s(p, "Id")));
+}
+
+// Waits for a job to reach a terminal state; subscribes before reading so no change is missed.
+Props wait_terminal(Client& c, const std::string& path, const std::function<void(const Props&)>& on_update = {}) {
+  Props p;
+  bool gone = false;
+  Watcher w(
+      c, path,
+      [&](const std::string&, const Props& changed) {
+        merge(p, changed);
+        if (on_update) on_update(p);
+      },
+      [&](const std::string& removed) { gone |= removed == path; });
+  merge(p, c.job_properties(path));
+  if (on_update) on_update(p);
+  run_until(c, [&] { return gone || is_terminal(get_s(p, "State")); });
+  if (gone && !is_terminal(get_s(p, "State"))) throw CtlError(kExitNoSuchJob, "the job was deleted");
+  return p;
+}
+
+void print_status(const Props& p) {
+  const usec_t now = now_realtime();
+  const std::string state = get_s(p, "State");
+  const std::string sub = get_s(p, "SubState");
+  fmt::print("{} {}\n", colour() ? coloured_state("●") : "*", bold(job_label(p)));
+  auto row = [](const char* k, const std::string& v) {
+    if (!v.empty()) fmt::print("{:>14}: {}\n", k, v);
+  };
+  row("Id", get_s(p, "Id"));
+  row("State", fmt::format("{} ({})", coloured_state(state), sub));
+  std::vector<std::string> argv;
+  if (auto it = p.find("Argv"); it != p.end())
+    if (auto* v = std::get_if<std::vector<std::string>>(&it->second)) argv = *v;
+  std::string cmd;
+  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + (a.find(' ') != std::string::npos ? "'" + a + "'" : a);
+  row("Command", cmd);
+  if (get_i(p, "MainPID")) row("Main PID", std::to_string(get_i(p, "MainPID")));
+  const double prog = get_d(p, "Progress");
+  if (prog >= 0 || !get_s(p, "Phase").empty())
+    row("Progress", fmt::format("{} {}", progress_bar(prog, 20), get_s(p, "Phase")));
+  row("Status", get_s(p, "StatusText"));
+  row("Created", fmt::format("{}; {}", format_time(get_t(p, "CreatedUSec")), format_ago(get_t(p, "CreatedUSec"), now)));
+  if (get_t(p, "StartedUSec")) row("Started", format_time(get_t(p, "StartedUSec")));
+  if (get_t(p, "StopRequestedUSec")) {
+    row("Stop requested",
+        fmt::format("{} ({} by uid {})", format_time(get_t(p, "StopRequestedUSec")), get_s(p, "StopMode"),
+                    get_i(p, "RequestedByUID")));
+    row("Reason", get_s(p, "CancelReason"));
+    row("Notes", get_s(p, "CancelNotes"));
+  }
+  if (get_t(p, "FinishedUSec")) row("Finished", format_time(get_t(p, "FinishedUSec")));
+  if (is_terminal(state)) {
+    if (get_i(p, "ExitSignal")) row("Exit", "killed by " + signal_name(static_cast<int>(get_i(p, "ExitSignal"))));
+    else if (get_i(p, "ExitCode") >= 0 && get_t(p, "StartedUSec")) row("Exit", fmt::format("status {}", get_i(p, "ExitCode")));
+  }
+  row("Log", get_s(p, "LogPath"));
+}
+
+std::string stop_line(const Props& p, usec_t timeout) {
+  const std::string sub = get_s(p, "SubState");
+  const usec_t since = get_t(p, "StopRequestedUSec");
+  const usec_t elapsed = since ? now_realtime() - std::min(since, now_realtime()) : 0;
+  if (sub == "stop-sigterm")
+    return fmt::format("{} sent, {} s of {}", signal_name(static_cast<int>(get_i(p, "StopSignal"))),
+                       elapsed / USEC_PER_SEC, format_timespan(timeout));
+  if (sub == "stop-sigkill" || sub == "final-sigkill") return "SIGKILL sent to every process, waiting for them to end";
+  if (sub == "unkillable") return "processes survive SIGKILL (uninterruptible sleep?): " + get_s(p, "StatusText");
+  if (sub == "cleanup") return "cleaning up";
+  return get_s(p, "State");
+}
+
+}  // namespace
+
+// ---- submit -------------------------------------------------------------------------------
+
+int verb_submit(const Globals& g, const SubmitArgs& a) {
+  Options spec;
+  if (!a.file.empty()) spec = load_job_file(a.file);
+  if (!a.argv.empty()) spec["argv"] = a.argv;
+  if (spec.find("argv") == spec.end())
+    throw CtlError(kExitUsage, "nothing to run", "give the command after --, or a job file with --file");
+  if (!a.name.empty()) spec["name"] = a.name;
+  if (!a.env.empty()) {
+    for (const auto& kv : a.env)
+      if (kv.find('=') == std::string::npos || kv.front() == '=')
+        throw CtlError(kExitUsage, fmt::format("--env '{}': expected KEY=VALUE", kv));
+  }
+  if (!a.workdir.empty()) spec["working_directory"] = a.workdir;
+  if (!a.stop_signal.empty()) {
+    int sig = parse_signal(a.stop_signal);
+    if (sig < 0) throw CtlError(kExitUsage, fmt::format("--stop-signal '{}': not a signal name or number", a.stop_signal));
+    spec["stop_signal"] = static_cast<int32_t>(sig);
+  }
+  if (!a.stop_timeout.empty()) {
+    std::string err;
+    auto t = parse_timespan(a.stop_timeout, &err);
+    if (!t) throw CtlError(kExitUsage, "--stop-timeout: " + err);
+    spec["stop_timeout_usec"] = *t;
+  }
+  if (!a.kill_mode.empty()) spec["kill_mode"] = a.kill_mode;
+
+  Client c(g.address);
+  // Env from the command line merges over the job file's.
+  if (!a.env.empty()) {
+    StringMap env;
+    if (auto it = spec.find("env"); it != spec.end()) env = std::get<StringMap>(it->second);
+    for (const auto& kv : a.env) env[kv.substr(0, kv.find('='))] = kv.substr(kv.find('=') + 1);
+    spec["env"] = env;
+  }
+  const auto res = c.submit(spec);
+
+  if (!a.wait) {
+    if (g.json) fmt::print("{}\n", json{{"id", res.first}, {"path", res.second}}.dump());
+    else fmt::print("Submitted job {}\n", res.first);
+    return kExitOk;
+  }
+  Props p = wait_terminal(c, res.second);
+  if (g.json) fmt::print("{}\n", props_json(p).dump());
+  else fmt::print("Job {} {}\n", res.first, coloured_state(get_s(p, "State")));
+  return exit_for_state(get_s(p, "State"));
+}
+
+// ---- list / status ------------------------------------------------------------------------
+
+int verb_list(const Globals& g, const JobArg& a) {
+  Client c(g.address);
+  auto rows = c.list(a.states);
+  if (g.json) {
+    json out = json::array();
+    for (const auto& r : rows)
+      out.push_back({{"id", r.id},
+                     {"name", r.name},
+                     {"state", r.state},
+                     {"phase", r.phase},
+                     {"progress", r.progress},
+                     {"created_usec", r.created_usec},
+                     {"finished_usec", r.finished_usec},
+                     {"path", r.path}});
+    fmt::print("{}\n", out.dump());
+    return kExitOk;
+  }
+  if (rows.empty()) {
+    fmt::print("No jobs.\n");
+    return kExitOk;
+  }
+  std::sort(rows.begin(), rows.end(), [](const JobRow& x, const JobRow& y) { return x.created_usec < y.created_usec; });
+  const usec_t now = now_realtime();
+  fmt::print("{}\n", bold(fmt::format("{:<12}  {:<20}  {:<10}  {:<12}  {:<17}  {}", "ID", "NAME", "STATE", "PHASE",
+                                      "PROGRESS", "CREATED")));
+  for (const auto& r : rows) {
+    // Padding outside the colour codes, so columns line up on a terminal.
+    const std::string pad(r.state.size() < 10 ? 10 - r.state.size() : 0, ' ');
+    fmt::print("{:<12}  {:<20}  {}{}  {:<12}  {:<17}  {}\n", short_id(r.id), r.name.empty() ? "-" : r.name,
+               coloured_state(r.state), pad, r.phase,
+               r.progress >= 0 ? progress_bar(r.progress, 10) : "", format_ago(r.created_usec, now));
+  }
+  fmt::print("\n{} job(s).\n", rows.size());
+  return kExitOk;
+}
+
+int verb_status(const Globals& g, const JobArg& a) {
+  Client c(g.address);
+  Props p = c.job_properties(c.get_job(a.job));
+  if (g.json) fmt::print("{}\n", props_json(p).dump());
+  else print_status(p);
+  return kExitOk;
+}
+
+// ---- stop ---------------------------------------------------------------------------------
+
+int verb_stop(const Globals& g, const StopArgs& a) {
+  Options opts;
+  usec_t timeout = USEC_INFINITY;
+  if (a.force) opts["force"] = true;
+  if (!a.timeout.empty()) {
+    std::string err;
+    auto t = parse_timespan(a.timeout, &err);
+    if (!t) throw CtlError(kExitUsage, "--timeout: " + err);
+    if (*t == 0) throw CtlError(kExitUsage, "--timeout: must be greater than 0 (use --force to kill at once)");
+    opts["timeout_usec"] = timeout = *t;
+  }
+  if (!a.reason.empty()) opts["reason"] = a.reason;
+  if (!a.notes.empty()) opts["notes"] = a.notes;
+  opts["wait"] = !a.no_wait;
+
+  Client c(g.address);
+  const std::string path = c.get_job(a.job);
+  Props p;
+  bool live = !g.json && !a.no_wait && isatty(STDOUT_FILENO);
+  std::unique_ptr<Watcher> watcher;
+  if (live) {
+    watcher = std::make_unique<Watcher>(c, path, [&](const std::string&, const Props& ch) { merge(p, ch); });
+    merge(p, c.job_properties(path));
+    if (timeout == USEC_INFINITY) timeout = get_t(p, "StopTimeoutUSec");
+  }
+
+  struct Reply {
+    bool done = false;
+    Props result;
+    std::string err_name, err_msg;
+  } reply;
+  sd_bus_slot* slot = c.call_async(
+      path.c_str(), kJob, "Stop", {}, opts,
+      [](sd_bus_message* m, void* userdata, sd_bus_error*) {
+        auto* r = static_cast<Reply*>(userdata);
+        r->done = true;
+        if (const sd_bus_error* e = sd_bus_message_get_error(m)) {
+          r->err_name = e->name ? e->name : "";
+          r->err_msg = e->message ? e->message : "";
+        } else {
+          try {
+            r->result = read_props(m);
+          } catch (const CtlError& e) {
+            r->err_msg = e.what();
+          }
+        }
+        return 0;
+      },
+      &reply);
+  std::string last;
+  run_until(c, [&] { return reply.done; }, live ? 250 * USEC_PER_MSEC : USEC_INFINITY, [&] {
+    if (!live) return;
+    std::string line = stop_line(p, timeout);
+    if (line != last) {
+      fmt::print("\r\x1b[K{}", line);
+      fflush(stdout);
+      last = line;
+    }
+  });
+  sd_bus_slot_unref(slot);
+  if (live && !last.empty()) fmt::print("\r\x1b[K");
+  if (!reply.err_name.empty() || !reply.err_msg.empty()) {
+    sd_bus_error e = SD_BUS_ERROR_MAKE_CONST(reply.err_name.c_str(), reply.err_msg.c_str());
+    Client::raise(&e);
+  }
+  const Props& r = reply.result;
+  if (g.json) {
+    fmt::print("{}\n", props_json(r).dump());
+  } else if (get_i(r, "already")) {
+    fmt::print("Job {} is already {}; nothing changed.\n", short_id(get_s(r, "id")), coloured_state(get_s(r, "state")));
+  } else if (a.no_wait) {
+    fmt::print("Stop of job {} requested; it is {}.\n", short_id(get_s(r, "id")), coloured_state(get_s(r, "state")));
+  } else {
+    fmt::print("Job {} {}{}.\n", short_id(get_s(r, "id")), coloured_state(get_s(r, "state")),
+               get_s(r, "reason").empty() ? "" : " (reason: " + get_s(r, "reason") + ")");
+  }
+  return kExitOk;
+}
+
+// ---- delete -------------------------------------------------------------------------------
+
+int verb_delete(const Globals& g, const DeleteArgs& a) {
+  Client c(g.address);
+  const std::string path = c.get_job(a.job);
+  Props p = c.job_properties(path);
+  const std::string state = get_s(p, "State");
+  if (!is_terminal(state) && !a.force) {
+    throw CtlError(kExitJobActive, fmt::format("job {} is {}", job_label(p), state),
+                   "job is still running: stop it first or use --force");
+  }
+  if (!a.yes && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+    fmt::print("Delete job {} ({})?\n", bold(job_label(p)), coloured_state(state));
+    if (!is_terminal(state)) fmt::print("  - it is {}: it will be force-stopped (SIGKILL) first\n", state);
+    fmt::print("  - its record and runtime files will be removed\n");
+    fmt::print("  - its log {} will be {}\n", get_s(p, "LogPath"), a.keep_data ? "kept" : "removed");
+    fmt::print("Continue? [y/N] ");
+    fflush(stdout);
+    std::string answer;
+    std::getline(std::cin, answer);
+    if (answer != "y" && answer != "Y" && answer != "yes") {
+      fmt::print("Nothing deleted.\n");
+      return kExitFailure;
+    }
+  }
+  Options opts;
+  if (a.force) opts["force"] = true;
+  if (a.keep_data) opts["keep_data"] = true;
+  Props r = c.call_dict(path.c_str(), kJob, "Delete", {}, opts);
+  if (g.json) fmt::print("{}\n", props_json(r).dump());
+  else fmt::print("Deleted job {}{}.\n", job_label(p), a.keep_data ? " (log kept)" : "");
+  return kExitOk;
+}
+
+// ---- logs / wait / watch ------------------------------------------------------------------
+
+int verb_logs(const Globals& g, const JobArg& a) {
+  Client c(g.address);
+  const std::string path = c.get_job(a.job);
+  Props p = c.job_properties(path);
+  const std::string log = get_s(p, "LogPath");
+  int fd = open(log.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return kExitOk;  // the job has written nothing yet
+    throw CtlError(kExitFailure, fmt::format("cannot read {}: {}", log, strerror(errno)));
+  }
+  auto drain = [&] {
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) fwrite(buf, 1, static_cast<size_t>(n), stdout);
+    fflush(stdout);
+  };
+  drain();
+  if (!a.follow) {
+    close(fd);
+    return kExitOk;
+  }
+  // Follow until the job is terminal: inotify for the file, signals for the state.
+  int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  inotify_add_watch(in, log.c_str(), IN_MODIFY);
+  bool done = is_terminal(get_s(p, "State")), gone = false;
+  Watcher w(
+      c, path, [&](const std::string&, const Props& ch) { merge(p, ch); done = is_terminal(get_s(p, "State")); },
+      [&](const std::string& removed) { gone |= removed == path; });
+  while (!done && !gone && !interrupted) {
+    while (sd_bus_process(c.bus(), nullptr) > 0) {
+    }
+    if (done || gone) break;
+    pollfd fds[2] = {{in, POLLIN, 0}, {sd_bus_get_fd(c.bus()), static_cast<short>(sd_bus_get_events(c.bus())), 0}};
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    char ev[4096];
+    while (read(in, ev, sizeof ev) > 0) {
+    }
+    drain();
+  }
+  drain();
+  close(in);
+  close(fd);
+  (void)g;
+  return kExitOk;
+}
+
+int verb_wait(const Globals& g, const JobArg& a) {
+  Client c(g.address);
+  Props p = wait_terminal(c, c.get_job(a.job));
+  if (g.json) fmt::print("{}\n", props_json(p).dump());
+  else fmt::print("Job {} {}.\n", job_label(p), coloured_state(get_s(p, "State")));
+  return exit_for_state(get_s(p, "State"));
+}
+
+int verb_watch(const Globals& g, const JobArg& a) {
+  Client c(g.address);
+  const bool tty = isatty(STDOUT_FILENO);
+  std::map<std::string, Props> jobs;  // path -> properties
+  std::string only;
+  if (!a.job.empty()) only = c.get_job(a.job);
+
+  auto draw = [&] {
+    if (g.json) return;
+    if (!tty) return;
+    fmt::print("\x1b[H\x1b[2J{}\n\n", bold(fmt::format("repvisor — {} job(s)   (Ctrl-C to quit)", jobs.size())));
+    fmt::print("{}\n", bold(fmt::format("{:<12}  {:<18}  {:<10}  {:<13}  {:<18} {}", "ID", "NAME", "STATE", "SUBSTATE",
+                                        "PROGRESS", "PHASE / STATUS")));
+    std::vector<const Props*> order;
+    for (const auto& [path, p] : jobs) order.push_back(&p);
+    std::sort(order.begin(), order.end(),
+              [](const Props* x, const Props* y) { return get_t(*x, "CreatedUSec") < get_t(*y, "CreatedUSec"); });
+    for (const Props* p : order) {
+      const std::string st = get_s(*p, "State");
+      std::string padded = fmt::format("{:<10}", st);
+      std::string info = get_s(*p, "Phase");
+      if (!get_s(*p, "StatusText").empty()) info += (info.empty() ? "" : " — ") + get_s(*p, "StatusText");
+      fmt::print("{:<12}  {:<18}  {}{}  {:<13}  {:<18} {}\n", short_id(get_s(*p, "Id")),
+                 get_s(*p, "Name").empty() ? "-" : get_s(*p, "Name"), coloured_state(st),
+                 std::string(padded.size() - st.size(), ' '), get_s(*p, "SubState"), progress_bar(get_d(*p, "Progress"), 10),
+                 info);
+    }
+    fflush(stdout);
+  };
+  auto print_event = [&](const std::string& path, const Props& ch) {
+    if (tty) return;
+    const Props& p = jobs[path];
+    if (g.json) {
+      json j = props_json(ch);
+      j["Id"] = get_s(p, "Id");
+      fmt::print("{}\n", j.dump());
+    } else {
+      std::string what;
+      for (const auto& [k, v] : ch) what += fmt::format(" {}={}", k, to_json(v).dump());
+      fmt::print("{}{}\n", short_id(get_s(p, "Id")), what);
+    }
+    fflush(stdout);
+  };
+  Watcher w(
+      c, only,
+      [&](const std::string& path, const Props& ch) {
+        auto it = jobs.find(path);
+        if (it == jobs.end()) {
+          try {
+            jobs[path] = c.job_properties(path);
+          } catch (const CtlError&) {
+            return;
+          }
+        }
+        merge(jobs[path], ch);
+        print_event(path, ch);
+        draw();
+      },
+      [&](const std::string& path) {
+        jobs.erase(path);
+        draw();
+      });
+  if (only.empty()) {
+    for (const auto& r : c.list()) jobs[r.path] = c.job_properties(r.path);
+  } else {
+    jobs[only] = c.job_properties(only);
+  }
+  draw();
+  run_until(c, [&] {
+    if (only.empty()) return false;
+    auto it = jobs.find(only);
+    return it == jobs.end() || is_terminal(get_s(it->second, "State"));
+  });
+  return kExitOk;
+}
+
+void install_interrupt_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { interrupted = 1; };
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+}  // namespace repvisor::ctl

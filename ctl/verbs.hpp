@@ -1,0 +1,48 @@
+// The verbs of repvisorctl, one function each; main.cpp holds the table that names them.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "client.hpp"
+
+namespace repvisor::ctl {
+
+struct Globals {
+  std::string address;
+  bool json = false;
+};
+
+struct SubmitArgs {
+  std::vector<std::string> argv, env;
+  std::string name, workdir, stop_signal, stop_timeout, kill_mode, file;
+  bool wait = false;
+};
+struct StopArgs {
+  std::string job, timeout, reason, notes;
+  bool force = false, no_wait = false;
+};
+struct DeleteArgs {
+  std::string job;
+  bool force = false, keep_data = false, yes = false;
+};
+struct JobArg {
+  std::string job;
+  bool follow = false;
+  std::vector<std::string> states;
+};
+
+int verb_submit(const Globals& g, const SubmitArgs& a);
+int verb_list(const Globals& g, const JobArg& a);
+int verb_status(const Globals& g, const JobArg& a);
+int verb_stop(const Globals& g, const StopArgs& a);
+int verb_delete(const Globals& g, const DeleteArgs& a);
+int verb_logs(const Globals& g, const JobArg& a);
+int verb_wait(const Globals& g, const JobArg& a);
+int verb_watch(const Globals& g, const JobArg& a);
+
+void install_interrupt_handler();
+
+// Parses a TOML job file into Submit options; errors name file:line:column and the key.
+Options load_job_file(const std::string& path);
+
+}  // namespace repvisor::ctl

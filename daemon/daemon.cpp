@@ -1,6 +1,7 @@
 #include "daemon.hpp"
 
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 
 #include "util/log.hpp"
 
@@ -44,6 +45,7 @@ int Daemon::run() {
   // Served last, once everything behind it is ready.
   server_->listen();
   log::notice("repvisord {} ready (state {}, runtime {})", REPVISOR_VERSION, cfg_.state_dir, cfg_.runtime_dir);
+  sd_notify(0, "READY=1\nSTATUS=serving");
   uv_run(&loop_, UV_RUN_DEFAULT);
   log::notice("stopped");
   return 0;
@@ -62,6 +64,7 @@ void Daemon::on_stop_signal(int sig) {
   }
   stopping_ = true;
   log::notice("{} received: stopping all jobs", strsignal(sig));
+  sd_notify(0, "STOPPING=1\nSTATUS=stopping all jobs");
   sup_->shutdown([this] {
     // Every job is recorded terminal: answer what is pending, then let the loop run dry.
     api_->flush();

@@ -270,9 +270,10 @@ void Supervisor::on_pidfd(Entry& e) {
   main_pids_.erase(job.main_pid);
   e.pid_poll.reset();
   e.pidfd.reset();
-  job.on_main_exited(si.si_code, si.si_status);
-  // The tree may have emptied before our cgroup watch was set up: look once now.
+  // Look at the tree first: if the main process was the last one, nothing needs killing. This
+  // also covers a tree that emptied before our cgroup watch was set up.
   if (job.tree_alive) check_tree(e);
+  job.on_main_exited(si.si_code, si.si_status);
 }
 
 void Supervisor::on_cgroup_event(Entry& e) {
@@ -282,7 +283,7 @@ void Supervisor::on_cgroup_event(Entry& e) {
 void Supervisor::check_tree(Entry& e) {
   core::Job& job = *e.job;
   const bool alive = e.in_cgroup ? cgroups_->populated(cgroup_name(job))
-                                 : (job.main_alive || !sys::session_members(job.main_pid).empty());
+                                 : !sys::session_members(job.main_pid).empty();
   if (!alive) job.on_tree_empty();
 }
 
@@ -300,6 +301,24 @@ void Supervisor::reap_orphans() {
   for (pid_t pid : sys::own_children()) {
     if (main_pids_.count(pid)) continue;
     if (sys::process_state(pid) == 'Z') waitpid(pid, nullptr, WNOHANG);
+  }
+}
+
+void Supervisor::reap_exiting_orphans(const std::string& cgroup_path) {
+  // A process leaves its cgroup (cgroup_exit) a moment before it becomes a zombie and is
+  // reported to its parent (exit_notify). Orphans of this job that are in that window still
+  // name the job's cgroup in /proc/PID/cgroup: wait for them here, so that a job is never
+  // reported finished while a zombie of it remains. The wait is bounded by the kernel's own
+  // exit path, not by anything the job does.
+  const std::string mount = sys::find_cgroup2_mount();
+  const std::string rel = cgroup_path.substr(mount.size());
+  for (pid_t pid : sys::own_children()) {
+    if (main_pids_.count(pid)) continue;
+    if (sys::process_cgroup(pid).rfind(rel, 0) != 0) continue;
+    Fd fd(sys::pidfd_open(pid, 0));
+    if (!fd) continue;
+    siginfo_t si{};
+    waitid(P_PIDFD, static_cast<id_t>(fd.get()), &si, WEXITED);
   }
 }
 
@@ -335,13 +354,17 @@ int Supervisor::kill_tree(core::Job& job) {
 
 void Supervisor::arm_timer(core::Job& job, usec_t after) {
   Entry& e = entry(job);
+  // libuv's clock is in whole milliseconds, cached at the start of the loop iteration: refresh
+  // it and add one millisecond so that a timeout never expires early (a stop timeout is a
+  // promise to the job).
+  uv_update_time(loop_);
   uv_timer_start(
       e.timer.get(),
       [](uv_timer_t* t) {
         auto* en = static_cast<Entry*>(t->data);
         if (en) en->job->on_timer();
       },
-      usec_to_ms_ceil(after), 0);
+      usec_to_ms_ceil(after) + 1, 0);
 }
 
 void Supervisor::disarm_timer(core::Job& job) { uv_timer_stop(entry(job).timer.get()); }
@@ -358,6 +381,7 @@ void Supervisor::begin_cleanup(core::Job& job) {
   e.cgroup_watch.reset();
   std::string error;
   if (e.in_cgroup) {
+    reap_exiting_orphans(cgroups_->path_of(cgroup_name(job)));
     if (int r = cgroups_->remove(cgroup_name(job)); r < 0)
       error = "cannot remove cgroup " + cgroups_->path_of(cgroup_name(job)) + ": " + strerror(-r);
   } else if (cgroups_ && job.start_error) {

@@ -98,6 +98,7 @@ class Supervisor final : public core::JobDriver {
   void check_tree(Entry& e);
   void on_sigchld();
   void reap_orphans();
+  void reap_exiting_orphans(const std::string& cgroup_path);
   void start_queued();
   void remove_entry(const std::string& id, bool keep_data);
   void update_active();

@@ -62,3 +62,15 @@ std::vector<pid_t> session_members(pid_t sid) {
 }
 
 }  // namespace repvisor::sys
+
+namespace repvisor::sys {
+
+std::string process_cgroup(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("0::", 0) == 0) return line.substr(3);
+  return {};
+}
+
+}  // namespace repvisor::sys

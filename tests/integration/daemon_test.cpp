@@ -1,0 +1,329 @@
+// The daemon with real processes and cgroups, driven over its private socket.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "harness.hpp"
+
+using namespace repvisor::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A job that ignores SIGTERM and says when its trap is in place.
+std::vector<std::string> stubborn(const ReadyFifo& f) {
+  return {"sh", "-c", "trap '' TERM; echo ready > " + f.path() + "; exec sleep 1000"};
+}
+std::vector<std::string> polite(const ReadyFifo& f) {
+  return {"sh", "-c", "echo ready > " + f.path() + "; exec sleep 1000"};
+}
+
+int pidfd_of(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+// Waits (event-driven) for a process that is not our child to end.
+bool wait_gone(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  return poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000)) == 1;
+}
+
+struct DaemonTest : ::testing::Test {
+  Daemon daemon;
+  Bus bus{daemon.address()};
+
+  void expect_clean(const std::string& id) {
+    EXPECT_FALSE(fs::exists(daemon.cgroup_dir() + "/job-" + id)) << "job cgroup left behind";
+    EXPECT_TRUE(zombie_children(daemon.pid).empty()) << "zombie left behind";
+  }
+};
+
+}  // namespace
+
+TEST_F(DaemonTest, JobRunsToCompletionAndLeavesNothing) {
+  auto id = bus.submit_ok({"sh", "-c", "echo out; echo err >&2"}, {{"name", std::string("hello")}});
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "completed");
+  EXPECT_EQ(bus.prop_s(id, "SubState"), "dead");
+  EXPECT_EQ(bus.prop_i(id, "ExitCode"), 0);
+  EXPECT_EQ(bus.prop_s(id, "Name"), "hello");
+  EXPECT_GT(bus.prop_t(id, "FinishedUSec"), 0u);
+  EXPECT_EQ(bus.prop_t(id, "CancelledUSec"), 0u);
+  std::ifstream log(bus.prop_s(id, "LogPath"));
+  std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(all, "out\nerr\n");
+  expect_clean(id);
+}
+
+TEST_F(DaemonTest, FailuresAreRecorded) {
+  auto a = bus.submit_ok({"sh", "-c", "exit 3"});
+  auto b = bus.submit_ok({"/nonexistent/command"});
+  auto c = bus.submit_ok({"sh", "-c", "kill -SEGV $$"});
+  bus.wait_terminal(a);
+  bus.wait_terminal(b);
+  bus.wait_terminal(c);
+  EXPECT_EQ(bus.prop_s(a, "State"), "failed");
+  EXPECT_EQ(bus.prop_i(a, "ExitCode"), 3);
+  EXPECT_EQ(bus.prop_s(b, "State"), "failed");
+  EXPECT_NE(bus.prop_s(b, "StatusText").find("No such file"), std::string::npos) << bus.prop_s(b, "StatusText");
+  EXPECT_EQ(bus.prop_s(c, "State"), "failed");
+  EXPECT_EQ(bus.prop_i(c, "ExitSignal"), SIGSEGV);
+  expect_clean(a);
+  expect_clean(b);
+}
+
+TEST_F(DaemonTest, GracefulStopEscalatesToSigkillAfterTimeout) {
+  ReadyFifo ready(daemon.dir);
+  auto id = bus.submit_ok(stubborn(ready));
+  ready.wait_line();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = bus.stop(id, {{"timeout_usec", uint64_t{300'000}}, {"wait", true}, {"reason", std::string("maintenance")},
+                         {"notes", std::string("window 3")}});
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(r.ok) << r.error_message;
+  EXPECT_EQ(std::get<std::string>(r.dict["state"]), "cancelled");
+  EXPECT_EQ(std::get<std::string>(r.dict["reason"]), "maintenance");
+  EXPECT_EQ(std::get<std::string>(r.dict["notes"]), "window 3");
+  EXPECT_FALSE(std::get<bool>(r.dict["already"]));
+  EXPECT_GT(std::get<uint64_t>(r.dict["cancelled_usec"]), 0u);
+  EXPECT_GE(elapsed, std::chrono::milliseconds(300)) << "SIGKILL came before the stop timeout";
+  EXPECT_EQ(bus.prop_i(id, "ExitSignal"), SIGKILL) << "the SIGTERM-ignoring child must be SIGKILLed";
+  EXPECT_EQ(bus.prop_s(id, "StopMode"), "graceful");
+  EXPECT_EQ(bus.prop_s(id, "CancelReason"), "maintenance");
+  EXPECT_EQ(bus.prop_i(id, "RequestedByUID"), 0);
+  expect_clean(id);
+}
+
+TEST_F(DaemonTest, GracefulStopOfPoliteJobIsQuick) {
+  ReadyFifo ready(daemon.dir);
+  auto id = bus.submit_ok(polite(ready));
+  ready.wait_line();
+  auto r = bus.stop(id, {{"wait", true}});
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(std::get<std::string>(r.dict["state"]), "cancelled");
+  EXPECT_EQ(bus.prop_i(id, "ExitSignal"), SIGTERM);
+  expect_clean(id);
+}
+
+TEST_F(DaemonTest, SetsidDoubleForkedGrandchildIsKilled) {
+  ReadyFifo ready(daemon.dir);
+  // The grandchild leaves the session and the process group, and is orphaned.
+  auto id = bus.submit_ok(
+      {"sh", "-c", "(setsid sh -c 'echo $$ > " + ready.path() + "; exec sleep 1000' &); exec sleep 1000"});
+  const pid_t grandchild = std::stoi(ready.wait_line());
+  int fd = pidfd_of(grandchild);
+  ASSERT_GE(fd, 0);
+  auto r = bus.stop(id, {{"wait", true}});
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(std::get<std::string>(r.dict["state"]), "cancelled");
+  EXPECT_TRUE(wait_gone(fd)) << "setsid grandchild survived the stop";
+  close(fd);
+  expect_clean(id);
+}
+
+TEST_F(DaemonTest, LeftoversOfAnExitedMainProcessAreKilled) {
+  ReadyFifo ready(daemon.dir);
+  auto id = bus.submit_ok({"sh", "-c", "sleep 1000 & echo $! > " + ready.path() + "; exit 0"});
+  const pid_t child = std::stoi(ready.wait_line());
+  int fd = pidfd_of(child);
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "completed");
+  if (fd >= 0) EXPECT_TRUE(wait_gone(fd));
+  close(fd);
+  expect_clean(id);
+}
+
+TEST_F(DaemonTest, ForceStopDuringGracefulEscalatesAtOnce) {
+  ReadyFifo ready(daemon.dir);
+  auto id = bus.submit_ok(stubborn(ready));
+  ready.wait_line();
+  auto first = bus.stop(id, {{"timeout_usec", uint64_t{600'000'000}}});
+  ASSERT_TRUE(first.ok);
+  EXPECT_EQ(std::get<std::string>(first.dict["state"]), "stopping");
+  EXPECT_EQ(bus.prop_s(id, "SubState"), "stop-sigterm");
+  // A second graceful stop changes nothing.
+  auto again = bus.stop(id, {{"reason", std::string("other")}});
+  ASSERT_TRUE(again.ok);
+  EXPECT_TRUE(std::get<bool>(again.dict["already"]));
+  EXPECT_EQ(bus.prop_s(id, "SubState"), "stop-sigterm");
+  auto force = bus.stop(id, {{"force", true}, {"wait", true}});
+  ASSERT_TRUE(force.ok);
+  EXPECT_EQ(std::get<std::string>(force.dict["state"]), "cancelled");
+  EXPECT_EQ(bus.prop_s(id, "StopMode"), "force");
+  EXPECT_EQ(bus.prop_s(id, "CancelReason"), "user_request");
+  expect_clean(id);
+}
+
+TEST_F(DaemonTest, ForceStopKillsWholeTree) {
+  ReadyFifo ready(daemon.dir);
+  auto id = bus.submit_ok({"sh", "-c", "trap '' TERM; sleep 1000 & sleep 1000 & echo ready > " + ready.path() + "; wait"});
+  ready.wait_line();
+  auto r = bus.stop(id, {{"force", true}, {"wait", true}});
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(std::get<std::string>(r.dict["state"]), "cancelled");
+  EXPECT_EQ(bus.prop_i(id, "ExitSignal"), SIGKILL);
+  expect_clean(id);
+}
+
+TEST_F(DaemonTest, ControlGroupKillModeSignalsEveryProcess) {
+  ReadyFifo ready(daemon.dir);
+  // The main shell ignores SIGTERM; only its child reacting to SIGTERM ends the job in time.
+  // The child says it is ready only once its own trap is reset.
+  auto id = bus.submit_ok({"sh", "-c", "trap '' TERM; (trap - TERM; echo ready > " + ready.path() +
+                                           "; exec sleep 1000) & wait; exit 7"},
+                          {{"kill_mode", std::string("control-group")}});
+  ready.wait_line();
+  auto r = bus.stop(id, {{"wait", true}, {"timeout_usec", uint64_t{600'000'000}}});
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(bus.prop_i(id, "ExitCode"), 7) << "the main process should have exited on its own, not been SIGKILLed";
+  expect_clean(id);
+}
+
+TEST_F(DaemonTest, StopIsIdempotentAndErrorsChangeNothing) {
+  auto id = bus.submit_ok({"true"});
+  bus.wait_terminal(id);
+  const auto finished = bus.prop_t(id, "FinishedUSec");
+  auto r = bus.stop(id, {{"force", true}, {"reason", std::string("late")}});
+  ASSERT_TRUE(r.ok);
+  EXPECT_TRUE(std::get<bool>(r.dict["already"]));
+  EXPECT_EQ(std::get<std::string>(r.dict["state"]), "completed");
+  EXPECT_EQ(bus.prop_s(id, "CancelReason"), "");
+  EXPECT_EQ(bus.prop_t(id, "FinishedUSec"), finished);
+
+  auto missing = bus.stop("00000000000000000000000000000000", {});
+  EXPECT_EQ(missing.error_name, "org.repvisor1.Error.NoSuchJob");
+
+  ReadyFifo ready(daemon.dir);
+  auto live = bus.submit_ok(polite(ready));
+  ready.wait_line();
+  auto bad = bus.stop(live, {{"forse", true}});
+  EXPECT_EQ(bad.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_NE(bad.error_message.find("forse"), std::string::npos);
+  auto badtype = bus.stop(live, {{"force", std::string("yes")}});
+  EXPECT_EQ(badtype.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_NE(badtype.error_message.find("force"), std::string::npos);
+  auto long_notes = bus.stop(live, {{"notes", std::string(501, 'x')}});
+  EXPECT_EQ(long_notes.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_NE(long_notes.error_message.find("500"), std::string::npos);
+  EXPECT_EQ(bus.prop_s(live, "State"), "running") << "a refused stop must change nothing";
+  EXPECT_EQ(bus.prop_t(live, "StopRequestedUSec"), 0u);
+  bus.stop(live, {{"wait", true}});
+}
+
+TEST_F(DaemonTest, DeleteOfActiveJobIsRefusedThenForced) {
+  ReadyFifo ready(daemon.dir);
+  auto id = bus.submit_ok(stubborn(ready));
+  ready.wait_line();
+  const pid_t main_pid = static_cast<pid_t>(bus.prop_i(id, "MainPID"));
+  const std::string log = bus.prop_s(id, "LogPath");
+  int fd = pidfd_of(main_pid);
+
+  auto refused = bus.remove(id, {});
+  EXPECT_EQ(refused.error_name, "org.repvisor1.Error.JobActive");
+  EXPECT_EQ(bus.prop_s(id, "State"), "running");
+  EXPECT_TRUE(pid_alive(main_pid));
+
+  auto forced = bus.remove(id, {{"force", true}});
+  ASSERT_TRUE(forced.ok) << forced.error_message;
+  EXPECT_EQ(std::get<std::string>(forced.dict["status"]), "deleted");
+  EXPECT_EQ(std::get<std::string>(forced.dict["id"]), id);
+  EXPECT_TRUE(wait_gone(fd));
+  close(fd);
+  EXPECT_EQ(bus.get_job(id).error_name, "org.repvisor1.Error.NoSuchJob");
+  EXPECT_FALSE(fs::exists(log));
+  expect_clean(id);
+
+  auto again = bus.remove(id, {});
+  EXPECT_EQ(again.error_name, "org.repvisor1.Error.NoSuchJob");
+}
+
+TEST_F(DaemonTest, DeleteKeepsDataOnRequest) {
+  auto id = bus.submit_ok({"sh", "-c", "echo data"});
+  bus.wait_terminal(id);
+  const std::string log = bus.prop_s(id, "LogPath");
+  auto bad = bus.remove(id, {{"keep-data", true}});
+  EXPECT_EQ(bad.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_TRUE(bus.job_exists(id));
+  auto r = bus.remove(id, {{"keep_data", true}});
+  ASSERT_TRUE(r.ok);
+  EXPECT_FALSE(bus.job_exists(id));
+  EXPECT_TRUE(fs::exists(log));
+}
+
+TEST_F(DaemonTest, LookupByNameAndPrefix) {
+  auto id = bus.submit_ok({"true"}, {{"name", std::string("disk0")}});
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.get_job("disk0").s1, "/org/repvisor1/job/" + id);
+  EXPECT_EQ(bus.get_job(id.substr(0, 8)).s1, "/org/repvisor1/job/" + id);
+  EXPECT_EQ(bus.get_job("nosuch").error_name, "org.repvisor1.Error.NoSuchJob");
+  auto dup = bus.submit({{"argv", std::vector<std::string>{"true"}}, {"name", std::string("disk0")}});
+  EXPECT_EQ(dup.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_NE(dup.error_message.find("disk0"), std::string::npos);
+}
+
+TEST_F(DaemonTest, BadSpecsAreRefusedAndCreateNothing) {
+  const auto before = bus.list().size();
+  struct Case {
+    Dict spec;
+    std::string must_mention;
+  } cases[] = {
+      {{}, "argv"},
+      {{{"argv", std::vector<std::string>{}}}, "argv"},
+      {{{"argv", std::string("true")}}, "argv"},
+      {{{"argv", std::vector<std::string>{"true"}}, {"colour", std::string("red")}}, "colour"},
+      {{{"argv", std::vector<std::string>{"true"}}, {"kill_mode", std::string("all")}}, "kill_mode"},
+      {{{"argv", std::vector<std::string>{"true"}}, {"working_directory", std::string("tmp")}}, "working_directory"},
+      {{{"argv", std::vector<std::string>{"true"}}, {"working_directory", std::string("/nonexistent")}}, "working_directory"},
+      {{{"argv", std::vector<std::string>{"true"}}, {"stop_signal", int32_t{0}}}, "stop_signal"},
+      {{{"argv", std::vector<std::string>{"true"}}, {"stop_timeout_usec", uint64_t{0}}}, "stop_timeout_usec"},
+      {{{"argv", std::vector<std::string>{"true"}}, {"name", std::string("a/b")}}, "name"},
+  };
+  for (const auto& c : cases) {
+    auto r = bus.submit(c.spec);
+    EXPECT_EQ(r.error_name, "org.freedesktop.DBus.Error.InvalidArgs") << c.must_mention;
+    EXPECT_NE(r.error_message.find(c.must_mention), std::string::npos) << r.error_message;
+  }
+  EXPECT_EQ(bus.list().size(), before);
+}
+
+TEST(DaemonQueue, PendingJobsWaitForASlotAndCancelWithoutStarting) {
+  Daemon daemon("max_concurrent_jobs = 1");
+  Bus bus(daemon.address());
+  ReadyFifo ready(daemon.dir);
+  auto first = bus.submit_ok(polite(ready));
+  auto second = bus.submit_ok({"true"});
+  auto third = bus.submit_ok({"true"});
+  ready.wait_line();
+  EXPECT_EQ(bus.prop_s(second, "State"), "pending");
+  EXPECT_EQ(bus.prop_s(second, "SubState"), "queued");
+  auto r = bus.stop(second, {{"wait", true}});
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(std::get<std::string>(r.dict["state"]), "cancelled");
+  EXPECT_EQ(bus.prop_t(second, "StartedUSec"), 0u);
+  EXPECT_EQ(bus.prop_i(second, "MainPID"), 0);
+  EXPECT_EQ(bus.prop_s(third, "State"), "pending");
+  bus.stop(first, {{"wait", true}});
+  bus.wait_terminal(third);
+  EXPECT_EQ(bus.prop_s(third, "State"), "completed");
+  EXPECT_EQ(bus.list({"cancelled"}).size(), 2u);
+}
+
+TEST(DaemonShutdown, SigtermStopsEveryJobAndExitsZero) {
+  Daemon daemon;
+  Bus bus(daemon.address());
+  ReadyFifo r1(daemon.dir), r2(daemon.dir);
+  auto a = bus.submit_ok(polite(r1));
+  auto b = bus.submit_ok(stubborn(r2), {{"stop_timeout_usec", uint64_t{200'000}}});
+  r1.wait_line();
+  r2.wait_line();
+  int fa = pidfd_of(static_cast<pid_t>(bus.prop_i(a, "MainPID")));
+  int fb = pidfd_of(static_cast<pid_t>(bus.prop_i(b, "MainPID")));
+  EXPECT_EQ(daemon.terminate(), 0);
+  EXPECT_TRUE(wait_gone(fa));
+  EXPECT_TRUE(wait_gone(fb));
+  close(fa);
+  close(fb);
+}

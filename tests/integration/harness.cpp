@@ -1,0 +1,446 @@
+#include "harness.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "sys/cgroup.hpp"
+
+namespace repvisor::test {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+uint64_t mono_usec() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
+void append_dict(sd_bus_message* m, const Dict& d) {
+  sd_bus_message_open_container(m, 'a', "{sv}");
+  for (const auto& [k, v] : d) {
+    sd_bus_message_open_container(m, 'e', "sv");
+    sd_bus_message_append_basic(m, 's', k.c_str());
+    std::visit(
+        [&](const auto& x) {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, std::string>) sd_bus_message_append(m, "v", "s", x.c_str());
+          else if constexpr (std::is_same_v<T, bool>) sd_bus_message_append(m, "v", "b", static_cast<int>(x));
+          else if constexpr (std::is_same_v<T, uint64_t>) sd_bus_message_append(m, "v", "t", x);
+          else if constexpr (std::is_same_v<T, int32_t>) sd_bus_message_append(m, "v", "i", x);
+          else if constexpr (std::is_same_v<T, uint32_t>) sd_bus_message_append(m, "v", "u", x);
+          else if constexpr (std::is_same_v<T, double>) sd_bus_message_append(m, "v", "d", x);
+          else {
+            std::vector<const char*> l;
+            for (const auto& s : x) l.push_back(s.c_str());
+            l.push_back(nullptr);
+            sd_bus_message_open_container(m, 'v', "as");
+            sd_bus_message_append_strv(m, const_cast<char**>(l.data()));
+            sd_bus_message_close_container(m);
+          }
+        },
+        v);
+    sd_bus_message_close_container(m);
+  }
+  sd_bus_message_close_container(m);
+}
+
+Dict read_dict(sd_bus_message* m) {
+  Dict out;
+  if (sd_bus_message_enter_container(m, 'a', "{sv}") <= 0) return out;
+  while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+    const char* k;
+    const char* contents;
+    sd_bus_message_read_basic(m, 's', &k);
+    sd_bus_message_peek_type(m, nullptr, &contents);
+    std::string sig = contents;
+    sd_bus_message_enter_container(m, 'v', contents);
+    if (sig == "s") {
+      const char* s;
+      sd_bus_message_read_basic(m, 's', &s);
+      out[k] = std::string(s);
+    } else if (sig == "b") {
+      int b;
+      sd_bus_message_read_basic(m, 'b', &b);
+      out[k] = b != 0;
+    } else if (sig == "t") {
+      uint64_t t;
+      sd_bus_message_read_basic(m, 't', &t);
+      out[k] = t;
+    } else {
+      sd_bus_message_skip(m, contents);
+    }
+    sd_bus_message_exit_container(m);
+    sd_bus_message_exit_container(m);
+  }
+  sd_bus_message_exit_container(m);
+  return out;
+}
+
+std::string read_file(const std::string& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/repvisor-test-XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");
+  return tmpl;
+}
+
+// ---- Bus ----------------------------------------------------------------------------------
+
+Bus::Bus(const std::string& address) {
+  sd_bus_new(&bus_);
+  sd_bus_set_address(bus_, address.c_str());
+  sd_bus_set_bus_client(bus_, 1);
+  int r = sd_bus_start(bus_);
+  if (r < 0) throw std::runtime_error("cannot connect to " + address + ": " + strerror(-r));
+}
+
+Bus::~Bus() { sd_bus_flush_close_unref(bus_); }
+
+CallResult Bus::call(const char* path, const char* iface, const char* method, const std::string* arg, const Dict* dict) {
+  sd_bus_message *m = nullptr, *reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  sd_bus_message_new_method_call(bus_, &m, "org.repvisor1", path, iface, method);
+  if (arg) sd_bus_message_append_basic(m, 's', arg->c_str());
+  if (dict) append_dict(m, *dict);
+  CallResult res;
+  int r = sd_bus_call(bus_, m, kDeadlineUsec, &err, &reply);
+  sd_bus_message_unref(m);
+  if (r < 0) {
+    res.error_name = err.name ? err.name : "";
+    res.error_message = err.message ? err.message : strerror(-r);
+    sd_bus_error_free(&err);
+    return res;
+  }
+  res.ok = true;
+  const char* sig = sd_bus_message_get_signature(reply, 1);
+  if (std::string_view(sig) == "a{sv}") {
+    res.dict = read_dict(reply);
+  } else if (std::string_view(sig) == "so") {
+    const char *a, *b;
+    sd_bus_message_read(reply, "so", &a, &b);
+    res.s1 = a;
+    res.s2 = b;
+  } else if (std::string_view(sig) == "o") {
+    const char* a;
+    sd_bus_message_read(reply, "o", &a);
+    res.s1 = a;
+  }
+  sd_bus_message_unref(reply);
+  return res;
+}
+
+CallResult Bus::submit(const Dict& spec) { return call("/org/repvisor1", "org.repvisor1.Manager", "Submit", nullptr, &spec); }
+
+std::string Bus::submit_ok(std::vector<std::string> argv, Dict extra) {
+  extra["argv"] = std::move(argv);
+  auto r = submit(extra);
+  EXPECT_TRUE(r.ok) << r.error_name << ": " << r.error_message;
+  return r.s1;
+}
+
+CallResult Bus::stop(const std::string& job, const Dict& opts) {
+  return call("/org/repvisor1", "org.repvisor1.Manager", "StopJob", &job, &opts);
+}
+CallResult Bus::remove(const std::string& job, const Dict& opts) {
+  return call("/org/repvisor1", "org.repvisor1.Manager", "DeleteJob", &job, &opts);
+}
+CallResult Bus::get_job(const std::string& job) {
+  return call("/org/repvisor1", "org.repvisor1.Manager", "GetJob", &job, nullptr);
+}
+
+std::vector<std::vector<std::string>> Bus::list(const std::vector<std::string>& states) {
+  Dict filter;
+  if (!states.empty()) filter["states"] = states;
+  sd_bus_message *m = nullptr, *reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  sd_bus_message_new_method_call(bus_, &m, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager", "List");
+  append_dict(m, filter);
+  int r = sd_bus_call(bus_, m, kDeadlineUsec, &err, &reply);
+  sd_bus_message_unref(m);
+  std::vector<std::vector<std::string>> rows;
+  if (r < 0) {
+    ADD_FAILURE() << "List: " << (err.message ? err.message : "");
+    sd_bus_error_free(&err);
+    return rows;
+  }
+  sd_bus_message_enter_container(reply, 'a', "(ssssdtto)");
+  const char *id, *name, *state, *phase, *path;
+  double progress;
+  uint64_t c, f;
+  while (sd_bus_message_read(reply, "(ssssdtto)", &id, &name, &state, &phase, &progress, &c, &f, &path) > 0)
+    rows.push_back({id, name, state, phase, path});
+  sd_bus_message_unref(reply);
+  return rows;
+}
+
+static std::string job_path(const std::string& id) { return "/org/repvisor1/job/" + id; }
+
+std::string Bus::prop_s(const std::string& id, const char* name) {
+  char* s = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  int r = sd_bus_get_property_string(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, &s);
+  sd_bus_error_free(&err);
+  if (r < 0) return "<error: " + std::string(strerror(-r)) + ">";
+  std::string out = s;
+  free(s);
+  return out;
+}
+
+uint64_t Bus::prop_t(const std::string& id, const char* name) {
+  uint64_t v = 0;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  sd_bus_get_property_trivial(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, 't', &v);
+  sd_bus_error_free(&err);
+  return v;
+}
+
+int64_t Bus::prop_i(const std::string& id, const char* name) {
+  // The unsigned ones are PIDs and UIDs; the rest are signed.
+  const std::string_view n(name);
+  const bool is_unsigned = n == "MainPID" || n == "RequestedByUID";
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  int64_t out = INT64_MIN;
+  if (is_unsigned) {
+    uint32_t u = 0;
+    if (sd_bus_get_property_trivial(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, 'u', &u) >= 0)
+      out = u;
+  } else {
+    int32_t i = 0;
+    if (sd_bus_get_property_trivial(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, 'i', &i) >= 0)
+      out = i;
+  }
+  sd_bus_error_free(&err);
+  return out;
+}
+
+bool Bus::job_exists(const std::string& id) { return get_job(id).ok; }
+
+void Bus::wait_until(const std::string& id, const std::function<bool(Bus&)>& pred) {
+  sd_bus_slot* slot = nullptr;
+  const std::string rule = "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path='" +
+                           job_path(id) + "'";
+  sd_bus_add_match(bus_, &slot, rule.c_str(), nullptr, nullptr);
+  const uint64_t deadline = mono_usec() + kDeadlineUsec;
+  while (!pred(*this)) {
+    const uint64_t now = mono_usec();
+    if (now >= deadline) {
+      ADD_FAILURE() << "timed out waiting on job " << id << " (state " << prop_s(id, "State") << "/"
+                    << prop_s(id, "SubState") << ")";
+      break;
+    }
+    int r = sd_bus_process(bus_, nullptr);
+    if (r < 0) {
+      ADD_FAILURE() << "bus: " << strerror(-r);
+      break;
+    }
+    if (r == 0) sd_bus_wait(bus_, deadline - now);
+  }
+  sd_bus_slot_unref(slot);
+}
+
+void Bus::wait_state(const std::string& id, const std::string& state) {
+  wait_until(id, [&](Bus& b) { return b.prop_s(id, "State") == state; });
+}
+
+void Bus::wait_terminal(const std::string& id) {
+  wait_until(id, [&](Bus& b) {
+    auto s = b.prop_s(id, "State");
+    return s == "completed" || s == "failed" || s == "cancelled";
+  });
+}
+
+// ---- Daemon -------------------------------------------------------------------------------
+
+Daemon::Daemon(const std::string& extra) {
+  dir = temp_dir();
+  state_dir = dir + "/state";
+  runtime_dir = dir + "/run";
+  const std::string mount = sys::find_cgroup2_mount();
+  if (mount.empty()) throw std::runtime_error("no cgroup2 mount");
+  const std::string cg = "/" + fs::path(dir).filename().string();
+  cgroup_fs_root = mount + cg;
+  const std::string config = dir + "/repvisord.toml";
+  std::ofstream(config) << "[daemon]\ncgroup_root = \"" << cg
+                        << "\"\nfinal_kill_timeout = \"5s\"\nshutdown_timeout = \"20s\"\n"
+                        << extra << "\n";
+
+  // Readiness comes as sd_notify READY=1 on a socket of ours, as systemd would see it.
+  int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  const std::string npath = dir + "/notify";
+  strcpy(sa.sun_path, npath.c_str());
+  bind(nfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+
+  stderr_path_ = dir + "/daemon.log";
+  pid = fork();
+  if (pid == 0) {
+    int log = open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(log, 2);
+    setenv("NOTIFY_SOCKET", npath.c_str(), 1);
+    execl(REPVISORD_PATH, "repvisord", "--config", config.c_str(), "--state-dir", state_dir.c_str(), "--runtime-dir",
+          runtime_dir.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const uint64_t deadline = mono_usec() + kDeadlineUsec;
+  std::string got;
+  while (got.find("READY=1") == std::string::npos) {
+    pollfd p{nfd, POLLIN, 0};
+    const uint64_t now = mono_usec();
+    if (now >= deadline || poll(&p, 1, static_cast<int>((deadline - now) / 1000)) <= 0) break;
+    char buf[4096];
+    ssize_t n = recv(nfd, buf, sizeof buf, 0);
+    if (n > 0) got.assign(buf, static_cast<size_t>(n));
+  }
+  close(nfd);
+  if (got.find("READY=1") == std::string::npos)
+    throw std::runtime_error("repvisord did not become ready: " + read_file(stderr_path_));
+}
+
+int Daemon::terminate() {
+  if (pid <= 0) return -1;
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  kill(pid, SIGTERM);
+  pollfd p{pidfd, POLLIN, 0};
+  poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000));
+  close(pidfd);
+  int status = 0;
+  if (waitpid(pid, &status, WNOHANG) != pid) {
+    ADD_FAILURE() << "repvisord did not exit on SIGTERM";
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  pid = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+Daemon::~Daemon() {
+  if (pid > 0) EXPECT_EQ(terminate(), 0) << read_file(stderr_path_);
+  EXPECT_EQ(cgroup_pids(cgroup_fs_root).size(), 0u) << "processes left in " << cgroup_fs_root;
+  EXPECT_EQ(child_cgroups(cgroup_fs_root).size(), 0u) << "job cgroups left in " << cgroup_fs_root;
+  rmdir(cgroup_fs_root.c_str());
+  if (!::testing::Test::HasFailure()) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  } else {
+    fprintf(stderr, "daemon log kept in %s:\n%s\n", stderr_path_.c_str(), read_file(stderr_path_).c_str());
+  }
+}
+
+// ---- process inspection ---------------------------------------------------------------------
+
+std::vector<pid_t> zombie_children(pid_t parent) {
+  std::vector<pid_t> out;
+  DIR* d = opendir("/proc");
+  while (dirent* e = readdir(d)) {
+    char* end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end || pid <= 0) continue;
+    std::string stat = read_file("/proc/" + std::string(e->d_name) + "/stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    char st;
+    int ppid;
+    if (sscanf(stat.c_str() + close + 2, "%c %d", &st, &ppid) == 2 && st == 'Z' && ppid == parent)
+      out.push_back(static_cast<pid_t>(pid));
+  }
+  closedir(d);
+  return out;
+}
+
+std::vector<pid_t> cgroup_pids(const std::string& dir) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return out;
+  std::istringstream procs(read_file(dir + "/cgroup.procs"));
+  pid_t p;
+  while (procs >> p) out.push_back(p);
+  for (const auto& child : child_cgroups(dir)) {
+    auto sub = cgroup_pids(dir + "/" + child);
+    out.insert(out.end(), sub.begin(), sub.end());
+  }
+  return out;
+}
+
+std::vector<std::string> child_cgroups(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_directory()) out.push_back(e.path().filename());
+  return out;
+}
+
+bool pid_alive(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  return close != std::string::npos && stat[close + 2] != 'Z';
+}
+
+// ---- helpers ------------------------------------------------------------------------------
+
+ReadyFifo::ReadyFifo(const std::string& dir) : path_(dir + "/ready-" + std::to_string(getpid()) + "-" + std::to_string(rand())) {
+  mkfifo(path_.c_str(), 0600);
+  // Non-blocking open for reading succeeds without a writer; poll reports POLLIN once one writes.
+  fd_ = open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+}
+
+ReadyFifo::~ReadyFifo() {
+  close(fd_);
+  unlink(path_.c_str());
+}
+
+std::string ReadyFifo::wait_line() {
+  std::string out;
+  const uint64_t deadline = mono_usec() + kDeadlineUsec;
+  while (out.find('\n') == std::string::npos) {
+    pollfd p{fd_, POLLIN, 0};
+    const uint64_t now = mono_usec();
+    if (now >= deadline) {
+      ADD_FAILURE() << "job never signalled readiness on " << path_;
+      return out;
+    }
+    if (poll(&p, 1, static_cast<int>((deadline - now) / 1000)) <= 0) continue;
+    char buf[256];
+    ssize_t n = read(fd_, buf, sizeof buf);
+    if (n > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  return out.substr(0, out.find('\n'));
+}
+
+int run_command(const std::string& cmd, std::string* output) {
+  std::string full = cmd + " 2>&1";
+  FILE* f = popen(full.c_str(), "r");
+  if (!f) return -1;
+  char buf[4096];
+  size_t n;
+  output->clear();
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) output->append(buf, n);
+  int status = pclose(f);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace repvisor::test

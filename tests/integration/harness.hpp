@@ -1,0 +1,100 @@
+// Test harness: a real repvisord on a temporary state/runtime dir and a cgroup subtree of its
+// own, reached over its private socket by a real sd-bus client. Everything waits on events
+// (sd_notify READY, PropertiesChanged, FIFOs); deadlines exist only to fail a hung test.
+#pragma once
+#include <systemd/sd-bus.h>
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace repvisor::test {
+
+inline constexpr uint64_t kDeadlineUsec = 60'000'000;  // a hung test fails after this
+
+using Value = std::variant<std::string, bool, uint64_t, int32_t, uint32_t, double, std::vector<std::string>>;
+using Dict = std::map<std::string, Value>;
+
+struct CallResult {
+  bool ok = false;
+  std::string error_name, error_message;
+  Dict dict;             // for a{sv} replies
+  std::string s1, s2;    // for (so) / (o) replies
+};
+
+class Bus {
+ public:
+  explicit Bus(const std::string& address);
+  ~Bus();
+  sd_bus* get() const { return bus_; }
+
+  CallResult submit(const Dict& spec);
+  std::string submit_ok(std::vector<std::string> argv, Dict extra = {});  // returns id
+  CallResult stop(const std::string& job, const Dict& opts);
+  CallResult remove(const std::string& job, const Dict& opts);
+  CallResult get_job(const std::string& job);
+  std::vector<std::vector<std::string>> list(const std::vector<std::string>& states = {});
+
+  std::string prop_s(const std::string& id, const char* name);
+  uint64_t prop_t(const std::string& id, const char* name);
+  int64_t prop_i(const std::string& id, const char* name);  // i or u
+  bool job_exists(const std::string& id);
+
+  // Blocks until pred(properties) holds, driven by PropertiesChanged; fails the test on deadline.
+  void wait_until(const std::string& id, const std::function<bool(Bus&)>& pred);
+  void wait_state(const std::string& id, const std::string& state);
+  void wait_terminal(const std::string& id);
+
+ private:
+  CallResult call(const char* path, const char* iface, const char* method, const std::string* arg, const Dict* dict);
+  sd_bus* bus_ = nullptr;
+};
+
+class Daemon {
+ public:
+  explicit Daemon(const std::string& extra_daemon_config = "");
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+
+  std::string address() const { return "unix:path=" + runtime_dir + "/private"; }
+  std::string cgroup_dir() const { return cgroup_fs_root; }
+  // SIGTERM and wait; returns the exit status.
+  int terminate();
+
+  pid_t pid = -1;
+  std::string dir, state_dir, runtime_dir, cgroup_fs_root;
+
+ private:
+  std::string stderr_path_;
+};
+
+// Processes that are children of `parent` and zombies.
+std::vector<pid_t> zombie_children(pid_t parent);
+// Every pid still in the cgroup subtree (recursively).
+std::vector<pid_t> cgroup_pids(const std::string& dir);
+// Job cgroups left under the root.
+std::vector<std::string> child_cgroups(const std::string& dir);
+bool pid_alive(pid_t pid);
+
+// A FIFO that a job writes to when it is ready (after installing its traps).
+class ReadyFifo {
+ public:
+  explicit ReadyFifo(const std::string& dir);
+  ~ReadyFifo();
+  const std::string& path() const { return path_; }
+  std::string wait_line();  // what the job wrote, once it wrote it
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// Runs a command line through /bin/sh, returns exit status and output (stdout+stderr).
+int run_command(const std::string& cmd, std::string* output);
+
+std::string temp_dir();
+
+}  // namespace repvisor::test

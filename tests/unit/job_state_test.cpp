@@ -1,0 +1,296 @@
+// The state machine on its own: every transition, driven by a driver that records what the
+// machine asked for. (Real processes are the integration tests' business.)
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <random>
+
+#include "core/job.hpp"
+
+using namespace repvisor;
+using namespace repvisor::core;
+
+namespace {
+
+class RecordingDriver : public JobDriver {
+ public:
+  int spawn_result = 0;
+  std::vector<std::string> calls;
+  usec_t timer = 0;  // 0: disarmed
+  int finished_count = 0;
+  bool cleanup_sync = true;
+  Job* pending_cleanup = nullptr;
+  usec_t clock = 1000;
+
+  int spawn(Job& j) override {
+    calls.push_back("spawn");
+    if (spawn_result == 0) j.main_pid = 4242;
+    return spawn_result;
+  }
+  int signal_main(Job&, int sig) override {
+    calls.push_back("signal_main " + std::to_string(sig));
+    return 0;
+  }
+  int signal_tree(Job&, int sig) override {
+    calls.push_back("signal_tree " + std::to_string(sig));
+    return 0;
+  }
+  int kill_tree(Job&) override {
+    calls.push_back("kill_tree");
+    return 0;
+  }
+  void arm_timer(Job&, usec_t after) override { timer = after; }
+  void disarm_timer(Job&) override { timer = 0; }
+  std::vector<pid_t> tree_pids(Job&) override { return {4242, 4243}; }
+  void begin_cleanup(Job& j) override {
+    calls.push_back("cleanup");
+    if (cleanup_sync) j.on_cleanup_done(true, "");
+    else pending_cleanup = &j;
+  }
+  void changed(Job&, uint32_t) override {}
+  void finished(Job&) override { ++finished_count; }
+  void event(Job&, std::string_view, std::string_view) override {}
+  usec_t now() override { return clock += 10; }
+  // The armed timer expires.
+  void fire(Job& j) {
+    ASSERT_NE(timer, 0u) << "no timer armed";
+    timer = 0;
+    j.on_timer();
+  }
+
+  bool called(const std::string& c) const { return std::find(calls.begin(), calls.end(), c) != calls.end(); }
+};
+
+JobSpec spec(KillMode mode = KillMode::Mixed) {
+  JobSpec s;
+  s.argv = {"/bin/true"};
+  s.stop_timeout = 30 * USEC_PER_SEC;
+  s.kill_mode = mode;
+  return s;
+}
+
+constexpr usec_t kFinalKill = 10 * USEC_PER_SEC;
+
+struct Fixture : ::testing::Test {
+  RecordingDriver d;
+  std::unique_ptr<Job> job = std::make_unique<Job>(d, "0123456789abcdef0123456789abcdef", spec(), kFinalKill);
+  void running() {
+    job->start();
+    ASSERT_EQ(job->state(), JobState::Running);
+  }
+};
+
+}  // namespace
+
+TEST_F(Fixture, StartsPendingAndRuns) {
+  EXPECT_EQ(job->state(), JobState::Pending);
+  EXPECT_EQ(job->sub_state(), SubState::Queued);
+  running();
+  EXPECT_EQ(job->sub_state(), SubState::Running);
+  EXPECT_TRUE(job->main_alive);
+  EXPECT_TRUE(job->tree_alive);
+  EXPECT_GT(job->started_usec, 0u);
+}
+
+TEST_F(Fixture, CleanExitCompletes) {
+  running();
+  job->on_main_exited(CLD_EXITED, 0);
+  EXPECT_EQ(job->state(), JobState::Stopping) << "children remain until the tree is empty";
+  EXPECT_EQ(job->sub_state(), SubState::FinalSigkill);
+  EXPECT_TRUE(d.called("kill_tree"));
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Completed);
+  EXPECT_EQ(job->exit_code, 0);
+  EXPECT_EQ(d.finished_count, 1);
+  EXPECT_EQ(d.timer, 0u);
+}
+
+TEST_F(Fixture, TreeEmptyBeforeMainExitWaitsForBoth) {
+  running();
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Running);
+  job->on_main_exited(CLD_EXITED, 0);
+  EXPECT_EQ(job->state(), JobState::Completed);
+  EXPECT_FALSE(d.called("kill_tree"));
+}
+
+TEST_F(Fixture, NonZeroExitFails) {
+  running();
+  job->on_tree_empty();
+  job->on_main_exited(CLD_EXITED, 3);
+  EXPECT_EQ(job->state(), JobState::Failed);
+  EXPECT_EQ(job->exit_code, 3);
+  EXPECT_EQ(job->status_text, "exited with status 3");
+}
+
+TEST_F(Fixture, UnrequestedSignalFails) {
+  running();
+  job->on_tree_empty();
+  job->on_main_exited(CLD_KILLED, SIGSEGV);
+  EXPECT_EQ(job->state(), JobState::Failed);
+  EXPECT_EQ(job->exit_signal, SIGSEGV);
+  EXPECT_EQ(job->status_text, "killed by SIGSEGV");
+}
+
+TEST_F(Fixture, StartFailureFails) {
+  d.spawn_result = -ENOENT;
+  job->start();
+  EXPECT_EQ(job->state(), JobState::Failed);
+  EXPECT_EQ(job->start_error, ENOENT);
+  EXPECT_NE(job->status_text.find("could not start"), std::string::npos);
+  EXPECT_EQ(d.finished_count, 1);
+}
+
+TEST_F(Fixture, GracefulStopSignalsMainThenEscalates) {
+  running();
+  auto out = job->request_stop({.reason = "maintenance", .notes = "n", .uid = 7});
+  EXPECT_FALSE(out.already);
+  EXPECT_EQ(job->sub_state(), SubState::StopSigterm);
+  EXPECT_TRUE(d.called("signal_main 15"));
+  EXPECT_EQ(d.timer, 30 * USEC_PER_SEC);
+  EXPECT_EQ(job->cancel_reason, "maintenance");
+  EXPECT_EQ(job->requested_by_uid, 7u);
+  EXPECT_EQ(job->stop_mode, StopMode::Graceful);
+  d.fire(*job);
+  EXPECT_EQ(job->sub_state(), SubState::StopSigkill);
+  EXPECT_TRUE(d.called("kill_tree"));
+  EXPECT_EQ(d.timer, kFinalKill);
+  job->on_main_exited(CLD_KILLED, SIGKILL);
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Cancelled);
+  EXPECT_GT(job->cancelled_usec, 0u);
+  EXPECT_EQ(job->cancel_notes, "n");
+}
+
+TEST_F(Fixture, GracefulStopHonoursRequestTimeout) {
+  running();
+  job->request_stop({.timeout = 2 * USEC_PER_SEC});
+  EXPECT_EQ(d.timer, 2 * USEC_PER_SEC);
+}
+
+TEST_F(Fixture, MainExitDuringGracefulStopKillsTheRest) {
+  running();
+  job->request_stop({});
+  job->on_main_exited(CLD_KILLED, SIGTERM);
+  EXPECT_EQ(job->sub_state(), SubState::StopSigkill);
+  EXPECT_TRUE(d.called("kill_tree"));
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Cancelled);
+}
+
+TEST_F(Fixture, ControlGroupModeSignalsEveryProcess) {
+  job = std::make_unique<Job>(d, "0123456789abcdef0123456789abcdef", spec(KillMode::ControlGroup), kFinalKill);
+  running();
+  job->request_stop({});
+  EXPECT_TRUE(d.called("signal_tree 15"));
+  EXPECT_FALSE(d.called("signal_main 15"));
+}
+
+TEST_F(Fixture, ForceStopKillsAtOnce) {
+  running();
+  job->request_stop({.force = true});
+  EXPECT_EQ(job->sub_state(), SubState::StopSigkill);
+  EXPECT_EQ(job->stop_mode, StopMode::Force);
+  EXPECT_FALSE(d.called("signal_main 15"));
+  EXPECT_TRUE(d.called("kill_tree"));
+}
+
+TEST_F(Fixture, ForceDuringGracefulEscalates) {
+  running();
+  job->request_stop({});
+  auto out = job->request_stop({.force = true});
+  EXPECT_FALSE(out.already);
+  EXPECT_EQ(job->sub_state(), SubState::StopSigkill);
+  EXPECT_EQ(job->stop_mode, StopMode::Force);
+}
+
+TEST_F(Fixture, SecondGracefulStopIsANoOp) {
+  running();
+  job->request_stop({.reason = "first"});
+  const usec_t timer = d.timer;
+  auto calls = d.calls.size();
+  auto out = job->request_stop({.reason = "second"});
+  EXPECT_TRUE(out.already);
+  EXPECT_EQ(job->cancel_reason, "first");
+  EXPECT_EQ(d.calls.size(), calls);
+  EXPECT_EQ(d.timer, timer);
+}
+
+TEST_F(Fixture, StopOfPendingCancelsWithoutStarting) {
+  job->request_stop({});
+  EXPECT_EQ(job->state(), JobState::Cancelled);
+  EXPECT_FALSE(d.called("spawn"));
+  EXPECT_EQ(d.finished_count, 1);
+  job->start();  // a late start of a cancelled job does nothing
+  EXPECT_FALSE(d.called("spawn"));
+}
+
+TEST_F(Fixture, StopOfFinishedChangesNothing) {
+  running();
+  job->on_tree_empty();
+  job->on_main_exited(CLD_EXITED, 0);
+  auto out = job->request_stop({.force = true, .reason = "late"});
+  EXPECT_TRUE(out.already);
+  EXPECT_EQ(job->state(), JobState::Completed);
+  EXPECT_EQ(job->cancel_reason, "");
+  EXPECT_EQ(d.finished_count, 1);
+}
+
+TEST_F(Fixture, UnkillableAfterFinalTimeoutThenFinishesWhenFreed) {
+  running();
+  job->request_stop({.force = true});
+  d.fire(*job);
+  EXPECT_EQ(job->sub_state(), SubState::Unkillable);
+  EXPECT_EQ(job->stuck_pids, (std::vector<pid_t>{4242, 4243}));
+  EXPECT_NE(job->status_text.find("4242 4243"), std::string::npos);
+  EXPECT_EQ(d.timer, 0u) << "no polling while unkillable";
+  job->on_main_exited(CLD_KILLED, SIGKILL);
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Cancelled);
+}
+
+TEST_F(Fixture, StopDuringCleanupIsAlready) {
+  d.cleanup_sync = false;
+  running();
+  job->on_tree_empty();
+  job->on_main_exited(CLD_EXITED, 0);
+  EXPECT_EQ(job->state(), JobState::Cleaning);
+  EXPECT_TRUE(job->request_stop({}).already);
+  d.pending_cleanup->on_cleanup_done(true, "");
+  EXPECT_EQ(job->state(), JobState::Completed);
+}
+
+// Random event sequences: terminal states absorb everything, finished() fires exactly once,
+// and the state always agrees with what is alive.
+TEST(JobStateMachine, RandomEventSequencesKeepInvariants) {
+  std::mt19937 rng(12345);
+  for (int run = 0; run < 5000; ++run) {
+    RecordingDriver d;
+    d.spawn_result = (rng() % 10 == 0) ? -EACCES : 0;
+    Job job(d, "0123456789abcdef0123456789abcdef", spec(rng() % 2 ? KillMode::Mixed : KillMode::ControlGroup), kFinalKill);
+    JobState terminal_seen = JobState::Pending;
+    bool was_terminal = false;
+    for (int step = 0; step < 12; ++step) {
+      switch (rng() % 6) {
+        case 0: job.start(); break;
+        case 1: job.request_stop({.force = rng() % 2 == 0}); break;
+        case 2: if (job.main_alive) job.on_main_exited(CLD_EXITED, static_cast<int>(rng() % 3)); break;
+        case 3: if (!job.main_alive) job.on_tree_empty(); break;
+        case 4: job.on_timer(); break;
+        case 5: job.on_main_exited(CLD_KILLED, SIGKILL); break;
+      }
+      if (was_terminal) ASSERT_EQ(job.state(), terminal_seen) << "terminal state changed, run " << run;
+      if (is_terminal(job.state())) {
+        was_terminal = true;
+        terminal_seen = job.state();
+        ASSERT_EQ(job.sub_state(), SubState::Dead);
+        ASSERT_FALSE(job.main_alive);
+      }
+      if (job.state() == JobState::Running) ASSERT_TRUE(job.main_alive);
+      if (job.state() == JobState::Cancelled) ASSERT_TRUE(job.stop_requested);
+      if (job.state() == JobState::Completed) ASSERT_EQ(job.exit_code, 0);
+      ASSERT_LE(d.finished_count, 1);
+      ASSERT_EQ(d.finished_count, was_terminal ? 1 : 0);
+    }
+  }
+}

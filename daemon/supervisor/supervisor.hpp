@@ -98,6 +98,11 @@ class Supervisor final : public core::JobDriver {
   void check_tree(Entry& e);
   void on_sigchld();
   void reap_orphans();
+  int open_notify_socket(Entry& e);
+  void close_notify_socket(Entry& e);
+  void on_notify(Entry& e);
+  bool sender_belongs_to(Entry& e, pid_t pid);
+  std::string notify_path(const core::Job& job) const;
   void reap_exiting_orphans(const std::string& cgroup_path);
   void start_queued();
   void remove_entry(const std::string& id, bool keep_data);

@@ -65,6 +65,11 @@ std::vector<pid_t> session_members(pid_t sid) {
 
 namespace repvisor::sys {
 
+pid_t process_session(pid_t pid) {
+  pid_t sid = -1;
+  return read_stat(pid, nullptr, &sid) ? sid : -1;
+}
+
 std::string process_cgroup(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
   std::string line;

@@ -2,9 +2,13 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -326,4 +330,41 @@ TEST(DaemonShutdown, SigtermStopsEveryJobAndExitsZero) {
   EXPECT_TRUE(wait_gone(fb));
   close(fa);
   close(fb);
+}
+
+TEST_F(DaemonTest, NotifyProtocolReportsProgressAndDropsForeignMessages) {
+  ReadyFifo ready(daemon.dir);
+  const std::string go = daemon.dir + "/go";
+  ASSERT_EQ(mkfifo(go.c_str(), 0600), 0);
+  // systemd-notify is an sd_notify client that the job did not write: it must work unchanged.
+  auto id = bus.submit_ok({"sh", "-c",
+                           "echo $NOTIFY_SOCKET > " + ready.path() + "; read x < " + go +
+                               "; systemd-notify PHASE=copy PROGRESS=42.5 'STATUS=copying disk0'; exec sleep 1000"});
+  const std::string socket_path = ready.wait_line();
+  ASSERT_FALSE(socket_path.empty());
+
+  // A process outside the job writes to its socket first: it must be ignored.
+  int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  strcpy(sa.sun_path, socket_path.c_str());
+  const std::string forged = "STATUS=forged\nPROGRESS=99";
+  ASSERT_EQ(sendto(s, forged.data(), forged.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa),
+            static_cast<ssize_t>(forged.size()));
+  close(s);
+  {
+    std::ofstream(go) << "go\n";
+  }
+  bus.wait_until(id, [&](Bus& b) { return b.prop_s(id, "Phase") == "copy"; });
+  EXPECT_EQ(bus.prop_s(id, "StatusText"), "copying disk0");
+  double progress = -1;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  sd_bus_get_property_trivial(bus.get(), "org.repvisor1", ("/org/repvisor1/job/" + id).c_str(), "org.repvisor1.Job",
+                              "Progress", &err, 'd', &progress);
+  sd_bus_error_free(&err);
+  EXPECT_EQ(progress, 42.5);
+  bus.stop(id, {{"force", true}, {"wait", true}});
+  std::ifstream log(daemon.dir + "/daemon.log");
+  std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(all.find("outside the job dropped"), std::string::npos);
 }

@@ -1,0 +1,27 @@
+// The job-to-daemon notify protocol: sd_notify(3) datagrams ("KEY=VALUE" lines), so that tools
+// already speaking to systemd work unchanged. Pure parsing, no I/O: fed by the supervisor.
+#pragma once
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace repvisor::core {
+
+inline constexpr size_t kNotifyMaxMessage = 8192;
+
+struct NotifyMessage {
+  bool ready = false;
+  bool stopping = false;
+  bool barrier = false;
+  std::optional<std::string> status;  // STATUS=
+  std::optional<std::string> phase;   // PHASE=
+  std::optional<double> progress;     // PROGRESS= 0..100
+};
+
+// False with *error naming the offending line when the message is malformed; a malformed
+// message is dropped whole. Unknown keys (MAINPID=, WATCHDOG=, ...) are accepted and ignored.
+bool parse_notify(std::string_view data, NotifyMessage* out, std::string* error);
+
+bool valid_utf8(std::string_view s);
+
+}  // namespace repvisor::core

@@ -1,0 +1,46 @@
+#include <gtest/gtest.h>
+
+#include "core/notify.hpp"
+
+using namespace repvisor::core;
+
+TEST(Notify, ParsesKnownFieldsAndIgnoresOthers) {
+  NotifyMessage m;
+  std::string err;
+  ASSERT_TRUE(parse_notify("READY=1\nSTATUS=copying disk0\nPHASE=copy\nPROGRESS=42.5\nMAINPID=7\n", &m, &err)) << err;
+  EXPECT_TRUE(m.ready);
+  EXPECT_EQ(m.status, "copying disk0");
+  EXPECT_EQ(m.phase, "copy");
+  EXPECT_EQ(m.progress, 42.5);
+  EXPECT_FALSE(m.stopping);
+  ASSERT_TRUE(parse_notify("STOPPING=1\nBARRIER=1", &m, &err));
+  EXPECT_TRUE(m.stopping);
+  EXPECT_TRUE(m.barrier);
+  EXPECT_FALSE(m.status);
+}
+
+TEST(Notify, RejectsMalformedMessagesWhole) {
+  NotifyMessage m;
+  std::string err;
+  EXPECT_FALSE(parse_notify("PROGRESS=101", &m, &err));
+  EXPECT_NE(err.find("PROGRESS"), std::string::npos);
+  EXPECT_FALSE(parse_notify("PROGRESS=-1", &m, &err));
+  EXPECT_FALSE(parse_notify("PROGRESS=nan", &m, &err));
+  EXPECT_FALSE(parse_notify("PROGRESS=5x", &m, &err));
+  EXPECT_FALSE(parse_notify("STATUS=ok\njunk", &m, &err));
+  EXPECT_NE(err.find("line 2"), std::string::npos);
+  EXPECT_FALSE(parse_notify("=x", &m, &err));
+  EXPECT_FALSE(parse_notify("lower=x", &m, &err));
+  EXPECT_FALSE(parse_notify("STATUS=\xff\xfe", &m, &err));
+  EXPECT_FALSE(parse_notify("PHASE=" + std::string(65, 'p'), &m, &err));
+  EXPECT_FALSE(parse_notify("STATUS=" + std::string(1025, 's'), &m, &err));
+}
+
+TEST(Utf8, Validation) {
+  EXPECT_TRUE(valid_utf8("plain"));
+  EXPECT_TRUE(valid_utf8("Gr\xc3\xbc\xc3\x9f" "e \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(valid_utf8("\xc0\xaf"));          // overlong
+  EXPECT_FALSE(valid_utf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(valid_utf8("\xe2\x82"));          // truncated
+  EXPECT_FALSE(valid_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+}

@@ -1,7 +1,9 @@
 // The API as other programs see it: busctl and gdbus as outside clients, and repvisorctl.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "harness.hpp"
 
@@ -125,4 +127,24 @@ TEST_F(OutsideClients, RepvisorctlJobFileErrorsNameTheLine) {
   EXPECT_NE(out.find("job.toml:2:16: stop_timeout"), std::string::npos) << out;
   ASSERT_EQ(run_command("printf 'argv = [\"sh\", \"-c\", \"exit 0\"]\\nname = \"from-file\"\\nstop_signal = \"SIGINT\"\\n' > " + file, &out), 0);
   ASSERT_EQ(run_command(ctl("submit --wait --file " + file), &out), 0) << out;
+}
+
+TEST_F(OutsideClients, ShippedIntrospectionMatchesTheDaemon) {
+  const std::string id = submit_with_busctl("1 argv as 1 true");
+  std::string live;
+  for (const std::string& path : std::vector<std::string>{"/org/repvisor1", "/org/repvisor1/job/" + id}) {
+    ASSERT_EQ(run_command("busctl --xml-interface --address=" + daemon.address() + " introspect org.repvisor1 " + path, &out), 0) << out;
+    live += out;
+  }
+  std::ifstream in(SOURCE_DIR "/docs/org.repvisor1.xml");
+  std::stringstream shipped;
+  shipped << in.rdbuf();
+  auto ours = [](const std::string& xml) {
+    std::string blocks;
+    std::regex re(R"( <interface name="org\.repvisor1\.[^"]+">[\s\S]*?</interface>)");
+    for (std::sregex_iterator it(xml.begin(), xml.end(), re), end; it != end; ++it) blocks += it->str() + "\n";
+    return blocks;
+  };
+  EXPECT_FALSE(ours(live).empty());
+  EXPECT_EQ(ours(shipped.str()), ours(live)) << "docs/org.repvisor1.xml is out of date";
 }

@@ -56,3 +56,16 @@ TEST(Config, MissingFileIsFineOnlyWhenNotDemanded) {
   EXPECT_NO_THROW(config::load("/nonexistent/repvisord.toml", false));
   EXPECT_THROW(config::load("/nonexistent/repvisord.toml", true), ConfigError);
 }
+
+TEST(Config, ShippedDefaultFileParsesToTheDefaults) {
+  // config/repvisord.toml documents every key with its default: it must stay true.
+  auto shipped = config::load(SOURCE_DIR "/config/repvisord.toml", true);
+  config::Config defaults;
+  EXPECT_EQ(shipped.max_concurrent_jobs, defaults.max_concurrent_jobs);
+  EXPECT_EQ(shipped.stop_timeout, defaults.stop_timeout);
+  EXPECT_EQ(shipped.final_kill_timeout, defaults.final_kill_timeout);
+  EXPECT_EQ(shipped.shutdown_timeout, defaults.shutdown_timeout);
+  EXPECT_EQ(shipped.cgroup_root, defaults.cgroup_root);
+  EXPECT_EQ(shipped.state_dir, defaults.state_dir);
+  EXPECT_EQ(shipped.runtime_dir, defaults.runtime_dir);
+}

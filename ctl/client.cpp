@@ -25,12 +25,18 @@ void append_options(sd_bus_message* m, const Options& opts) {
         [&](const auto& x) {
           using T = std::decay_t<decltype(x)>;
           int r;
-          if constexpr (std::is_same_v<T, std::string>) r = sd_bus_message_append(m, "v", "s", x.c_str());
-          else if constexpr (std::is_same_v<T, bool>) r = sd_bus_message_append(m, "v", "b", static_cast<int>(x));
-          else if constexpr (std::is_same_v<T, uint64_t>) r = sd_bus_message_append(m, "v", "t", x);
-          else if constexpr (std::is_same_v<T, int32_t>) r = sd_bus_message_append(m, "v", "i", x);
-          else if constexpr (std::is_same_v<T, uint32_t>) r = sd_bus_message_append(m, "v", "u", x);
-          else if constexpr (std::is_same_v<T, double>) r = sd_bus_message_append(m, "v", "d", x);
+          if constexpr (std::is_same_v<T, std::string>)
+            r = sd_bus_message_append(m, "v", "s", x.c_str());
+          else if constexpr (std::is_same_v<T, bool>)
+            r = sd_bus_message_append(m, "v", "b", static_cast<int>(x));
+          else if constexpr (std::is_same_v<T, uint64_t>)
+            r = sd_bus_message_append(m, "v", "t", x);
+          else if constexpr (std::is_same_v<T, int32_t>)
+            r = sd_bus_message_append(m, "v", "i", x);
+          else if constexpr (std::is_same_v<T, uint32_t>)
+            r = sd_bus_message_append(m, "v", "u", x);
+          else if constexpr (std::is_same_v<T, double>)
+            r = sd_bus_message_append(m, "v", "d", x);
           else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
             std::vector<const char*> l;
             for (const auto& s : x) l.push_back(s.c_str());
@@ -247,8 +253,8 @@ std::string Client::get_job(const std::string& key) {
 static Props get_all(sd_bus* bus, const char* path, const char* interface) {
   sd_bus_message* reply = nullptr;
   sd_bus_error err = SD_BUS_ERROR_NULL;
-  int r = sd_bus_call_method(bus, kDest, path, "org.freedesktop.DBus.Properties", "GetAll", &err, &reply, "s",
-                             interface);
+  int r =
+      sd_bus_call_method(bus, kDest, path, "org.freedesktop.DBus.Properties", "GetAll", &err, &reply, "s", interface);
   if (r < 0) {
     ErrorGuard guard{&err};
     if (err.name && std::string_view(err.name) == SD_BUS_ERROR_UNKNOWN_OBJECT)

@@ -69,8 +69,8 @@ class Client {
   // Starts a method call with an a{sv} argument (after `leading` string args); the reply comes to
   // `cb`. Used for the calls whose replies can take long (stop with wait, forced delete).
   sd_bus_slot* call_async(const char* path, const char* interface, const char* method,
-                          const std::vector<std::string>& leading, const Options& opts,
-                          sd_bus_message_handler_t cb, void* userdata);
+                          const std::vector<std::string>& leading, const Options& opts, sd_bus_message_handler_t cb,
+                          void* userdata);
   Props call_dict(const char* path, const char* interface, const char* method, const std::vector<std::string>& leading,
                   const Options& opts);
 

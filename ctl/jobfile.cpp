@@ -12,7 +12,8 @@ namespace repvisor::ctl {
 
 namespace {
 [[noreturn]] void fail(const std::string& file, const toml::node& n, const std::string& key, const std::string& what) {
-  throw CtlError(kExitUsage, fmt::format("{}:{}:{}: {}: {}", file, n.source().begin.line, n.source().begin.column, key, what));
+  throw CtlError(kExitUsage,
+                 fmt::format("{}:{}:{}: {}: {}", file, n.source().begin.line, n.source().begin.column, key, what));
 }
 std::string str(const std::string& file, const toml::node& n, const std::string& key) {
   if (!n.is_string()) fail(file, n, key, "expected a string");
@@ -25,8 +26,8 @@ Options load_job_file(const std::string& file) {
   try {
     t = toml::parse_file(file);
   } catch (const toml::parse_error& e) {
-    throw CtlError(kExitUsage, fmt::format("{}:{}:{}: {}", file, e.source().begin.line, e.source().begin.column,
-                                           e.description()));
+    throw CtlError(kExitUsage,
+                   fmt::format("{}:{}:{}: {}", file, e.source().begin.line, e.source().begin.column, e.description()));
   }
   Options spec;
   for (const auto& [k, n] : t) {

@@ -50,11 +50,11 @@ int main(int argc, char** argv) {
          s->add_option("--env", submit.env, "KEY=VALUE for the job's environment (repeatable)");
          s->add_option("--workdir", submit.workdir, "working directory (default /)");
          s->add_option("--stop-signal", submit.stop_signal, "signal for a graceful stop (default SIGTERM)");
-         s->add_option("--stop-timeout", submit.stop_timeout, "graceful stop timeout before SIGKILL (default from config)");
+         s->add_option("--stop-timeout", submit.stop_timeout,
+                       "graceful stop timeout before SIGKILL (default from config)");
          s->add_option("--kill-mode", submit.kill_mode, "mixed (stop signal to the main process) or control-group");
          s->add_option("-F,--file", submit.file, "TOML job file");
          s->add_flag("--wait", submit.wait, "wait until the job has ended; exit status tells how");
-
        },
        [&] { return verb_submit(g, submit); }},
       {"list", "list jobs",

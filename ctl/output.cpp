@@ -48,8 +48,10 @@ std::string format_ago(uint64_t usec, uint64_t now) {
   if (usec == 0) return "";
   if (now <= usec) return "just now";
   usec_t d = now - usec;
-  if (d >= USEC_PER_SEC) d -= d % USEC_PER_SEC;  // whole seconds are enough to read
-  else d -= d % USEC_PER_MSEC;
+  if (d >= USEC_PER_SEC)
+    d -= d % USEC_PER_SEC;  // whole seconds are enough to read
+  else
+    d -= d % USEC_PER_MSEC;
   return format_timespan(d) + " ago";
 }
 

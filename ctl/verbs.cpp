@@ -48,10 +48,12 @@ class Watcher {
   Watcher(Client& c, const std::string& path, OnChange on_change, OnRemoved on_removed = {})
       : on_change_(std::move(on_change)), on_removed_(std::move(on_removed)) {
     const std::string where = path.empty() ? "path_namespace='/org/repvisor1'" : "path='" + path + "'";
-    const std::string rule = "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'," + where;
+    const std::string rule =
+        "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'," + where;
     if (int r = sd_bus_add_match(c.bus(), &slot_, rule.c_str(), on_signal, this); r < 0)
       throw CtlError(kExitFailure, fmt::format("cannot watch job changes: {}", strerror(-r)));
-    const std::string removed = "type='signal',interface='org.freedesktop.DBus.ObjectManager',member='InterfacesRemoved'";
+    const std::string removed =
+        "type='signal',interface='org.freedesktop.DBus.ObjectManager',member='InterfacesRemoved'";
     if (int r = sd_bus_add_match(c.bus(), &removed_slot_, removed.c_str(), on_removed_signal, this); r < 0)
       throw CtlError(kExitFailure, fmt::format("cannot watch job removal: {}", strerror(-r)));
   }
@@ -155,16 +157,17 @@ void print_status(const Props& p) {
   row("Created", fmt::format("{}; {}", format_time(get_t(p, "CreatedUSec")), format_ago(get_t(p, "CreatedUSec"), now)));
   if (get_t(p, "StartedUSec")) row("Started", format_time(get_t(p, "StartedUSec")));
   if (get_t(p, "StopRequestedUSec")) {
-    row("Stop requested",
-        fmt::format("{} ({} by uid {})", format_time(get_t(p, "StopRequestedUSec")), get_s(p, "StopMode"),
-                    get_i(p, "RequestedByUID")));
+    row("Stop requested", fmt::format("{} ({} by uid {})", format_time(get_t(p, "StopRequestedUSec")),
+                                      get_s(p, "StopMode"), get_i(p, "RequestedByUID")));
     row("Reason", get_s(p, "CancelReason"));
     row("Notes", get_s(p, "CancelNotes"));
   }
   if (get_t(p, "FinishedUSec")) row("Finished", format_time(get_t(p, "FinishedUSec")));
   if (is_terminal(state)) {
-    if (get_i(p, "ExitSignal")) row("Exit", "killed by " + signal_name(static_cast<int>(get_i(p, "ExitSignal"))));
-    else if (get_i(p, "ExitCode") >= 0 && get_t(p, "StartedUSec")) row("Exit", fmt::format("status {}", get_i(p, "ExitCode")));
+    if (get_i(p, "ExitSignal"))
+      row("Exit", "killed by " + signal_name(static_cast<int>(get_i(p, "ExitSignal"))));
+    else if (get_i(p, "ExitCode") >= 0 && get_t(p, "StartedUSec"))
+      row("Exit", fmt::format("status {}", get_i(p, "ExitCode")));
   }
   row("Log", get_s(p, "LogPath"));
 }
@@ -201,7 +204,8 @@ int verb_submit(const Globals& g, const SubmitArgs& a) {
   if (!a.workdir.empty()) spec["working_directory"] = a.workdir;
   if (!a.stop_signal.empty()) {
     int sig = parse_signal(a.stop_signal);
-    if (sig < 0) throw CtlError(kExitUsage, fmt::format("--stop-signal '{}': not a signal name or number", a.stop_signal));
+    if (sig < 0)
+      throw CtlError(kExitUsage, fmt::format("--stop-signal '{}': not a signal name or number", a.stop_signal));
     spec["stop_signal"] = static_cast<int32_t>(sig);
   }
   if (!a.stop_timeout.empty()) {
@@ -223,13 +227,17 @@ int verb_submit(const Globals& g, const SubmitArgs& a) {
   const auto res = c.submit(spec);
 
   if (!a.wait) {
-    if (g.json) fmt::print("{}\n", json{{"id", res.first}, {"path", res.second}}.dump());
-    else fmt::print("Submitted job {}\n", res.first);
+    if (g.json)
+      fmt::print("{}\n", json{{"id", res.first}, {"path", res.second}}.dump());
+    else
+      fmt::print("Submitted job {}\n", res.first);
     return kExitOk;
   }
   Props p = wait_terminal(c, res.second);
-  if (g.json) fmt::print("{}\n", props_json(p).dump());
-  else fmt::print("Job {} {}\n", res.first, coloured_state(get_s(p, "State")));
+  if (g.json)
+    fmt::print("{}\n", props_json(p).dump());
+  else
+    fmt::print("Job {} {}\n", res.first, coloured_state(get_s(p, "State")));
   return exit_for_state(get_s(p, "State"));
 }
 
@@ -264,8 +272,8 @@ int verb_list(const Globals& g, const JobArg& a) {
     // Padding outside the colour codes, so columns line up on a terminal.
     const std::string pad(r.state.size() < 10 ? 10 - r.state.size() : 0, ' ');
     fmt::print("{:<12}  {:<20}  {}{}  {:<12}  {:<17}  {}\n", short_id(r.id), r.name.empty() ? "-" : r.name,
-               coloured_state(r.state), pad, r.phase,
-               r.progress >= 0 ? progress_bar(r.progress, 10) : "", format_ago(r.created_usec, now));
+               coloured_state(r.state), pad, r.phase, r.progress >= 0 ? progress_bar(r.progress, 10) : "",
+               format_ago(r.created_usec, now));
   }
   fmt::print("\n{} job(s).\n", rows.size());
   return kExitOk;
@@ -274,8 +282,10 @@ int verb_list(const Globals& g, const JobArg& a) {
 int verb_status(const Globals& g, const JobArg& a) {
   Client c(g.address);
   Props p = c.job_properties(c.get_job(a.job));
-  if (g.json) fmt::print("{}\n", props_json(p).dump());
-  else print_status(p);
+  if (g.json)
+    fmt::print("{}\n", props_json(p).dump());
+  else
+    print_status(p);
   return kExitOk;
 }
 
@@ -331,15 +341,17 @@ int verb_stop(const Globals& g, const StopArgs& a) {
       },
       &reply);
   std::string last;
-  run_until(c, [&] { return reply.done; }, live ? 250 * USEC_PER_MSEC : USEC_INFINITY, [&] {
-    if (!live) return;
-    std::string line = stop_line(p, timeout);
-    if (line != last) {
-      fmt::print("\r\x1b[K{}", line);
-      fflush(stdout);
-      last = line;
-    }
-  });
+  run_until(
+      c, [&] { return reply.done; }, live ? 250 * USEC_PER_MSEC : USEC_INFINITY,
+      [&] {
+        if (!live) return;
+        std::string line = stop_line(p, timeout);
+        if (line != last) {
+          fmt::print("\r\x1b[K{}", line);
+          fflush(stdout);
+          last = line;
+        }
+      });
   sd_bus_slot_unref(slot);
   if (live && !last.empty()) fmt::print("\r\x1b[K");
   if (!reply.err_name.empty() || !reply.err_msg.empty()) {
@@ -389,8 +401,10 @@ int verb_delete(const Globals& g, const DeleteArgs& a) {
   if (a.force) opts["force"] = true;
   if (a.keep_data) opts["keep_data"] = true;
   Props r = c.call_dict(path.c_str(), kJob, "Delete", {}, opts);
-  if (g.json) fmt::print("{}\n", props_json(r).dump());
-  else fmt::print("Deleted job {}{}.\n", job_label(p), a.keep_data ? " (log kept)" : "");
+  if (g.json)
+    fmt::print("{}\n", props_json(r).dump());
+  else
+    fmt::print("Deleted job {}{}.\n", job_label(p), a.keep_data ? " (log kept)" : "");
   return kExitOk;
 }
 
@@ -422,7 +436,11 @@ int verb_logs(const Globals& g, const JobArg& a) {
   inotify_add_watch(in, log.c_str(), IN_MODIFY);
   bool done = is_terminal(get_s(p, "State")), gone = false;
   Watcher w(
-      c, path, [&](const std::string&, const Props& ch) { merge(p, ch); done = is_terminal(get_s(p, "State")); },
+      c, path,
+      [&](const std::string&, const Props& ch) {
+        merge(p, ch);
+        done = is_terminal(get_s(p, "State"));
+      },
       [&](const std::string& removed) { gone |= removed == path; });
   while (!done && !gone && !interrupted) {
     while (sd_bus_process(c.bus(), nullptr) > 0) {
@@ -445,8 +463,10 @@ int verb_logs(const Globals& g, const JobArg& a) {
 int verb_wait(const Globals& g, const JobArg& a) {
   Client c(g.address);
   Props p = wait_terminal(c, c.get_job(a.job));
-  if (g.json) fmt::print("{}\n", props_json(p).dump());
-  else fmt::print("Job {} {}.\n", job_label(p), coloured_state(get_s(p, "State")));
+  if (g.json)
+    fmt::print("{}\n", props_json(p).dump());
+  else
+    fmt::print("Job {} {}.\n", job_label(p), coloured_state(get_s(p, "State")));
   return exit_for_state(get_s(p, "State"));
 }
 
@@ -474,8 +494,8 @@ int verb_watch(const Globals& g, const JobArg& a) {
       if (!get_s(*p, "StatusText").empty()) info += (info.empty() ? "" : " — ") + get_s(*p, "StatusText");
       fmt::print("{:<12}  {:<18}  {}{}  {:<13}  {:<18} {}\n", short_id(get_s(*p, "Id")),
                  get_s(*p, "Name").empty() ? "-" : get_s(*p, "Name"), coloured_state(st),
-                 std::string(padded.size() - st.size(), ' '), get_s(*p, "SubState"), progress_bar(get_d(*p, "Progress"), 10),
-                 info);
+                 std::string(padded.size() - st.size(), ' '), get_s(*p, "SubState"),
+                 progress_bar(get_d(*p, "Progress"), 10), info);
     }
     fflush(stdout);
   };

@@ -10,7 +10,9 @@ int main(int argc, char** argv) {
   std::string config_path = "/etc/repvisor/repvisord.toml", state_dir, runtime_dir;
   bool config_given = false, verbose = false;
   CLI::App app{"repvisord: supervises replication jobs and stops and deletes them safely"};
-  app.add_option("--config", config_path, "configuration file (TOML)")->each([&](const std::string&) { config_given = true; });
+  app.add_option("--config", config_path, "configuration file (TOML)")->each([&](const std::string&) {
+    config_given = true;
+  });
   app.add_option("--state-dir", state_dir, "state directory (default /var/lib/repvisor)");
   app.add_option("--runtime-dir", runtime_dir, "runtime directory, holds the private socket (default /run/repvisor)");
   app.add_flag("-v,--verbose", verbose, "log debug messages");

@@ -54,7 +54,8 @@ void Api::attach(sd_bus* bus, bool peer_to_peer) {
   if (peer_to_peer)
     check(sd_bus_add_object_vtable(bus, nullptr, "/org/freedesktop/DBus", "org.freedesktop.DBus", kDriverVtable, this),
           "driver object");
-  check(sd_bus_add_object_vtable(bus, nullptr, kManagerPath, kManagerInterface, kManagerVtable, this), "manager object");
+  check(sd_bus_add_object_vtable(bus, nullptr, kManagerPath, kManagerInterface, kManagerVtable, this),
+        "manager object");
   check(sd_bus_add_object_manager(bus, nullptr, kManagerPath), "object manager");
   check(sd_bus_add_fallback_vtable(bus, nullptr, kJobPrefix, kJobInterface, kJobVtable, find_job, this), "job objects");
   check(sd_bus_add_node_enumerator(bus, nullptr, kJobPrefix, enumerate_jobs, this), "job enumerator");
@@ -94,8 +95,8 @@ void Api::require_privileged(sd_bus_message* m, const char* action) {
   const uint32_t uid = caller_uid(m);
   if (uid == 0 || uid == geteuid()) return;
   log::notice("denied {} to uid {}", action, uid);
-  throw ApiError(ErrorKind::AccessDenied, std::string("uid ") + std::to_string(uid) + " may not " + action +
-                                              " (only root may change jobs)");
+  throw ApiError(ErrorKind::AccessDenied,
+                 std::string("uid ") + std::to_string(uid) + " may not " + action + " (only root may change jobs)");
 }
 
 // ---- change notification -------------------------------------------------------------------

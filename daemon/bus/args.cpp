@@ -171,8 +171,7 @@ core::StopRequest parse_stop_options(sd_bus_message* m, bool* wait) {
       if (req.timeout == 0) invalid("timeout_usec: must be greater than 0 (use force for an immediate kill)");
     } else if (k == "reason") {
       req.reason = v.str();
-      if (req.reason.empty() || req.reason.size() > 64)
-        invalid("reason: must be 1 to 64 characters");
+      if (req.reason.empty() || req.reason.size() > 64) invalid("reason: must be 1 to 64 characters");
     } else if (k == "notes") {
       req.notes = v.str();
       if (utf8_length(req.notes) > 500)
@@ -190,9 +189,12 @@ DeleteOptions parse_delete_options(sd_bus_message* m) {
   DeleteOptions opts;
   read_dict(m, [&](Value& v) {
     const std::string& k = v.key();
-    if (k == "force") opts.force = v.boolean();
-    else if (k == "keep_data") opts.keep_data = v.boolean();
-    else invalid("unknown key '" + k + "' in delete options");
+    if (k == "force")
+      opts.force = v.boolean();
+    else if (k == "keep_data")
+      opts.keep_data = v.boolean();
+    else
+      invalid("unknown key '" + k + "' in delete options");
   });
   return opts;
 }
@@ -204,7 +206,8 @@ std::vector<core::JobState> parse_list_filter(sd_bus_message* m) {
     for (const auto& s : v.strv()) {
       core::JobState st;
       if (!core::job_state_from_string(s, &st))
-        invalid("states: '" + s + "' is not a job state (pending, running, stopping, cleaning, completed, failed, cancelled)");
+        invalid("states: '" + s +
+                "' is not a job state (pending, running, stopping, cleaning, completed, failed, cancelled)");
       states.push_back(st);
     }
   });

@@ -4,12 +4,18 @@ namespace repvisor::bus {
 
 const char* error_name(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::NoSuchJob: return kErrorNoSuchJob;
-    case ErrorKind::JobActive: return kErrorJobActive;
-    case ErrorKind::InvalidArgs: return SD_BUS_ERROR_INVALID_ARGS;
-    case ErrorKind::AccessDenied: return SD_BUS_ERROR_ACCESS_DENIED;
-    case ErrorKind::ShuttingDown: return kErrorShuttingDown;
-    case ErrorKind::Failed: break;
+    case ErrorKind::NoSuchJob:
+      return kErrorNoSuchJob;
+    case ErrorKind::JobActive:
+      return kErrorJobActive;
+    case ErrorKind::InvalidArgs:
+      return SD_BUS_ERROR_INVALID_ARGS;
+    case ErrorKind::AccessDenied:
+      return SD_BUS_ERROR_ACCESS_DENIED;
+    case ErrorKind::ShuttingDown:
+      return kErrorShuttingDown;
+    case ErrorKind::Failed:
+      break;
   }
   return SD_BUS_ERROR_FAILED;
 }

@@ -66,8 +66,10 @@ int Api::stop(sd_bus_message* m, core::Job& job, sd_bus_error*) {
   const core::StopOutcome outcome = sup_.stop(job, req);
   if (wait && !core::is_terminal(job.state())) {
     sup_.when_finished(job.id(), [call = ref(m), already = outcome.already, id = job.id()](core::Job* j) {
-      if (j) reply_stop(call.get(), *j, already);
-      else reply_error(call.get(), ApiError(ErrorKind::NoSuchJob, "job " + id + " was deleted while stopping"));
+      if (j)
+        reply_stop(call.get(), *j, already);
+      else
+        reply_error(call.get(), ApiError(ErrorKind::NoSuchJob, "job " + id + " was deleted while stopping"));
     });
     return 1;
   }
@@ -175,8 +177,8 @@ const sd_bus_vtable Api::kManagerVtable[] = {
                              ManagerMethods::list, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("GetJob", "s", SD_BUS_PARAM(id_or_name), "o", SD_BUS_PARAM(job), ManagerMethods::get_job,
                              SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("StopJob", "sa{sv}", SD_BUS_PARAM(id) SD_BUS_PARAM(options), "a{sv}",
-                             SD_BUS_PARAM(result), ManagerMethods::stop_job, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("StopJob", "sa{sv}", SD_BUS_PARAM(id) SD_BUS_PARAM(options), "a{sv}", SD_BUS_PARAM(result),
+                             ManagerMethods::stop_job, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("DeleteJob", "sa{sv}", SD_BUS_PARAM(id) SD_BUS_PARAM(options), "a{sv}",
                              SD_BUS_PARAM(result), ManagerMethods::delete_job, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_PROPERTY("Version", "s", ManagerMethods::property, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -202,8 +204,8 @@ struct JobMethods {
     });
   }
 
-  static int property(sd_bus*, const char* path, const char*, const char* name, sd_bus_message* reply,
-                      void* userdata, sd_bus_error* err) {
+  static int property(sd_bus*, const char* path, const char*, const char* name, sd_bus_message* reply, void* userdata,
+                      sd_bus_error* err) {
     return guarded(err, [&]() -> int {
       Api& api = api_of(userdata);
       const core::Job& j = api.job_from_path(path);
@@ -215,7 +217,8 @@ struct JobMethods {
       if (p == "Phase") return sd_bus_message_append(reply, "s", j.phase.c_str());
       if (p == "Progress") return sd_bus_message_append(reply, "d", j.progress);
       if (p == "StatusText") return sd_bus_message_append(reply, "s", j.status_text.c_str());
-      if (p == "MainPID") return sd_bus_message_append(reply, "u", static_cast<uint32_t>(j.main_alive ? j.main_pid : 0));
+      if (p == "MainPID")
+        return sd_bus_message_append(reply, "u", static_cast<uint32_t>(j.main_alive ? j.main_pid : 0));
       if (p == "Argv") {
         std::vector<const char*> v;
         for (const auto& a : j.spec().argv) v.push_back(a.c_str());

@@ -26,18 +26,24 @@ const char* to_string(JobState s) { return kStateNames[static_cast<size_t>(s)]; 
 const char* to_string(SubState s) { return kSubStateNames[static_cast<size_t>(s)]; }
 const char* to_string(StopMode m) {
   switch (m) {
-    case StopMode::Graceful: return "graceful";
-    case StopMode::Force: return "force";
-    case StopMode::None: break;
+    case StopMode::Graceful:
+      return "graceful";
+    case StopMode::Force:
+      return "force";
+    case StopMode::None:
+      break;
   }
   return "";
 }
 const char* to_string(KillMode m) { return m == KillMode::Mixed ? "mixed" : "control-group"; }
 
 bool kill_mode_from_string(std::string_view s, KillMode* out) {
-  if (s == "mixed") *out = KillMode::Mixed;
-  else if (s == "control-group") *out = KillMode::ControlGroup;
-  else return false;
+  if (s == "mixed")
+    *out = KillMode::Mixed;
+  else if (s == "control-group")
+    *out = KillMode::ControlGroup;
+  else
+    return false;
   return true;
 }
 
@@ -50,9 +56,7 @@ bool job_state_from_string(std::string_view s, JobState* out) {
   return false;
 }
 
-bool is_terminal(JobState s) {
-  return s == JobState::Completed || s == JobState::Failed || s == JobState::Cancelled;
-}
+bool is_terminal(JobState s) { return s == JobState::Completed || s == JobState::Failed || s == JobState::Cancelled; }
 bool is_active(JobState s) { return s == JobState::Running || s == JobState::Stopping || s == JobState::Cleaning; }
 
 Job::Job(JobDriver& driver, std::string id, JobSpec spec, usec_t final_kill_timeout)
@@ -113,8 +117,10 @@ StopOutcome Job::request_stop(const StopRequest& req) {
       enter_dead();
       break;
     case JobState::Running:
-      if (req.force) enter_stop_sigkill(SubState::StopSigkill);
-      else enter_stop_sigterm(req.timeout == USEC_INFINITY ? spec_.stop_timeout : req.timeout);
+      if (req.force)
+        enter_stop_sigkill(SubState::StopSigkill);
+      else
+        enter_stop_sigterm(req.timeout == USEC_INFINITY ? spec_.stop_timeout : req.timeout);
       break;
     case JobState::Stopping:
       // A force stop during a graceful one escalates at once; the leftovers of a main process
@@ -143,8 +149,9 @@ void Job::enter_stop_sigterm(usec_t timeout) {
 void Job::enter_stop_sigkill(SubState sub) {
   driver_.disarm_timer(*this);
   int r = driver_.kill_tree(*this);
-  driver_.event(*this, "signal",
-                fmt::format("SIGKILL sent to the whole process tree{}", r < 0 ? fmt::format(" (failed: {})", strerror(-r)) : ""));
+  driver_.event(
+      *this, "signal",
+      fmt::format("SIGKILL sent to the whole process tree{}", r < 0 ? fmt::format(" (failed: {})", strerror(-r)) : ""));
   if (final_kill_timeout_ != USEC_INFINITY) driver_.arm_timer(*this, final_kill_timeout_);
   set_state(JobState::Stopping, sub);
 }
@@ -173,16 +180,21 @@ void Job::on_main_exited(int code, int status) {
   driver_.changed(*this, kChangedExit);
   driver_.event(*this, "exited",
                 code == CLD_EXITED ? fmt::format("main process exited with status {}", status)
-                                      : fmt::format("main process killed by {}", signal_name(status)));
+                                   : fmt::format("main process killed by {}", signal_name(status)));
   if (!tree_alive) {
     maybe_done();
     return;
   }
   // Whatever the main process left behind is killed: nothing a job started outlives it.
   switch (sub_state_) {
-    case SubState::Running: enter_stop_sigkill(SubState::FinalSigkill); break;
-    case SubState::StopSigterm: enter_stop_sigkill(SubState::StopSigkill); break;
-    default: break;  // already SIGKILLed
+    case SubState::Running:
+      enter_stop_sigkill(SubState::FinalSigkill);
+      break;
+    case SubState::StopSigterm:
+      enter_stop_sigkill(SubState::StopSigkill);
+      break;
+    default:
+      break;  // already SIGKILLed
   }
 }
 
@@ -203,7 +215,8 @@ void Job::maybe_done() {
 void Job::on_timer() {
   switch (sub_state_) {
     case SubState::StopSigterm:
-      driver_.event(*this, "stop-timeout", fmt::format("stop timeout of {} expired", format_timespan(stop_timeout_used)));
+      driver_.event(*this, "stop-timeout",
+                    fmt::format("stop timeout of {} expired", format_timespan(stop_timeout_used)));
       enter_stop_sigkill(SubState::StopSigkill);
       break;
     case SubState::StopSigkill:

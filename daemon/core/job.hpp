@@ -41,10 +41,10 @@ bool is_active(JobState s);
 enum Changed : uint32_t {
   kChangedState = 1u << 0,  // State, SubState
   kChangedPid = 1u << 1,
-  kChangedStop = 1u << 2,   // StopRequestedUSec, StopMode, CancelReason, CancelNotes, RequestedByUID
-  kChangedExit = 1u << 3,   // ExitCode, ExitSignal
-  kChangedTimes = 1u << 4,  // StartedUSec, FinishedUSec, CancelledUSec
-  kChangedStatus = 1u << 5, // StatusText
+  kChangedStop = 1u << 2,      // StopRequestedUSec, StopMode, CancelReason, CancelNotes, RequestedByUID
+  kChangedExit = 1u << 3,      // ExitCode, ExitSignal
+  kChangedTimes = 1u << 4,     // StartedUSec, FinishedUSec, CancelledUSec
+  kChangedStatus = 1u << 5,    // StatusText
   kChangedProgress = 1u << 6,  // Phase, Progress
 };
 
@@ -113,9 +113,9 @@ class Job {
   std::string cancel_reason, cancel_notes;
   uint32_t requested_by_uid = 0;
   bool stop_requested = false;
-  int exit_code = -1;    // -1: did not exit normally (yet)
-  int exit_signal = 0;   // signal that ended the main process, 0 if none
-  int start_error = 0;   // errno of a failed start
+  int exit_code = -1;   // -1: did not exit normally (yet)
+  int exit_signal = 0;  // signal that ended the main process, 0 if none
+  int start_error = 0;  // errno of a failed start
   std::string status_text, phase;
   double progress = -1;
   std::vector<pid_t> stuck_pids;

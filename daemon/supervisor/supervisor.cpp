@@ -2,13 +2,13 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include "sys/pidfd.hpp"
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "sys/pidfd.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -57,11 +57,13 @@ void Supervisor::init() {
   chmod(cfg_.runtime_dir.c_str(), 0755);
 
   // Orphans of our jobs come back to us, not to PID 1, so we can reap them ourselves.
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) throw std::runtime_error(std::string("PR_SET_CHILD_SUBREAPER: ") + strerror(errno));
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+    throw std::runtime_error(std::string("PR_SET_CHILD_SUBREAPER: ") + strerror(errno));
 
   if (cfg_.cgroup_root == "none") {
-    log::warning("cgroup_root = \"none\": jobs run in their own session only; a process that leaves the "
-                 "session escapes supervision");
+    log::warning(
+        "cgroup_root = \"none\": jobs run in their own session only; a process that leaves the "
+        "session escapes supervision");
   } else {
     std::string why;
     cgroups_ = sys::CgroupTree::open(cfg_.cgroup_root, &why);
@@ -69,9 +71,10 @@ void Supervisor::init() {
       log::info("job cgroups under {}", cgroups_->root());
     } else {
       if (cfg_.cgroup_root != "auto") throw std::runtime_error("cgroup_root: " + why);
-      log::warning("no writable cgroup v2 ({}): falling back to a session per job with the daemon as child "
-                   "subreaper; a process that leaves the session escapes supervision",
-                   why);
+      log::warning(
+          "no writable cgroup v2 ({}): falling back to a session per job with the daemon as child "
+          "subreaper; a process that leaves the session escapes supervision",
+          why);
     }
   }
 
@@ -290,8 +293,7 @@ void Supervisor::on_cgroup_event(Entry& e) {
 
 void Supervisor::check_tree(Entry& e) {
   core::Job& job = *e.job;
-  const bool alive = e.in_cgroup ? cgroups_->populated(cgroup_name(job))
-                                 : !sys::session_members(job.main_pid).empty();
+  const bool alive = e.in_cgroup ? cgroups_->populated(cgroup_name(job)) : !sys::session_members(job.main_pid).empty();
   if (!alive) job.on_tree_empty();
 }
 
@@ -332,7 +334,9 @@ void Supervisor::reap_exiting_orphans(const std::string& cgroup_path) {
 
 // ---- notify socket ------------------------------------------------------------------------
 
-std::string Supervisor::notify_path(const core::Job& job) const { return cfg_.runtime_dir + "/jobs/" + job.id() + "/notify"; }
+std::string Supervisor::notify_path(const core::Job& job) const {
+  return cfg_.runtime_dir + "/jobs/" + job.id() + "/notify";
+}
 
 int Supervisor::open_notify_socket(Entry& e) {
   const std::string dir = cfg_.runtime_dir + "/jobs/" + e.job->id();
@@ -567,7 +571,8 @@ void Supervisor::shutdown(std::function<void()> done) {
         auto* self = static_cast<Supervisor*>(t->data);
         log::warning("shutdown timeout expired: killing what is left");
         for (auto& [id, e] : self->entries_)
-          if (!core::is_terminal(e->job->state())) self->stop(*e->job, core::StopRequest{.force = true, .reason = "daemon_shutdown"});
+          if (!core::is_terminal(e->job->state()))
+            self->stop(*e->job, core::StopRequest{.force = true, .reason = "daemon_shutdown"});
       },
       usec_to_ms_ceil(cfg_.shutdown_timeout), 0);
 }

@@ -2,9 +2,9 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include "sys/pidfd.hpp"
 #include <sys/stat.h>
 #include <unistd.h>
+#include "sys/pidfd.hpp"
 
 #include <cerrno>
 #include <cstdlib>

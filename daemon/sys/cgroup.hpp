@@ -27,7 +27,7 @@ class CgroupTree {
 
   // Creates (or reuses an empty) child cgroup and returns an O_DIRECTORY fd for clone3; -errno.
   int create(const std::string& name, Fd* dir) const;
-  int kill(const std::string& name) const;                  // cgroup.kill
+  int kill(const std::string& name) const;                 // cgroup.kill
   int signal_all(const std::string& name, int sig) const;  // each process in cgroup.procs
   std::vector<pid_t> procs(const std::string& name) const;
   bool populated(const std::string& name) const;

@@ -13,14 +13,24 @@ void write(Level level, std::string_view msg);
 void set_max_level(Level level);
 
 template <typename... Args>
-void err(fmt::format_string<Args...> f, Args&&... a) { write(Err, fmt::format(f, std::forward<Args>(a)...)); }
+void err(fmt::format_string<Args...> f, Args&&... a) {
+  write(Err, fmt::format(f, std::forward<Args>(a)...));
+}
 template <typename... Args>
-void warning(fmt::format_string<Args...> f, Args&&... a) { write(Warning, fmt::format(f, std::forward<Args>(a)...)); }
+void warning(fmt::format_string<Args...> f, Args&&... a) {
+  write(Warning, fmt::format(f, std::forward<Args>(a)...));
+}
 template <typename... Args>
-void notice(fmt::format_string<Args...> f, Args&&... a) { write(Notice, fmt::format(f, std::forward<Args>(a)...)); }
+void notice(fmt::format_string<Args...> f, Args&&... a) {
+  write(Notice, fmt::format(f, std::forward<Args>(a)...));
+}
 template <typename... Args>
-void info(fmt::format_string<Args...> f, Args&&... a) { write(Info, fmt::format(f, std::forward<Args>(a)...)); }
+void info(fmt::format_string<Args...> f, Args&&... a) {
+  write(Info, fmt::format(f, std::forward<Args>(a)...));
+}
 template <typename... Args>
-void debug(fmt::format_string<Args...> f, Args&&... a) { write(Debug, fmt::format(f, std::forward<Args>(a)...)); }
+void debug(fmt::format_string<Args...> f, Args&&... a) {
+  write(Debug, fmt::format(f, std::forward<Args>(a)...));
+}
 
 }  // namespace repvisor::log

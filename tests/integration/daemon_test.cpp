@@ -84,7 +84,9 @@ TEST_F(DaemonTest, GracefulStopEscalatesToSigkillAfterTimeout) {
   auto id = bus.submit_ok(stubborn(ready));
   ready.wait_line();
   const auto t0 = std::chrono::steady_clock::now();
-  auto r = bus.stop(id, {{"timeout_usec", uint64_t{300'000}}, {"wait", true}, {"reason", std::string("maintenance")},
+  auto r = bus.stop(id, {{"timeout_usec", uint64_t{300'000}},
+                         {"wait", true},
+                         {"reason", std::string("maintenance")},
                          {"notes", std::string("window 3")}});
   const auto elapsed = std::chrono::steady_clock::now() - t0;
   ASSERT_TRUE(r.ok) << r.error_message;
@@ -163,7 +165,8 @@ TEST_F(DaemonTest, ForceStopDuringGracefulEscalatesAtOnce) {
 
 TEST_F(DaemonTest, ForceStopKillsWholeTree) {
   ReadyFifo ready(daemon.dir);
-  auto id = bus.submit_ok({"sh", "-c", "trap '' TERM; sleep 1000 & sleep 1000 & echo ready > " + ready.path() + "; wait"});
+  auto id =
+      bus.submit_ok({"sh", "-c", "trap '' TERM; sleep 1000 & sleep 1000 & echo ready > " + ready.path() + "; wait"});
   ready.wait_line();
   auto r = bus.stop(id, {{"force", true}, {"wait", true}});
   ASSERT_TRUE(r.ok);
@@ -176,9 +179,9 @@ TEST_F(DaemonTest, ControlGroupKillModeSignalsEveryProcess) {
   ReadyFifo ready(daemon.dir);
   // The main shell ignores SIGTERM; only its child reacting to SIGTERM ends the job in time.
   // The child says it is ready only once its own trap is reset.
-  auto id = bus.submit_ok({"sh", "-c", "trap '' TERM; (trap - TERM; echo ready > " + ready.path() +
-                                           "; exec sleep 1000) & wait; exit 7"},
-                          {{"kill_mode", std::string("control-group")}});
+  auto id = bus.submit_ok(
+      {"sh", "-c", "trap '' TERM; (trap - TERM; echo ready > " + ready.path() + "; exec sleep 1000) & wait; exit 7"},
+      {{"kill_mode", std::string("control-group")}});
   ready.wait_line();
   auto r = bus.stop(id, {{"wait", true}, {"timeout_usec", uint64_t{600'000'000}}});
   ASSERT_TRUE(r.ok);
@@ -280,7 +283,8 @@ TEST_F(DaemonTest, BadSpecsAreRefusedAndCreateNothing) {
       {{{"argv", std::vector<std::string>{"true"}}, {"colour", std::string("red")}}, "colour"},
       {{{"argv", std::vector<std::string>{"true"}}, {"kill_mode", std::string("all")}}, "kill_mode"},
       {{{"argv", std::vector<std::string>{"true"}}, {"working_directory", std::string("tmp")}}, "working_directory"},
-      {{{"argv", std::vector<std::string>{"true"}}, {"working_directory", std::string("/nonexistent")}}, "working_directory"},
+      {{{"argv", std::vector<std::string>{"true"}}, {"working_directory", std::string("/nonexistent")}},
+       "working_directory"},
       {{{"argv", std::vector<std::string>{"true"}}, {"stop_signal", int32_t{0}}}, "stop_signal"},
       {{{"argv", std::vector<std::string>{"true"}}, {"stop_timeout_usec", uint64_t{0}}}, "stop_timeout_usec"},
       {{{"argv", std::vector<std::string>{"true"}}, {"name", std::string("a/b")}}, "name"},
@@ -352,9 +356,7 @@ TEST_F(DaemonTest, NotifyProtocolReportsProgressAndDropsForeignMessages) {
   ASSERT_EQ(sendto(s, forged.data(), forged.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa),
             static_cast<ssize_t>(forged.size()));
   close(s);
-  {
-    std::ofstream(go) << "go\n";
-  }
+  { std::ofstream(go) << "go\n"; }
   bus.wait_until(id, [&](Bus& b) { return b.prop_s(id, "Phase") == "copy"; });
   EXPECT_EQ(bus.prop_s(id, "StatusText"), "copying disk0");
   double progress = -1;

@@ -40,12 +40,18 @@ void append_dict(sd_bus_message* m, const Dict& d) {
     std::visit(
         [&](const auto& x) {
           using T = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<T, std::string>) sd_bus_message_append(m, "v", "s", x.c_str());
-          else if constexpr (std::is_same_v<T, bool>) sd_bus_message_append(m, "v", "b", static_cast<int>(x));
-          else if constexpr (std::is_same_v<T, uint64_t>) sd_bus_message_append(m, "v", "t", x);
-          else if constexpr (std::is_same_v<T, int32_t>) sd_bus_message_append(m, "v", "i", x);
-          else if constexpr (std::is_same_v<T, uint32_t>) sd_bus_message_append(m, "v", "u", x);
-          else if constexpr (std::is_same_v<T, double>) sd_bus_message_append(m, "v", "d", x);
+          if constexpr (std::is_same_v<T, std::string>)
+            sd_bus_message_append(m, "v", "s", x.c_str());
+          else if constexpr (std::is_same_v<T, bool>)
+            sd_bus_message_append(m, "v", "b", static_cast<int>(x));
+          else if constexpr (std::is_same_v<T, uint64_t>)
+            sd_bus_message_append(m, "v", "t", x);
+          else if constexpr (std::is_same_v<T, int32_t>)
+            sd_bus_message_append(m, "v", "i", x);
+          else if constexpr (std::is_same_v<T, uint32_t>)
+            sd_bus_message_append(m, "v", "u", x);
+          else if constexpr (std::is_same_v<T, double>)
+            sd_bus_message_append(m, "v", "d", x);
           else {
             std::vector<const char*> l;
             for (const auto& s : x) l.push_back(s.c_str());
@@ -120,7 +126,8 @@ Bus::Bus(const std::string& address) {
 
 Bus::~Bus() { sd_bus_flush_close_unref(bus_); }
 
-CallResult Bus::call(const char* path, const char* iface, const char* method, const std::string* arg, const Dict* dict) {
+CallResult Bus::call(const char* path, const char* iface, const char* method, const std::string* arg,
+                     const Dict* dict) {
   sd_bus_message *m = nullptr, *reply = nullptr;
   sd_bus_error err = SD_BUS_ERROR_NULL;
   sd_bus_message_new_method_call(bus_, &m, "org.repvisor1", path, iface, method);
@@ -153,7 +160,9 @@ CallResult Bus::call(const char* path, const char* iface, const char* method, co
   return res;
 }
 
-CallResult Bus::submit(const Dict& spec) { return call("/org/repvisor1", "org.repvisor1.Manager", "Submit", nullptr, &spec); }
+CallResult Bus::submit(const Dict& spec) {
+  return call("/org/repvisor1", "org.repvisor1.Manager", "Submit", nullptr, &spec);
+}
 
 std::string Bus::submit_ok(std::vector<std::string> argv, Dict extra) {
   extra["argv"] = std::move(argv);
@@ -226,11 +235,13 @@ int64_t Bus::prop_i(const std::string& id, const char* name) {
   int64_t out = INT64_MIN;
   if (is_unsigned) {
     uint32_t u = 0;
-    if (sd_bus_get_property_trivial(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, 'u', &u) >= 0)
+    if (sd_bus_get_property_trivial(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, 'u',
+                                    &u) >= 0)
       out = u;
   } else {
     int32_t i = 0;
-    if (sd_bus_get_property_trivial(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, 'i', &i) >= 0)
+    if (sd_bus_get_property_trivial(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, 'i',
+                                    &i) >= 0)
       out = i;
   }
   sd_bus_error_free(&err);
@@ -241,8 +252,9 @@ bool Bus::job_exists(const std::string& id) { return get_job(id).ok; }
 
 void Bus::wait_until(const std::string& id, const std::function<bool(Bus&)>& pred) {
   sd_bus_slot* slot = nullptr;
-  const std::string rule = "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path='" +
-                           job_path(id) + "'";
+  const std::string rule =
+      "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path='" + job_path(id) +
+      "'";
   sd_bus_add_match(bus_, &slot, rule.c_str(), nullptr, nullptr);
   const uint64_t deadline = mono_usec() + kDeadlineUsec;
   while (!pred(*this)) {
@@ -294,7 +306,8 @@ Daemon::Daemon(const std::string& extra) {
   sa.sun_family = AF_UNIX;
   const std::string npath = dir + "/notify";
   strcpy(sa.sun_path, npath.c_str());
-  bind(nfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  if (bind(nfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0)
+    throw std::runtime_error("cannot bind " + npath + ": " + strerror(errno));
 
   stderr_path_ = dir + "/daemon.log";
   pid = fork();
@@ -363,10 +376,10 @@ std::vector<pid_t> zombie_children(pid_t parent) {
     std::string stat = read_file("/proc/" + std::string(e->d_name) + "/stat");
     auto close = stat.rfind(')');
     if (close == std::string::npos) continue;
-    char st;
-    int ppid;
-    if (sscanf(stat.c_str() + close + 2, "%c %d", &st, &ppid) == 2 && st == 'Z' && ppid == parent)
-      out.push_back(static_cast<pid_t>(pid));
+    std::istringstream fields(stat.substr(close + 2));
+    char st = 0;
+    pid_t ppid = 0;
+    if ((fields >> st >> ppid) && st == 'Z' && ppid == parent) out.push_back(static_cast<pid_t>(pid));
   }
   closedir(d);
   return out;
@@ -402,7 +415,8 @@ bool pid_alive(pid_t pid) {
 
 // ---- helpers ------------------------------------------------------------------------------
 
-ReadyFifo::ReadyFifo(const std::string& dir) : path_(dir + "/ready-" + std::to_string(getpid()) + "-" + std::to_string(rand())) {
+ReadyFifo::ReadyFifo(const std::string& dir)
+    : path_(dir + "/ready-" + std::to_string(getpid()) + "-" + std::to_string(rand())) {
   mkfifo(path_.c_str(), 0600);
   // Non-blocking open for reading succeeds without a writer; poll reports POLLIN once one writes.
   fd_ = open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);

@@ -2,8 +2,8 @@
 // own, reached over its private socket by a real sd-bus client. Everything waits on events
 // (sd_notify READY, PropertiesChanged, FIFOs); deadlines exist only to fail a hung test.
 #pragma once
-#include <systemd/sd-bus.h>
 #include <sys/types.h>
+#include <systemd/sd-bus.h>
 
 #include <functional>
 #include <map>
@@ -21,8 +21,8 @@ using Dict = std::map<std::string, Value>;
 struct CallResult {
   bool ok = false;
   std::string error_name, error_message;
-  Dict dict;             // for a{sv} replies
-  std::string s1, s2;    // for (so) / (o) replies
+  Dict dict;           // for a{sv} replies
+  std::string s1, s2;  // for (so) / (o) replies
 };
 
 class Bus {

@@ -14,9 +14,7 @@ namespace {
 struct OutsideClients : ::testing::Test {
   Daemon daemon;
   std::string out;
-  std::string busctl(const std::string& args) {
-    return "busctl --address=" + daemon.address() + " -- " + args;
-  }
+  std::string busctl(const std::string& args) { return "busctl --address=" + daemon.address() + " -- " + args; }
   std::string gdbus(const std::string& args) {
     return "gdbus call --address " + daemon.address() + " --dest org.repvisor1 " + args;
   }
@@ -24,7 +22,9 @@ struct OutsideClients : ::testing::Test {
     return std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " " + args;
   }
   std::string submit_with_busctl(const std::string& argv_sig) {
-    EXPECT_EQ(run_command(busctl("call org.repvisor1 /org/repvisor1 org.repvisor1.Manager Submit 'a{sv}' " + argv_sig), &out), 0)
+    EXPECT_EQ(
+        run_command(busctl("call org.repvisor1 /org/repvisor1 org.repvisor1.Manager Submit 'a{sv}' " + argv_sig), &out),
+        0)
         << out;
     std::smatch m;
     EXPECT_TRUE(std::regex_search(out, m, std::regex("\"([0-9a-f]{32})\""))) << out;
@@ -36,13 +36,18 @@ struct OutsideClients : ::testing::Test {
 
 TEST_F(OutsideClients, BusctlDrivesTheWholeLifecycle) {
   ReadyFifo ready(daemon.dir);
-  const std::string id = submit_with_busctl("2 argv as 3 sh -c 'echo ready > " + ready.path() +
-                                            "; exec sleep 1000' name s from-busctl");
+  const std::string id =
+      submit_with_busctl("2 argv as 3 sh -c 'echo ready > " + ready.path() + "; exec sleep 1000' name s from-busctl");
   ready.wait_line();
-  ASSERT_EQ(run_command(busctl("get-property org.repvisor1 /org/repvisor1/job/" + id + " org.repvisor1.Job State Name"), &out), 0);
+  ASSERT_EQ(run_command(busctl("get-property org.repvisor1 /org/repvisor1/job/" + id + " org.repvisor1.Job State Name"),
+                        &out),
+            0);
   EXPECT_EQ(out, "s \"running\"\ns \"from-busctl\"\n");
 
-  ASSERT_EQ(run_command(busctl("call org.repvisor1 /org/repvisor1 org.repvisor1.Manager List 'a{sv}' 1 states as 1 running"), &out), 0);
+  ASSERT_EQ(
+      run_command(busctl("call org.repvisor1 /org/repvisor1 org.repvisor1.Manager List 'a{sv}' 1 states as 1 running"),
+                  &out),
+      0);
   EXPECT_NE(out.find(id), std::string::npos) << out;
 
   ASSERT_EQ(run_command(busctl("introspect org.repvisor1 /org/repvisor1/job/" + id), &out), 0) << out;
@@ -56,15 +61,18 @@ TEST_F(OutsideClients, BusctlDrivesTheWholeLifecycle) {
             0);
   EXPECT_NE(out.find("unknown key 'frce'"), std::string::npos) << out;
 
-  ASSERT_EQ(run_command(busctl("call org.repvisor1 /org/repvisor1 org.repvisor1.Manager StopJob 'sa{sv}' from-busctl 2 wait b "
-                               "true reason s busctl-test"),
-                        &out),
+  ASSERT_EQ(run_command(
+                busctl("call org.repvisor1 /org/repvisor1 org.repvisor1.Manager StopJob 'sa{sv}' from-busctl 2 wait b "
+                       "true reason s busctl-test"),
+                &out),
             0)
       << out;
   EXPECT_NE(out.find("\"state\" s \"cancelled\""), std::string::npos) << out;
   EXPECT_NE(out.find("\"reason\" s \"busctl-test\""), std::string::npos) << out;
 
-  ASSERT_EQ(run_command(busctl("call org.repvisor1 /org/repvisor1/job/" + id + " org.repvisor1.Job Delete 'a{sv}' 0"), &out), 0)
+  ASSERT_EQ(
+      run_command(busctl("call org.repvisor1 /org/repvisor1/job/" + id + " org.repvisor1.Job Delete 'a{sv}' 0"), &out),
+      0)
       << out;
   EXPECT_NE(out.find("\"deleted\""), std::string::npos) << out;
   EXPECT_NE(run_command(busctl("call org.repvisor1 /org/repvisor1 org.repvisor1.Manager GetJob s " + id), &out), 0);
@@ -73,15 +81,21 @@ TEST_F(OutsideClients, BusctlDrivesTheWholeLifecycle) {
 
 TEST_F(OutsideClients, GdbusReadsObjectsAndProperties) {
   const std::string id = submit_with_busctl("1 argv as 1 true");
-  ASSERT_EQ(run_command(gdbus("--object-path /org/repvisor1 --method org.freedesktop.DBus.ObjectManager.GetManagedObjects"), &out), 0)
+  ASSERT_EQ(
+      run_command(gdbus("--object-path /org/repvisor1 --method org.freedesktop.DBus.ObjectManager.GetManagedObjects"),
+                  &out),
+      0)
       << out;
   EXPECT_NE(out.find("/org/repvisor1/job/" + id), std::string::npos) << out;
-  ASSERT_EQ(run_command(gdbus("--object-path /org/repvisor1 --method org.repvisor1.Manager.GetJob " + id.substr(0, 6)), &out), 0)
+  ASSERT_EQ(
+      run_command(gdbus("--object-path /org/repvisor1 --method org.repvisor1.Manager.GetJob " + id.substr(0, 6)), &out),
+      0)
       << out;
   EXPECT_NE(out.find(id), std::string::npos);
-  ASSERT_EQ(run_command(gdbus("--object-path /org/repvisor1 --method org.freedesktop.DBus.Properties.Get org.repvisor1.Manager "
-                              "MaxConcurrentJobs"),
-                        &out),
+  ASSERT_EQ(run_command(
+                gdbus("--object-path /org/repvisor1 --method org.freedesktop.DBus.Properties.Get org.repvisor1.Manager "
+                      "MaxConcurrentJobs"),
+                &out),
             0)
       << out;
   EXPECT_NE(out.find("uint32 64"), std::string::npos) << out;
@@ -125,7 +139,11 @@ TEST_F(OutsideClients, RepvisorctlJobFileErrorsNameTheLine) {
   ASSERT_EQ(run_command("printf 'argv = [\"true\"]\\nstop_timeout = \"3 lightyears\"\\n' > " + file, &out), 0);
   EXPECT_EQ(run_command(ctl("submit --file " + file), &out), 2) << out;
   EXPECT_NE(out.find("job.toml:2:16: stop_timeout"), std::string::npos) << out;
-  ASSERT_EQ(run_command("printf 'argv = [\"sh\", \"-c\", \"exit 0\"]\\nname = \"from-file\"\\nstop_signal = \"SIGINT\"\\n' > " + file, &out), 0);
+  ASSERT_EQ(
+      run_command(
+          "printf 'argv = [\"sh\", \"-c\", \"exit 0\"]\\nname = \"from-file\"\\nstop_signal = \"SIGINT\"\\n' > " + file,
+          &out),
+      0);
   ASSERT_EQ(run_command(ctl("submit --wait --file " + file), &out), 0) << out;
 }
 
@@ -133,7 +151,10 @@ TEST_F(OutsideClients, ShippedIntrospectionMatchesTheDaemon) {
   const std::string id = submit_with_busctl("1 argv as 1 true");
   std::string live;
   for (const std::string& path : std::vector<std::string>{"/org/repvisor1", "/org/repvisor1/job/" + id}) {
-    ASSERT_EQ(run_command("busctl --xml-interface --address=" + daemon.address() + " introspect org.repvisor1 " + path, &out), 0) << out;
+    ASSERT_EQ(
+        run_command("busctl --xml-interface --address=" + daemon.address() + " introspect org.repvisor1 " + path, &out),
+        0)
+        << out;
     live += out;
   }
   std::ifstream in(SOURCE_DIR "/docs/org.repvisor1.xml");

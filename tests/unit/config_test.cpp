@@ -41,11 +41,14 @@ runtime_dir = "/tmp/r"
 }
 
 TEST(Config, ErrorsNameFileLineColumnAndKey) {
-  EXPECT_EQ(error_of("[daemon]\nstop_timeout = \"5 fortnights\"\n").rfind("test.toml:2:16: daemon.stop_timeout:", 0), 0u)
+  EXPECT_EQ(error_of("[daemon]\nstop_timeout = \"5 fortnights\"\n").rfind("test.toml:2:16: daemon.stop_timeout:", 0),
+            0u)
       << error_of("[daemon]\nstop_timeout = \"5 fortnights\"\n");
-  EXPECT_NE(error_of("[daemon]\nmax_concurrent_jobs = 0\n").find("test.toml:2:23: daemon.max_concurrent_jobs: 0 is out of range"),
+  EXPECT_NE(error_of("[daemon]\nmax_concurrent_jobs = 0\n")
+                .find("test.toml:2:23: daemon.max_concurrent_jobs: 0 is out of range"),
             std::string::npos);
-  EXPECT_NE(error_of("[daemon]\nmax_concurrent_job = 5\n").find("daemon.max_concurrent_job: unknown key"), std::string::npos);
+  EXPECT_NE(error_of("[daemon]\nmax_concurrent_job = 5\n").find("daemon.max_concurrent_job: unknown key"),
+            std::string::npos);
   EXPECT_NE(error_of("[demon]\n").find("demon: unknown section"), std::string::npos);
   EXPECT_NE(error_of("[daemon]\ncgroup_root = \"relative\"\n").find("cgroup_root"), std::string::npos);
   EXPECT_NE(error_of("[daemon]\nstop_timeout = true\n").find("expected a time span"), std::string::npos);

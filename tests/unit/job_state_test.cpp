@@ -23,29 +23,31 @@ class RecordingDriver : public JobDriver {
   usec_t clock = 1000;
 
   int spawn(Job& j) override {
-    calls.push_back("spawn");
+    calls.emplace_back("spawn");
     if (spawn_result == 0) j.main_pid = 4242;
     return spawn_result;
   }
   int signal_main(Job&, int sig) override {
-    calls.push_back("signal_main " + std::to_string(sig));
+    calls.emplace_back("signal_main " + std::to_string(sig));
     return 0;
   }
   int signal_tree(Job&, int sig) override {
-    calls.push_back("signal_tree " + std::to_string(sig));
+    calls.emplace_back("signal_tree " + std::to_string(sig));
     return 0;
   }
   int kill_tree(Job&) override {
-    calls.push_back("kill_tree");
+    calls.emplace_back("kill_tree");
     return 0;
   }
   void arm_timer(Job&, usec_t after) override { timer = after; }
   void disarm_timer(Job&) override { timer = 0; }
   std::vector<pid_t> tree_pids(Job&) override { return {4242, 4243}; }
   void begin_cleanup(Job& j) override {
-    calls.push_back("cleanup");
-    if (cleanup_sync) j.on_cleanup_done(true, "");
-    else pending_cleanup = &j;
+    calls.emplace_back("cleanup");
+    if (cleanup_sync)
+      j.on_cleanup_done(true, "");
+    else
+      pending_cleanup = &j;
   }
   void changed(Job&, uint32_t) override {}
   void finished(Job&) override { ++finished_count; }
@@ -267,17 +269,30 @@ TEST(JobStateMachine, RandomEventSequencesKeepInvariants) {
   for (int run = 0; run < 5000; ++run) {
     RecordingDriver d;
     d.spawn_result = (rng() % 10 == 0) ? -EACCES : 0;
-    Job job(d, "0123456789abcdef0123456789abcdef", spec(rng() % 2 ? KillMode::Mixed : KillMode::ControlGroup), kFinalKill);
+    Job job(d, "0123456789abcdef0123456789abcdef", spec(rng() % 2 ? KillMode::Mixed : KillMode::ControlGroup),
+            kFinalKill);
     JobState terminal_seen = JobState::Pending;
     bool was_terminal = false;
     for (int step = 0; step < 12; ++step) {
       switch (rng() % 6) {
-        case 0: job.start(); break;
-        case 1: job.request_stop({.force = rng() % 2 == 0}); break;
-        case 2: if (job.main_alive) job.on_main_exited(CLD_EXITED, static_cast<int>(rng() % 3)); break;
-        case 3: if (!job.main_alive) job.on_tree_empty(); break;
-        case 4: job.on_timer(); break;
-        case 5: job.on_main_exited(CLD_KILLED, SIGKILL); break;
+        case 0:
+          job.start();
+          break;
+        case 1:
+          job.request_stop({.force = rng() % 2 == 0});
+          break;
+        case 2:
+          if (job.main_alive) job.on_main_exited(CLD_EXITED, static_cast<int>(rng() % 3));
+          break;
+        case 3:
+          if (!job.main_alive) job.on_tree_empty();
+          break;
+        case 4:
+          job.on_timer();
+          break;
+        case 5:
+          job.on_main_exited(CLD_KILLED, SIGKILL);
+          break;
       }
       if (was_terminal) ASSERT_EQ(job.state(), terminal_seen) << "terminal state changed, run " << run;
       if (is_terminal(job.state())) {

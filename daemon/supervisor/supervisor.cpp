@@ -293,6 +293,9 @@ void Supervisor::on_cgroup_event(Entry& e) {
 
 void Supervisor::check_tree(Entry& e) {
   core::Job& job = *e.job;
+  // Without cgroups, orphans of the session come to us: reap the dead ones before deciding the
+  // session is empty, so that a finished job never leaves a zombie behind.
+  if (!e.in_cgroup) reap_orphans();
   const bool alive = e.in_cgroup ? cgroups_->populated(cgroup_name(job)) : !sys::session_members(job.main_pid).empty();
   if (!alive) job.on_tree_empty();
 }

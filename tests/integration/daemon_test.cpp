@@ -370,3 +370,46 @@ TEST_F(DaemonTest, NotifyProtocolReportsProgressAndDropsForeignMessages) {
   std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_NE(all.find("outside the job dropped"), std::string::npos);
 }
+
+TEST(DaemonWithoutCgroups, SessionFallbackStillKillsTheTree) {
+  Daemon daemon("cgroup_root = \"none\"");
+  Bus bus(daemon.address());
+  ReadyFifo ready(daemon.dir);
+  auto id = bus.submit_ok({"sh", "-c", "trap '' TERM; sleep 1000 & echo $! > " + ready.path() + "; wait"});
+  const pid_t child = std::stoi(ready.wait_line());
+  int fd = pidfd_of(child);
+  ASSERT_GE(fd, 0);
+  auto r = bus.stop(id, {{"timeout_usec", uint64_t{200'000}}, {"wait", true}});
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(std::get<std::string>(r.dict["state"]), "cancelled");
+  EXPECT_TRUE(wait_gone(fd));
+  close(fd);
+  EXPECT_TRUE(zombie_children(daemon.pid).empty());
+  std::ifstream log(daemon.dir + "/daemon.log");
+  std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(all.find("escapes supervision"), std::string::npos) << "the fallback must say so in the log";
+}
+
+TEST(DaemonAccess, OthersMayReadButNotChangeJobs) {
+  Daemon daemon;
+  Bus bus(daemon.address());
+  auto id = bus.submit_ok({"true"});
+  bus.wait_terminal(id);
+  // The socket is root-only; open it up to reach the daemon's own check.
+  ASSERT_EQ(chmod(daemon.dir.c_str(), 0755), 0);
+  ASSERT_EQ(chmod(daemon.runtime_dir.c_str(), 0755), 0);
+  ASSERT_EQ(chmod((daemon.runtime_dir + "/private").c_str(), 0666), 0);
+  std::string out;
+  const std::string as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups busctl --address=" + daemon.address() +
+                                " -- call org.repvisor1 /org/repvisor1 org.repvisor1.Manager ";
+  EXPECT_EQ(run_command(as_nobody + "List 'a{sv}' 0", &out), 0) << out;
+  EXPECT_NE(out.find(id), std::string::npos);
+  EXPECT_NE(run_command(as_nobody + "Submit 'a{sv}' 1 argv as 1 true", &out), 0);
+  EXPECT_NE(out.find("Access denied"), std::string::npos) << out;
+  // busctl prints its own text for a well-known error; gdbus shows the daemon's reason.
+  const std::string gdbus_as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups gdbus call --address " +
+                                      daemon.address() + " --dest org.repvisor1 --object-path /org/repvisor1 --method ";
+  EXPECT_NE(run_command(gdbus_as_nobody + "org.repvisor1.Manager.DeleteJob " + id + " {}", &out), 0);
+  EXPECT_NE(out.find("org.freedesktop.DBus.Error.AccessDenied: uid 65534 may not delete jobs"), std::string::npos) << out;
+  EXPECT_TRUE(bus.job_exists(id));
+}

@@ -296,9 +296,10 @@ Daemon::Daemon(const std::string& extra) {
   const std::string cg = "/" + fs::path(dir).filename().string();
   cgroup_fs_root = mount + cg;
   const std::string config = dir + "/repvisord.toml";
-  std::ofstream(config) << "[daemon]\ncgroup_root = \"" << cg
-                        << "\"\nfinal_kill_timeout = \"5s\"\nshutdown_timeout = \"20s\"\n"
-                        << extra << "\n";
+  std::ofstream conf(config);
+  conf << "[daemon]\nfinal_kill_timeout = \"5s\"\nshutdown_timeout = \"20s\"\n" << extra << "\n";
+  if (extra.find("cgroup_root") == std::string::npos) conf << "cgroup_root = \"" << cg << "\"\n";
+  conf.close();
 
   // Readiness comes as sd_notify READY=1 on a socket of ours, as systemd would see it.
   int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -56,6 +56,7 @@ void Supervisor::init() {
   }
   chmod(cfg_.runtime_dir.c_str(), 0755);
 
+  sys::raise_fd_limit();
   // Orphans of our jobs come back to us, not to PID 1, so we can reap them ourselves.
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
     throw std::runtime_error(std::string("PR_SET_CHILD_SUBREAPER: ") + strerror(errno));

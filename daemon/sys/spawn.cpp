@@ -4,6 +4,7 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -15,6 +16,9 @@
 namespace repvisor::sys {
 
 namespace {
+
+rlimit original_nofile{};
+bool nofile_raised = false;
 
 [[noreturn]] void child_fail(int errpipe) {
   int e = errno;
@@ -42,6 +46,7 @@ namespace {
     if (dup2(req.output_fd, STDOUT_FILENO) < 0 || dup2(req.output_fd, STDERR_FILENO) < 0) child_fail(errpipe);
   }
   if (chdir(req.working_directory.c_str()) < 0) child_fail(errpipe);
+  if (nofile_raised && setrlimit(RLIMIT_NOFILE, &original_nofile) < 0) child_fail(errpipe);
   // Nothing of the daemon's (bus sockets, other jobs' pidfds) leaks into the job.
   if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(errpipe);
   execve(req.executable.c_str(), argv, envp);
@@ -49,6 +54,13 @@ namespace {
 }
 
 }  // namespace
+
+void raise_fd_limit() {
+  if (getrlimit(RLIMIT_NOFILE, &original_nofile) < 0 || original_nofile.rlim_cur >= original_nofile.rlim_max) return;
+  rlimit raised = original_nofile;
+  raised.rlim_cur = raised.rlim_max;
+  nofile_raised = setrlimit(RLIMIT_NOFILE, &raised) == 0;
+}
 
 int spawn(const SpawnRequest& req, Spawned* out) {
   // Everything the child needs is built before the clone: it must not allocate.

@@ -19,6 +19,10 @@ struct SpawnRequest {
   int cgroup_fd = -1;  // -1: no cgroup; the child gets its own session (fallback mode)
 };
 
+// The daemon raises its own RLIMIT_NOFILE soft limit (it holds fds per job); jobs get the limit
+// the daemon was started with, as select()-using programs expect. Call once at start-up.
+void raise_fd_limit();
+
 struct Spawned {
   pid_t pid = 0;
   Fd pidfd;

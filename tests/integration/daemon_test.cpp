@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -412,4 +413,19 @@ TEST(DaemonAccess, OthersMayReadButNotChangeJobs) {
   EXPECT_NE(run_command(gdbus_as_nobody + "org.repvisor1.Manager.DeleteJob " + id + " {}", &out), 0);
   EXPECT_NE(out.find("org.freedesktop.DBus.Error.AccessDenied: uid 65534 may not delete jobs"), std::string::npos) << out;
   EXPECT_TRUE(bus.job_exists(id));
+}
+
+TEST_F(DaemonTest, DaemonRaisesItsFdLimitButJobsGetTheOriginal) {
+  std::ifstream limits("/proc/" + std::to_string(daemon.pid) + "/limits");
+  std::string line, soft;
+  while (std::getline(limits, line))
+    if (line.rfind("Max open files", 0) == 0) soft = line.substr(26, 20);
+  rlimit ours{};
+  getrlimit(RLIMIT_NOFILE, &ours);
+  if (ours.rlim_max > 1024) EXPECT_EQ(std::stoull(soft), ours.rlim_max) << "daemon soft limit not raised";
+  auto id = bus.submit_ok({"sh", "-c", "ulimit -n"});
+  bus.wait_terminal(id);
+  std::ifstream log(bus.prop_s(id, "LogPath"));
+  std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(all, std::to_string(std::min<rlim_t>(1024, ours.rlim_max)) + "\n");
 }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -316,6 +317,11 @@ Daemon::Daemon(const std::string& extra) {
     int log = open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(log, 2);
     setenv("NOTIFY_SOCKET", npath.c_str(), 1);
+    // Start the daemon with the usual low soft limit, as a shell or systemd would.
+    rlimit nofile{};
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    nofile.rlim_cur = std::min<rlim_t>(1024, nofile.rlim_max);
+    setrlimit(RLIMIT_NOFILE, &nofile);
     execl(REPVISORD_PATH, "repvisord", "--config", config.c_str(), "--state-dir", state_dir.c_str(), "--runtime-dir",
           runtime_dir.c_str(), static_cast<char*>(nullptr));
     _exit(127);

@@ -294,10 +294,12 @@ void Supervisor::on_cgroup_event(Entry& e) {
 
 void Supervisor::check_tree(Entry& e) {
   core::Job& job = *e.job;
-  // Without cgroups, orphans of the session come to us: reap the dead ones before deciding the
-  // session is empty, so that a finished job never leaves a zombie behind.
+  // Without cgroups, orphans of the session come to us: reap the dead ones, and count the
+  // zombies still there (one may die between the two steps) as members, so that the session is
+  // empty only once every process of it is reaped. Its SIGCHLD brings us back here.
   if (!e.in_cgroup) reap_orphans();
-  const bool alive = e.in_cgroup ? cgroups_->populated(cgroup_name(job)) : !sys::session_members(job.main_pid).empty();
+  const bool alive =
+      e.in_cgroup ? cgroups_->populated(cgroup_name(job)) : !sys::session_members(job.main_pid, true).empty();
   if (!alive) job.on_tree_empty();
 }
 
@@ -318,17 +320,15 @@ void Supervisor::reap_orphans() {
   }
 }
 
-void Supervisor::reap_exiting_orphans(const std::string& cgroup_path) {
+void Supervisor::reap_exiting_orphans(const std::string& cgroup) {
   // A process leaves its cgroup (cgroup_exit) a moment before it becomes a zombie and is
   // reported to its parent (exit_notify). Orphans of this job that are in that window still
   // name the job's cgroup in /proc/PID/cgroup: wait for them here, so that a job is never
   // reported finished while a zombie of it remains. The wait is bounded by the kernel's own
   // exit path, not by anything the job does.
-  const std::string mount = sys::find_cgroup2_mount();
-  const std::string rel = cgroup_path.substr(mount.size());
   for (pid_t pid : sys::own_children()) {
     if (main_pids_.count(pid)) continue;
-    if (sys::process_cgroup(pid).rfind(rel, 0) != 0) continue;
+    if (sys::process_cgroup(pid).rfind(cgroup, 0) != 0) continue;
     Fd fd(sys::pidfd_open(pid, 0));
     if (!fd) continue;
     siginfo_t si{};
@@ -378,7 +378,7 @@ void Supervisor::close_notify_socket(Entry& e) {
 bool Supervisor::sender_belongs_to(Entry& e, pid_t pid) {
   if (pid <= 0) return false;
   if (e.in_cgroup) {
-    const std::string rel = cgroups_->path_of(cgroup_name(*e.job)).substr(sys::find_cgroup2_mount().size());
+    const std::string rel = cgroups_->cgroup_of(cgroup_name(*e.job));
     const std::string cg = sys::process_cgroup(pid);
     return cg == rel || cg.rfind(rel + "/", 0) == 0;
   }
@@ -491,7 +491,7 @@ void Supervisor::begin_cleanup(core::Job& job) {
   close_notify_socket(e);
   std::string error;
   if (e.in_cgroup) {
-    reap_exiting_orphans(cgroups_->path_of(cgroup_name(job)));
+    reap_exiting_orphans(cgroups_->cgroup_of(cgroup_name(job)));
     if (int r = cgroups_->remove(cgroup_name(job)); r < 0)
       error = "cannot remove cgroup " + cgroups_->path_of(cgroup_name(job)) + ": " + strerror(-r);
   } else if (cgroups_ && job.start_error) {

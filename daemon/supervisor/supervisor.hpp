@@ -103,7 +103,7 @@ class Supervisor final : public core::JobDriver {
   void on_notify(Entry& e);
   bool sender_belongs_to(Entry& e, pid_t pid);
   std::string notify_path(const core::Job& job) const;
-  void reap_exiting_orphans(const std::string& cgroup_path);
+  void reap_exiting_orphans(const std::string& cgroup);
   void start_queued();
   void remove_entry(const std::string& id, bool keep_data);
   void update_active();

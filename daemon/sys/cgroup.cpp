@@ -106,7 +106,7 @@ std::optional<CgroupTree> CgroupTree::open(const std::string& setting, std::stri
     *why = root + " is not a writable cgroup v2 directory";
     return std::nullopt;
   }
-  return CgroupTree(root);
+  return CgroupTree(mount, root);
 }
 
 int CgroupTree::create(const std::string& name, Fd* dir) const {

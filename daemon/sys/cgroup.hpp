@@ -24,6 +24,8 @@ class CgroupTree {
 
   const std::string& root() const { return root_; }
   std::string path_of(const std::string& name) const { return root_ + "/" + name; }
+  // The cgroup's name as /proc/PID/cgroup shows it ("/repvisor/job-<id>").
+  std::string cgroup_of(const std::string& name) const { return root_.substr(mount_.size()) + "/" + name; }
 
   // Creates (or reuses an empty) child cgroup and returns an O_DIRECTORY fd for clone3; -errno.
   int create(const std::string& name, Fd* dir) const;
@@ -35,8 +37,8 @@ class CgroupTree {
   std::string events_file(const std::string& name) const { return path_of(name) + "/cgroup.events"; }
 
  private:
-  explicit CgroupTree(std::string root) : root_(std::move(root)) {}
-  std::string root_;
+  CgroupTree(std::string mount, std::string root) : mount_(std::move(mount)), root_(std::move(root)) {}
+  std::string mount_, root_;
 };
 
 }  // namespace repvisor::sys

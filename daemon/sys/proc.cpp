@@ -45,7 +45,7 @@ char process_state(pid_t pid) {
   return read_stat(pid, &st, nullptr) ? st : 0;
 }
 
-std::vector<pid_t> session_members(pid_t sid) {
+std::vector<pid_t> session_members(pid_t sid, bool with_zombies) {
   std::vector<pid_t> out;
   DIR* d = opendir("/proc");
   if (!d) return out;
@@ -55,7 +55,8 @@ std::vector<pid_t> session_members(pid_t sid) {
     if (*end || pid <= 0) continue;
     char st;
     pid_t s;
-    if (read_stat(static_cast<pid_t>(pid), &st, &s) && s == sid && st != 'Z') out.push_back(static_cast<pid_t>(pid));
+    if (read_stat(static_cast<pid_t>(pid), &st, &s) && s == sid && (with_zombies || st != 'Z'))
+      out.push_back(static_cast<pid_t>(pid));
   }
   closedir(d);
   return out;

@@ -9,7 +9,8 @@ namespace repvisor::sys {
 
 std::vector<pid_t> own_children();  // from /proc/self/task/*/children
 char process_state(pid_t pid);      // 'R', 'S', 'Z', ...; 0 when gone
-std::vector<pid_t> session_members(pid_t sid);
+// Every process whose session id is sid; zombies too when asked (they are not gone until reaped).
+std::vector<pid_t> session_members(pid_t sid, bool with_zombies = false);
 std::string process_cgroup(pid_t pid);
 pid_t process_session(pid_t pid);  // -1 when gone  // cgroup v2 path from /proc/PID/cgroup; empty when gone  // every
                                    // process whose session id is sid

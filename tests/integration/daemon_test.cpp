@@ -401,8 +401,9 @@ TEST(DaemonAccess, OthersMayReadButNotChangeJobs) {
   ASSERT_EQ(chmod(daemon.runtime_dir.c_str(), 0755), 0);
   ASSERT_EQ(chmod((daemon.runtime_dir + "/private").c_str(), 0666), 0);
   std::string out;
-  const std::string as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups busctl --address=" + daemon.address() +
-                                " -- call org.repvisor1 /org/repvisor1 org.repvisor1.Manager ";
+  const std::string as_nobody =
+      "setpriv --reuid=65534 --regid=65534 --clear-groups busctl --address=" + daemon.address() +
+      " -- call org.repvisor1 /org/repvisor1 org.repvisor1.Manager ";
   EXPECT_EQ(run_command(as_nobody + "List 'a{sv}' 0", &out), 0) << out;
   EXPECT_NE(out.find(id), std::string::npos);
   EXPECT_NE(run_command(as_nobody + "Submit 'a{sv}' 1 argv as 1 true", &out), 0);
@@ -411,7 +412,8 @@ TEST(DaemonAccess, OthersMayReadButNotChangeJobs) {
   const std::string gdbus_as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups gdbus call --address " +
                                       daemon.address() + " --dest org.repvisor1 --object-path /org/repvisor1 --method ";
   EXPECT_NE(run_command(gdbus_as_nobody + "org.repvisor1.Manager.DeleteJob " + id + " {}", &out), 0);
-  EXPECT_NE(out.find("org.freedesktop.DBus.Error.AccessDenied: uid 65534 may not delete jobs"), std::string::npos) << out;
+  EXPECT_NE(out.find("org.freedesktop.DBus.Error.AccessDenied: uid 65534 may not delete jobs"), std::string::npos)
+      << out;
   EXPECT_TRUE(bus.job_exists(id));
 }
 

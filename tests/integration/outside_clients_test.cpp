@@ -1,6 +1,7 @@
 // The API as other programs see it: busctl and gdbus as outside clients, and repvisorctl.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -168,4 +169,25 @@ TEST_F(OutsideClients, ShippedIntrospectionMatchesTheDaemon) {
   };
   EXPECT_FALSE(ours(live).empty());
   EXPECT_EQ(ours(shipped.str()), ours(live)) << "docs/org.repvisor1.xml is out of date";
+}
+
+TEST(DaemonStart, BadConfigIsRefusedWithFileLineAndKey) {
+  const std::string dir = temp_dir();
+  std::string out;
+  ASSERT_EQ(run_command("printf '[daemon]\\nmax_concurrent_jobs = 4\\nstop_timeout = \"ten seconds\"\\n' > " + dir +
+                            "/bad.toml",
+                        &out),
+            0);
+  EXPECT_EQ(run_command(std::string(REPVISORD_PATH) + " --config " + dir + "/bad.toml --state-dir " + dir +
+                            "/state --runtime-dir " + dir + "/run",
+                        &out),
+            1);
+  EXPECT_NE(out.find(dir + "/bad.toml:3:16: daemon.stop_timeout: invalid time span 'ten seconds'"), std::string::npos)
+      << out;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run/private")) << "a refused config must change nothing";
+  EXPECT_EQ(run_command(
+                std::string(REPVISORD_PATH) + " --config " + dir + "/missing.toml --runtime-dir " + dir + "/run", &out),
+            1);
+  EXPECT_NE(out.find("missing.toml: cannot read"), std::string::npos) << out;
+  std::filesystem::remove_all(dir);
 }

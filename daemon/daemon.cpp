@@ -16,6 +16,7 @@ Daemon::~Daemon() {
   api_.reset();
   sup_.reset();
   prepare_.reset();
+  retry_.reset();
   sigterm_.reset();
   sigint_.reset();
   // Let the close callbacks run, then the loop must have nothing left.
@@ -30,6 +31,7 @@ int Daemon::run() {
   api_ = std::make_unique<bus::Api>(*sup_);
   server_ = std::make_unique<bus::PrivateServer>(&loop_, *api_, cfg_.runtime_dir + "/private");
 
+  retry_ = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(&loop_, t); }, this);
   prepare_ = make_uv<uv_prepare_t>([&](uv_prepare_t* p) { return uv_prepare_init(&loop_, p); }, this);
   uv_prepare_start(prepare_.get(), [](uv_prepare_t* p) {
     if (auto* d = static_cast<Daemon*>(p->data)) d->before_poll();
@@ -52,8 +54,25 @@ int Daemon::run() {
 }
 
 void Daemon::before_poll() {
-  sup_->run_deferred();
-  api_->flush();
+  // Record, then act on what was recorded (start queued jobs, answer waiters), until nothing is
+  // left to record; only then tell clients: a reply never acknowledges what a crash could undo.
+  std::string error;
+  for (;;) {
+    try {
+      sup_->commit();
+    } catch (const std::exception& e) {
+      error = e.what();
+      break;
+    }
+    if (!sup_->run_deferred() && !sup_->store_dirty()) break;
+  }
+  if (!error.empty()) {
+    log::err("cannot record state: {}", error);
+    // Try again soon; nothing else would wake us for it.
+    uv_timer_start(
+        retry_.get(), [](uv_timer_t*) {}, 1000, 0);
+  }
+  api_->flush(error);
   if (server_) server_->update();
 }
 
@@ -66,11 +85,19 @@ void Daemon::on_stop_signal(int sig) {
   log::notice("{} received: stopping all jobs", strsignal(sig));
   sd_notify(0, "STOPPING=1\nSTATUS=stopping all jobs");
   sup_->shutdown([this] {
-    // Every job is recorded terminal: answer what is pending, then let the loop run dry.
-    api_->flush();
+    // Every job is terminal: record it, answer what is pending, then let the loop run dry.
+    std::string error;
+    try {
+      sup_->commit();
+    } catch (const std::exception& e) {
+      error = e.what();
+      log::err("cannot record the final state: {}", error);
+    }
+    api_->flush(error);
     server_->update();
     server_->close();
     prepare_.reset();
+    retry_.reset();
     sigterm_.reset();
     sigint_.reset();
     uv_stop(&loop_);

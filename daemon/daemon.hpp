@@ -28,6 +28,7 @@ class Daemon {
   std::unique_ptr<bus::Api> api_;
   std::unique_ptr<bus::PrivateServer> server_;
   UvPtr<uv_prepare_t> prepare_;
+  UvPtr<uv_timer_t> retry_;  // armed only after a failed commit
   UvPtr<uv_signal_t> sigterm_, sigint_;
   bool stopping_ = false;
 };

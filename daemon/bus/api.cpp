@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
+#include "bus/connection.hpp"
 #include "bus/errors.hpp"
 #include "util/id.hpp"
 #include "util/log.hpp"
@@ -91,10 +94,29 @@ uint32_t Api::caller_uid(sd_bus_message* m) {
   return uid;
 }
 
+Caller Api::caller(sd_bus_message* m) {
+  Caller c;
+  c.uid = caller_uid(m);
+  sd_bus_creds* creds = nullptr;
+  int r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_PID | SD_BUS_CREDS_COMM | SD_BUS_CREDS_AUGMENT, &creds);
+  if (r < 0 || !creds)
+    r = sd_bus_get_owner_creds(sd_bus_message_get_bus(m), SD_BUS_CREDS_PID | SD_BUS_CREDS_COMM | SD_BUS_CREDS_AUGMENT,
+                               &creds);
+  if (r >= 0 && creds) {
+    pid_t pid = 0;
+    if (sd_bus_creds_get_pid(creds, &pid) >= 0) c.pid = pid;
+    const char* comm = nullptr;
+    if (sd_bus_creds_get_comm(creds, &comm) >= 0 && comm) c.command = comm;
+    sd_bus_creds_unref(creds);
+  }
+  return c;
+}
+
 void Api::require_privileged(sd_bus_message* m, const char* action) {
   const uint32_t uid = caller_uid(m);
   if (uid == 0 || uid == geteuid()) return;
-  log::notice("denied {} to uid {}", action, uid);
+  const Caller c = caller(m);
+  sup_.audit("", "access-denied", fmt::format("uid {} may not {}", uid, action), &c);
   throw ApiError(ErrorKind::AccessDenied,
                  std::string("uid ") + std::to_string(uid) + " may not " + action + " (only root may change jobs)");
 }
@@ -116,7 +138,22 @@ void Api::job_removed(const std::string& id) {
 
 void Api::jobs_active_changed() { manager_dirty_ = true; }
 
-void Api::flush() {
+void Api::reply_after_commit(sd_bus_message* call, sd_bus_message* reply) {
+  pending_replies_.push_back({ref(call), std::shared_ptr<sd_bus_message>(reply, MessageUnref{})});
+}
+
+void Api::flush(const std::string& commit_error) {
+  auto pending = std::move(pending_replies_);
+  pending_replies_.clear();
+  for (auto& p : pending) {
+    if (commit_error.empty())
+      sd_bus_send(nullptr, p.reply.get(), nullptr);  // the caller may be gone: nothing to do then
+    else
+      sd_bus_reply_method_errorf(p.call.get(), SD_BUS_ERROR_FAILED,
+                                 "the change could not be recorded (%s); it is retried, but was not acknowledged",
+                                 commit_error.c_str());
+  }
+  if (!commit_error.empty()) return;  // signals wait for the state to be on disk too
   if (manager_dirty_) {
     manager_dirty_ = false;
     for (sd_bus* b : buses_) sd_bus_emit_properties_changed(b, kManagerPath, kManagerInterface, "JobsActive", nullptr);

@@ -4,6 +4,7 @@
 #pragma once
 #include <systemd/sd-bus.h>
 
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -28,7 +29,11 @@ class Api final : public SupervisorObserver {
   // client sends to a bus (Hello, AddMatch), since there is no bus daemon on a private socket.
   void attach(sd_bus* bus, bool peer_to_peer);
   void detach(sd_bus* bus);
-  void flush();
+  // Sends what waited for the commit of this loop iteration (replies, then signals). With an
+  // error, the commit failed: the waiting calls get that error instead of a success.
+  void flush(const std::string& commit_error = {});
+  // A reply to a call that changed state: held until the change is on disk.
+  void reply_after_commit(sd_bus_message* call, sd_bus_message* reply);
 
   Supervisor& supervisor() { return sup_; }
 
@@ -43,6 +48,7 @@ class Api final : public SupervisorObserver {
   int remove(sd_bus_message* m, core::Job& job, sd_bus_error* err);
   core::Job& job_from_path(const char* path);
   uint32_t caller_uid(sd_bus_message* m);
+  Caller caller(sd_bus_message* m);
   void require_privileged(sd_bus_message* m, const char* action);
 
  private:
@@ -53,6 +59,10 @@ class Api final : public SupervisorObserver {
   Supervisor& sup_;
   std::vector<sd_bus*> buses_;
   std::unordered_map<std::string, uint32_t> dirty_;
+  struct Pending {
+    std::shared_ptr<sd_bus_message> call, reply;
+  };
+  std::vector<Pending> pending_replies_;
   bool manager_dirty_ = false;
   uint64_t next_peer_ = 1;
 

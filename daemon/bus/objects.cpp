@@ -31,14 +31,9 @@ class DictWriter {
   sd_bus_message* m_;
 };
 
-int send_reply(sd_bus_message* reply) {
-  int r = sd_bus_send(nullptr, reply, nullptr);
-  sd_bus_message_unref(reply);
-  return r;
-}
-
-// Replies to a Stop call; works both at once and later (for `wait`), the call kept alive by ref.
-void reply_stop(sd_bus_message* call, const core::Job& job, bool already) {
+// Replies to a Stop call, once what it changed is on disk; works both at once and later (for
+// `wait`), the call kept alive by a reference.
+void reply_stop(Api& api, sd_bus_message* call, const core::Job& job, bool already) {
   sd_bus_message* reply = nullptr;
   if (sd_bus_message_new_method_return(call, &reply) < 0) return;
   DictWriter d(reply);
@@ -49,7 +44,7 @@ void reply_stop(sd_bus_message* call, const core::Job& job, bool already) {
       .add("notes", "s", job.cancel_notes.c_str())
       .add("already", "b", static_cast<int>(already));
   d.close();
-  send_reply(reply);  // the caller may be gone: nothing to do then
+  api.reply_after_commit(call, reply);
 }
 
 void reply_error(sd_bus_message* call, const ApiError& e) {
@@ -62,26 +57,28 @@ int Api::stop(sd_bus_message* m, core::Job& job, sd_bus_error*) {
   require_privileged(m, "stop jobs");
   bool wait = false;
   core::StopRequest req = parse_stop_options(m, &wait);
-  req.uid = caller_uid(m);
-  const core::StopOutcome outcome = sup_.stop(job, req);
+  const Caller who = caller(m);
+  req.uid = who.uid;
+  const core::StopOutcome outcome = sup_.stop(job, req, &who);
   if (wait && !core::is_terminal(job.state())) {
-    sup_.when_finished(job.id(), [call = ref(m), already = outcome.already, id = job.id()](core::Job* j) {
+    sup_.when_finished(job.id(), [this, call = ref(m), already = outcome.already, id = job.id()](core::Job* j) {
       if (j)
-        reply_stop(call.get(), *j, already);
+        reply_stop(*this, call.get(), *j, already);
       else
         reply_error(call.get(), ApiError(ErrorKind::NoSuchJob, "job " + id + " was deleted while stopping"));
     });
     return 1;
   }
-  reply_stop(m, job, outcome.already);
+  reply_stop(*this, m, job, outcome.already);
   return 1;
 }
 
 int Api::remove(sd_bus_message* m, core::Job& job, sd_bus_error*) {
   require_privileged(m, "delete jobs");
   DeleteOptions opts = parse_delete_options(m);
-  opts.uid = caller_uid(m);
-  sup_.delete_job(job, opts, [call = ref(m)](std::optional<DeleteResult> res, std::optional<ApiError> err) {
+  const Caller who = caller(m);
+  opts.uid = who.uid;
+  sup_.delete_job(job, opts, &who, [this, call = ref(m)](std::optional<DeleteResult> res, std::optional<ApiError> err) {
     if (err) {
       reply_error(call.get(), *err);
       return;
@@ -91,7 +88,7 @@ int Api::remove(sd_bus_message* m, core::Job& job, sd_bus_error*) {
     DictWriter d(reply);
     d.add("id", "s", res->id.c_str()).add("status", "s", "deleted").add("deleted_usec", "t", res->deleted_usec);
     d.close();
-    send_reply(reply);
+    reply_after_commit(call.get(), reply);
   });
   return 1;
 }
@@ -104,8 +101,13 @@ struct ManagerMethods {
       Api& api = api_of(userdata);
       api.require_privileged(m, "submit jobs");
       core::JobSpec spec = parse_job_spec(m, api.sup_.config().stop_timeout);
-      const core::Job& job = api.sup_.submit(std::move(spec), api.caller_uid(m));
-      return sd_bus_reply_method_return(m, "so", job.id().c_str(), job_path(job.id()).c_str());
+      const core::Job& job = api.sup_.submit(std::move(spec), api.caller(m));
+      sd_bus_message* reply = nullptr;
+      check(sd_bus_message_new_method_return(m, &reply));
+      MessagePtr owned(reply);
+      check(sd_bus_message_append(reply, "so", job.id().c_str(), job_path(job.id()).c_str()));
+      api.reply_after_commit(m, owned.release());
+      return 1;
     });
   }
 

@@ -57,6 +57,10 @@ void parse_daemon(const std::string& source, const toml::table& t, Config& c) {
       if (v != "auto" && v != "none" && (v.empty() || v[0] != '/'))
         fail(source, node, key, fmt::format("'{}' is not \"auto\", \"none\" or an absolute path", v));
       c.cgroup_root = v;
+    } else if (k == "recovery") {
+      std::string v = get_string(source, node, key);
+      if (v != "stop" && v != "adopt") fail(source, node, key, fmt::format("'{}' is not \"stop\" or \"adopt\"", v));
+      c.recovery = v;
     } else if (k == "state_dir" || k == "runtime_dir") {
       std::string v = get_string(source, node, key);
       if (v.empty() || v[0] != '/') fail(source, node, key, fmt::format("'{}' is not an absolute path", v));

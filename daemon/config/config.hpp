@@ -15,6 +15,7 @@ struct Config {
   usec_t final_kill_timeout = 10 * USEC_PER_SEC;  // after SIGKILL, before a job is called unkillable
   usec_t shutdown_timeout = 90 * USEC_PER_SEC;    // daemon stop: graceful for this long, then force
   std::string cgroup_root = "auto";               // "auto", "none", or an absolute path
+  std::string recovery = "stop";                  // jobs alive at start-up: "stop" them or "adopt" them
   std::string state_dir = "/var/lib/repvisor";
   std::string runtime_dir = "/run/repvisor";
 };

@@ -56,6 +56,15 @@ bool job_state_from_string(std::string_view s, JobState* out) {
   return false;
 }
 
+bool sub_state_from_string(std::string_view s, SubState* out) {
+  for (size_t i = 0; i < kSubStateNames.size(); ++i)
+    if (s == kSubStateNames[i]) {
+      *out = static_cast<SubState>(i);
+      return true;
+    }
+  return false;
+}
+
 bool is_terminal(JobState s) { return s == JobState::Completed || s == JobState::Failed || s == JobState::Cancelled; }
 bool is_active(JobState s) { return s == JobState::Running || s == JobState::Stopping || s == JobState::Cleaning; }
 
@@ -181,6 +190,21 @@ void Job::on_main_exited(int code, int status) {
   driver_.event(*this, "exited",
                 code == CLD_EXITED ? fmt::format("main process exited with status {}", status)
                                    : fmt::format("main process killed by {}", signal_name(status)));
+  after_main_exit();
+}
+
+void Job::on_main_gone() {
+  if (!main_alive) return;
+  main_alive = false;
+  exit_unknown = true;
+  exit_code = -1;
+  exit_signal = 0;
+  driver_.changed(*this, kChangedExit);
+  driver_.event(*this, "exited", "main process gone, exit status unknown (not our child after a daemon restart)");
+  after_main_exit();
+}
+
+void Job::after_main_exit() {
   if (!tree_alive) {
     maybe_done();
     return;
@@ -196,6 +220,17 @@ void Job::on_main_exited(int code, int status) {
     default:
       break;  // already SIGKILLed
   }
+}
+
+void Job::finish_interrupted() {
+  main_alive = tree_alive = false;
+  if (!stop_requested) {
+    exit_unknown = true;
+    cancel_reason = "interrupted";
+    status_text = "interrupted: the job's processes were gone when the daemon restarted; exit status unknown";
+    driver_.changed(*this, kChangedExit | kChangedStop | kChangedStatus);
+  }
+  enter_cleaning();
 }
 
 void Job::on_tree_empty() {
@@ -246,14 +281,15 @@ void Job::enter_dead() {
   if (stop_requested) {
     final_state = JobState::Cancelled;
     cancelled_usec = finished_usec;
-  } else if (start_error == 0 && exit_code == 0) {
+  } else if (start_error == 0 && exit_code == 0 && !exit_unknown) {
     final_state = JobState::Completed;
   } else {
     final_state = JobState::Failed;
   }
   if (final_state == JobState::Failed && status_text.empty())
-    status_text = exit_signal ? fmt::format("killed by {}", signal_name(exit_signal))
-                              : fmt::format("exited with status {}", exit_code);
+    status_text = exit_unknown  ? std::string("exit status unknown")
+                  : exit_signal ? fmt::format("killed by {}", signal_name(exit_signal))
+                                : fmt::format("exited with status {}", exit_code);
   driver_.changed(*this, kChangedTimes | kChangedStatus);
   set_state(final_state, SubState::Dead);
   driver_.event(*this, to_string(final_state), status_text);

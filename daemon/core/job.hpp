@@ -33,6 +33,7 @@ const char* to_string(JobState s);
 const char* to_string(SubState s);
 const char* to_string(StopMode m);
 bool job_state_from_string(std::string_view s, JobState* out);
+bool sub_state_from_string(std::string_view s, SubState* out);
 bool is_terminal(JobState s);
 // Processes or teardown of this job may still exist.
 bool is_active(JobState s);
@@ -91,9 +92,20 @@ class Job {
   void start();
   StopOutcome request_stop(const StopRequest& req);
   void on_main_exited(int code, int status);  // waitid() si_code, si_status
+  // The main process is gone and its exit status cannot be known (it was not our child: the
+  // job was taken over after a daemon restart).
+  void on_main_gone();
   void on_tree_empty();
   void on_timer();
   void on_cleanup_done(bool ok, const std::string& error);
+
+  // Recovery only: put a job read from the store back in the state it was recorded in.
+  void restore(JobState s, SubState sub) {
+    state_ = s;
+    sub_state_ = sub;
+  }
+  // Recovery only: the job's processes vanished while the daemon was down.
+  void finish_interrupted();
 
   // Progress reported by the job (notify protocol).
   void set_progress(std::string phase, double progress);
@@ -116,6 +128,10 @@ class Job {
   int exit_code = -1;   // -1: did not exit normally (yet)
   int exit_signal = 0;  // signal that ended the main process, 0 if none
   int start_error = 0;  // errno of a failed start
+  bool exit_unknown = false;
+  uint64_t main_start_time = 0;                             // /proc/PID/stat starttime: tells a recycled PID apart
+  bool delete_requested = false, delete_keep_data = false;  // a forced delete in flight
+  uint32_t delete_uid = 0;
   std::string status_text, phase;
   double progress = -1;
   std::vector<pid_t> stuck_pids;
@@ -130,6 +146,7 @@ class Job {
   void enter_dead();
   void set_state(JobState s, SubState sub);
   void maybe_done();
+  void after_main_exit();
 
   JobDriver& driver_;
   std::string id_;

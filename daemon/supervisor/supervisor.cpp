@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -14,11 +15,13 @@
 #include <cstring>
 #include <filesystem>
 
-#include "core/notify.hpp"
+#include "supervisor/entry.hpp"
 #include "sys/proc.hpp"
 #include "sys/spawn.hpp"
 #include "util/id.hpp"
 #include "util/log.hpp"
+
+#include <systemd/sd-journal.h>
 
 namespace repvisor {
 
@@ -29,20 +32,6 @@ constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 
 uint64_t usec_to_ms_ceil(usec_t usec) { return (usec + USEC_PER_MSEC - 1) / USEC_PER_MSEC; }
 }  // namespace
-
-struct Supervisor::Entry {
-  std::unique_ptr<core::Job> job;
-  Fd pidfd;
-  UvPtr<uv_poll_t> pid_poll;
-  UvPtr<uv_fs_event_t> cgroup_watch;
-  UvPtr<uv_timer_t> timer;
-  Fd notify_fd;
-  UvPtr<uv_poll_t> notify_poll;
-  std::vector<std::function<void(core::Job*)>> waiters;
-  bool in_cgroup = false;
-  bool deleting = false;
-  Supervisor* owner = nullptr;
-};
 
 Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(std::move(cfg)) {}
 
@@ -55,6 +44,9 @@ void Supervisor::init() {
     if (ec) throw std::runtime_error("cannot create " + dir + ": " + ec.message());
   }
   chmod(cfg_.runtime_dir.c_str(), 0755);
+  lock_state_dir();
+  store_ = std::make_unique<store::Store>(cfg_.state_dir + "/repvisor.db");
+  if (const char* at = getenv("REPVISOR_TEST_CRASH_AT")) crash_at_ = at;
 
   sys::raise_fd_limit();
   // Orphans of our jobs come back to us, not to PID 1, so we can reap them ourselves.
@@ -83,13 +75,82 @@ void Supervisor::init() {
   uv_signal_start(
       sigchld_.get(), [](uv_signal_t* s, int) { static_cast<Supervisor*>(s->data)->on_sigchld(); }, SIGCHLD);
   uv_unref(reinterpret_cast<uv_handle_t*>(sigchld_.get()));
+  recover();
+}
+
+void Supervisor::lock_state_dir() {
+  const std::string path = cfg_.state_dir + "/lock";
+  lock_fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock_fd_) throw std::runtime_error("cannot open " + path + ": " + strerror(errno));
+  if (flock(lock_fd_.get(), LOCK_EX | LOCK_NB) < 0) {
+    char buf[32] = {};
+    ssize_t n = pread(lock_fd_.get(), buf, sizeof buf - 1, 0);
+    throw std::runtime_error("another repvisord" + (n > 0 ? std::string(" (pid ") + buf + ")" : std::string()) +
+                             " is using the state directory " + cfg_.state_dir);
+  }
+  const std::string pid = std::to_string(getpid());
+  if (ftruncate(lock_fd_.get(), 0) == 0 && pwrite(lock_fd_.get(), pid.data(), pid.size(), 0) < 0)
+    log::warning("cannot write pid to {}: {}", path, strerror(errno));
+}
+
+void Supervisor::crash_point(const char* name) {
+  // Test-only fault injection: die like a SIGKILLed daemon at a named point.
+  if (crash_at_.empty() || crash_at_ != name) return;
+  log::warning("REPVISOR_TEST_CRASH_AT={}: killing myself", name);
+  raise(SIGKILL);
+}
+
+void Supervisor::commit() {
+  if (store_) store_->commit();
+}
+
+std::vector<store::Event> Supervisor::events(const store::EventFilter& f) { return store_->events(f); }
+
+namespace {
+nlohmann::json caller_details(const Caller* c) {
+  nlohmann::json d = nlohmann::json::object();
+  if (!c) return d;
+  d["uid"] = c->uid;
+  if (c->pid > 0) d["pid"] = c->pid;
+  if (!c->command.empty()) d["command"] = c->command;
+  return d;
+}
+
+// Sets the caller for the events recorded during one API call.
+class CallerScope {
+ public:
+  CallerScope(const Caller*& slot, const Caller* c) : slot_(slot), saved_(slot) { slot_ = c; }
+  ~CallerScope() { slot_ = saved_; }
+  CallerScope(const CallerScope&) = delete;
+  CallerScope& operator=(const CallerScope&) = delete;
+
+ private:
+  const Caller*& slot_;
+  const Caller* saved_;
+};
+}  // namespace
+
+void Supervisor::audit(const std::string& job_id, const std::string& type, const std::string& message,
+                       const Caller* caller) {
+  log::notice("{}{}{}", job_id.empty() ? "" : "job " + job_id + ": ", type + ": ", message);
+  if (store_) store_->append({now(), job_id, type, message, caller_details(caller)});
 }
 
 usec_t Supervisor::now() { return now_realtime(); }
 
 Supervisor::Entry& Supervisor::entry(const core::Job& job) { return *entries_.at(job.id()); }
 
-const core::Job& Supervisor::submit(core::JobSpec spec, uint32_t uid) {
+Supervisor::Entry& Supervisor::add_entry(std::unique_ptr<core::Job> job) {
+  auto e = std::make_unique<Entry>();
+  e->owner = this;
+  e->job = std::move(job);
+  e->timer = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, e.get());
+  const std::string id = e->job->id();
+  if (!e->job->spec().name.empty()) names_[e->job->spec().name] = id;
+  return *entries_.emplace(id, std::move(e)).first->second;
+}
+
+const core::Job& Supervisor::submit(core::JobSpec spec, const Caller& caller) {
   if (shutting_down_) throw ApiError(ErrorKind::ShuttingDown, "the daemon is shutting down");
   if (!spec.name.empty() && names_.count(spec.name))
     throw ApiError(ErrorKind::InvalidArgs, "name: a job named '" + spec.name + "' already exists");
@@ -97,17 +158,21 @@ const core::Job& Supervisor::submit(core::JobSpec spec, uint32_t uid) {
   do id = new_job_id();
   while (entries_.count(id));
 
-  auto e = std::make_unique<Entry>();
-  e->owner = this;
-  e->job = std::make_unique<core::Job>(*this, id, std::move(spec), cfg_.final_kill_timeout);
-  e->timer = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, e.get());
-  core::Job& job = *e->job;
-  if (!job.spec().name.empty()) names_[job.spec().name] = id;
-  entries_.emplace(id, std::move(e));
-  log::info("job {} submitted by uid {}: {}", id, uid, job.spec().argv.front());
+  CallerScope scope(caller_, &caller);
+  Entry& e = add_entry(std::make_unique<core::Job>(*this, id, std::move(spec), cfg_.final_kill_timeout));
+  core::Job& job = *e.job;
+  store_->save(job);
+  store_->append({job.created_usec, id, "submitted",
+                  fmt::format("{} submitted by uid {}", job.spec().argv.front(), caller.uid), [&] {
+                    auto d = caller_details(&caller);
+                    d["spec"] = store::spec_to_json(job.spec());
+                    return d;
+                  }()});
+  log::info("job {} submitted by uid {}: {}", id, caller.uid, job.spec().argv.front());
   if (observer_) observer_->job_added(job);
+  // Started from run_deferred(), once the submission is on disk: a crash never loses a job
+  // that ran, and never runs one that was not recorded.
   queue_.push_back(id);
-  start_queued();
   return job;
 }
 
@@ -141,10 +206,14 @@ std::vector<const core::Job*> Supervisor::jobs() const {
 
 std::string Supervisor::log_path(const core::Job& job) const { return cfg_.state_dir + "/logs/" + job.id() + ".log"; }
 
-core::StopOutcome Supervisor::stop(core::Job& job, const core::StopRequest& req) {
+core::StopOutcome Supervisor::stop(core::Job& job, const core::StopRequest& req, const Caller* caller) {
+  CallerScope scope(caller_, caller);
   if (job.state() == core::JobState::Pending)
     queue_.erase(std::remove(queue_.begin(), queue_.end(), job.id()), queue_.end());
-  return job.request_stop(req);
+  crash_point("stop-before-signal");
+  auto outcome = job.request_stop(req);
+  crash_point("stop-after-signal");
+  return outcome;
 }
 
 void Supervisor::when_finished(const std::string& id, std::function<void(core::Job*)> fn) {
@@ -161,27 +230,54 @@ void Supervisor::when_finished(const std::string& id, std::function<void(core::J
   it->second->waiters.push_back(std::move(fn));
 }
 
-void Supervisor::delete_job(core::Job& job, const DeleteOptions& opts,
+void Supervisor::delete_job(core::Job& job, const DeleteOptions& opts, const Caller* caller,
                             std::function<void(std::optional<DeleteResult>, std::optional<ApiError>)> done) {
   const std::string id = job.id();
+  CallerScope scope(caller_, caller);
   if (!core::is_terminal(job.state())) {
     if (!opts.force) {
       done(std::nullopt, ApiError(ErrorKind::JobActive, "job " + id + " is " + core::to_string(job.state()) +
                                                             ": stop it first or delete with force"));
       return;
     }
+    if (!job.delete_requested) {
+      // Recorded before anything happens: a daemon that dies now finishes the delete on restart.
+      job.delete_requested = true;
+      job.delete_keep_data = opts.keep_data;
+      job.delete_uid = opts.uid;
+      store_->save(job);
+      event(job, "delete-requested",
+            fmt::format("forced delete by uid {}{}", opts.uid, opts.keep_data ? ", keeping data" : ""));
+    }
     if (!job.stop_requested || job.stop_mode != core::StopMode::Force)
-      stop(job, core::StopRequest{.force = true, .reason = "deleted", .uid = opts.uid});
+      job.request_stop(core::StopRequest{.force = true, .reason = "deleted", .uid = opts.uid});
   }
-  when_finished(id, [this, id, opts, done = std::move(done)](core::Job* j) {
+  auto caller_copy = caller ? std::optional<Caller>(*caller) : std::nullopt;
+  when_finished(id, [this, id, opts, caller_copy, done = std::move(done)](core::Job* j) {
     if (!j) {  // another delete got there first: the job is gone, which is what was asked
       done(DeleteResult{id, now()}, std::nullopt);
       return;
     }
-    log::info("job {} deleted by uid {}{}", id, opts.uid, opts.keep_data ? " (data kept)" : "");
-    remove_entry(id, opts.keep_data);
+    finish_delete(*j, opts.keep_data || j->delete_keep_data, opts.uid, caller_copy ? &*caller_copy : nullptr);
     done(DeleteResult{id, now()}, std::nullopt);
   });
+}
+
+void Supervisor::finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller) {
+  CallerScope scope(caller_, caller);
+  crash_point("delete-before-remove");
+  const std::string id = job.id();
+  auto details = caller_details(caller);
+  details["name"] = job.spec().name;
+  details["state"] = core::to_string(job.state());
+  details["keep_data"] = keep_data;
+  details["by_uid"] = uid;
+  store_->append({now(), id, "deleted",
+                  fmt::format("job {} ({}) deleted by uid {}{}", id, core::to_string(job.state()), uid,
+                              keep_data ? ", data kept" : ""),
+                  details});
+  log::info("job {} deleted by uid {}{}", id, uid, keep_data ? " (data kept)" : "");
+  remove_entry(id, keep_data);
 }
 
 void Supervisor::remove_entry(const std::string& id, bool keep_data) {
@@ -195,6 +291,7 @@ void Supervisor::remove_entry(const std::string& id, bool keep_data) {
   std::error_code ec;
   fs::remove_all(cfg_.runtime_dir + "/jobs/" + id, ec);
   if (!job.spec().name.empty()) names_.erase(job.spec().name);
+  store_->remove(id);
   // Waiters of a job deleted under them learn it is gone.
   auto waiters = std::move(it->second->waiters);
   entries_.erase(it);
@@ -251,6 +348,7 @@ int Supervisor::spawn(core::Job& job) {
     return r;
   }
   job.main_pid = child.pid;
+  job.main_start_time = sys::process_start_time(child.pid);
   main_pids_.insert(child.pid);
   e.pidfd = std::move(child.pidfd);
   e.in_cgroup = cgroups_.has_value();
@@ -276,6 +374,14 @@ int Supervisor::spawn(core::Job& job) {
 // ---- watching -----------------------------------------------------------------------------
 
 void Supervisor::on_pidfd(Entry& e) {
+  if (!e.pidfd_is_child) {
+    // Not our child (taken over after a restart): it has ended, but its status is not ours.
+    e.pid_poll.reset();
+    e.pidfd.reset();
+    if (e.job->tree_alive) check_tree(e);
+    e.job->on_main_gone();
+    return;
+  }
   siginfo_t si{};
   if (waitid(P_PIDFD, static_cast<id_t>(e.pidfd.get()), &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) return;
   core::Job& job = *e.job;
@@ -336,100 +442,6 @@ void Supervisor::reap_exiting_orphans(const std::string& cgroup) {
   }
 }
 
-// ---- notify socket ------------------------------------------------------------------------
-
-std::string Supervisor::notify_path(const core::Job& job) const {
-  return cfg_.runtime_dir + "/jobs/" + job.id() + "/notify";
-}
-
-int Supervisor::open_notify_socket(Entry& e) {
-  const std::string dir = cfg_.runtime_dir + "/jobs/" + e.job->id();
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return -ec.value();
-  const std::string path = notify_path(*e.job);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  if (path.size() >= sizeof sa.sun_path) return -ENAMETOOLONG;
-  memcpy(sa.sun_path, path.c_str(), path.size() + 1);
-  Fd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd) return -errno;
-  ::unlink(path.c_str());
-  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) return -errno;
-  // The kernel attaches the sender's pid/uid to every datagram: we check the pid is the job's.
-  int one = 1;
-  if (setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0) return -errno;
-  e.notify_fd = std::move(fd);
-  e.notify_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.notify_fd.get()); }, &e);
-  uv_poll_start(e.notify_poll.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
-    if (auto* en = static_cast<Entry*>(p->data)) en->owner->on_notify(*en);
-  });
-  return 0;
-}
-
-void Supervisor::close_notify_socket(Entry& e) {
-  e.notify_poll.reset();
-  if (e.notify_fd) {
-    e.notify_fd.reset();
-    ::unlink(notify_path(*e.job).c_str());
-  }
-}
-
-bool Supervisor::sender_belongs_to(Entry& e, pid_t pid) {
-  if (pid <= 0) return false;
-  if (e.in_cgroup) {
-    const std::string rel = cgroups_->cgroup_of(cgroup_name(*e.job));
-    const std::string cg = sys::process_cgroup(pid);
-    return cg == rel || cg.rfind(rel + "/", 0) == 0;
-  }
-  return pid == e.job->main_pid || sys::process_session(pid) == e.job->main_pid;
-}
-
-void Supervisor::on_notify(Entry& e) {
-  core::Job& job = *e.job;
-  for (;;) {
-    char buf[core::kNotifyMaxMessage + 1];
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * 8)];
-    iovec iov{buf, sizeof buf};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof control;
-    const ssize_t n = recvmsg(e.notify_fd.get(), &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
-    if (n < 0) return;  // EAGAIN: drained
-    const ucred* cred = nullptr;
-    std::vector<Fd> fds;  // BARRIER=1 passes an fd; closing it tells the sender we got here
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level != SOL_SOCKET) continue;
-      if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len == CMSG_LEN(sizeof(ucred)))
-        cred = reinterpret_cast<const ucred*>(CMSG_DATA(c));
-      else if (c->cmsg_type == SCM_RIGHTS)
-        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i)
-          fds.emplace_back(reinterpret_cast<const int*>(CMSG_DATA(c))[i]);
-    }
-    if (!cred || !sender_belongs_to(e, cred->pid)) {
-      log::warning("job {}: notify message from pid {} outside the job dropped", job.id(), cred ? cred->pid : 0);
-      continue;
-    }
-    if (static_cast<size_t>(n) > core::kNotifyMaxMessage || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-      log::warning("job {}: notify message from pid {} too large ({} bytes) dropped", job.id(), cred->pid, n);
-      continue;
-    }
-    core::NotifyMessage msg;
-    std::string error;
-    if (!core::parse_notify(std::string_view(buf, static_cast<size_t>(n)), &msg, &error)) {
-      log::warning("job {}: malformed notify message from pid {} dropped: {}", job.id(), cred->pid, error);
-      continue;
-    }
-    if (msg.status) job.set_status_text(*msg.status);
-    if (msg.phase || msg.progress)
-      job.set_progress(msg.phase ? *msg.phase : job.phase, msg.progress ? *msg.progress : job.progress);
-    if (msg.ready) event(job, "ready", "the job reported READY=1");
-    if (msg.stopping) event(job, "stopping", msg.status ? *msg.status : "the job reported STOPPING=1");
-  }
-}
-
 // ---- acting -------------------------------------------------------------------------------
 
 int Supervisor::signal_main(core::Job& job, int sig) {
@@ -470,7 +482,9 @@ void Supervisor::arm_timer(core::Job& job, usec_t after) {
       e.timer.get(),
       [](uv_timer_t* t) {
         auto* en = static_cast<Entry*>(t->data);
-        if (en) en->job->on_timer();
+        if (!en) return;
+        if (en->job->sub_state() == core::SubState::StopSigterm) en->owner->crash_point("stop-escalate");
+        en->job->on_timer();
       },
       usec_to_ms_ceil(after) + 1, 0);
 }
@@ -484,6 +498,7 @@ std::vector<pid_t> Supervisor::tree_pids(core::Job& job) {
 }
 
 void Supervisor::begin_cleanup(core::Job& job) {
+  crash_point("cleanup");
   Entry& e = entry(job);
   e.pid_poll.reset();
   e.cgroup_watch.reset();
@@ -503,6 +518,7 @@ void Supervisor::begin_cleanup(core::Job& job) {
 }
 
 void Supervisor::changed(core::Job& job, uint32_t what) {
+  store_->save(job);
   if (observer_) observer_->job_changed(job, what);
 }
 
@@ -515,6 +531,16 @@ void Supervisor::finished(core::Job& job) {
 }
 
 void Supervisor::event(core::Job& job, std::string_view type, std::string_view message) {
+  auto details = caller_details(caller_);
+  if (!job.spec().name.empty()) details["name"] = job.spec().name;
+  store_->append({now(), job.id(), std::string(type), std::string(message), details});
+  if (getenv("JOURNAL_STREAM")) {
+    // Under systemd: structured fields, so `journalctl REPVISOR_JOB_ID=...` finds a job's story.
+    sd_journal_send("MESSAGE=job %s: %.*s: %.*s", job.id().c_str(), static_cast<int>(type.size()), type.data(),
+                    static_cast<int>(message.size()), message.data(), "PRIORITY=6", "REPVISOR_JOB_ID=%s",
+                    job.id().c_str(), "REPVISOR_EVENT=%.*s", static_cast<int>(type.size()), type.data(), nullptr);
+    return;
+  }
   log::info("job {}{}{}: {}: {}", job.id(), job.spec().name.empty() ? "" : " ", job.spec().name, type, message);
 }
 
@@ -528,8 +554,10 @@ void Supervisor::update_active() {
   }
 }
 
-void Supervisor::run_deferred() {
+bool Supervisor::run_deferred() {
+  bool did = false;
   while (!finished_.empty()) {
+    did = true;
     std::string id = finished_.front();
     finished_.pop_front();
     update_active();
@@ -538,10 +566,13 @@ void Supervisor::run_deferred() {
       auto waiters = std::move(it->second->waiters);
       for (auto& w : waiters) w(find_by_id(id));
     }
+  }
+  if (!queue_.empty() && active_ < cfg_.max_concurrent_jobs && !shutting_down_) {
     start_queued();
+    did = true;
   }
   update_active();
-  if (shutting_down_ && shutdown_done_ && active_ == 0) {
+  if (shutting_down_ && shutdown_done_ && active_ == 0 && finished_.empty()) {
     bool all_done = std::all_of(entries_.begin(), entries_.end(),
                                 [](const auto& kv) { return !core::is_active(kv.second->job->state()); });
     if (all_done) {
@@ -551,6 +582,7 @@ void Supervisor::run_deferred() {
       done();
     }
   }
+  return did;
 }
 
 // ---- shutdown -----------------------------------------------------------------------------

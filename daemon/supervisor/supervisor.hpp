@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "config/config.hpp"
 #include "core/errors.hpp"
 #include "core/job.hpp"
+#include "store/store.hpp"
 #include "sys/cgroup.hpp"
 #include "util/fd.hpp"
 #include "util/uv.hpp"
@@ -29,6 +31,14 @@ class SupervisorObserver {
   virtual void job_changed(const core::Job& job, uint32_t what) = 0;
   virtual void job_removed(const std::string& id) = 0;
   virtual void jobs_active_changed() = 0;
+};
+
+// Who asked, for the audit trail. uid from the kernel; pid and command where the transport
+// tells them.
+struct Caller {
+  uint32_t uid = 0;
+  pid_t pid = 0;
+  std::string command;
 };
 
 struct DeleteOptions {
@@ -47,20 +57,21 @@ class Supervisor final : public core::JobDriver {
   Supervisor(uv_loop_t* loop, config::Config cfg);
   ~Supervisor() override;
 
-  // Creates directories, the cgroup subtree, becomes child subreaper. Throws on failure.
+  // Locks the state dir, opens the store, creates directories and the cgroup subtree, becomes
+  // child subreaper, and recovers the jobs the store says were not finished. Throws on failure.
   void init();
   void set_observer(SupervisorObserver* o) { observer_ = o; }
 
-  const core::Job& submit(core::JobSpec spec, uint32_t uid);
+  const core::Job& submit(core::JobSpec spec, const Caller& caller);
   // By full id, unique id prefix (4+ hex chars) or name. Throws NoSuchJob / InvalidArgs.
   core::Job& lookup(std::string_view key);
   core::Job* find_by_id(std::string_view id);
   std::vector<const core::Job*> jobs() const;
-  core::StopOutcome stop(core::Job& job, const core::StopRequest& req);
+  core::StopOutcome stop(core::Job& job, const core::StopRequest& req, const Caller* caller = nullptr);
   // Runs `fn` once the job is terminal (at once if it is); fn gets nullptr if the job was deleted.
   void when_finished(const std::string& id, std::function<void(core::Job*)> fn);
   // Deletes a job; active jobs need `force`. `done` gets the result or an ApiError.
-  void delete_job(core::Job& job, const DeleteOptions& opts,
+  void delete_job(core::Job& job, const DeleteOptions& opts, const Caller* caller,
                   std::function<void(std::optional<DeleteResult>, std::optional<ApiError>)> done);
   std::string log_path(const core::Job& job) const;
 
@@ -73,8 +84,16 @@ class Supervisor final : public core::JobDriver {
   bool using_cgroups() const { return cgroups_.has_value(); }
 
   // Called by the loop glue once per iteration, before it blocks: runs deferred work (finished
-  // jobs, queued starts).
-  void run_deferred();
+  // jobs, queued starts). Returns true when it did something.
+  bool run_deferred();
+
+  // The audit trail.
+  std::vector<store::Event> events(const store::EventFilter& f);
+  // Writes what this iteration changed; throws store::StoreError (the changes stay queued).
+  bool store_dirty() const { return store_ && store_->dirty(); }
+  void commit();
+  // Records an event that belongs to no job state change (e.g. a denied request).
+  void audit(const std::string& job_id, const std::string& type, const std::string& message, const Caller* caller);
 
   // core::JobDriver
   int spawn(core::Job& job) override;
@@ -106,12 +125,24 @@ class Supervisor final : public core::JobDriver {
   void reap_exiting_orphans(const std::string& cgroup);
   void start_queued();
   void remove_entry(const std::string& id, bool keep_data);
+  void finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller);
   void update_active();
+  void lock_state_dir();
+  void recover();
+  void recover_job(Entry& e);
+  void clean_strays();
+  void watch_stray(const std::string& name);
+  void crash_point(const char* name);
+  Entry& add_entry(std::unique_ptr<core::Job> job);
   std::string cgroup_name(const core::Job& job) const { return "job-" + job.id(); }
 
   uv_loop_t* loop_;
   config::Config cfg_;
   std::optional<sys::CgroupTree> cgroups_;
+  Fd lock_fd_;
+  std::unique_ptr<store::Store> store_;
+  const Caller* caller_ = nullptr;  // while an API call is being handled
+  std::string crash_at_;            // test-only fault injection (REPVISOR_TEST_CRASH_AT)
   SupervisorObserver* observer_ = nullptr;
   std::map<std::string, std::unique_ptr<Entry>> entries_;  // ordered by id: prefix lookups
   std::unordered_map<std::string, std::string> names_;     // name -> id
@@ -121,6 +152,12 @@ class Supervisor final : public core::JobDriver {
   unsigned active_ = 0;
   bool shutting_down_ = false;
   std::function<void()> shutdown_done_;
+  struct StrayWatch {
+    Supervisor* owner;
+    std::string name;
+    UvPtr<uv_fs_event_t> watch;
+  };
+  std::list<std::unique_ptr<StrayWatch>> strays_;  // killed cgroups nobody owns, until empty
   UvPtr<uv_signal_t> sigchld_;
   UvPtr<uv_timer_t> shutdown_timer_;
 };

@@ -66,6 +66,19 @@ std::vector<pid_t> session_members(pid_t sid, bool with_zombies) {
 
 namespace repvisor::sys {
 
+uint64_t process_start_time(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string st((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = st.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(st.substr(close + 2));
+  std::string field;
+  // After the command: state is field 3, starttime is field 22.
+  for (int i = 3; i <= 22; ++i)
+    if (!(rest >> field)) return 0;
+  return std::stoull(field);
+}
+
 pid_t process_session(pid_t pid) {
   pid_t sid = -1;
   return read_stat(pid, nullptr, &sid) ? sid : -1;

@@ -2,6 +2,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -12,7 +13,9 @@ char process_state(pid_t pid);      // 'R', 'S', 'Z', ...; 0 when gone
 // Every process whose session id is sid; zombies too when asked (they are not gone until reaped).
 std::vector<pid_t> session_members(pid_t sid, bool with_zombies = false);
 std::string process_cgroup(pid_t pid);
-pid_t process_session(pid_t pid);  // -1 when gone  // cgroup v2 path from /proc/PID/cgroup; empty when gone  // every
-                                   // process whose session id is sid
+pid_t process_session(pid_t pid);
+// Field 22 of /proc/PID/stat (clock ticks since boot): with the PID it names one process for ever.
+uint64_t process_start_time(pid_t pid);  // -1 when gone  // cgroup v2 path from /proc/PID/cgroup; empty when gone  //
+                                         // every process whose session id is sid
 
 }  // namespace repvisor::sys

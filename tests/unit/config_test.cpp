@@ -52,6 +52,7 @@ TEST(Config, ErrorsNameFileLineColumnAndKey) {
   EXPECT_NE(error_of("[demon]\n").find("demon: unknown section"), std::string::npos);
   EXPECT_NE(error_of("[daemon]\ncgroup_root = \"relative\"\n").find("cgroup_root"), std::string::npos);
   EXPECT_NE(error_of("[daemon]\nstop_timeout = true\n").find("expected a time span"), std::string::npos);
+  EXPECT_NE(error_of("[daemon]\nrecovery = \"kill\"\n").find("daemon.recovery: 'kill' is not"), std::string::npos);
   EXPECT_EQ(error_of("[daemon\n").rfind("test.toml:1:", 0), 0u);
 }
 
@@ -69,6 +70,7 @@ TEST(Config, ShippedDefaultFileParsesToTheDefaults) {
   EXPECT_EQ(shipped.final_kill_timeout, defaults.final_kill_timeout);
   EXPECT_EQ(shipped.shutdown_timeout, defaults.shutdown_timeout);
   EXPECT_EQ(shipped.cgroup_root, defaults.cgroup_root);
+  EXPECT_EQ(shipped.recovery, defaults.recovery);
   EXPECT_EQ(shipped.state_dir, defaults.state_dir);
   EXPECT_EQ(shipped.runtime_dir, defaults.runtime_dir);
 }

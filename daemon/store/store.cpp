@@ -1,0 +1,278 @@
+#include "store/store.hpp"
+
+#include <fmt/format.h>
+
+namespace repvisor::store {
+
+using nlohmann::json;
+
+namespace {
+
+// Forward-only migrations: kMigrations[i] takes the schema from version i to i + 1.
+constexpr const char* kMigrations[] = {
+    R"sql(
+CREATE TABLE jobs (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL DEFAULT '',
+  spec TEXT NOT NULL,
+  state TEXT NOT NULL,
+  sub_state TEXT NOT NULL,
+  main_pid INTEGER NOT NULL DEFAULT 0,
+  main_start_time INTEGER NOT NULL DEFAULT 0,
+  created_usec INTEGER NOT NULL,
+  started_usec INTEGER NOT NULL DEFAULT 0,
+  stop_requested_usec INTEGER NOT NULL DEFAULT 0,
+  finished_usec INTEGER NOT NULL DEFAULT 0,
+  cancelled_usec INTEGER NOT NULL DEFAULT 0,
+  stop_requested INTEGER NOT NULL DEFAULT 0,
+  stop_mode TEXT NOT NULL DEFAULT '',
+  stop_timeout_usec INTEGER NOT NULL DEFAULT 0,
+  cancel_reason TEXT NOT NULL DEFAULT '',
+  cancel_notes TEXT NOT NULL DEFAULT '',
+  requested_by_uid INTEGER NOT NULL DEFAULT 0,
+  exit_code INTEGER NOT NULL DEFAULT -1,
+  exit_signal INTEGER NOT NULL DEFAULT 0,
+  exit_unknown INTEGER NOT NULL DEFAULT 0,
+  start_error INTEGER NOT NULL DEFAULT 0,
+  status_text TEXT NOT NULL DEFAULT '',
+  phase TEXT NOT NULL DEFAULT '',
+  progress REAL NOT NULL DEFAULT -1,
+  delete_requested INTEGER NOT NULL DEFAULT 0,
+  delete_keep_data INTEGER NOT NULL DEFAULT 0,
+  delete_uid INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts_usec INTEGER NOT NULL,
+  job_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  message TEXT NOT NULL,
+  details TEXT NOT NULL
+);
+CREATE INDEX events_by_job ON events(job_id, seq);
+CREATE INDEX events_by_time ON events(ts_usec);
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+)sql",
+};
+constexpr int kKnownVersion = static_cast<int>(std::size(kMigrations));
+static_assert(kKnownVersion == kSchemaVersion);
+
+}  // namespace
+
+json spec_to_json(const core::JobSpec& s) {
+  return json{{"argv", s.argv},
+              {"name", s.name},
+              {"env", s.env},
+              {"working_directory", s.working_directory},
+              {"stop_signal", s.stop_signal},
+              {"stop_timeout_usec", s.stop_timeout},
+              {"kill_mode", core::to_string(s.kill_mode)}};
+}
+
+core::JobSpec spec_from_json(const json& j) {
+  core::JobSpec s;
+  s.argv = j.at("argv").get<std::vector<std::string>>();
+  s.name = j.value("name", "");
+  s.env = j.value("env", std::map<std::string, std::string>{});
+  s.working_directory = j.value("working_directory", "/");
+  s.stop_signal = j.value("stop_signal", SIGTERM);
+  s.stop_timeout = j.value("stop_timeout_usec", 30 * USEC_PER_SEC);
+  core::kill_mode_from_string(j.value("kill_mode", "mixed"), &s.kill_mode);
+  return s;
+}
+
+Store::Store(const std::string& path) : db_(path) {
+  try {
+    // WAL: readers never block the writer; synchronous=FULL: a commit is on disk when it returns.
+    db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    migrate();
+  } catch (const StoreError& e) {
+    throw StoreError(std::string(e.what()) + " (is the file a repvisor database, and writable?)");
+  }
+  upsert_ = std::make_unique<Stmt>(db_, R"sql(
+INSERT INTO jobs (id, name, spec, state, sub_state, main_pid, main_start_time, created_usec, started_usec,
+  stop_requested_usec, finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason,
+  cancel_notes, requested_by_uid, exit_code, exit_signal, exit_unknown, start_error, status_text, phase, progress,
+  delete_requested, delete_keep_data, delete_uid)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
+  ?25, ?26, ?27, ?28)
+ON CONFLICT(id) DO UPDATE SET state=?4, sub_state=?5, main_pid=?6, main_start_time=?7, started_usec=?9,
+  stop_requested_usec=?10, finished_usec=?11, cancelled_usec=?12, stop_requested=?13, stop_mode=?14,
+  stop_timeout_usec=?15, cancel_reason=?16, cancel_notes=?17, requested_by_uid=?18, exit_code=?19, exit_signal=?20,
+  exit_unknown=?21, start_error=?22, status_text=?23, phase=?24, progress=?25, delete_requested=?26,
+  delete_keep_data=?27, delete_uid=?28
+)sql");
+  delete_ = std::make_unique<Stmt>(db_, "DELETE FROM jobs WHERE id = ?1");
+  insert_event_ = std::make_unique<Stmt>(
+      db_, "INSERT INTO events (ts_usec, job_id, type, message, details) VALUES (?1, ?2, ?3, ?4, ?5)");
+}
+
+Store::~Store() = default;
+
+void Store::migrate() {
+  Stmt v(db_, "PRAGMA user_version");
+  v.step();
+  const int version = static_cast<int>(v.i64(0));
+  v.reset();
+  if (version > kKnownVersion)
+    throw StoreError(
+        fmt::format("{}: database schema version {} is newer than this repvisord knows ({}); "
+                    "run a newer repvisord or restore a backup",
+                    db_.path(), version, kKnownVersion));
+  for (int from = version; from < kKnownVersion; ++from) {
+    db_.exec("BEGIN IMMEDIATE");
+    try {
+      db_.exec(kMigrations[from]);
+      db_.exec(fmt::format("PRAGMA user_version = {}", from + 1));
+      db_.exec("COMMIT");
+    } catch (...) {
+      db_.exec("ROLLBACK");
+      throw;
+    }
+  }
+}
+
+void Store::save(const core::Job& job) {
+  removed_.erase(job.id());
+  saved_[job.id()] = &job;
+}
+
+void Store::remove(const std::string& id) {
+  saved_.erase(id);
+  removed_.insert(id);
+}
+
+void Store::append(Event e) { events_.push_back(std::move(e)); }
+
+void Store::write_job(const core::Job& j) {
+  Stmt& s = *upsert_;
+  s.bind(1, j.id())
+      .bind(2, j.spec().name)
+      .bind(3, spec_to_json(j.spec()).dump())
+      .bind(4, core::to_string(j.state()))
+      .bind(5, core::to_string(j.sub_state()))
+      .bind(6, j.main_pid)
+      .bind(7, j.main_start_time)
+      .bind(8, j.created_usec)
+      .bind(9, j.started_usec)
+      .bind(10, j.stop_requested_usec)
+      .bind(11, j.finished_usec)
+      .bind(12, j.cancelled_usec)
+      .bind(13, static_cast<int>(j.stop_requested))
+      .bind(14, core::to_string(j.stop_mode))
+      .bind(15, j.stop_timeout_used)
+      .bind(16, j.cancel_reason)
+      .bind(17, j.cancel_notes)
+      .bind(18, j.requested_by_uid)
+      .bind(19, j.exit_code)
+      .bind(20, j.exit_signal)
+      .bind(21, static_cast<int>(j.exit_unknown))
+      .bind(22, j.start_error)
+      .bind(23, j.status_text)
+      .bind(24, j.phase)
+      .bind(25, j.progress)
+      .bind(26, static_cast<int>(j.delete_requested))
+      .bind(27, static_cast<int>(j.delete_keep_data))
+      .bind(28, j.delete_uid);
+  s.run();
+}
+
+void Store::commit() {
+  if (!dirty()) return;
+  try {
+    db_.exec("BEGIN IMMEDIATE");
+    for (const auto& [id, job] : saved_) write_job(*job);
+    for (const auto& id : removed_) delete_->bind(1, id).run();
+    for (const auto& e : events_)
+      insert_event_->bind(1, e.ts_usec)
+          .bind(2, e.job_id)
+          .bind(3, e.type)
+          .bind(4, e.message)
+          .bind(5, e.details.dump())
+          .run();
+    db_.exec("COMMIT");
+  } catch (const StoreError&) {
+    if (!sqlite3_get_autocommit(db_.get())) sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+  saved_.clear();
+  removed_.clear();
+  events_.clear();
+}
+
+std::vector<std::unique_ptr<core::Job>> Store::load(core::JobDriver& driver, usec_t final_kill_timeout) {
+  std::vector<std::unique_ptr<core::Job>> out;
+  Stmt s(db_, R"sql(
+SELECT id, spec, state, sub_state, main_pid, main_start_time, created_usec, started_usec, stop_requested_usec,
+  finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason, cancel_notes,
+  requested_by_uid, exit_code, exit_signal, exit_unknown, start_error, status_text, phase, progress,
+  delete_requested, delete_keep_data, delete_uid
+FROM jobs ORDER BY created_usec)sql");
+  while (s.step()) {
+    const std::string id = s.text(0);
+    core::JobSpec spec;
+    try {
+      spec = spec_from_json(json::parse(s.text(1)));
+    } catch (const std::exception& e) {
+      throw StoreError(fmt::format("{}: job {}: unreadable spec: {}", db_.path(), id, e.what()));
+    }
+    auto job = std::make_unique<core::Job>(driver, id, std::move(spec), final_kill_timeout);
+    core::JobState state;
+    core::SubState sub;
+    if (!core::job_state_from_string(s.text(2), &state) || !core::sub_state_from_string(s.text(3), &sub))
+      throw StoreError(fmt::format("{}: job {}: unknown state {}/{}", db_.path(), id, s.text(2), s.text(3)));
+    job->restore(state, sub);
+    job->main_pid = static_cast<pid_t>(s.i64(4));
+    job->main_start_time = static_cast<uint64_t>(s.i64(5));
+    job->created_usec = static_cast<usec_t>(s.i64(6));
+    job->started_usec = static_cast<usec_t>(s.i64(7));
+    job->stop_requested_usec = static_cast<usec_t>(s.i64(8));
+    job->finished_usec = static_cast<usec_t>(s.i64(9));
+    job->cancelled_usec = static_cast<usec_t>(s.i64(10));
+    job->stop_requested = s.i64(11) != 0;
+    job->stop_mode = s.text(12) == "force"      ? core::StopMode::Force
+                     : s.text(12) == "graceful" ? core::StopMode::Graceful
+                                                : core::StopMode::None;
+    job->stop_timeout_used = static_cast<usec_t>(s.i64(13));
+    job->cancel_reason = s.text(14);
+    job->cancel_notes = s.text(15);
+    job->requested_by_uid = static_cast<uint32_t>(s.i64(16));
+    job->exit_code = static_cast<int>(s.i64(17));
+    job->exit_signal = static_cast<int>(s.i64(18));
+    job->exit_unknown = s.i64(19) != 0;
+    job->start_error = static_cast<int>(s.i64(20));
+    job->status_text = s.text(21);
+    job->phase = s.text(22);
+    job->progress = s.f64(23);
+    job->delete_requested = s.i64(24) != 0;
+    job->delete_keep_data = s.i64(25) != 0;
+    job->delete_uid = static_cast<uint32_t>(s.i64(26));
+    out.push_back(std::move(job));
+  }
+  return out;
+}
+
+std::vector<Event> Store::events(const EventFilter& f) {
+  // The newest `limit` events that match, oldest first.
+  Stmt s(db_, R"sql(
+SELECT ts_usec, job_id, type, message, details FROM (
+  SELECT seq, ts_usec, job_id, type, message, details FROM events
+  WHERE (?1 = '' OR job_id = ?1) AND ts_usec >= ?2 ORDER BY seq DESC LIMIT ?3)
+ORDER BY seq)sql");
+  s.bind(1, f.job).bind(2, f.since_usec).bind(3, static_cast<int64_t>(std::min<uint64_t>(f.limit, INT64_MAX)));
+  std::vector<Event> out;
+  while (s.step()) {
+    Event e;
+    e.ts_usec = static_cast<usec_t>(s.i64(0));
+    e.job_id = s.text(1);
+    e.type = s.text(2);
+    e.message = s.text(3);
+    e.details = json::parse(s.text(4), nullptr, false);
+    if (e.details.is_discarded()) e.details = json::object();
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace repvisor::store

@@ -1,0 +1,69 @@
+// The durable record: jobs (every property, across restarts) and the append-only audit trail,
+// in SQLite (WAL) in the state dir. Writes are collected during a loop iteration and committed
+// together by commit(), before anything of that iteration is told to a client.
+#pragma once
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "core/job.hpp"
+#include "store/sqlite.hpp"
+
+namespace repvisor::store {
+
+inline constexpr int kSchemaVersion = 1;
+
+struct Event {
+  usec_t ts_usec = 0;
+  std::string job_id, type, message;
+  nlohmann::json details = nlohmann::json::object();
+};
+
+struct EventFilter {
+  std::string job;
+  usec_t since_usec = 0;
+  uint64_t limit = 1000;
+};
+
+class Store {
+ public:
+  // Opens or creates STATE_DIR/repvisor.db, runs migrations. Throws StoreError with a sentence.
+  explicit Store(const std::string& path);
+  ~Store();
+
+  // Queued for the next commit.
+  void save(const core::Job& job);
+  void remove(const std::string& job_id);
+  void append(Event e);
+  bool dirty() const { return !saved_.empty() || !removed_.empty() || !events_.empty(); }
+
+  // Writes everything queued in one transaction. On failure nothing is written, the queue is
+  // kept for the next try, and the error is thrown.
+  void commit();
+
+  // Reads every job; jobs are built against `driver`.
+  std::vector<std::unique_ptr<core::Job>> load(core::JobDriver& driver, usec_t final_kill_timeout);
+  std::vector<Event> events(const EventFilter& f);
+
+  const std::string& path() const { return db_.path(); }
+
+ private:
+  void migrate();
+  void write_job(const core::Job& job);
+
+  Db db_;
+  std::map<std::string, const core::Job*> saved_;  // id -> job, written at commit
+  std::unordered_set<std::string> removed_;
+  std::vector<Event> events_;
+  std::unique_ptr<Stmt> upsert_, delete_, insert_event_;
+};
+
+// The spec as JSON (for the jobs table and for events).
+nlohmann::json spec_to_json(const core::JobSpec& spec);
+core::JobSpec spec_from_json(const nlohmann::json& j);
+
+}  // namespace repvisor::store

@@ -1,0 +1,184 @@
+// Start-up: every job the store says was not finished is looked at against what the system
+// shows (its cgroup, its recorded main PID), and carried to a consistent end.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "supervisor/entry.hpp"
+#include "sys/pidfd.hpp"
+#include "sys/proc.hpp"
+#include "util/id.hpp"
+#include "util/log.hpp"
+
+namespace repvisor {
+
+namespace fs = std::filesystem;
+
+void Supervisor::recover() {
+  auto jobs = store_->load(*this, cfg_.final_kill_timeout);
+  std::vector<std::string> ids;
+  for (auto& j : jobs) ids.push_back(add_entry(std::move(j)).job->id());
+  size_t unfinished = 0;
+  for (const auto& id : ids) {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) continue;
+    if (!core::is_terminal(it->second->job->state())) ++unfinished;
+    recover_job(*it->second);
+  }
+  clean_strays();
+  if (!ids.empty())
+    log::notice("recovered {} job(s) from {}, {} of them unfinished", ids.size(), store_->path(), unfinished);
+  store_->commit();
+}
+
+void Supervisor::recover_job(Entry& e) {
+  core::Job& job = *e.job;
+  const std::string id = job.id();
+  const std::string cg = cgroup_name(job);
+
+  if (core::is_terminal(job.state())) {
+    // Finished, but a crash may have come between the record and the teardown.
+    if (cgroups_ && fs::exists(cgroups_->path_of(cg))) {
+      cgroups_->kill(cg);
+      cgroups_->remove(cg);
+    }
+    std::error_code ec;
+    fs::remove_all(cfg_.runtime_dir + "/jobs/" + id, ec);
+    if (job.delete_requested) finish_delete(job, job.delete_keep_data, job.delete_uid, nullptr);
+    return;
+  }
+
+  // Is anything of the job still running?
+  const bool have_cgroup = cgroups_ && fs::exists(cgroups_->path_of(cg));
+  pid_t main = 0;
+  if (job.main_pid > 0 && job.main_start_time != 0 && sys::process_start_time(job.main_pid) == job.main_start_time) {
+    // Same PID and start time: the same process, unless it left the job's cgroup (it cannot).
+    const bool in_job = have_cgroup ? sys::process_cgroup(job.main_pid) == cgroups_->cgroup_of(cg)
+                                    : sys::process_session(job.main_pid) == job.main_pid;
+    if (in_job) main = job.main_pid;
+  }
+  const bool alive = have_cgroup ? cgroups_->populated(cg)
+                                 : (main > 0 || (job.main_pid > 0 && !sys::session_members(job.main_pid).empty()));
+
+  if (job.delete_requested)
+    when_finished(id, [this, id](core::Job* j) {
+      if (j) finish_delete(*j, j->delete_keep_data, j->delete_uid, nullptr);
+    });
+
+  if (!alive) {
+    if (job.state() == core::JobState::Pending) {
+      queue_.push_back(id);  // never started: it waits for a slot as before
+      return;
+    }
+    event(job, "recovered", "the job's processes were gone when the daemon started");
+    e.in_cgroup = have_cgroup;
+    job.finish_interrupted();
+    return;
+  }
+
+  // Alive: watch it again, then stop it (or, with recovery = "adopt", supervise it on).
+  e.in_cgroup = have_cgroup;
+  job.restore(core::JobState::Running, core::SubState::Running);
+  job.main_alive = true;
+  job.tree_alive = true;
+  if (main > 0) {
+    e.pidfd.reset(sys::pidfd_open(main, 0));
+    e.pidfd_is_child = false;
+    main_pids_.erase(main);
+    if (e.pidfd) {
+      e.pid_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.pidfd.get()); }, &e);
+      uv_poll_start(e.pid_poll.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
+        if (auto* en = static_cast<Entry*>(p->data)) en->owner->on_pidfd(*en);
+      });
+    }
+  }
+  if (have_cgroup) {
+    e.cgroup_watch = make_uv<uv_fs_event_t>([&](uv_fs_event_t* w) { return uv_fs_event_init(loop_, w); }, &e);
+    uv_fs_event_start(
+        e.cgroup_watch.get(),
+        [](uv_fs_event_t* w, const char*, int, int) {
+          if (auto* en = static_cast<Entry*>(w->data)) en->owner->on_cgroup_event(*en);
+        },
+        cgroups_->events_file(cg).c_str(), 0);
+  }
+  // The job keeps its NOTIFY_SOCKET path: bind it again.
+  if (int r = open_notify_socket(e); r < 0)
+    log::warning("job {}: cannot recreate its notify socket: {}", id, strerror(-r));
+
+  const bool stop_in_flight = job.stop_requested;
+  if (stop_in_flight || job.delete_requested) {
+    // Carry the acknowledged stop through, as it was asked.
+    core::StopRequest req{.force = job.stop_mode == core::StopMode::Force || job.delete_requested,
+                          .reason = job.cancel_reason.empty() ? "daemon_restart" : job.cancel_reason,
+                          .notes = job.cancel_notes,
+                          .uid = job.requested_by_uid};
+    job.stop_requested = false;
+    job.stop_mode = core::StopMode::None;
+    event(job, "recovered", "stop in flight when the daemon stopped: carrying it through");
+    job.request_stop(req);
+  } else if (cfg_.recovery == "adopt") {
+    event(job, "adopted",
+          fmt::format("processes still running: supervising them on{}",
+                      main ? fmt::format(" (main process {})", main) : std::string()));
+    changed(job, core::kChangedState);
+  } else {
+    event(job, "recovered", "processes still running after a daemon restart: stopping them (recovery = \"stop\")");
+    job.request_stop(core::StopRequest{.reason = "daemon_restart"});
+  }
+  if (main == 0) job.on_main_gone();  // its leftovers go too
+  if (job.tree_alive) check_tree(e);  // it may have ended while we looked
+}
+
+void Supervisor::clean_strays() {
+  auto owned_and_active = [&](const std::string& id) {
+    auto it = entries_.find(id);
+    return it != entries_.end() && !core::is_terminal(it->second->job->state());
+  };
+  if (cgroups_) {
+    std::error_code ec;
+    for (const auto& d : fs::directory_iterator(cgroups_->root(), ec)) {
+      const std::string name = d.path().filename();
+      if (!d.is_directory() || name.rfind("job-", 0) != 0) continue;
+      const std::string id = name.substr(4);
+      if (owned_and_active(id)) continue;
+      // Nobody owns it (a job deleted while the daemon was down, a foreign leftover): nothing
+      // may run that no job accounts for.
+      const auto pids = cgroups_->procs(name);
+      log::warning("stray cgroup {} with {} process(es): killing and removing it", d.path().string(), pids.size());
+      store_->append({now(), is_job_id(id) ? id : "", "stray-cleaned",
+                      fmt::format("stray cgroup {} with {} process(es) killed and removed", name, pids.size()),
+                      nlohmann::json::object()});
+      cgroups_->kill(name);
+      if (cgroups_->remove(name) < 0) watch_stray(name);
+    }
+  }
+  std::error_code ec;
+  for (const auto& d : fs::directory_iterator(cfg_.runtime_dir + "/jobs", ec)) {
+    const std::string id = d.path().filename();
+    if (owned_and_active(id)) continue;
+    log::warning("stray runtime directory {}: removing it", d.path().string());
+    fs::remove_all(d.path(), ec);
+  }
+}
+
+void Supervisor::watch_stray(const std::string& name) {
+  // Killed but not yet empty: remove it when the kernel says it is.
+  auto sw = std::make_unique<StrayWatch>();
+  sw->owner = this;
+  sw->name = name;
+  StrayWatch* raw = sw.get();
+  sw->watch = make_uv<uv_fs_event_t>([&](uv_fs_event_t* w) { return uv_fs_event_init(loop_, w); }, raw);
+  uv_fs_event_start(
+      sw->watch.get(),
+      [](uv_fs_event_t* h, const char*, int, int) {
+        auto* s = static_cast<StrayWatch*>(h->data);
+        if (!s || s->owner->cgroups_->populated(s->name)) return;
+        s->owner->cgroups_->remove(s->name);
+        s->owner->strays_.remove_if([&](const auto& p) { return p.get() == s; });  // closes the watch
+      },
+      cgroups_->events_file(name).c_str(), 0);
+  strays_.push_back(std::move(sw));
+}
+
+}  // namespace repvisor

@@ -92,6 +92,8 @@ int64_t get_i(const Props& p, const std::string& k) {
   if (it == p.end()) return 0;
   if (auto* v = std::get_if<int32_t>(&it->second)) return *v;
   if (auto* v = std::get_if<uint32_t>(&it->second)) return *v;
+  if (auto* v = std::get_if<int64_t>(&it->second)) return *v;
+  if (auto* v = std::get_if<uint64_t>(&it->second)) return static_cast<int64_t>(*v);
   if (auto* v = std::get_if<bool>(&it->second)) return *v;
   return 0;
 }
@@ -124,6 +126,10 @@ Props read_props(sd_bus_message* m) {
       uint64_t t;
       check(sd_bus_message_read_basic(m, 't', &t), "reading reply");
       out[key] = t;
+    } else if (sig == "x") {
+      int64_t x;
+      check(sd_bus_message_read_basic(m, 'x', &x), "reading reply");
+      out[key] = x;
     } else if (sig == "i") {
       int32_t i;
       check(sd_bus_message_read_basic(m, 'i', &i), "reading reply");
@@ -248,6 +254,34 @@ std::string Client::get_job(const std::string& key) {
   std::string out = path;
   sd_bus_message_unref(reply);
   return out;
+}
+
+std::vector<EventRow> Client::list_events(const std::string& job, uint64_t since_usec, uint64_t limit) {
+  Options filter;
+  if (!job.empty()) filter["job"] = job;
+  if (since_usec) filter["since_usec"] = since_usec;
+  filter["limit"] = limit;
+  sd_bus_message *m = nullptr, *reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  check(sd_bus_message_new_method_call(bus_, &m, kDest, kManagerPath, kManager, "ListEvents"), "ListEvents");
+  append_options(m, filter);
+  int r = sd_bus_call(bus_, m, 0, &err, &reply);
+  sd_bus_message_unref(m);
+  if (r < 0) raise_owned(&err);
+  std::vector<EventRow> rows;
+  check(sd_bus_message_enter_container(reply, 'a', "(tsssa{sv})"), "reading reply");
+  while ((r = sd_bus_message_enter_container(reply, 'r', "tsssa{sv}")) > 0) {
+    EventRow e;
+    const char *job_id, *type, *msg;
+    check(sd_bus_message_read(reply, "tsss", &e.ts_usec, &job_id, &type, &msg), "reading reply");
+    e.job = job_id, e.type = type, e.message = msg;
+    e.details = read_props(reply);
+    check(sd_bus_message_exit_container(reply), "reading reply");
+    rows.push_back(std::move(e));
+  }
+  check(r, "reading reply");
+  sd_bus_message_unref(reply);
+  return rows;
 }
 
 static Props get_all(sd_bus* bus, const char* path, const char* interface) {

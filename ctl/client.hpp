@@ -33,7 +33,7 @@ struct CtlError : std::runtime_error {
 };
 
 using StringMap = std::map<std::string, std::string>;
-using Value = std::variant<std::string, bool, uint64_t, int32_t, uint32_t, double, std::vector<std::string>,
+using Value = std::variant<std::string, bool, uint64_t, int64_t, int32_t, uint32_t, double, std::vector<std::string>,
                            std::vector<uint32_t>, StringMap>;
 using Props = std::map<std::string, Value>;
 
@@ -44,6 +44,12 @@ double get_d(const Props& p, const std::string& k);
 
 // Options for Submit/Stop/Delete, written as a{sv}.
 using Options = std::map<std::string, Value>;
+
+struct EventRow {
+  uint64_t ts_usec = 0;
+  std::string job, type, message;
+  Props details;
+};
 
 struct JobRow {
   std::string id, name, state, phase;
@@ -64,6 +70,7 @@ class Client {
   std::pair<std::string, std::string> submit(const Options& spec);
   std::vector<JobRow> list(const std::vector<std::string>& states = {});
   std::string get_job(const std::string& key);  // object path
+  std::vector<EventRow> list_events(const std::string& job, uint64_t since_usec, uint64_t limit);
   Props job_properties(const std::string& path);
   Props manager_properties();
   // Starts a method call with an a{sv} argument (after `leading` string args); the reply comes to
@@ -75,7 +82,7 @@ class Client {
                   const Options& opts);
 
   // Throws CtlError for a D-Bus error reply (with the daemon's message and our hint).
-  static void raise(const sd_bus_error* e, const std::string& context = {});
+  [[noreturn]] static void raise(const sd_bus_error* e, const std::string& context = {});
 
  private:
   sd_bus* bus_ = nullptr;

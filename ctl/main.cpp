@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   StopArgs stop;
   DeleteArgs del;
   JobArg job;
+  EventsArgs events;
 
   CLI::App app{"repvisorctl: submit, watch, stop and delete replication jobs of repvisord"};
   app.require_subcommand(1);
@@ -79,6 +80,14 @@ int main(int argc, char** argv) {
        [&] { return verb_logs(g, job); }},
       {"wait", "wait until a job has ended (exit 0 completed, 10 failed, 11 cancelled)", job_positional,
        [&] { return verb_wait(g, job); }},
+      {"events", "the audit trail: who did what to which job, and when",
+       [&](CLI::App* s) {
+         s->add_option("job", events.job, "only this job (a deleted job by its full id)");
+         s->add_option("--since", events.since, "only events newer than this long ago (e.g. 1h)");
+         s->add_option("--limit", events.limit, "at most this many, the newest (default 1000)")
+             ->check(CLI::Range(1, 100000));
+       },
+       [&] { return verb_events(g, events); }},
       {"watch", "live table of jobs, updated as they change",
        [&](CLI::App* s) { s->add_option("job", job.job, "only this job (exit when it ends)"); },
        [&] { return verb_watch(g, job); }},

@@ -546,6 +546,40 @@ int verb_watch(const Globals& g, const JobArg& a) {
   return kExitOk;
 }
 
+int verb_events(const Globals& g, const EventsArgs& a) {
+  uint64_t since = 0;
+  if (!a.since.empty()) {
+    std::string err;
+    auto ago = parse_timespan(a.since, &err);
+    if (!ago) throw CtlError(kExitUsage, "--since: " + err, "give how long ago, e.g. 10min or 2h");
+    const usec_t now = now_realtime();
+    since = *ago < now ? now - *ago : 0;
+  }
+  Client c(g.address);
+  const auto rows = c.list_events(a.job, since, a.limit);
+  if (g.json) {
+    json out = json::array();
+    for (const auto& e : rows)
+      out.push_back({{"ts_usec", e.ts_usec},
+                     {"job", e.job},
+                     {"type", e.type},
+                     {"message", e.message},
+                     {"details", props_json(e.details)}});
+    fmt::print("{}\n", out.dump());
+    return kExitOk;
+  }
+  for (const auto& e : rows) {
+    std::string who;
+    if (e.details.count("uid")) who = fmt::format(" [uid {}", get_i(e.details, "uid"));
+    if (!who.empty() && !get_s(e.details, "command").empty())
+      who += fmt::format(" {}({})", get_s(e.details, "command"), get_i(e.details, "pid"));
+    if (!who.empty()) who += "]";
+    fmt::print("{}  {}  {:<16} {}{}\n", dim(format_time(e.ts_usec)),
+               e.job.empty() ? std::string(12, '-') : short_id(e.job), e.type, e.message, who);
+  }
+  return kExitOk;
+}
+
 void install_interrupt_handler() {
   struct sigaction sa {};
   sa.sa_handler = [](int) { interrupted = 1; };

@@ -25,6 +25,10 @@ struct DeleteArgs {
   std::string job;
   bool force = false, keep_data = false, yes = false;
 };
+struct EventsArgs {
+  std::string job, since;
+  uint64_t limit = 1000;
+};
 struct JobArg {
   std::string job;
   bool follow = false;
@@ -39,6 +43,7 @@ int verb_delete(const Globals& g, const DeleteArgs& a);
 int verb_logs(const Globals& g, const JobArg& a);
 int verb_wait(const Globals& g, const JobArg& a);
 int verb_watch(const Globals& g, const JobArg& a);
+int verb_events(const Globals& g, const EventsArgs& a);
 
 void install_interrupt_handler();
 

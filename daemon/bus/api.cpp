@@ -1,6 +1,7 @@
 #include "bus/api.hpp"
 
 #include <algorithm>
+#include <fstream>
 
 #include <fmt/format.h>
 
@@ -108,6 +109,11 @@ Caller Api::caller(sd_bus_message* m) {
     const char* comm = nullptr;
     if (sd_bus_creds_get_comm(creds, &comm) >= 0 && comm) c.command = comm;
     sd_bus_creds_unref(creds);
+  }
+  if (c.command.empty() && c.pid > 0) {
+    // Peer-to-peer there is no bus to tell us: ask /proc (best effort, for the audit trail).
+    std::ifstream in("/proc/" + std::to_string(c.pid) + "/comm");
+    std::getline(in, c.command);
   }
   return c;
 }

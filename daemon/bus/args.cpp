@@ -214,4 +214,23 @@ std::vector<core::JobState> parse_list_filter(sd_bus_message* m) {
   return states;
 }
 
+EventsFilterArgs parse_events_filter(sd_bus_message* m) {
+  EventsFilterArgs f;
+  read_dict(m, [&](Value& v) {
+    const std::string& k = v.key();
+    if (k == "job") {
+      f.job = v.str();
+      if (f.job.empty()) invalid("job: must not be empty (leave it out for every job)");
+    } else if (k == "since_usec") {
+      f.since_usec = v.u64();
+    } else if (k == "limit") {
+      f.limit = v.u64();
+      if (f.limit == 0 || f.limit > 100000) invalid(fmt::format("limit: {} is out of range (1..100000)", f.limit));
+    } else {
+      invalid("unknown key '" + k + "' in events filter");
+    }
+  });
+  return f;
+}
+
 }  // namespace repvisor::bus

@@ -40,6 +40,13 @@ core::JobSpec parse_job_spec(sd_bus_message* m, usec_t default_stop_timeout);
 core::StopRequest parse_stop_options(sd_bus_message* m, bool* wait);
 DeleteOptions parse_delete_options(sd_bus_message* m);
 std::vector<core::JobState> parse_list_filter(sd_bus_message* m);
+// ListEvents filter: `job` (id, prefix or name, or the id of a deleted job), `since_usec`, `limit`.
+struct EventsFilterArgs {
+  std::string job;
+  uint64_t since_usec = 0;
+  uint64_t limit = 1000;
+};
+EventsFilterArgs parse_events_filter(sd_bus_message* m);
 
 // Checks shared by the bus and the TOML job-file paths; throw ApiError(InvalidArgs).
 void validate_job_spec(const core::JobSpec& spec);

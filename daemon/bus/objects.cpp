@@ -5,6 +5,7 @@
 #include "bus/args.hpp"
 #include "bus/connection.hpp"
 #include "bus/errors.hpp"
+#include "util/id.hpp"
 
 namespace repvisor::bus {
 
@@ -130,6 +131,48 @@ struct ManagerMethods {
     });
   }
 
+  static int list_events(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+    return guarded(err, [&] {
+      Api& api = api_of(userdata);
+      const auto args = parse_events_filter(m);
+      store::EventFilter f{.since_usec = args.since_usec, .limit = args.limit};
+      if (!args.job.empty()) {
+        // A deleted job's entries stay: its full id works even though the job is gone.
+        if (is_job_id(args.job) && !api.sup_.find_by_id(args.job))
+          f.job = args.job;
+        else
+          f.job = api.sup_.lookup(args.job).id();
+      }
+      sd_bus_message* reply = nullptr;
+      check(sd_bus_message_new_method_return(m, &reply));
+      MessagePtr owned(reply);
+      check(sd_bus_message_open_container(reply, 'a', "(tsssa{sv})"));
+      for (const auto& e : api.sup_.events(f)) {
+        check(sd_bus_message_open_container(reply, 'r', "tsssa{sv}"));
+        check(sd_bus_message_append(reply, "tsss", e.ts_usec, e.job_id.c_str(), e.type.c_str(), e.message.c_str()));
+        check(sd_bus_message_open_container(reply, 'a', "{sv}"));
+        for (const auto& [k, v] : e.details.items()) {
+          if (v.is_string())
+            check(sd_bus_message_append(reply, "{sv}", k.c_str(), "s", v.get<std::string>().c_str()));
+          else if (v.is_boolean())
+            check(sd_bus_message_append(reply, "{sv}", k.c_str(), "b", static_cast<int>(v.get<bool>())));
+          else if (v.is_number_unsigned())
+            check(sd_bus_message_append(reply, "{sv}", k.c_str(), "t", v.get<uint64_t>()));
+          else if (v.is_number_integer())
+            check(sd_bus_message_append(reply, "{sv}", k.c_str(), "x", v.get<int64_t>()));
+          else if (v.is_number_float())
+            check(sd_bus_message_append(reply, "{sv}", k.c_str(), "d", v.get<double>()));
+          else
+            check(sd_bus_message_append(reply, "{sv}", k.c_str(), "s", v.dump().c_str()));  // nested: JSON text
+        }
+        check(sd_bus_message_close_container(reply));
+        check(sd_bus_message_close_container(reply));
+      }
+      check(sd_bus_message_close_container(reply));
+      return sd_bus_send(nullptr, reply, nullptr);
+    });
+  }
+
   static int get_job(sd_bus_message* m, void* userdata, sd_bus_error* err) {
     return guarded(err, [&] {
       Api& api = api_of(userdata);
@@ -177,6 +220,8 @@ const sd_bus_vtable Api::kManagerVtable[] = {
                              ManagerMethods::submit, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("List", "a{sv}", SD_BUS_PARAM(filter), "a(ssssdtto)", SD_BUS_PARAM(jobs),
                              ManagerMethods::list, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ListEvents", "a{sv}", SD_BUS_PARAM(filter), "a(tsssa{sv})", SD_BUS_PARAM(events),
+                             ManagerMethods::list_events, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("GetJob", "s", SD_BUS_PARAM(id_or_name), "o", SD_BUS_PARAM(job), ManagerMethods::get_job,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("StopJob", "sa{sv}", SD_BUS_PARAM(id) SD_BUS_PARAM(options), "a{sv}", SD_BUS_PARAM(result),

@@ -292,7 +292,14 @@ void Job::enter_dead() {
                                 : fmt::format("exited with status {}", exit_code);
   driver_.changed(*this, kChangedTimes | kChangedStatus);
   set_state(final_state, SubState::Dead);
-  driver_.event(*this, to_string(final_state), status_text);
+  std::string summary;
+  if (final_state == JobState::Cancelled)
+    summary = fmt::format("stopped on request ({}, reason {})", to_string(stop_mode), cancel_reason);
+  else if (final_state == JobState::Completed)
+    summary = "exited with status 0";
+  else
+    summary = status_text;
+  driver_.event(*this, to_string(final_state), summary);
   driver_.finished(*this);
 }
 

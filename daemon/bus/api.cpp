@@ -129,23 +129,24 @@ void Api::require_privileged(sd_bus_message* m, const char* action) {
 
 // ---- change notification -------------------------------------------------------------------
 
-void Api::job_added(const core::Job& job) {
-  const std::string path = job_path(job.id());
-  for (sd_bus* b : buses_) sd_bus_emit_interfaces_added(b, path.c_str(), kJobInterface, nullptr);
-}
+void Api::job_added(const core::Job& job) { added_.push_back(job.id()); }
 
 void Api::job_changed(const core::Job& job, uint32_t what) { dirty_[job.id()] |= what; }
 
 void Api::job_removed(const std::string& id) {
   dirty_.erase(id);
-  const std::string path = job_path(id);
-  for (sd_bus* b : buses_) sd_bus_emit_interfaces_removed(b, path.c_str(), kJobInterface, nullptr);
+  // Never announced (its submission was not recorded, or it went in the same iteration): say nothing.
+  if (auto it = std::find(added_.begin(), added_.end(), id); it != added_.end()) {
+    added_.erase(it);
+    return;
+  }
+  removed_.push_back(id);
 }
 
 void Api::jobs_active_changed() { manager_dirty_ = true; }
 
-void Api::reply_after_commit(sd_bus_message* call, sd_bus_message* reply) {
-  pending_replies_.push_back({ref(call), std::shared_ptr<sd_bus_message>(reply, MessageUnref{})});
+void Api::reply_after_commit(sd_bus_message* call, sd_bus_message* reply, std::function<void()> undo) {
+  pending_replies_.push_back({ref(call), std::shared_ptr<sd_bus_message>(reply, MessageUnref{}), std::move(undo)});
 }
 
 void Api::flush(const std::string& commit_error) {
@@ -154,12 +155,29 @@ void Api::flush(const std::string& commit_error) {
   for (auto& p : pending) {
     if (commit_error.empty())
       sd_bus_send(nullptr, p.reply.get(), nullptr);  // the caller may be gone: nothing to do then
-    else
-      sd_bus_reply_method_errorf(p.call.get(), SD_BUS_ERROR_FAILED,
-                                 "the change could not be recorded (%s); it is retried, but was not acknowledged",
+    else if (p.undo) {
+      p.undo();
+      sd_bus_reply_method_errorf(p.call.get(), SD_BUS_ERROR_FAILED, "nothing was done: cannot record it (%s)",
                                  commit_error.c_str());
+    } else {
+      sd_bus_reply_method_errorf(p.call.get(), SD_BUS_ERROR_FAILED,
+                                 "the change took effect but could not be recorded yet (%s); the daemon keeps "
+                                 "trying to record it",
+                                 commit_error.c_str());
+    }
   }
   if (!commit_error.empty()) return;  // signals wait for the state to be on disk too
+  for (const auto& id : added_) {
+    if (!sup_.find_by_id(id)) continue;
+    const std::string path = job_path(id);
+    for (sd_bus* b : buses_) sd_bus_emit_interfaces_added(b, path.c_str(), kJobInterface, nullptr);
+  }
+  added_.clear();
+  for (const auto& id : removed_) {
+    const std::string path = job_path(id);
+    for (sd_bus* b : buses_) sd_bus_emit_interfaces_removed(b, path.c_str(), kJobInterface, nullptr);
+  }
+  removed_.clear();
   if (manager_dirty_) {
     manager_dirty_ = false;
     for (sd_bus* b : buses_) sd_bus_emit_properties_changed(b, kManagerPath, kManagerInterface, "JobsActive", nullptr);

@@ -4,6 +4,7 @@
 #pragma once
 #include <systemd/sd-bus.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -33,7 +34,8 @@ class Api final : public SupervisorObserver {
   // error, the commit failed: the waiting calls get that error instead of a success.
   void flush(const std::string& commit_error = {});
   // A reply to a call that changed state: held until the change is on disk.
-  void reply_after_commit(sd_bus_message* call, sd_bus_message* reply);
+  // `undo` runs instead when the commit fails (a submission that was never recorded is dropped).
+  void reply_after_commit(sd_bus_message* call, sd_bus_message* reply, std::function<void()> undo = {});
 
   Supervisor& supervisor() { return sup_; }
 
@@ -61,7 +63,9 @@ class Api final : public SupervisorObserver {
   std::unordered_map<std::string, uint32_t> dirty_;
   struct Pending {
     std::shared_ptr<sd_bus_message> call, reply;
+    std::function<void()> undo;
   };
+  std::vector<std::string> added_, removed_;  // InterfacesAdded/Removed, sent after the commit
   std::vector<Pending> pending_replies_;
   bool manager_dirty_ = false;
   uint64_t next_peer_ = 1;

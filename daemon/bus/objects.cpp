@@ -107,7 +107,7 @@ struct ManagerMethods {
       check(sd_bus_message_new_method_return(m, &reply));
       MessagePtr owned(reply);
       check(sd_bus_message_append(reply, "so", job.id().c_str(), job_path(job.id()).c_str()));
-      api.reply_after_commit(m, owned.release());
+      api.reply_after_commit(m, owned.release(), [&sup = api.sup_, id = job.id()] { sup.forget_unrecorded(id); });
       return 1;
     });
   }

@@ -145,6 +145,11 @@ void Store::remove(const std::string& id) {
 
 void Store::append(Event e) { events_.push_back(std::move(e)); }
 
+void Store::discard(const std::string& job_id) {
+  saved_.erase(job_id);
+  std::erase_if(events_, [&](const Event& e) { return e.job_id == job_id; });
+}
+
 void Store::write_job(const core::Job& j) {
   Stmt& s = *upsert_;
   s.bind(1, j.id())

@@ -39,6 +39,8 @@ class Store {
   void save(const core::Job& job);
   void remove(const std::string& job_id);
   void append(Event e);
+  // Forgets everything queued about a job that must leave no trace (an unrecorded submission).
+  void discard(const std::string& job_id);
   bool dirty() const { return !saved_.empty() || !removed_.empty() || !events_.empty(); }
 
   // Writes everything queued in one transaction. On failure nothing is written, the queue is

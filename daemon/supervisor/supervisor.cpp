@@ -280,6 +280,19 @@ void Supervisor::finish_delete(core::Job& job, bool keep_data, uint32_t uid, con
   remove_entry(id, keep_data);
 }
 
+void Supervisor::forget_unrecorded(const std::string& id) {
+  auto it = entries_.find(id);
+  if (it == entries_.end() || it->second->job->state() != core::JobState::Pending) return;
+  queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
+  store_->discard(id);
+  if (!it->second->job->spec().name.empty()) names_.erase(it->second->job->spec().name);
+  auto waiters = std::move(it->second->waiters);
+  entries_.erase(it);
+  for (auto& w : waiters) w(nullptr);
+  if (observer_) observer_->job_removed(id);
+  log::warning("job {}: submission dropped, it could not be recorded", id);
+}
+
 void Supervisor::remove_entry(const std::string& id, bool keep_data) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;

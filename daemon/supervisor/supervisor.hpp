@@ -87,6 +87,9 @@ class Supervisor final : public core::JobDriver {
   // jobs, queued starts). Returns true when it did something.
   bool run_deferred();
 
+  // Drops a submission whose record could not be written (it never started).
+  void forget_unrecorded(const std::string& id);
+
   // The audit trail.
   std::vector<store::Event> events(const store::EventFilter& f);
   // Writes what this iteration changed; throws store::StoreError (the changes stay queued).

@@ -63,10 +63,25 @@ void Api::attach(sd_bus* bus, bool peer_to_peer) {
   check(sd_bus_add_object_manager(bus, nullptr, kManagerPath), "object manager");
   check(sd_bus_add_fallback_vtable(bus, nullptr, kJobPrefix, kJobInterface, kJobVtable, find_job, this), "job objects");
   check(sd_bus_add_node_enumerator(bus, nullptr, kJobPrefix, enumerate_jobs, this), "job enumerator");
-  buses_.push_back(bus);
+  if (peer_to_peer) {
+    check(sd_bus_add_filter(bus, nullptr, on_message, this), "message filter");
+    attached_.insert(bus);
+  } else {
+    buses_.push_back(bus);
+  }
 }
 
-void Api::detach(sd_bus* bus) { buses_.erase(std::remove(buses_.begin(), buses_.end(), bus), buses_.end()); }
+int Api::on_message(sd_bus_message* m, void* userdata, sd_bus_error*) {
+  auto* api = static_cast<Api*>(userdata);
+  sd_bus* bus = sd_bus_message_get_bus(m);
+  if (api->attached_.erase(bus)) api->buses_.push_back(bus);  // first message: from now on it gets signals
+  return 0;                                                   // and the message goes on to its handler
+}
+
+void Api::detach(sd_bus* bus) {
+  attached_.erase(bus);
+  buses_.erase(std::remove(buses_.begin(), buses_.end(), bus), buses_.end());
+}
 
 core::Job& Api::job_from_path(const char* path) {
   const std::string prefix = std::string(kJobPrefix) + "/";

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "supervisor/supervisor.hpp"
@@ -59,7 +60,11 @@ class Api final : public SupervisorObserver {
   static const sd_bus_vtable kDriverVtable[];
 
   Supervisor& sup_;
+  // Connections that get signals: only once they have sent something. A bus client's first
+  // message is Hello, and sd-bus clients fail (EIO) on anything but its reply first.
   std::vector<sd_bus*> buses_;
+  std::unordered_set<sd_bus*> attached_;
+  static int on_message(sd_bus_message* m, void* userdata, sd_bus_error*);
   std::unordered_map<std::string, uint32_t> dirty_;
   struct Pending {
     std::shared_ptr<sd_bus_message> call, reply;

@@ -607,7 +607,8 @@ void Supervisor::shutdown(std::function<void()> done) {
   log::notice("shutting down: stopping {} active job(s)", active_);
   for (auto& [id, e] : entries_) {
     core::Job& job = *e->job;
-    if (core::is_terminal(job.state())) continue;
+    // Queued jobs stay queued: they start when the daemon is back.
+    if (core::is_terminal(job.state()) || job.state() == core::JobState::Pending) continue;
     core::StopRequest req{.reason = "daemon_shutdown"};
     req.timeout = std::min(job.spec().stop_timeout, cfg_.shutdown_timeout);
     stop(job, req);
@@ -620,7 +621,7 @@ void Supervisor::shutdown(std::function<void()> done) {
         auto* self = static_cast<Supervisor*>(t->data);
         log::warning("shutdown timeout expired: killing what is left");
         for (auto& [id, e] : self->entries_)
-          if (!core::is_terminal(e->job->state()))
+          if (core::is_active(e->job->state()))
             self->stop(*e->job, core::StopRequest{.force = true, .reason = "daemon_shutdown"});
       },
       usec_to_ms_ceil(cfg_.shutdown_timeout), 0);

@@ -431,3 +431,19 @@ TEST_F(DaemonTest, DaemonRaisesItsFdLimitButJobsGetTheOriginal) {
   std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_EQ(all, std::to_string(std::min<rlim_t>(1024, ours.rlim_max)) + "\n");
 }
+
+TEST_F(DaemonTest, ClientsConnectingWhileSignalsFlowAreServed) {
+  // sd-bus clients fail with EIO if anything but the Hello reply comes first: a busy daemon must
+  // not send signals to a connection that has not spoken yet.
+  ReadyFifo ready(daemon.dir);
+  auto id =
+      bus.submit_ok({"sh", "-c",
+                     "echo ready > " + ready.path() +
+                         "; i=0; while :; do i=$(( (i + 1) % 100 )); systemd-notify --no-block PROGRESS=$i; done"});
+  ready.wait_line();
+  for (int i = 0; i < 100; ++i) {
+    Bus client(daemon.address());
+    ASSERT_EQ(client.list().size(), 1u) << "connection " << i;
+  }
+  bus.stop(id, {{"force", true}, {"wait", true}});
+}

@@ -288,7 +288,7 @@ void Bus::wait_terminal(const std::string& id) {
 
 // ---- Daemon -------------------------------------------------------------------------------
 
-Daemon::Daemon(const std::string& extra) {
+Daemon::Daemon(const std::string& extra, const std::function<void(Daemon&)>& before_start) {
   dir = temp_dir();
   state_dir = dir + "/state";
   runtime_dir = dir + "/run";
@@ -296,49 +296,99 @@ Daemon::Daemon(const std::string& extra) {
   if (mount.empty()) throw std::runtime_error("no cgroup2 mount");
   const std::string cg = "/" + fs::path(dir).filename().string();
   cgroup_fs_root = mount + cg;
-  const std::string config = dir + "/repvisord.toml";
-  std::ofstream conf(config);
+  config_path = dir + "/repvisord.toml";
+  std::ofstream conf(config_path);
   conf << "[daemon]\nfinal_kill_timeout = \"5s\"\nshutdown_timeout = \"20s\"\n" << extra << "\n";
   if (extra.find("cgroup_root") == std::string::npos) conf << "cgroup_root = \"" << cg << "\"\n";
   conf.close();
+  stderr_path_ = dir + "/daemon.log";
+  if (before_start) before_start(*this);
+  start();
+}
 
-  // Readiness comes as sd_notify READY=1 on a socket of ours, as systemd would see it.
+std::string Daemon::log() const { return read_file(stderr_path_); }
+
+namespace {
+int bind_notify_socket(const std::string& path) {
   int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
-  const std::string npath = dir + "/notify";
-  strcpy(sa.sun_path, npath.c_str());
+  strcpy(sa.sun_path, path.c_str());
+  unlink(path.c_str());
   if (bind(nfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0)
-    throw std::runtime_error("cannot bind " + npath + ": " + strerror(errno));
+    throw std::runtime_error("cannot bind " + path + ": " + strerror(errno));
+  return nfd;
+}
+}  // namespace
 
-  stderr_path_ = dir + "/daemon.log";
-  pid = fork();
-  if (pid == 0) {
-    int log = open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+pid_t Daemon::spawn(const std::string& crash_at, int notify_fd_out[1]) {
+  // Readiness comes as sd_notify READY=1 on a socket of ours, as systemd would see it.
+  const std::string npath = dir + "/notify";
+  notify_fd_out[0] = bind_notify_socket(npath);
+  pid_t child = fork();
+  if (child == 0) {
+    int log = open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(log, 2);
     setenv("NOTIFY_SOCKET", npath.c_str(), 1);
+    if (!crash_at.empty()) setenv("REPVISOR_TEST_CRASH_AT", crash_at.c_str(), 1);
     // Start the daemon with the usual low soft limit, as a shell or systemd would.
     rlimit nofile{};
     getrlimit(RLIMIT_NOFILE, &nofile);
     nofile.rlim_cur = std::min<rlim_t>(1024, nofile.rlim_max);
     setrlimit(RLIMIT_NOFILE, &nofile);
-    execl(REPVISORD_PATH, "repvisord", "--config", config.c_str(), "--state-dir", state_dir.c_str(), "--runtime-dir",
-          runtime_dir.c_str(), static_cast<char*>(nullptr));
+    execl(REPVISORD_PATH, "repvisord", "--config", config_path.c_str(), "--state-dir", state_dir.c_str(),
+          "--runtime-dir", runtime_dir.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
+  return child;
+}
+
+void Daemon::start(const std::string& crash_at) {
+  int nfd = -1;
+  pid = spawn(crash_at, &nfd);
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   const uint64_t deadline = mono_usec() + kDeadlineUsec;
   std::string got;
+  bool exited = false;
   while (got.find("READY=1") == std::string::npos) {
-    pollfd p{nfd, POLLIN, 0};
+    pollfd p[2] = {{nfd, POLLIN, 0}, {pidfd, POLLIN, 0}};
     const uint64_t now = mono_usec();
-    if (now >= deadline || poll(&p, 1, static_cast<int>((deadline - now) / 1000)) <= 0) break;
-    char buf[4096];
-    ssize_t n = recv(nfd, buf, sizeof buf, 0);
-    if (n > 0) got.assign(buf, static_cast<size_t>(n));
+    if (now >= deadline || poll(p, 2, static_cast<int>((deadline - now) / 1000)) <= 0) break;
+    if (p[0].revents & POLLIN) {
+      char buf[4096];
+      ssize_t n = recv(nfd, buf, sizeof buf, 0);
+      if (n > 0) got.assign(buf, static_cast<size_t>(n));
+    } else if (p[1].revents & POLLIN) {
+      exited = true;
+      break;
+    }
   }
   close(nfd);
-  if (got.find("READY=1") == std::string::npos)
-    throw std::runtime_error("repvisord did not become ready: " + read_file(stderr_path_));
+  close(pidfd);
+  if (got.find("READY=1") == std::string::npos) {
+    if (!exited) kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    pid = -1;
+    throw std::runtime_error("repvisord did not become ready: " + log());
+  }
+}
+
+int Daemon::start_expecting_failure(std::string* output) {
+  const size_t before = log().size();
+  int nfd = -1;
+  pid_t child = spawn("", &nfd);
+  close(nfd);
+  int status = 0;
+  waitpid(child, &status, 0);  // a refusing daemon exits at once; a hang fails the test by its timeout
+  *output = log().substr(before);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int Daemon::wait_exit() {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  pid = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 int Daemon::terminate() {

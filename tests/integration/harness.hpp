@@ -55,7 +55,9 @@ class Bus {
 
 class Daemon {
  public:
-  explicit Daemon(const std::string& extra_daemon_config = "");
+  // `before_start` runs once the directories are named, before the first start (to mount a
+  // small tmpfs on the state dir, say).
+  explicit Daemon(const std::string& extra_daemon_config = "", const std::function<void(Daemon&)>& before_start = {});
   ~Daemon();
   Daemon(const Daemon&) = delete;
 
@@ -63,11 +65,20 @@ class Daemon {
   std::string cgroup_dir() const { return cgroup_fs_root; }
   // SIGTERM and wait; returns the exit status.
   int terminate();
+  // Starts the daemon (again) on the same directories; `crash_at` sets REPVISOR_TEST_CRASH_AT.
+  // Waits for READY=1; throws if it exits first (then exit_status() tells how).
+  void start(const std::string& crash_at = "");
+  // Waits for the daemon to exit by itself; 128 + signal for a signal.
+  int wait_exit();
+  // Starts the daemon expecting it to refuse: returns its exit status and what it printed.
+  int start_expecting_failure(std::string* output);
+  std::string log() const;
 
   pid_t pid = -1;
-  std::string dir, state_dir, runtime_dir, cgroup_fs_root;
+  std::string dir, state_dir, runtime_dir, cgroup_fs_root, config_path;
 
  private:
+  pid_t spawn(const std::string& crash_at, int notify_fd_out[1]);
   std::string stderr_path_;
 };
 

@@ -1,0 +1,415 @@
+// The durable record: jobs and the audit trail survive restarts and crashes of the daemon, and
+// a crash at any point of a stop or a forced delete ends in a consistent state.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "harness.hpp"
+
+using namespace repvisor::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> polite(const ReadyFifo& f) {
+  return {"sh", "-c", "echo ready > " + f.path() + "; exec sleep 1000"};
+}
+std::vector<std::string> stubborn(const ReadyFifo& f) {
+  return {"sh", "-c", "trap '' TERM; echo ready > " + f.path() + "; exec sleep 1000"};
+}
+
+int pidfd_of(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+bool wait_gone(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  return poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000)) == 1;
+}
+
+// Event types recorded for a job, in order.
+std::vector<std::string> event_types(Bus& bus, const std::string& id) {
+  std::string out;
+  std::vector<std::string> types;
+  sd_bus_message *m = nullptr, *reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  sd_bus_message_new_method_call(bus.get(), &m, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager",
+                                 "ListEvents");
+  sd_bus_message_append(m, "a{sv}", 1, "job", "s", id.c_str());
+  if (sd_bus_call(bus.get(), m, 0, &err, &reply) < 0) {
+    ADD_FAILURE() << "ListEvents: " << (err.message ? err.message : "");
+    sd_bus_error_free(&err);
+    sd_bus_message_unref(m);
+    return types;
+  }
+  sd_bus_message_unref(m);
+  sd_bus_message_enter_container(reply, 'a', "(tsssa{sv})");
+  while (sd_bus_message_enter_container(reply, 'r', "tsssa{sv}") > 0) {
+    uint64_t ts;
+    const char *job, *type, *msg;
+    sd_bus_message_read(reply, "tsss", &ts, &job, &type, &msg);
+    types.emplace_back(type);
+    sd_bus_message_skip(reply, "a{sv}");
+    sd_bus_message_exit_container(reply);
+  }
+  sd_bus_message_unref(reply);
+  return types;
+}
+
+bool has(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+void crash(Daemon& d) {
+  kill(d.pid, SIGKILL);
+  EXPECT_EQ(d.wait_exit(), 128 + SIGKILL);
+}
+
+}  // namespace
+
+TEST(Store, JobsKeepEveryPropertyAcrossARestart) {
+  Daemon daemon;
+  std::string done, stopped, failed;
+  uint64_t created = 0;
+  {
+    Bus bus(daemon.address());
+    done = bus.submit_ok({"sh", "-c", "echo hi"}, {{"name", std::string("done")}});
+    failed = bus.submit_ok({"sh", "-c", "exit 4"});
+    ReadyFifo ready(daemon.dir);
+    stopped = bus.submit_ok(polite(ready), {{"name", std::string("stopped")}});
+    ready.wait_line();
+    bus.stop(stopped, {{"wait", true}, {"reason", std::string("maintenance")}, {"notes", std::string("n\u00e9e")}});
+    bus.wait_terminal(done);
+    bus.wait_terminal(failed);
+    created = bus.prop_t(stopped, "CreatedUSec");
+  }
+  ASSERT_EQ(daemon.terminate(), 0);
+  daemon.start();
+  Bus bus(daemon.address());
+  EXPECT_EQ(bus.list().size(), 3u);
+  EXPECT_EQ(bus.get_job("stopped").s1, "/org/repvisor1/job/" + stopped);
+  EXPECT_EQ(bus.prop_s(stopped, "State"), "cancelled");
+  EXPECT_EQ(bus.prop_s(stopped, "CancelReason"), "maintenance");
+  EXPECT_EQ(bus.prop_s(stopped, "CancelNotes"), "n\u00e9e");
+  EXPECT_EQ(bus.prop_s(stopped, "StopMode"), "graceful");
+  EXPECT_EQ(bus.prop_i(stopped, "ExitSignal"), SIGTERM);
+  EXPECT_EQ(bus.prop_t(stopped, "CreatedUSec"), created);
+  EXPECT_GT(bus.prop_t(stopped, "CancelledUSec"), 0u);
+  EXPECT_EQ(bus.prop_s(done, "State"), "completed");
+  EXPECT_EQ(bus.prop_s(failed, "State"), "failed");
+  EXPECT_EQ(bus.prop_i(failed, "ExitCode"), 4);
+  auto types = event_types(bus, stopped);
+  for (const char* t : {"submitted", "started", "stop-requested", "signal", "exited", "cancelled"})
+    EXPECT_TRUE(has(types, t)) << t;
+}
+
+TEST(Store, DeletedJobsLeaveAnAuditEntry) {
+  Daemon daemon;
+  Bus bus(daemon.address());
+  auto id = bus.submit_ok({"true"});
+  bus.wait_terminal(id);
+  ASSERT_TRUE(bus.remove(id, {{"keep_data", true}}).ok);
+  ASSERT_EQ(daemon.terminate(), 0);
+  daemon.start();
+  Bus again(daemon.address());
+  EXPECT_FALSE(again.job_exists(id));
+  auto types = event_types(again, id);
+  ASSERT_FALSE(types.empty());
+  EXPECT_EQ(types.back(), "deleted");
+  std::string out;
+  ASSERT_EQ(run_command(std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " events " + id, &out),
+            0);
+  EXPECT_NE(out.find("data kept"), std::string::npos) << out;
+}
+
+TEST(Store, SecondDaemonOnTheSameStateDirIsRefused) {
+  Daemon daemon;
+  std::string out;
+  EXPECT_EQ(daemon.start_expecting_failure(&out), 1);
+  EXPECT_NE(out.find("another repvisord (pid " + std::to_string(daemon.pid) + ") is using the state directory"),
+            std::string::npos)
+      << out;
+  Bus bus(daemon.address());  // the first one is unharmed
+  EXPECT_TRUE(bus.list().empty());
+}
+
+TEST(Store, NewerSchemaCorruptAndUnwritableDatabasesAreRefusedClearly) {
+  Daemon daemon;
+  ASSERT_EQ(daemon.terminate(), 0);
+  const std::string db = daemon.state_dir + "/repvisor.db";
+  std::string out;
+  ASSERT_EQ(run_command("sqlite3 " + db + " 'PRAGMA user_version = 99'", &out), 0) << out;
+  EXPECT_EQ(daemon.start_expecting_failure(&out), 1);
+  EXPECT_NE(out.find("schema version 99 is newer than this repvisord knows (1)"), std::string::npos) << out;
+
+  fs::remove(db + "-wal");
+  fs::remove(db + "-shm");
+  std::ofstream(db, std::ios::trunc) << std::string(8192, 'x');
+  EXPECT_EQ(daemon.start_expecting_failure(&out), 1);
+  EXPECT_NE(out.find("repvisor.db"), std::string::npos) << out;
+  EXPECT_NE(out.find("not a database"), std::string::npos) << out;
+
+  // Root ignores file modes: a read-only mount is what makes a database unwritable for it.
+  fs::remove(db);
+  ASSERT_EQ(mount("tmpfs", daemon.state_dir.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  ASSERT_EQ(mount(nullptr, daemon.state_dir.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr), 0) << strerror(errno);
+  EXPECT_EQ(daemon.start_expecting_failure(&out), 1);
+  EXPECT_NE(out.find(daemon.state_dir), std::string::npos) << out;
+  EXPECT_NE(out.find("Read-only file system"), std::string::npos) << out;
+  umount(daemon.state_dir.c_str());
+  daemon.start();  // and it comes back once the state dir is usable
+}
+
+TEST(Store, AFullDiskRefusesNewWorkAndKeepsEarlierState) {
+  Daemon daemon("", [](Daemon& d) {
+    fs::create_directories(d.state_dir);
+    ASSERT_EQ(mount("tmpfs", d.state_dir.c_str(), "tmpfs", 0, "size=2m"), 0) << strerror(errno);
+  });
+  std::string earlier;
+  {
+    Bus bus(daemon.address());
+    earlier = bus.submit_ok({"sh", "-c", "exit 0"}, {{"name", std::string("earlier")}});
+    bus.wait_terminal(earlier);
+    // Fill the file system.
+    std::string out;
+    run_command("dd if=/dev/zero of=" + daemon.state_dir + "/filler bs=4k", &out);
+    auto r = bus.submit({{"argv", std::vector<std::string>{"true"}}, {"name", std::string("later")}});
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.error_name, "org.freedesktop.DBus.Error.Failed");
+    EXPECT_NE(r.error_message.find("nothing was done"), std::string::npos) << r.error_message;
+    EXPECT_EQ(bus.get_job("later").error_name, "org.repvisor1.Error.NoSuchJob") << "an unrecorded job must not exist";
+    EXPECT_EQ(bus.prop_s(earlier, "State"), "completed");
+  }
+  fs::remove(daemon.state_dir + "/filler");
+  ASSERT_EQ(daemon.terminate(), 0);
+  daemon.start();
+  Bus bus(daemon.address());
+  EXPECT_EQ(bus.prop_s(earlier, "State"), "completed");
+  EXPECT_EQ(bus.list().size(), 1u);
+  ASSERT_EQ(daemon.terminate(), 0);
+  umount(daemon.state_dir.c_str());
+}
+
+TEST(Recovery, LiveJobIsStoppedAfterACrashByDefault) {
+  Daemon daemon;
+  std::string id;
+  int fd = -1;
+  {
+    Bus bus(daemon.address());
+    ReadyFifo ready(daemon.dir);
+    id = bus.submit_ok(polite(ready));
+    ready.wait_line();
+    fd = pidfd_of(static_cast<pid_t>(bus.prop_i(id, "MainPID")));
+  }
+  crash(daemon);
+  pollfd p{fd, POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0) << "the job died with the daemon";
+  daemon.start();
+  Bus bus(daemon.address());
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "cancelled");
+  EXPECT_EQ(bus.prop_s(id, "CancelReason"), "daemon_restart");
+  EXPECT_TRUE(wait_gone(fd));
+  close(fd);
+  EXPECT_TRUE(has(event_types(bus, id), "recovered"));
+}
+
+TEST(Recovery, AdoptedJobIsSupervisedOnAndStillTalks) {
+  Daemon daemon("recovery = \"adopt\"");
+  const std::string go = daemon.dir + "/go";
+  ASSERT_EQ(mkfifo(go.c_str(), 0600), 0);
+  std::string id;
+  pid_t main_pid = 0;
+  {
+    Bus bus(daemon.address());
+    ReadyFifo ready(daemon.dir);
+    id = bus.submit_ok({"sh", "-c",
+                        "echo ready > " + ready.path() + "; read x < " + go +
+                            "; systemd-notify PROGRESS=77 PHASE=after-restart; exec sleep 1000"});
+    ready.wait_line();
+    main_pid = static_cast<pid_t>(bus.prop_i(id, "MainPID"));
+  }
+  crash(daemon);
+  daemon.start();
+  Bus bus(daemon.address());
+  EXPECT_EQ(bus.prop_s(id, "State"), "running");
+  EXPECT_EQ(bus.prop_i(id, "MainPID"), main_pid);
+  std::ofstream(go) << "go\n";
+  bus.wait_until(id, [&](Bus& b) { return b.prop_s(id, "Phase") == "after-restart"; });
+  auto r = bus.stop(id, {{"wait", true}});
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(std::get<std::string>(r.dict["state"]), "cancelled");
+  EXPECT_TRUE(has(event_types(bus, id), "adopted"));
+}
+
+TEST(Recovery, JobThatEndedWhileTheDaemonWasDownIsInterrupted) {
+  Daemon daemon;
+  const std::string go = daemon.dir + "/go";
+  ASSERT_EQ(mkfifo(go.c_str(), 0600), 0);
+  std::string id;
+  int fd = -1;
+  {
+    Bus bus(daemon.address());
+    id = bus.submit_ok({"sh", "-c", "read x < " + go});
+    bus.wait_state(id, "running");
+    fd = pidfd_of(static_cast<pid_t>(bus.prop_i(id, "MainPID")));
+  }
+  crash(daemon);
+  std::ofstream(go) << "go\n";
+  ASSERT_TRUE(wait_gone(fd));
+  close(fd);
+  daemon.start();
+  Bus bus(daemon.address());
+  EXPECT_EQ(bus.prop_s(id, "State"), "failed");
+  EXPECT_EQ(bus.prop_s(id, "CancelReason"), "interrupted");
+  EXPECT_NE(bus.prop_s(id, "StatusText").find("exit status unknown"), std::string::npos);
+}
+
+TEST(Recovery, PendingJobsStayQueuedAndStartAfterARestart) {
+  Daemon daemon("max_concurrent_jobs = 1");
+  std::string first, second;
+  {
+    Bus bus(daemon.address());
+    ReadyFifo ready(daemon.dir);
+    first = bus.submit_ok(polite(ready));
+    second = bus.submit_ok({"true"});
+    ready.wait_line();
+    EXPECT_EQ(bus.prop_s(second, "State"), "pending");
+  }
+  crash(daemon);
+  daemon.start();
+  Bus bus(daemon.address());
+  bus.wait_terminal(first);
+  EXPECT_EQ(bus.prop_s(first, "CancelReason"), "daemon_restart");
+  bus.wait_terminal(second);
+  EXPECT_EQ(bus.prop_s(second, "State"), "completed");
+}
+
+// A crash at each point of a stop: the restarted daemon ends the job consistently.
+class CrashDuringStop : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(CrashDuringStop, EndsConsistently) {
+  const std::string point = GetParam();
+  Daemon daemon;
+  ASSERT_EQ(daemon.terminate(), 0);
+  daemon.start(point);
+  std::string id;
+  int fd = -1;
+  {
+    Bus bus(daemon.address());
+    ReadyFifo ready(daemon.dir);
+    id = bus.submit_ok(point == "stop-escalate" ? stubborn(ready) : polite(ready));
+    ready.wait_line();
+    fd = pidfd_of(static_cast<pid_t>(bus.prop_i(id, "MainPID")));
+    const bool force = point == "cleanup";
+    auto r = bus.stop(id, {{"force", force},
+                           {"timeout_usec", uint64_t{200'000}},
+                           {"reason", std::string("maint")},
+                           {"notes", std::string("window")},
+                           {"wait", point == "cleanup"}});
+    // Answered only when it was recorded and before the crash point, or not at all.
+    if (r.ok) EXPECT_EQ(std::get<std::string>(r.dict["reason"]), "maint");
+  }
+  EXPECT_EQ(daemon.wait_exit(), 128 + SIGKILL) << "the crash point " << point << " was not reached";
+  daemon.start();
+  Bus bus(daemon.address());
+  bus.wait_terminal(id);
+  const std::string state = bus.prop_s(id, "State");
+  const std::string reason = bus.prop_s(id, "CancelReason");
+  if (point == "stop-before-signal") {
+    EXPECT_EQ(state, "cancelled");
+    EXPECT_EQ(reason, "daemon_restart");
+  } else if (point == "stop-after-signal") {
+    // The stop was never acknowledged: either the job was still there and was stopped, or it
+    // had died of the signal meanwhile.
+    EXPECT_TRUE((state == "cancelled" && reason == "daemon_restart") || (state == "failed" && reason == "interrupted"))
+        << state << " " << reason;
+  } else {
+    // The stop was acknowledged (recorded): it is carried through as asked.
+    EXPECT_EQ(state, "cancelled");
+    EXPECT_EQ(reason, "maint");
+    EXPECT_EQ(bus.prop_s(id, "CancelNotes"), "window");
+  }
+  EXPECT_TRUE(wait_gone(fd));
+  close(fd);
+  EXPECT_FALSE(fs::exists(daemon.cgroup_dir() + "/job-" + id));
+  EXPECT_FALSE(fs::exists(daemon.runtime_dir + "/jobs/" + id));
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, CrashDuringStop,
+                         ::testing::Values("stop-before-signal", "stop-after-signal", "stop-escalate", "cleanup"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+TEST(Recovery, ForcedDeleteInterruptedByACrashFinishesDeleting) {
+  Daemon daemon;
+  ASSERT_EQ(daemon.terminate(), 0);
+  daemon.start("delete-before-remove");
+  std::string id, log;
+  {
+    Bus bus(daemon.address());
+    ReadyFifo ready(daemon.dir);
+    id = bus.submit_ok(stubborn(ready));
+    ready.wait_line();
+    log = bus.prop_s(id, "LogPath");
+    auto r = bus.remove(id, {{"force", true}});
+    EXPECT_FALSE(r.ok) << "the daemon should have died before answering";
+  }
+  EXPECT_EQ(daemon.wait_exit(), 128 + SIGKILL);
+  daemon.start();
+  Bus bus(daemon.address());
+  EXPECT_FALSE(bus.job_exists(id));
+  EXPECT_FALSE(fs::exists(log));
+  auto types = event_types(bus, id);
+  ASSERT_FALSE(types.empty());
+  EXPECT_TRUE(has(types, "delete-requested"));
+  EXPECT_EQ(types.back(), "deleted");
+}
+
+TEST(Recovery, StrayCgroupsAndRuntimeFilesAreCleaned) {
+  Daemon daemon;
+  ASSERT_EQ(daemon.terminate(), 0);
+  // A cgroup no job owns, with a process in it.
+  const std::string stray = daemon.cgroup_dir() + "/job-0123456789abcdef0123456789abcdef";
+  fs::create_directories(stray);
+  int ready[2];
+  ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    std::ofstream(stray + "/cgroup.procs") << getpid() << std::endl;
+    char c = 1;
+    if (write(ready[1], &c, 1) != 1) _exit(126);
+    execlp("sleep", "sleep", "1000", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(ready[1]);
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);  // it is in the cgroup now
+  close(ready[0]);
+  fs::create_directories(daemon.runtime_dir + "/jobs/fedcba9876543210fedcba9876543210");
+  daemon.start();
+  int status = 0;
+  waitpid(child, &status, 0);  // killed by the daemon's clean-up
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_FALSE(fs::exists(daemon.runtime_dir + "/jobs/fedcba9876543210fedcba9876543210"));
+  // The daemon removes the cgroup once the kernel reports it empty: wait for that event.
+  int in = inotify_init1(IN_CLOEXEC);
+  inotify_add_watch(in, daemon.cgroup_dir().c_str(), IN_DELETE);
+  if (fs::exists(stray)) {
+    pollfd p{in, POLLIN, 0};
+    EXPECT_EQ(poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000)), 1) << "stray cgroup never removed";
+  }
+  close(in);
+  EXPECT_FALSE(fs::exists(stray));
+  EXPECT_NE(daemon.log().find("stray cgroup"), std::string::npos);
+}

@@ -527,6 +527,9 @@ void Supervisor::begin_cleanup(core::Job& job) {
   }
   std::error_code ec;
   fs::remove_all(cfg_.runtime_dir + "/jobs/" + job.id(), ec);
+  if (error.empty())
+    event(job, "cleanup",
+          e.in_cgroup ? "cgroup " + cgroup_name(job) + " and runtime files removed" : "runtime files removed");
   job.on_cleanup_done(error.empty(), error);
 }
 

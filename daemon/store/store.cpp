@@ -1,6 +1,8 @@
 #include "store/store.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 namespace repvisor::store {
 
@@ -82,7 +84,16 @@ core::JobSpec spec_from_json(const json& j) {
   return s;
 }
 
-Store::Store(const std::string& path) : db_(path) {
+namespace {
+// The database holds job environments (which may carry secrets): root-only from its creation.
+const std::string& created_private(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd >= 0) ::close(fd);
+  return path;
+}
+}  // namespace
+
+Store::Store(const std::string& path) : db_(created_private(path)) {
   try {
     // WAL: readers never block the writer; synchronous=FULL: a commit is on disk when it returns.
     db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");

@@ -113,6 +113,11 @@ void Supervisor::recover_job(Entry& e) {
                           .reason = job.cancel_reason.empty() ? "daemon_restart" : job.cancel_reason,
                           .notes = job.cancel_notes,
                           .uid = job.requested_by_uid};
+    if (!req.force && job.stop_timeout_used != 0 && job.stop_timeout_used != USEC_INFINITY) {
+      // What is left of the stop timeout the job was given, not a fresh one.
+      const usec_t deadline = job.stop_requested_usec + job.stop_timeout_used, t = now();
+      req.timeout = deadline > t ? deadline - t : 1;
+    }
     job.stop_requested = false;
     job.stop_mode = core::StopMode::None;
     event(job, "recovered", "stop in flight when the daemon stopped: carrying it through");

@@ -171,13 +171,18 @@ Props read_props(sd_bus_message* m) {
 
 Client::Client(const std::string& address) {
   check(sd_bus_new(&bus_), "sd_bus_new");
-  check(sd_bus_set_address(bus_, address.c_str()), "address");
+  if (int r = sd_bus_set_address(bus_, address.c_str()); r < 0) {
+    bus_ = sd_bus_flush_close_unref(bus_);
+    throw CtlError(kExitUsage, fmt::format("invalid address '{}': {}", address, strerror(-r)));
+  }
   // A bus client: sends Hello, as busctl does; the daemon's private socket answers it.
   sd_bus_set_bus_client(bus_, 1);
   int r = sd_bus_start(bus_);
-  if (r < 0)
+  if (r < 0) {
+    bus_ = sd_bus_flush_close_unref(bus_);  // the destructor does not run for a throwing constructor
     throw CtlError(kExitUnreachable, fmt::format("cannot connect to repvisord at {}: {}", address, strerror(-r)),
                    "is repvisord running? Use --runtime-dir or --address to reach a daemon started elsewhere");
+  }
 }
 
 Client::~Client() { sd_bus_flush_close_unref(bus_); }

@@ -1,8 +1,28 @@
 #!/usr/bin/env bash
 # The one test command: install dependencies, build, run every test (README and .ci/run call it).
+# Then the same suite again built with AddressSanitizer + UndefinedBehaviorSanitizer (halting on
+# the first error), and clang-tidy with the repo's config. SANITIZE=0 / TIDY=0 skip those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/deps.sh
 bash tools/build.sh
-cd build
-ctest --output-on-failure -j"$(nproc)" --timeout 300
+(cd build && ctest --output-on-failure -j"$(nproc)" --timeout 300)
+
+if [[ ${SANITIZE:-1} == 1 ]]; then
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+    -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" >/dev/null
+  cmake --build build-asan -j"$(nproc)"
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    ctest --output-on-failure -j"$(nproc)" --timeout 300)
+fi
+
+if [[ ${TIDY:-1} == 1 ]]; then
+  echo "clang-tidy: checking daemon/ ctl/ tests/"
+  git ls-files 'daemon/*.cpp' 'ctl/*.cpp' 'tests/*.cpp' |
+    xargs -P"$(nproc)" -n4 clang-tidy -p build --quiet 2>/dev/null | tee build/clang-tidy.log
+  if grep -qE '(warning|error):' build/clang-tidy.log; then
+    echo "clang-tidy found problems (above)" >&2
+    exit 1
+  fi
+  echo "clang-tidy: clean"
+fi

@@ -266,7 +266,8 @@ void Supervisor::delete_job(core::Job& job, const DeleteOptions& opts, const Cal
 void Supervisor::finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller) {
   CallerScope scope(caller_, caller);
   crash_point("delete-before-remove");
-  const std::string id = job.id();
+  // A copy on purpose: remove_entry() below destroys the job, and with it job.id().
+  const std::string id = job.id();  // NOLINT(performance-unnecessary-copy-initialization)
   auto details = caller_details(caller);
   details["name"] = job.spec().name;
   details["state"] = core::to_string(job.state());

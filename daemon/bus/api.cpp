@@ -207,7 +207,8 @@ void Api::flush(const std::string& commit_error) {
     if (what & core::kChangedExit) names.insert(names.end(), {"ExitCode", "ExitSignal"});
     if (what & core::kChangedTimes) names.insert(names.end(), {"StartedUSec", "FinishedUSec", "CancelledUSec"});
     if (what & core::kChangedStatus) names.push_back("StatusText");
-    if (what & core::kChangedProgress) names.insert(names.end(), {"Phase", "Progress"});
+    if (what & core::kChangedProgress) names.insert(names.end(), {"Phase", "Progress", "BytesDone", "BytesTotal"});
+    if (what & core::kChangedCheckpoint) names.push_back("Checkpoint");
     names.push_back(nullptr);
     const std::string path = job_path(id);
     for (sd_bus* b : buses_)

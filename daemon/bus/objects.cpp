@@ -284,6 +284,9 @@ struct JobMethods {
       if (p == "ExitCode") return sd_bus_message_append(reply, "i", j.exit_code);
       if (p == "ExitSignal") return sd_bus_message_append(reply, "i", j.exit_signal);
       if (p == "LogPath") return sd_bus_message_append(reply, "s", api.supervisor().log_path(j).c_str());
+      if (p == "BytesDone") return sd_bus_message_append(reply, "t", j.bytes_done);
+      if (p == "BytesTotal") return sd_bus_message_append(reply, "t", j.bytes_total);
+      if (p == "Checkpoint") return sd_bus_message_append(reply, "s", j.checkpoint.c_str());
       if (p == "StopTimeoutUSec") return sd_bus_message_append(reply, "t", j.spec().stop_timeout);
       if (p == "StopSignal") return sd_bus_message_append(reply, "i", j.spec().stop_signal);
       if (p == "KillMode") return sd_bus_message_append(reply, "s", core::to_string(j.spec().kill_mode));
@@ -314,6 +317,9 @@ const sd_bus_vtable Api::kJobVtable[] = {
     JOB_PROPERTY("Phase", "s", kChange),
     JOB_PROPERTY("Progress", "d", kChange),
     JOB_PROPERTY("StatusText", "s", kChange),
+    JOB_PROPERTY("BytesDone", "t", kChange),
+    JOB_PROPERTY("BytesTotal", "t", kChange),
+    JOB_PROPERTY("Checkpoint", "s", kChange),
     JOB_PROPERTY("MainPID", "u", kChange),
     JOB_PROPERTY("Argv", "as", kConst),
     JOB_PROPERTY("CreatedUSec", "t", kConst),

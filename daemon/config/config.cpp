@@ -50,6 +50,8 @@ void parse_daemon(const std::string& source, const toml::table& t, Config& c) {
       c.stop_timeout = get_timespan(source, node, key);
     } else if (k == "final_kill_timeout") {
       c.final_kill_timeout = get_timespan(source, node, key);
+    } else if (k == "max_stop_extension") {
+      c.max_stop_extension = get_timespan(source, node, key);
     } else if (k == "shutdown_timeout") {
       c.shutdown_timeout = get_timespan(source, node, key);
     } else if (k == "cgroup_root") {

@@ -151,12 +151,14 @@ void Job::enter_stop_sigterm(usec_t timeout) {
                                                                : std::string("every process"),
                             r < 0 ? fmt::format(" (failed: {})", strerror(-r)) : ""));
   stop_timeout_used = timeout;
+  stop_deadline_usec = timeout == USEC_INFINITY ? 0 : driver_.now() + timeout;
   if (timeout != USEC_INFINITY) driver_.arm_timer(*this, timeout);
   set_state(JobState::Stopping, SubState::StopSigterm);
 }
 
 void Job::enter_stop_sigkill(SubState sub) {
   driver_.disarm_timer(*this);
+  stop_deadline_usec = 0;
   int r = driver_.kill_tree(*this);
   driver_.event(
       *this, "signal",
@@ -308,6 +310,38 @@ void Job::set_progress(std::string new_phase, double new_progress) {
   phase = std::move(new_phase);
   progress = new_progress;
   driver_.changed(*this, kChangedProgress);
+}
+
+void Job::set_bytes(std::optional<uint64_t> done, std::optional<uint64_t> total) {
+  const uint64_t d = done.value_or(bytes_done), t = total.value_or(bytes_total);
+  if (d == bytes_done && t == bytes_total) return;
+  bytes_done = d;
+  bytes_total = t;
+  driver_.changed(*this, kChangedProgress);
+}
+
+void Job::set_checkpoint(std::string cp) {
+  if (cp == checkpoint) return;
+  checkpoint = std::move(cp);
+  driver_.changed(*this, kChangedCheckpoint);
+}
+
+void Job::extend_stop_timeout(usec_t usec, usec_t max_extension) {
+  if (sub_state_ != SubState::StopSigterm || stop_deadline_usec == 0) return;
+  const usec_t now = driver_.now();
+  const usec_t limit = stop_requested_usec + stop_timeout_used + max_extension;
+  usec_t wanted = usec > USEC_INFINITY - now ? USEC_INFINITY : now + usec;
+  const bool capped = wanted > limit;
+  if (capped) wanted = limit;
+  if (wanted <= stop_deadline_usec) {
+    if (capped) driver_.event(*this, "extend-refused", "stop timeout extension refused: the maximum is reached");
+    return;
+  }
+  stop_deadline_usec = wanted;
+  driver_.arm_timer(*this, wanted - now);
+  driver_.event(*this, "stop-extended",
+                fmt::format("stop timeout extended by the job to {} from now{}", format_timespan(wanted - now),
+                            capped ? " (capped at the configured maximum)" : ""));
 }
 
 void Job::set_status_text(std::string text) {

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,11 +43,12 @@ bool is_active(JobState s);
 enum Changed : uint32_t {
   kChangedState = 1u << 0,  // State, SubState
   kChangedPid = 1u << 1,
-  kChangedStop = 1u << 2,      // StopRequestedUSec, StopMode, CancelReason, CancelNotes, RequestedByUID
-  kChangedExit = 1u << 3,      // ExitCode, ExitSignal
-  kChangedTimes = 1u << 4,     // StartedUSec, FinishedUSec, CancelledUSec
-  kChangedStatus = 1u << 5,    // StatusText
-  kChangedProgress = 1u << 6,  // Phase, Progress
+  kChangedStop = 1u << 2,        // StopRequestedUSec, StopMode, CancelReason, CancelNotes, RequestedByUID
+  kChangedExit = 1u << 3,        // ExitCode, ExitSignal
+  kChangedTimes = 1u << 4,       // StartedUSec, FinishedUSec, CancelledUSec
+  kChangedStatus = 1u << 5,      // StatusText
+  kChangedProgress = 1u << 6,    // Phase, Progress, BytesDone, BytesTotal
+  kChangedCheckpoint = 1u << 7,  // Checkpoint: durable at once
 };
 
 struct StopRequest {
@@ -110,6 +112,11 @@ class Job {
   // Progress reported by the job (notify protocol).
   void set_progress(std::string phase, double progress);
   void set_status_text(std::string text);
+  void set_bytes(std::optional<uint64_t> done, std::optional<uint64_t> total);
+  void set_checkpoint(std::string checkpoint);
+  // EXTEND_TIMEOUT_USEC during a graceful stop: the SIGKILL deadline moves to now + usec, never
+  // past stop start + stop timeout + max_extension. Ignored in any other state.
+  void extend_stop_timeout(usec_t usec, usec_t max_extension);
 
   const std::string& id() const { return id_; }
   const JobSpec& spec() const { return spec_; }
@@ -134,6 +141,9 @@ class Job {
   uint32_t delete_uid = 0;
   std::string status_text, phase;
   double progress = -1;
+  uint64_t bytes_done = 0, bytes_total = 0;
+  std::string checkpoint;
+  usec_t stop_deadline_usec = 0;  // when the stop signal phase ends (realtime), 0 when not in it
   std::vector<pid_t> stuck_pids;
   usec_t stop_timeout_used = 0;
 

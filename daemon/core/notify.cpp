@@ -85,6 +85,20 @@ bool parse_notify(std::string_view data, NotifyMessage* out, std::string* error)
         return false;
       }
       m.phase = std::string(value);
+    } else if (key == "BYTES_DONE" || key == "BYTES_TOTAL" || key == "EXTEND_TIMEOUT_USEC") {
+      uint64_t v = 0;
+      const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (ec != std::errc() || ptr != value.data() + value.size() || value.empty()) {
+        *error = fmt::format("line {}: {} '{}' is not an unsigned integer", line_no, key, value);
+        return false;
+      }
+      (key == "BYTES_DONE" ? m.bytes_done : key == "BYTES_TOTAL" ? m.bytes_total : m.extend_timeout_usec) = v;
+    } else if (key == "CHECKPOINT") {
+      if (value.size() > kCheckpointMax) {
+        *error = fmt::format("line {}: CHECKPOINT longer than {} bytes", line_no, kCheckpointMax);
+        return false;
+      }
+      m.checkpoint = std::string(value);
     } else if (key == "PROGRESS") {
       double p = 0;
       const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), p);

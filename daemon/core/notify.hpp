@@ -13,10 +13,15 @@ struct NotifyMessage {
   bool ready = false;
   bool stopping = false;
   bool barrier = false;
-  std::optional<std::string> status;  // STATUS=
-  std::optional<std::string> phase;   // PHASE=
-  std::optional<double> progress;     // PROGRESS= 0..100
+  std::optional<std::string> status;                // STATUS=
+  std::optional<std::string> phase;                 // PHASE=
+  std::optional<double> progress;                   // PROGRESS= 0..100
+  std::optional<uint64_t> bytes_done, bytes_total;  // BYTES_DONE=, BYTES_TOTAL=
+  std::optional<std::string> checkpoint;            // CHECKPOINT= (opaque, at most 4 KiB)
+  std::optional<uint64_t> extend_timeout_usec;      // EXTEND_TIMEOUT_USEC=
 };
+
+inline constexpr size_t kCheckpointMax = 4096;
 
 // False with *error naming the offending line when the message is malformed; a malformed
 // message is dropped whole. Unknown keys (MAINPID=, WATCHDOG=, ...) are accepted and ignored.

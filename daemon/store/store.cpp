@@ -1,8 +1,10 @@
 #include "store/store.hpp"
 
 #include <fcntl.h>
+
 #include <fmt/format.h>
 #include <unistd.h>
+#include <algorithm>
 
 namespace repvisor::store {
 
@@ -56,6 +58,12 @@ CREATE INDEX events_by_time ON events(ts_usec);
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 )sql",
+    // 2: what a replication worker reports (notify BYTES_DONE/BYTES_TOTAL/CHECKPOINT).
+    R"sql(
+ALTER TABLE jobs ADD COLUMN bytes_done INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN bytes_total INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN checkpoint TEXT NOT NULL DEFAULT '';
+)sql",
 };
 constexpr int kKnownVersion = static_cast<int>(std::size(kMigrations));
 static_assert(kKnownVersion == kSchemaVersion);
@@ -93,26 +101,27 @@ const std::string& created_private(const std::string& path) {
 }
 }  // namespace
 
-Store::Store(const std::string& path) : db_(created_private(path)) {
+Store::Store(const std::string& path, int schema) : db_(created_private(path)) {
   try {
     // WAL: readers never block the writer; synchronous=FULL: a commit is on disk when it returns.
     db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
-    migrate();
+    migrate(schema);
   } catch (const StoreError& e) {
     throw StoreError(std::string(e.what()) + " (is the file a repvisor database, and writable?)");
   }
+  if (schema != kSchemaVersion) return;  // an old schema, for migration tests: read-only use
   upsert_ = std::make_unique<Stmt>(db_, R"sql(
 INSERT INTO jobs (id, name, spec, state, sub_state, main_pid, main_start_time, created_usec, started_usec,
   stop_requested_usec, finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason,
   cancel_notes, requested_by_uid, exit_code, exit_signal, exit_unknown, start_error, status_text, phase, progress,
-  delete_requested, delete_keep_data, delete_uid)
+  delete_requested, delete_keep_data, delete_uid, bytes_done, bytes_total, checkpoint)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-  ?25, ?26, ?27, ?28)
+  ?25, ?26, ?27, ?28, ?29, ?30, ?31)
 ON CONFLICT(id) DO UPDATE SET state=?4, sub_state=?5, main_pid=?6, main_start_time=?7, started_usec=?9,
   stop_requested_usec=?10, finished_usec=?11, cancelled_usec=?12, stop_requested=?13, stop_mode=?14,
   stop_timeout_usec=?15, cancel_reason=?16, cancel_notes=?17, requested_by_uid=?18, exit_code=?19, exit_signal=?20,
   exit_unknown=?21, start_error=?22, status_text=?23, phase=?24, progress=?25, delete_requested=?26,
-  delete_keep_data=?27, delete_uid=?28
+  delete_keep_data=?27, delete_uid=?28, bytes_done=?29, bytes_total=?30, checkpoint=?31
 )sql");
   delete_ = std::make_unique<Stmt>(db_, "DELETE FROM jobs WHERE id = ?1");
   insert_event_ = std::make_unique<Stmt>(
@@ -121,7 +130,7 @@ ON CONFLICT(id) DO UPDATE SET state=?4, sub_state=?5, main_pid=?6, main_start_ti
 
 Store::~Store() = default;
 
-void Store::migrate() {
+void Store::migrate(int up_to) {
   Stmt v(db_, "PRAGMA user_version");
   v.step();
   const int version = static_cast<int>(v.i64(0));
@@ -131,7 +140,7 @@ void Store::migrate() {
         fmt::format("{}: database schema version {} is newer than this repvisord knows ({}); "
                     "run a newer repvisord or restore a backup",
                     db_.path(), version, kKnownVersion));
-  for (int from = version; from < kKnownVersion; ++from) {
+  for (int from = version; from < std::min(up_to, kKnownVersion); ++from) {
     db_.exec("BEGIN IMMEDIATE");
     try {
       db_.exec(kMigrations[from]);
@@ -190,7 +199,10 @@ void Store::write_job(const core::Job& j) {
       .bind(25, j.progress)
       .bind(26, static_cast<int>(j.delete_requested))
       .bind(27, static_cast<int>(j.delete_keep_data))
-      .bind(28, j.delete_uid);
+      .bind(28, j.delete_uid)
+      .bind(29, j.bytes_done)
+      .bind(30, j.bytes_total)
+      .bind(31, j.checkpoint);
   s.run();
 }
 
@@ -223,7 +235,7 @@ std::vector<std::unique_ptr<core::Job>> Store::load(core::JobDriver& driver, use
 SELECT id, spec, state, sub_state, main_pid, main_start_time, created_usec, started_usec, stop_requested_usec,
   finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason, cancel_notes,
   requested_by_uid, exit_code, exit_signal, exit_unknown, start_error, status_text, phase, progress,
-  delete_requested, delete_keep_data, delete_uid
+  delete_requested, delete_keep_data, delete_uid, bytes_done, bytes_total, checkpoint
 FROM jobs ORDER BY created_usec)sql");
   while (s.step()) {
     const std::string id = s.text(0);
@@ -264,6 +276,9 @@ FROM jobs ORDER BY created_usec)sql");
     job->delete_requested = s.i64(24) != 0;
     job->delete_keep_data = s.i64(25) != 0;
     job->delete_uid = static_cast<uint32_t>(s.i64(26));
+    job->bytes_done = static_cast<uint64_t>(s.i64(27));
+    job->bytes_total = static_cast<uint64_t>(s.i64(28));
+    job->checkpoint = s.text(29);
     out.push_back(std::move(job));
   }
   return out;

@@ -15,7 +15,7 @@
 
 namespace repvisor::store {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 struct Event {
   usec_t ts_usec = 0;
@@ -32,7 +32,8 @@ struct EventFilter {
 class Store {
  public:
   // Opens or creates STATE_DIR/repvisor.db, runs migrations. Throws StoreError with a sentence.
-  explicit Store(const std::string& path);
+  // `schema` is for tests that need an old schema to migrate from.
+  explicit Store(const std::string& path, int schema = kSchemaVersion);
   ~Store();
 
   // Queued for the next commit.
@@ -54,7 +55,7 @@ class Store {
   const std::string& path() const { return db_.path(); }
 
  private:
-  void migrate();
+  void migrate(int up_to);
   void write_job(const core::Job& job);
 
   Db db_;

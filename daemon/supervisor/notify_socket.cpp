@@ -101,7 +101,14 @@ void Supervisor::on_notify(Entry& e) {
       log::warning("job {}: malformed notify message from pid {} dropped: {}", job.id(), cred->pid, error);
       continue;
     }
+    if (msg.checkpoint && !core::valid_utf8(*msg.checkpoint)) {
+      log::warning("job {}: checkpoint from pid {} is not UTF-8 text; dropped", job.id(), cred->pid);
+      msg.checkpoint.reset();
+    }
     if (msg.status) job.set_status_text(*msg.status);
+    if (msg.bytes_done || msg.bytes_total) job.set_bytes(msg.bytes_done, msg.bytes_total);
+    if (msg.checkpoint) job.set_checkpoint(*msg.checkpoint);
+    if (msg.extend_timeout_usec) job.extend_stop_timeout(*msg.extend_timeout_usec, cfg_.max_stop_extension);
     if (msg.phase || msg.progress)
       job.set_progress(msg.phase ? *msg.phase : job.phase, msg.progress ? *msg.progress : job.progress);
     if (msg.ready) event(job, "ready", "the job reported READY=1");

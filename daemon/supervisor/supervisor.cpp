@@ -535,7 +535,9 @@ void Supervisor::begin_cleanup(core::Job& job) {
 }
 
 void Supervisor::changed(core::Job& job, uint32_t what) {
-  store_->save(job);
+  // Progress and status are informative and may change many times a second: they are written
+  // with the job's next durable change, not each on their own.
+  if (what & ~(core::kChangedProgress | core::kChangedStatus)) store_->save(job);
   if (observer_) observer_->job_changed(job, what);
 }
 

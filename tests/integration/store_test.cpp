@@ -147,7 +147,7 @@ TEST(Store, NewerSchemaCorruptAndUnwritableDatabasesAreRefusedClearly) {
   std::string out;
   ASSERT_EQ(run_command("sqlite3 " + db + " 'PRAGMA user_version = 99'", &out), 0) << out;
   EXPECT_EQ(daemon.start_expecting_failure(&out), 1);
-  EXPECT_NE(out.find("schema version 99 is newer than this repvisord knows (1)"), std::string::npos) << out;
+  EXPECT_NE(out.find("schema version 99 is newer than this repvisord knows (2)"), std::string::npos) << out;
 
   fs::remove(db + "-wal");
   fs::remove(db + "-shm");

@@ -71,6 +71,7 @@ TEST(Config, ShippedDefaultFileParsesToTheDefaults) {
   EXPECT_EQ(shipped.shutdown_timeout, defaults.shutdown_timeout);
   EXPECT_EQ(shipped.cgroup_root, defaults.cgroup_root);
   EXPECT_EQ(shipped.recovery, defaults.recovery);
+  EXPECT_EQ(shipped.max_stop_extension, defaults.max_stop_extension);
   EXPECT_EQ(shipped.state_dir, defaults.state_dir);
   EXPECT_EQ(shipped.runtime_dir, defaults.runtime_dir);
 }

@@ -1,0 +1,101 @@
+// The store on a real SQLite file: migrations, round trips, the append-only trail.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "core/job.hpp"
+#include "store/sqlite.hpp"
+#include "store/store.hpp"
+
+using namespace repvisor;
+namespace fs = std::filesystem;
+
+namespace {
+
+class NullDriver : public core::JobDriver {
+ public:
+  int spawn(core::Job&) override { return -ENOSYS; }
+  int signal_main(core::Job&, int) override { return 0; }
+  int signal_tree(core::Job&, int) override { return 0; }
+  int kill_tree(core::Job&) override { return 0; }
+  void arm_timer(core::Job&, usec_t) override {}
+  void disarm_timer(core::Job&) override {}
+  std::vector<pid_t> tree_pids(core::Job&) override { return {}; }
+  void begin_cleanup(core::Job& j) override { j.on_cleanup_done(true, ""); }
+  void changed(core::Job&, uint32_t) override {}
+  void finished(core::Job&) override {}
+  void event(core::Job&, std::string_view, std::string_view) override {}
+  usec_t now() override { return 1'000'000; }
+};
+
+struct StoreFile : ::testing::Test {
+  std::string dir = [] {
+    char t[] = "/tmp/repvisor-store-XXXXXX";
+    return std::string(mkdtemp(t));
+  }();
+  std::string path = dir + "/repvisor.db";
+  NullDriver driver;
+  ~StoreFile() override { fs::remove_all(dir); }
+
+  std::unique_ptr<core::Job> job(const std::string& id) {
+    core::JobSpec spec;
+    spec.argv = {"repvisor-copy", "nbd+unix:///?socket=/x", "/y"};
+    spec.name = "disk-" + id.substr(0, 4);
+    spec.env = {{"A", "b"}};
+    return std::make_unique<core::Job>(driver, id, spec, 10 * USEC_PER_SEC);
+  }
+};
+
+}  // namespace
+
+TEST_F(StoreFile, MigratesAnOlderSchemaKeepingItsJobs) {
+  {
+    store::Store v1(path, 1);
+    EXPECT_FALSE(v1.dirty());
+  }
+  {
+    // Write a version-1 row by hand, as a version-1 daemon would have.
+    store::Db db(path);
+    db.exec(
+        "INSERT INTO jobs (id, name, spec, state, sub_state, created_usec) VALUES "
+        "('0123456789abcdef0123456789abcdef', 'old', "
+        "'{\"argv\":[\"true\"],\"env\":{},\"kill_mode\":\"mixed\",\"name\":\"old\",\"stop_signal\":15,"
+        "\"stop_timeout_usec\":5000000,\"working_directory\":\"/\"}', 'completed', 'dead', 42)");
+  }
+  store::Store current(path);
+  auto jobs = current.load(driver, 10 * USEC_PER_SEC);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0]->spec().name, "old");
+  EXPECT_EQ(jobs[0]->state(), core::JobState::Completed);
+  EXPECT_EQ(jobs[0]->created_usec, 42u);
+  EXPECT_EQ(jobs[0]->checkpoint, "");
+  EXPECT_EQ(jobs[0]->bytes_total, 0u);
+}
+
+TEST_F(StoreFile, JobsRoundTripAndEventsAreAppendOnly) {
+  const std::string id = "fedcba9876543210fedcba9876543210";
+  {
+    store::Store s(path);
+    auto j = job(id);
+    j->checkpoint = "repvisor-copy/1 done=1048576 size=4194304";
+    j->bytes_done = 1048576;
+    j->cancel_notes = "caf\u00e9";
+    s.save(*j);
+    s.append({5, id, "submitted", "hello", {{"uid", 0}}});
+    s.commit();
+  }
+  store::Store s(path);
+  auto jobs = s.load(driver, 10 * USEC_PER_SEC);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0]->checkpoint, "repvisor-copy/1 done=1048576 size=4194304");
+  EXPECT_EQ(jobs[0]->bytes_done, 1048576u);
+  EXPECT_EQ(jobs[0]->cancel_notes, "caf\u00e9");
+  EXPECT_EQ(jobs[0]->spec().env.at("A"), "b");
+  auto events = s.events({.job = id});
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].details["uid"], 0);
+  store::Db raw(path);
+  EXPECT_THROW(raw.exec("DELETE FROM events"), store::StoreError);
+  EXPECT_THROW(raw.exec("UPDATE events SET message = 'x'"), store::StoreError);
+}

@@ -1,0 +1,67 @@
+#include "source.hpp"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+#include <vector>
+
+namespace repvisor::worker {
+
+Source::Source(const std::string& uri) : uri_(uri) {
+  h_ = nbd_create();
+  if (!h_) throw std::runtime_error(fmt::format("libnbd: {}", nbd_get_error()));
+  // Zero and hole extents need not be read: ask the server where they are.
+  if (nbd_add_meta_context(h_, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) fail("requesting block status");
+  if (nbd_connect_uri(h_, uri.c_str()) < 0) fail("cannot connect");
+  const int64_t size = nbd_get_size(h_);
+  if (size < 0) fail("cannot get the export size");
+  size_ = static_cast<uint64_t>(size);
+  block_status_ = nbd_can_meta_context(h_, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+}
+
+Source::~Source() {
+  if (h_) {
+    nbd_shutdown(h_, 0);
+    nbd_close(h_);
+  }
+}
+
+void Source::fail(const std::string& what) const {
+  throw std::runtime_error(fmt::format("{}: {}: {}", uri_, what, nbd_get_error()));
+}
+
+void Source::read(void* buf, size_t len, uint64_t offset) {
+  if (nbd_pread(h_, buf, len, offset, 0) < 0) fail(fmt::format("read of {} bytes at {}", len, offset));
+}
+
+void Source::extents(uint64_t offset, uint64_t len, const std::function<void(uint64_t, uint64_t, bool)>& fn) {
+  if (!block_status_) {
+    fn(offset, len, false);
+    return;
+  }
+  uint64_t pos = offset;
+  const uint64_t end = offset + len;
+  while (pos < end) {
+    struct Ctx {
+      std::vector<std::pair<uint64_t, bool>> entries;
+    } ctx;
+    auto cb = [](void* user, const char* metacontext, uint64_t, uint32_t* entries, size_t n, int*) -> int {
+      auto* c = static_cast<Ctx*>(user);
+      if (std::string_view(metacontext) != LIBNBD_CONTEXT_BASE_ALLOCATION) return 0;
+      for (size_t i = 0; i + 1 < n; i += 2)
+        c->entries.emplace_back(entries[i], (entries[i + 1] & LIBNBD_STATE_ZERO) != 0);
+      return 0;
+    };
+    nbd_extent_callback callback{.callback = cb, .user_data = &ctx, .free = nullptr};
+    if (nbd_block_status(h_, end - pos, pos, callback, 0) < 0) fail(fmt::format("block status at {}", pos));
+    if (ctx.entries.empty()) fail(fmt::format("block status at {} returned nothing", pos));
+    for (const auto& [length, zero] : ctx.entries) {
+      if (pos >= end || length == 0) break;
+      const uint64_t n = std::min(length, end - pos);
+      fn(pos, n, zero);
+      pos += n;
+    }
+  }
+}
+
+}  // namespace repvisor::worker

@@ -1,0 +1,31 @@
+// The copy's target: a regular file or a block device, written in place. Never truncated: a
+// resumed copy keeps what the earlier run wrote.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "util/fd.hpp"
+
+namespace repvisor::worker {
+
+class Target {
+ public:
+  // Opens (creating a file if needed) and makes sure it can hold `size` bytes: a file is
+  // extended (never shrunk), a block device must be large enough. Throws std::runtime_error.
+  Target(const std::string& path, uint64_t size);
+
+  void write(const void* buf, size_t len, uint64_t offset);
+  // Makes [offset, offset+len) read as zeros, as cheaply as the target allows.
+  void zero(uint64_t offset, uint64_t len);
+  void read(void* buf, size_t len, uint64_t offset);
+  void flush();  // fdatasync: what was written is on stable storage when it returns
+  bool is_block_device() const { return block_; }
+
+ private:
+  std::string path_;
+  Fd fd_;
+  bool block_ = false;
+  bool punch_ok_ = true;
+};
+
+}  // namespace repvisor::worker

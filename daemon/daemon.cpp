@@ -28,7 +28,7 @@ int Daemon::run() {
   signal(SIGPIPE, SIG_IGN);
   sup_ = std::make_unique<Supervisor>(&loop_, cfg_);
   sup_->init();
-  api_ = std::make_unique<bus::Api>(*sup_);
+  api_ = std::make_unique<bus::Api>(*sup_, &loop_);
   server_ = std::make_unique<bus::PrivateServer>(&loop_, *api_, cfg_.runtime_dir + "/private");
 
   retry_ = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(&loop_, t); }, this);

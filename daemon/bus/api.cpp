@@ -14,7 +14,14 @@ namespace repvisor::bus {
 
 std::string job_path(const std::string& id) { return std::string(kJobPrefix) + "/" + id; }
 
-Api::Api(Supervisor& sup) : sup_(sup) { sup_.set_observer(this); }
+namespace {
+constexpr usec_t kProgressEvery = 100 * USEC_PER_MSEC;
+}
+
+Api::Api(Supervisor& sup, uv_loop_t* loop) : sup_(sup) {
+  sup_.set_observer(this);
+  progress_timer_ = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop, t); }, this);
+}
 
 Api::~Api() { sup_.set_observer(nullptr); }
 
@@ -150,6 +157,7 @@ void Api::job_changed(const core::Job& job, uint32_t what) { dirty_[job.id()] |=
 
 void Api::job_removed(const std::string& id) {
   dirty_.erase(id);
+  last_progress_emit_.erase(id);
   // Never announced (its submission was not recorded, or it went in the same iteration): say nothing.
   if (auto it = std::find(added_.begin(), added_.end(), id); it != added_.end()) {
     added_.erase(it);
@@ -198,7 +206,19 @@ void Api::flush(const std::string& commit_error) {
     for (sd_bus* b : buses_) sd_bus_emit_properties_changed(b, kManagerPath, kManagerInterface, "JobsActive", nullptr);
   }
   if (dirty_.empty()) return;
-  for (const auto& [id, what] : dirty_) {
+  const usec_t now = now_monotonic();
+  usec_t hold_for = 0;
+  for (auto it = dirty_.begin(); it != dirty_.end();) {
+    const auto& [id, what] = *it;
+    usec_t& last = last_progress_emit_[id];
+    if ((what & ~core::kChangedProgress) == 0 && now < last + kProgressEvery) {
+      // Only progress, and too soon after the last: held back, the latest values go out later.
+      const usec_t wait = last + kProgressEvery - now;
+      hold_for = hold_for ? std::min(hold_for, wait) : wait;
+      ++it;
+      continue;
+    }
+    if (what & core::kChangedProgress) last = now;
     std::vector<const char*> names;
     if (what & core::kChangedState) names.insert(names.end(), {"State", "SubState"});
     if (what & core::kChangedPid) names.push_back("MainPID");
@@ -213,8 +233,9 @@ void Api::flush(const std::string& commit_error) {
     const std::string path = job_path(id);
     for (sd_bus* b : buses_)
       sd_bus_emit_properties_changed_strv(b, path.c_str(), kJobInterface, const_cast<char**>(names.data()));
+    it = dirty_.erase(it);
   }
-  dirty_.clear();
+  if (hold_for) uv_timer_start(progress_timer_.get(), [](uv_timer_t*) {}, (hold_for + 999) / 1000, 0);
 }
 
 }  // namespace repvisor::bus

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "supervisor/supervisor.hpp"
+#include "util/uv.hpp"
 
 namespace repvisor::bus {
 
@@ -24,7 +25,7 @@ std::string job_path(const std::string& id);
 
 class Api final : public SupervisorObserver {
  public:
-  explicit Api(Supervisor& sup);
+  Api(Supervisor& sup, uv_loop_t* loop);
   ~Api() override;
 
   // Serves the objects on `bus`. `peer_to_peer`: also answer the org.freedesktop.DBus calls a
@@ -70,7 +71,11 @@ class Api final : public SupervisorObserver {
     std::shared_ptr<sd_bus_message> call, reply;
     std::function<void()> undo;
   };
-  std::vector<std::string> added_, removed_;  // InterfacesAdded/Removed, sent after the commit
+  std::vector<std::string> added_, removed_;
+  // Progress-only changes reach clients at most kProgressEvery apart per job; the timer wakes
+  // the loop for what was held back.
+  std::unordered_map<std::string, usec_t> last_progress_emit_;
+  UvPtr<uv_timer_t> progress_timer_;  // InterfacesAdded/Removed, sent after the commit
   std::vector<Pending> pending_replies_;
   bool manager_dirty_ = false;
   uint64_t next_peer_ = 1;

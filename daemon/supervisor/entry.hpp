@@ -22,6 +22,9 @@ struct Supervisor::Entry {
   bool pidfd_is_child = true;  // false for a main process taken over after a daemon restart
   bool deleting = false;
   Supervisor* owner = nullptr;
+  // Rejected notify messages are logged a few per window, so a flood cannot fill the log.
+  usec_t reject_window_start = 0;
+  unsigned rejects_in_window = 0, rejects_suppressed = 0;
 };
 
 }  // namespace repvisor

@@ -11,6 +11,8 @@
 #include "sys/proc.hpp"
 #include "util/log.hpp"
 
+#include <fmt/format.h>
+
 namespace repvisor {
 
 namespace fs = std::filesystem;
@@ -54,6 +56,23 @@ void Supervisor::close_notify_socket(Entry& e) {
   }
 }
 
+namespace {
+constexpr usec_t kRejectWindow = 10 * USEC_PER_SEC;
+constexpr unsigned kRejectsLogged = 5;
+}  // namespace
+
+void Supervisor::reject_notify(Entry& e, const std::string& why) {
+  const usec_t t = now_monotonic();
+  if (t - e.reject_window_start >= kRejectWindow) {
+    if (e.rejects_suppressed)
+      log::warning("job {}: {} more notify messages were dropped", e.job->id(), e.rejects_suppressed);
+    e.reject_window_start = t;
+    e.rejects_in_window = e.rejects_suppressed = 0;
+  }
+  if (e.rejects_in_window++ < kRejectsLogged) log::warning("job {}: {}", e.job->id(), why);
+  else ++e.rejects_suppressed;
+}
+
 bool Supervisor::sender_belongs_to(Entry& e, pid_t pid) {
   if (pid <= 0) return false;
   if (e.in_cgroup) {
@@ -88,21 +107,21 @@ void Supervisor::on_notify(Entry& e) {
           fds.emplace_back(reinterpret_cast<const int*>(CMSG_DATA(c))[i]);
     }
     if (!cred || !sender_belongs_to(e, cred->pid)) {
-      log::warning("job {}: notify message from pid {} outside the job dropped", job.id(), cred ? cred->pid : 0);
+      reject_notify(e, fmt::format("notify message from pid {} outside the job dropped", cred ? cred->pid : 0));
       continue;
     }
     if (static_cast<size_t>(n) > core::kNotifyMaxMessage || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-      log::warning("job {}: notify message from pid {} too large ({} bytes) dropped", job.id(), cred->pid, n);
+      reject_notify(e, fmt::format("notify message from pid {} too large ({} bytes) dropped", cred->pid, n));
       continue;
     }
     core::NotifyMessage msg;
     std::string error;
     if (!core::parse_notify(std::string_view(buf, static_cast<size_t>(n)), &msg, &error)) {
-      log::warning("job {}: malformed notify message from pid {} dropped: {}", job.id(), cred->pid, error);
+      reject_notify(e, fmt::format("malformed notify message from pid {} dropped: {}", cred->pid, error));
       continue;
     }
     if (msg.checkpoint && !core::valid_utf8(*msg.checkpoint)) {
-      log::warning("job {}: checkpoint from pid {} is not UTF-8 text; dropped", job.id(), cred->pid);
+      reject_notify(e, fmt::format("checkpoint from pid {} is not UTF-8 text; dropped", cred->pid));
       msg.checkpoint.reset();
     }
     if (msg.status) job.set_status_text(*msg.status);

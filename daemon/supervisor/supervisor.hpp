@@ -124,6 +124,7 @@ class Supervisor final : public core::JobDriver {
   void close_notify_socket(Entry& e);
   void on_notify(Entry& e);
   bool sender_belongs_to(Entry& e, pid_t pid);
+  void reject_notify(Entry& e, const std::string& why);
   std::string notify_path(const core::Job& job) const;
   void reap_exiting_orphans(const std::string& cgroup);
   void start_queued();

@@ -235,7 +235,9 @@ void Api::flush(const std::string& commit_error) {
       sd_bus_emit_properties_changed_strv(b, path.c_str(), kJobInterface, const_cast<char**>(names.data()));
     it = dirty_.erase(it);
   }
-  if (hold_for) uv_timer_start(progress_timer_.get(), [](uv_timer_t*) {}, (hold_for + 999) / 1000, 0);
+  if (hold_for)
+    uv_timer_start(
+        progress_timer_.get(), [](uv_timer_t*) {}, (hold_for + 999) / 1000, 0);
 }
 
 }  // namespace repvisor::bus

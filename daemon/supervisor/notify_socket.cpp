@@ -69,8 +69,10 @@ void Supervisor::reject_notify(Entry& e, const std::string& why) {
     e.reject_window_start = t;
     e.rejects_in_window = e.rejects_suppressed = 0;
   }
-  if (e.rejects_in_window++ < kRejectsLogged) log::warning("job {}: {}", e.job->id(), why);
-  else ++e.rejects_suppressed;
+  if (e.rejects_in_window++ < kRejectsLogged)
+    log::warning("job {}: {}", e.job->id(), why);
+  else
+    ++e.rejects_suppressed;
 }
 
 bool Supervisor::sender_belongs_to(Entry& e, pid_t pid) {

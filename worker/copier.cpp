@@ -121,6 +121,7 @@ class Copy {
             written_ += l;
           }
         });
+        target_->start_writeback(off, len);
         finish(idx, len);
       }
     } catch (const std::exception& e) {

@@ -25,7 +25,7 @@ struct CopyOptions {
   unsigned connections = 4;
   std::optional<Checkpoint> resume;
   bool verify = false;
-  uint64_t checkpoint_interval_ms = 2000;
+  uint64_t checkpoint_interval_ms = 5000;
 };
 
 // Set from the signal handler: 1 = finish the chunks in flight and stop.

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   app.add_option("--resume-from", resume, "a checkpoint this tool reported (CHECKPOINT=...)");
   app.add_flag("--verify", opts.verify, "read both sides back and compare them after the copy");
   app.add_option("--checkpoint-interval", opts.checkpoint_interval_ms,
-                 "milliseconds between checkpoints (default 2000)")
+                 "milliseconds between checkpoints (default 5000); each one is an fdatasync")
       ->check(CLI::Range(10, 3600000));
   try {
     app.parse(argc, argv);

@@ -90,6 +90,11 @@ void Target::zero(uint64_t offset, uint64_t len) {
   }
 }
 
+void Target::start_writeback(uint64_t offset, uint64_t len) {
+  // Advisory: an error here only means the data goes back later, with the flush.
+  sync_file_range(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(len), SYNC_FILE_RANGE_WRITE);
+}
+
 void Target::flush() {
   if (fdatasync(fd_.get()) < 0) fail("fdatasync", path_);
 }

@@ -19,6 +19,9 @@ class Target {
   void zero(uint64_t offset, uint64_t len);
   void read(void* buf, size_t len, uint64_t offset);
   void flush();  // fdatasync: what was written is on stable storage when it returns
+  // Starts writing [offset, offset+len) back now, without waiting: keeps the page cache from
+  // piling up dirty data that a later flush (a checkpoint) would have to wait for all at once.
+  void start_writeback(uint64_t offset, uint64_t len);
   bool is_block_device() const { return block_; }
 
  private:

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -192,7 +193,15 @@ std::string stop_line(const Props& p, usec_t timeout) {
 int verb_submit(const Globals& g, const SubmitArgs& a) {
   Options spec;
   if (!a.file.empty()) spec = load_job_file(a.file);
-  if (!a.argv.empty()) spec["argv"] = a.argv;
+  if (!a.argv.empty()) {
+    std::vector<std::string> argv = a.argv;
+    // The job does not run in our working directory: a relative command is made absolute here.
+    if (argv[0].find('/') != std::string::npos && argv[0][0] != '/') {
+      char cwd[PATH_MAX];
+      if (getcwd(cwd, sizeof cwd)) argv[0] = std::string(cwd) + "/" + argv[0];
+    }
+    spec["argv"] = argv;
+  }
   if (spec.find("argv") == spec.end())
     throw CtlError(kExitUsage, "nothing to run", "give the command after --, or a job file with --file");
   if (!a.name.empty()) spec["name"] = a.name;

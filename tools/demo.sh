@@ -32,21 +32,16 @@ build/daemon/repvisord --config "$tmp/repvisord.toml" --state-dir "$tmp/state" -
 daemon_pid=$!
 for _ in $(seq 100); do ctl list >/dev/null 2>&1 && break; sleep 0.1; done
 
-# A stand-in for a disk copy: reports progress through the sd_notify protocol and, on SIGTERM,
-# finishes its current chunk before exiting (what repvisor-copy does for real).
-cat >"$tmp/fake-copy.sh" <<'SH'
-trap 'systemd-notify STOPPING=1 "STATUS=finishing the current chunk"; sleep 0.3; exit 0' TERM
-i=0
-while [ $i -lt 100 ]; do
-  i=$((i + 1))
-  systemd-notify PHASE=copy PROGRESS=$i "STATUS=copied $i of 100 chunks"
-  echo "chunk $i written"
-  sleep 0.1
-done
-SH
+# The source disk: an NBD export served by nbdkit (a 1 GiB pattern, slowed down so that the copy
+# can be watched); the job: repvisor-copy, which reports progress and checkpoints and, on
+# SIGTERM, finishes its chunks in flight and flushes before it exits.
+nbdkit -U "$tmp/source.sock" -P "$tmp/nbdkit.pid" -r --filter=delay pattern size=1G delay-read=20ms
+trap 'kill "$(cat "$tmp/nbdkit.pid")" 2>/dev/null || true; cleanup' EXIT
+source_uri="nbd+unix:///?socket=$tmp/source.sock"
+copy=(build/worker/repvisor-copy "$source_uri" "$tmp/disk0.img" --chunk-size 1M --checkpoint-interval 500)
 
-step submit --name disk0-copy -- sh "$tmp/fake-copy.sh"
-ctl submit --name disk0-copy -- sh "$tmp/fake-copy.sh"
+step submit --name disk0-copy -- repvisor-copy "$source_uri" disk0.img ...
+ctl submit --name disk0-copy -- "${copy[@]}"
 sleep 1.5
 step list
 ctl list
@@ -56,10 +51,18 @@ step stop disk0-copy --reason maintenance --notes "\"demo: stopped mid-copy\""
 ctl stop disk0-copy --reason maintenance --notes "demo: stopped mid-copy"
 step status disk0-copy
 ctl status disk0-copy
-step logs disk0-copy "| tail -3"
-ctl logs disk0-copy | tail -3
+step logs disk0-copy
+ctl logs disk0-copy
+cp_text=$(ctl status disk0-copy --json | sed -n 's/.*"Checkpoint":"\([^"]*\)".*/\1/p')
+step submit --name disk0-resume --wait -- repvisor-copy ... --resume-from "\"$cp_text\"" --verify
+ctl submit --name disk0-resume --wait -- "${copy[@]}" --resume-from "$cp_text" --verify || true
+step status disk0-resume
+ctl status disk0-resume
+step events disk0-copy
+ctl events disk0-copy
 step delete disk0-copy --yes
 ctl delete disk0-copy --yes
+ctl delete disk0-resume --yes >/dev/null
 step list --json
 ctl list --json
 

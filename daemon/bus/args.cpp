@@ -109,6 +109,9 @@ void read_dict(sd_bus_message* m, const std::function<void(Value&)>& fn) {
 void validate_job_spec(const core::JobSpec& spec) {
   if (spec.argv.empty()) invalid("argv: required, and must hold at least the command");
   if (spec.argv[0].empty()) invalid("argv: the command (argv[0]) is empty");
+  if (spec.argv[0].find('/') != std::string::npos && spec.argv[0][0] != '/')
+    invalid("argv: the command '" + spec.argv[0] +
+            "' is a relative path; give an absolute path or a command name looked up in PATH");
   if (!spec.name.empty())
     if (auto why = check_job_name(spec.name); !why.empty()) invalid("name: '" + spec.name + "': " + why);
   for (const auto& [k, v] : spec.env) {

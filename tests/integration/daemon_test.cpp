@@ -289,6 +289,7 @@ TEST_F(DaemonTest, BadSpecsAreRefusedAndCreateNothing) {
       {{{"argv", std::vector<std::string>{"true"}}, {"stop_signal", int32_t{0}}}, "stop_signal"},
       {{{"argv", std::vector<std::string>{"true"}}, {"stop_timeout_usec", uint64_t{0}}}, "stop_timeout_usec"},
       {{{"argv", std::vector<std::string>{"true"}}, {"name", std::string("a/b")}}, "name"},
+      {{{"argv", std::vector<std::string>{"bin/tool"}}}, "relative path"},
   };
   for (const auto& c : cases) {
     auto r = bus.submit(c.spec);

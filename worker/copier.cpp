@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -22,6 +23,7 @@ std::atomic<int> stop_requested{0};
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr size_t kEvictBehind = 4;  // chunks per connection left to write back before eviction
 
 bool all_zero(const char* p, size_t n) {
   // Word at a time; the tail byte by byte.
@@ -95,34 +97,95 @@ class Copy {
   }
 
  private:
+  // One chunk being copied by a connection: its data extents are read asynchronously, several
+  // chunks per connection at once, and written once all of the chunk's reads are back.
+  struct Slot {
+    bool busy = false;
+    uint64_t idx = 0, off = 0, len = 0;
+    int pending = 0, error = 0;
+    std::vector<char> buf;
+    std::vector<std::pair<uint64_t, uint64_t>> data;  // (offset, length) read into buf
+    std::function<void(int)> done;
+  };
+
+  // Claims the next chunk into `slot` and starts its reads; false when there is no more work.
+  bool start_chunk(Source& src, Slot& slot) {
+    if (stop_requested.load() || failed_.load()) return false;
+    const uint64_t idx = next_.fetch_add(1);
+    if (idx >= chunks_) return false;
+    slot.busy = true;
+    slot.idx = idx;
+    slot.off = start_ + idx * opts_.chunk_size;
+    slot.len = std::min<uint64_t>(opts_.chunk_size, size_ - slot.off);
+    slot.pending = slot.error = 0;
+    slot.data.clear();
+    src.extents(slot.off, slot.len, [&](uint64_t o, uint64_t l, bool zero) {
+      if (zero) {
+        target_->zero(o, l);
+        zeroed_ += l;
+      } else {
+        slot.data.emplace_back(o, l);
+      }
+    });
+    for (const auto& [o, l] : slot.data) {
+      ++slot.pending;
+      src.start_read(slot.buf.data() + (o - slot.off), l, o, &slot.done);
+    }
+    return true;
+  }
+
+  void complete_chunk(Slot& slot) {
+    if (slot.error) throw std::runtime_error(fmt::format("read at {}: {}", slot.off, strerror(slot.error)));
+    for (const auto& [o, l] : slot.data) {
+      const char* p = slot.buf.data() + (o - slot.off);
+      // Found all-zero by reading it: no need to store it.
+      if (all_zero(p, l)) {
+        target_->zero(o, l);
+        zeroed_ += l;
+      } else {
+        target_->write(p, l, o);
+        written_ += l;
+      }
+    }
+    target_->start_writeback(slot.off, slot.len);
+    slot.busy = false;
+    finish(slot.idx, slot.len);
+  }
+
   void copy_worker(Source& src) {
-    std::vector<char> buf(opts_.chunk_size);
+    std::vector<Slot> slots(std::max(1u, opts_.requests));
+    // What this connection wrote, oldest first: evicted once a few chunks newer are written.
+    std::deque<std::pair<uint64_t, uint64_t>> written;
+    for (auto& s : slots) {
+      s.buf.resize(opts_.chunk_size);
+      s.done = [&s](int error) {
+        if (error && !s.error) s.error = error;
+        --s.pending;
+      };
+    }
     try {
+      bool more = true;
       for (;;) {
-        if (stop_requested.load() || failed_.load()) return;
-        const uint64_t idx = next_.fetch_add(1);
-        if (idx >= chunks_) return;
-        const uint64_t off = start_ + idx * opts_.chunk_size;
-        const uint64_t len = std::min<uint64_t>(opts_.chunk_size, size_ - off);
-        src.extents(off, len, [&](uint64_t o, uint64_t l, bool zero) {
-          if (zero) {
-            target_->zero(o, l);
-            zeroed_ += l;
-            return;
+        for (auto& s : slots)
+          if (!s.busy && more) more = start_chunk(src, s);
+        bool busy = false;
+        for (auto& s : slots) {
+          if (s.busy && s.pending == 0) {
+            written.emplace_back(s.off, s.len);
+            complete_chunk(s);
+            while (written.size() > kEvictBehind) {
+              target_->evict(written.front().first, written.front().second);
+              written.pop_front();
+            }
           }
-          char* p = buf.data() + (o - off);
-          src.read(p, l, o);
-          // Found all-zero by reading it: no need to store it.
-          if (all_zero(p, l)) {
-            target_->zero(o, l);
-            zeroed_ += l;
-          } else {
-            target_->write(p, l, o);
-            written_ += l;
-          }
-        });
-        target_->start_writeback(off, len);
-        finish(idx, len);
+          busy |= s.busy;
+        }
+        if (!busy) {
+          if (!more) return;
+          continue;
+        }
+        if (std::none_of(slots.begin(), slots.end(), [](const Slot& s) { return s.busy && s.pending == 0; }))
+          src.poll();
       }
     } catch (const std::exception& e) {
       std::lock_guard lock(m_);

@@ -23,6 +23,7 @@ enum Exit : int {
 struct CopyOptions {
   uint64_t chunk_size = 4ull << 20;
   unsigned connections = 4;
+  unsigned requests = 4;  // reads in flight per connection
   std::optional<Checkpoint> resume;
   bool verify = false;
   uint64_t checkpoint_interval_ms = 5000;

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   app.add_option("--chunk-size", chunk, "unit of work and of checkpoints: 64K to 32M (default 4M)");
   app.add_option("--connections", opts.connections, "NBD connections, each with a request in flight (default 4)")
       ->check(CLI::Range(1, 64));
+  app.add_option("--requests", opts.requests, "reads in flight per connection (default 4)")->check(CLI::Range(1, 64));
   app.add_option("--resume-from", resume, "a checkpoint this tool reported (CHECKPOINT=...)");
   app.add_flag("--verify", opts.verify, "read both sides back and compare them after the copy");
   app.add_option("--checkpoint-interval", opts.checkpoint_interval_ms,

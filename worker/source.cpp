@@ -34,6 +34,19 @@ void Source::read(void* buf, size_t len, uint64_t offset) {
   if (nbd_pread(h_, buf, len, offset, 0) < 0) fail(fmt::format("read of {} bytes at {}", len, offset));
 }
 
+void Source::start_read(void* buf, size_t len, uint64_t offset, std::function<void(int)>* done) {
+  auto cb = [](void* user, int* error) -> int {
+    (*static_cast<std::function<void(int)>*>(user))(*error);
+    return 1;  // retire the command
+  };
+  nbd_completion_callback completion{.callback = cb, .user_data = done, .free = nullptr};
+  if (nbd_aio_pread(h_, buf, len, offset, completion, 0) < 0) fail(fmt::format("read of {} bytes at {}", len, offset));
+}
+
+void Source::poll() {
+  if (nbd_poll(h_, -1) < 0) fail("waiting for replies");
+}
+
 void Source::extents(uint64_t offset, uint64_t len, const std::function<void(uint64_t, uint64_t, bool)>& fn) {
   if (!block_status_) {
     fn(offset, len, false);

@@ -18,6 +18,10 @@ class Source {
   uint64_t size() const { return size_; }
   bool has_block_status() const { return block_status_; }
   void read(void* buf, size_t len, uint64_t offset);
+  // Starts a read; `done(error)` runs from within poll() when it completes (error: 0 or errno).
+  void start_read(void* buf, size_t len, uint64_t offset, std::function<void(int)>* done);
+  // Waits for the connection to make progress on the reads in flight.
+  void poll();
   // Calls fn(offset, length, is_zero) for the extents covering [offset, offset+len), in order.
   // Without block status the whole range is reported as data.
   void extents(uint64_t offset, uint64_t len, const std::function<void(uint64_t, uint64_t, bool)>& fn);

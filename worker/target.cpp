@@ -95,6 +95,14 @@ void Target::start_writeback(uint64_t offset, uint64_t len) {
   sync_file_range(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(len), SYNC_FILE_RANGE_WRITE);
 }
 
+void Target::evict(uint64_t offset, uint64_t len) {
+  // Advisory too: waits for the range's writeback (started long ago, so mostly done), then drops
+  // it from the page cache. The copy never reads it back.
+  sync_file_range(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(len),
+                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+  posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(len), POSIX_FADV_DONTNEED);
+}
+
 void Target::flush() {
   if (fdatasync(fd_.get()) < 0) fail("fdatasync", path_);
 }

@@ -22,6 +22,10 @@ class Target {
   // Starts writing [offset, offset+len) back now, without waiting: keeps the page cache from
   // piling up dirty data that a later flush (a checkpoint) would have to wait for all at once.
   void start_writeback(uint64_t offset, uint64_t len);
+  // Waits for that writeback and drops the range from the page cache: a multi-GiB copy then
+  // neither fills memory with dirty pages nor gets throttled for them, and a checkpoint's flush
+  // has little left to do.
+  void evict(uint64_t offset, uint64_t len);
   bool is_block_device() const { return block_; }
 
  private:

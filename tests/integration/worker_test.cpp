@@ -2,11 +2,16 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -141,6 +146,8 @@ TEST_F(WorkerTest, GracefulStopThenResumeCopiesOnlyWhatWasMissing) {
     ASSERT_TRUE(r.ok);
     EXPECT_EQ(std::get<std::string>(r.dict["state"]), "cancelled");
     EXPECT_EQ(bus.prop_i(id, "ExitCode"), 75) << "repvisor-copy's documented 'stopped cleanly' status";
+    EXPECT_NE(daemon.log().find("stopping: finishing the chunks in flight"), std::string::npos)
+        << "the worker's STOPPING=1 status was not seen";
     checkpoint = bus.prop_s(id, "Checkpoint");
     done = checkpoint_done(checkpoint);
     ASSERT_GT(done, 0u);
@@ -218,4 +225,58 @@ TEST_F(WorkerTest, MalformedAndOversizedNotifyMessagesAreDropped) {
   EXPECT_NE(log.find("CHECKPOINT longer than 4096 bytes"), std::string::npos) << log;
   EXPECT_NE(log.find("too large"), std::string::npos) << log;
   bus.stop(id, {{"force", true}, {"wait", true}});
+}
+
+TEST(Worker, SecondSigtermEndsItAtOnce) {
+  const std::string dir = temp_dir();
+  {
+    // Reads that take 10 s: after the first SIGTERM the worker waits for them, the second ends it.
+    const std::string log = dir + "/reads.log";
+    Nbdkit slow(dir, "slow", "--filter=log --filter=delay pattern size=64M delay-read=10 logfile=" + log);
+    const std::string sock = dir + "/notify";
+    int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, sock.c_str());
+    ASSERT_EQ(bind(nfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      setenv("NOTIFY_SOCKET", sock.c_str(), 1);
+      execl(REPVISOR_COPY_PATH, "repvisor-copy", slow.uri().c_str(), (dir + "/t.img").c_str(),
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    auto wait_for = [&](const char* what) {
+      for (;;) {
+        pollfd p{nfd, POLLIN, 0};
+        ASSERT_EQ(poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000)), 1) << "no " << what;
+        char buf[4096];
+        ssize_t n = recv(nfd, buf, sizeof buf, 0);
+        if (n > 0 && std::string(buf, static_cast<size_t>(n)).find(what) != std::string::npos) return;
+      }
+    };
+    wait_for("READY=1");
+    // Reads in flight: nbdkit has logged one (watched with inotify, no polling).
+    int in = inotify_init1(IN_CLOEXEC);
+    inotify_add_watch(in, log.c_str(), IN_MODIFY);
+    for (;;) {
+      std::ifstream f(log);
+      std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      if (all.find(" Read ") != std::string::npos) break;
+      pollfd p{in, POLLIN, 0};
+      ASSERT_EQ(poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000)), 1);
+      char ev[4096];
+      ASSERT_GT(read(in, ev, sizeof ev), 0);
+    }
+    close(in);
+    kill(pid, SIGTERM);
+    wait_for("STOPPING=1");  // the first one was taken: it is finishing its reads now
+    kill(pid, SIGTERM);
+    close(nfd);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
+  }
+  fs::remove_all(dir);
 }

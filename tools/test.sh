@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: install dependencies, build, run every test (README and .ci/run call it).
 # Then the same suite again built with AddressSanitizer + UndefinedBehaviorSanitizer (halting on
-# the first error), and clang-tidy with the repo's config. SANITIZE=0 / TIDY=0 skip those.
+# the first error), clang-tidy with the repo's config, and each libFuzzer target for a bounded time
+# (FUZZ_SECONDS, default 10). SANITIZE=0 / TIDY=0 / FUZZ=0 skip those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/deps.sh
@@ -25,4 +26,8 @@ if [[ ${TIDY:-1} == 1 ]]; then
     exit 1
   fi
   echo "clang-tidy: clean"
+fi
+
+if [[ ${FUZZ:-1} == 1 ]]; then
+  bash tools/fuzz.sh
 fi

@@ -18,8 +18,8 @@ if [[ ${SANITIZE:-1} == 1 ]]; then
 fi
 
 if [[ ${TIDY:-1} == 1 ]]; then
-  echo "clang-tidy: checking daemon/ ctl/ tests/"
-  git ls-files 'daemon/*.cpp' 'ctl/*.cpp' 'tests/*.cpp' |
+  echo "clang-tidy: checking daemon/ ctl/ worker/ tests/"
+  git ls-files 'daemon/*.cpp' 'ctl/*.cpp' 'worker/*.cpp' 'tests/*.cpp' |
     xargs -P"$(nproc)" -n4 clang-tidy -p build --quiet 2>/dev/null | tee build/clang-tidy.log
   if grep -qE '(warning|error):' build/clang-tidy.log; then
     echo "clang-tidy found problems (above)" >&2

@@ -14,7 +14,7 @@ struct Config {
   usec_t stop_timeout = 30 * USEC_PER_SEC;             // default for jobs that do not set one
   usec_t final_kill_timeout = 10 * USEC_PER_SEC;       // after SIGKILL, before a job is called unkillable
   usec_t shutdown_timeout = 90 * USEC_PER_SEC;         // daemon stop: graceful for this long, then force
-  usec_t max_stop_extension = 10 * 60 * USEC_PER_SEC;  // how far EXTEND_TIMEOUT_USEC may push a stop
+  usec_t max_stop_extension = 600 * USEC_PER_SEC;  // how far EXTEND_TIMEOUT_USEC may push a stop
   std::string cgroup_root = "auto";                    // "auto", "none", or an absolute path
   std::string recovery = "stop";                       // jobs alive at start-up: "stop" them or "adopt" them
   std::string state_dir = "/var/lib/repvisor";

@@ -138,7 +138,9 @@ TEST_F(DaemonTest, LeftoversOfAnExitedMainProcessAreKilled) {
   int fd = pidfd_of(child);
   bus.wait_terminal(id);
   EXPECT_EQ(bus.prop_s(id, "State"), "completed");
-  if (fd >= 0) EXPECT_TRUE(wait_gone(fd));
+  if (fd >= 0) {
+    EXPECT_TRUE(wait_gone(fd));
+  }
   close(fd);
   expect_clean(id);
 }
@@ -425,7 +427,9 @@ TEST_F(DaemonTest, DaemonRaisesItsFdLimitButJobsGetTheOriginal) {
     if (line.rfind("Max open files", 0) == 0) soft = line.substr(26, 20);
   rlimit ours{};
   getrlimit(RLIMIT_NOFILE, &ours);
-  if (ours.rlim_max > 1024) EXPECT_EQ(std::stoull(soft), ours.rlim_max) << "daemon soft limit not raised";
+  if (ours.rlim_max > 1024) {
+    EXPECT_EQ(std::stoull(soft), ours.rlim_max) << "daemon soft limit not raised";
+  }
   auto id = bus.submit_ok({"sh", "-c", "ulimit -n"});
   bus.wait_terminal(id);
   std::ifstream log(bus.prop_s(id, "LogPath"));

@@ -298,7 +298,9 @@ Daemon::Daemon(const std::string& extra, const std::function<void(Daemon&)>& bef
   cgroup_fs_root = mount + cg;
   config_path = dir + "/repvisord.toml";
   std::ofstream conf(config_path);
-  conf << "[daemon]\nfinal_kill_timeout = \"5s\"\nshutdown_timeout = \"20s\"\n" << extra << "\n";
+  conf << "[daemon]\n" << extra << "\n";
+  if (extra.find("final_kill_timeout") == std::string::npos) conf << "final_kill_timeout = \"5s\"\n";
+  if (extra.find("shutdown_timeout") == std::string::npos) conf << "shutdown_timeout = \"20s\"\n";
   if (extra.find("cgroup_root") == std::string::npos) conf << "cgroup_root = \"" << cg << "\"\n";
   conf.close();
   stderr_path_ = dir + "/daemon.log";
@@ -409,7 +411,9 @@ int Daemon::terminate() {
 }
 
 Daemon::~Daemon() {
-  if (pid > 0) EXPECT_EQ(terminate(), 0) << read_file(stderr_path_);
+  if (pid > 0) {
+    EXPECT_EQ(terminate(), 0) << read_file(stderr_path_);
+  }
   EXPECT_EQ(cgroup_pids(cgroup_fs_root).size(), 0u) << "processes left in " << cgroup_fs_root;
   EXPECT_EQ(child_cgroups(cgroup_fs_root).size(), 0u) << "job cgroups left in " << cgroup_fs_root;
   rmdir(cgroup_fs_root.c_str());

@@ -315,7 +315,9 @@ TEST_P(CrashDuringStop, EndsConsistently) {
                            {"notes", std::string("window")},
                            {"wait", point == "cleanup"}});
     // Answered only when it was recorded and before the crash point, or not at all.
-    if (r.ok) EXPECT_EQ(std::get<std::string>(r.dict["reason"]), "maint");
+    if (r.ok) {
+      EXPECT_EQ(std::get<std::string>(r.dict["reason"]), "maint");
+    }
   }
   EXPECT_EQ(daemon.wait_exit(), 128 + SIGKILL) << "the crash point " << point << " was not reached";
   daemon.start();

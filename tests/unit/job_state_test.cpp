@@ -294,16 +294,24 @@ TEST(JobStateMachine, RandomEventSequencesKeepInvariants) {
           job.on_main_exited(CLD_KILLED, SIGKILL);
           break;
       }
-      if (was_terminal) ASSERT_EQ(job.state(), terminal_seen) << "terminal state changed, run " << run;
+      if (was_terminal) {
+        ASSERT_EQ(job.state(), terminal_seen) << "terminal state changed, run " << run;
+      }
       if (is_terminal(job.state())) {
         was_terminal = true;
         terminal_seen = job.state();
         ASSERT_EQ(job.sub_state(), SubState::Dead);
         ASSERT_FALSE(job.main_alive);
       }
-      if (job.state() == JobState::Running) ASSERT_TRUE(job.main_alive);
-      if (job.state() == JobState::Cancelled) ASSERT_TRUE(job.stop_requested);
-      if (job.state() == JobState::Completed) ASSERT_EQ(job.exit_code, 0);
+      if (job.state() == JobState::Running) {
+        ASSERT_TRUE(job.main_alive);
+      }
+      if (job.state() == JobState::Cancelled) {
+        ASSERT_TRUE(job.stop_requested);
+      }
+      if (job.state() == JobState::Completed) {
+        ASSERT_EQ(job.exit_code, 0);
+      }
       ASSERT_LE(d.finished_count, 1);
       ASSERT_EQ(d.finished_count, was_terminal ? 1 : 0);
     }

@@ -1,0 +1,105 @@
+// Bad input through the real API from outside clients: each gets a clear error and changes
+// nothing.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace repvisor::test;
+
+namespace {
+struct BadInput : ::testing::Test {
+  Daemon daemon;
+  Bus bus{daemon.address()};
+  std::string out;
+  int busctl(const std::string& args) {
+    return run_command("busctl --address=" + daemon.address() + " -- call org.repvisor1 " + args, &out);
+  }
+  int gdbus(const std::string& args) {
+    return run_command("gdbus call --address " + daemon.address() + " --dest org.repvisor1 " + args, &out);
+  }
+};
+}  // namespace
+
+TEST_F(BadInput, WrongSignaturesAndTypesAreRefused) {
+  EXPECT_NE(busctl("/org/repvisor1 org.repvisor1.Manager Submit s true"), 0);
+  EXPECT_NE(out.find("Invalid"), std::string::npos) << out;
+  EXPECT_NE(gdbus("--object-path /org/repvisor1 --method org.repvisor1.Manager.Submit \"{'argv': <'true'>}\""), 0);
+  EXPECT_NE(out.find("argv: expected a value of type 'as', got 's'"), std::string::npos) << out;
+  EXPECT_NE(gdbus("--object-path /org/repvisor1 --method org.repvisor1.Manager.Submit \"{'argv': <['true']>, "
+                  "'stop_timeout_usec': <int32 5>}\""),
+            0);
+  EXPECT_NE(out.find("stop_timeout_usec: expected a value of type 't', got 'i'"), std::string::npos) << out;
+  EXPECT_TRUE(bus.list().empty());
+}
+
+TEST_F(BadInput, HugeStringsAreRefusedWithTheirSize) {
+  const std::string huge(100000, 'n');
+  auto r = bus.submit({{"argv", std::vector<std::string>{"true"}}, {"name", huge}});
+  EXPECT_EQ(r.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_NE(r.error_message.find("longer than 64"), std::string::npos);
+  auto id = bus.submit_ok({"true"});
+  bus.wait_terminal(id);
+  auto s = bus.stop(id, {{"notes", huge}});
+  EXPECT_EQ(s.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_NE(s.error_message.find("100000 characters"), std::string::npos) << s.error_message;
+  auto reason = bus.stop(id, {{"reason", std::string(65, 'r')}});
+  EXPECT_EQ(reason.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_EQ(bus.list().size(), 1u);
+}
+
+TEST_F(BadInput, NamesAndIdsThatCollideOrMislead) {
+  auto a = bus.submit_ok({"true"}, {{"name", std::string("same")}});
+  auto dup = bus.submit({{"argv", std::vector<std::string>{"true"}}, {"name", std::string("same")}});
+  EXPECT_EQ(dup.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  // A name that would read as an id prefix is refused, so lookups stay unambiguous.
+  auto hexname = bus.submit({{"argv", std::vector<std::string>{"true"}}, {"name", std::string("cafe")}});
+  EXPECT_EQ(hexname.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_EQ(bus.get_job("abc").error_name, "org.repvisor1.Error.NoSuchJob");
+  EXPECT_EQ(bus.get_job("../../etc").error_name, "org.repvisor1.Error.NoSuchJob");
+  EXPECT_EQ(bus.get_job("").error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  // A path that is not a job object.
+  EXPECT_NE(busctl("/org/repvisor1/job/nosuchjob org.repvisor1.Job Stop 'a{sv}' 0"), 0);
+  EXPECT_NE(busctl("/org/repvisor1/job/" + a + "/x org.repvisor1.Job Stop 'a{sv}' 0"), 0);
+  EXPECT_EQ(bus.list().size(), 1u);
+}
+
+TEST_F(BadInput, CallsOnADeletedJob) {
+  auto id = bus.submit_ok({"true"});
+  bus.wait_terminal(id);
+  ASSERT_TRUE(bus.remove(id, {}).ok);
+  EXPECT_EQ(bus.stop(id, {}).error_name, "org.repvisor1.Error.NoSuchJob");
+  EXPECT_EQ(bus.remove(id, {}).error_name, "org.repvisor1.Error.NoSuchJob");
+  EXPECT_NE(busctl("/org/repvisor1/job/" + id + " org.repvisor1.Job Delete 'a{sv}' 0"), 0);
+  EXPECT_NE(run_command("busctl --address=" + daemon.address() + " get-property org.repvisor1 /org/repvisor1/job/" +
+                            id + " org.repvisor1.Job State",
+                        &out),
+            0);
+}
+
+TEST_F(BadInput, TwoClientsDeletingTheSameJobAtOnceBothSucceedOnce) {
+  ReadyFifo ready(daemon.dir);
+  auto id = bus.submit_ok({"sh", "-c", "trap '' TERM; echo ready > " + ready.path() + "; exec sleep 1000"});
+  ready.wait_line();
+  CallResult r1, r2;
+  std::thread t1([&] {
+    Bus b(daemon.address());
+    r1 = b.remove(id, {{"force", true}});
+  });
+  std::thread t2([&] {
+    Bus b(daemon.address());
+    r2 = b.remove(id, {{"force", true}});
+  });
+  t1.join();
+  t2.join();
+  EXPECT_TRUE(r1.ok) << r1.error_message;
+  // The second either joined the first delete or found the job gone: never a half state.
+  EXPECT_TRUE(r2.ok || r2.error_name == "org.repvisor1.Error.NoSuchJob") << r2.error_message;
+  EXPECT_FALSE(bus.job_exists(id));
+  run_command(std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " events " + id + " --json",
+              &out);
+  size_t deletes = 0;
+  for (size_t pos = 0; (pos = out.find("\"type\":\"deleted\"", pos)) != std::string::npos; ++pos) ++deletes;
+  EXPECT_EQ(deletes, 1u) << out;
+}

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "supervisor/entry.hpp"
 #include "sys/proc.hpp"
@@ -78,6 +79,19 @@ void Supervisor::init() {
   recover();
 }
 
+namespace {
+// Whether `pid` is a live repvisord (the holder of a lock we cannot get).
+bool is_live_repvisord(pid_t pid) {
+  if (pid <= 0 || kill(pid, 0) < 0) return false;
+  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  return name == "repvisord";
+}
+
+void on_alarm(int) {}
+}  // namespace
+
 void Supervisor::lock_state_dir() {
   const std::string path = cfg_.state_dir + "/lock";
   lock_fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -85,8 +99,24 @@ void Supervisor::lock_state_dir() {
   if (flock(lock_fd_.get(), LOCK_EX | LOCK_NB) < 0) {
     char buf[32] = {};
     ssize_t n = pread(lock_fd_.get(), buf, sizeof buf - 1, 0);
-    throw std::runtime_error("another repvisord" + (n > 0 ? std::string(" (pid ") + buf + ")" : std::string()) +
-                             " is using the state directory " + cfg_.state_dir);
+    const pid_t holder = n > 0 ? static_cast<pid_t>(atoi(buf)) : 0;
+    if (is_live_repvisord(holder))
+      throw std::runtime_error("another repvisord (pid " + std::to_string(holder) + ") is using the state directory " +
+                               cfg_.state_dir);
+    // The daemon that held it is gone; a job it was starting (between clone and exec) still has
+    // the lock for a moment. Wait for it, a bounded time.
+    log::notice("state directory lock still held after repvisord {} ended: waiting for it", holder);
+    struct sigaction sa {}, old {};
+    sa.sa_handler = on_alarm;  // no SA_RESTART: the alarm interrupts flock()
+    sigaction(SIGALRM, &sa, &old);
+    alarm(10);
+    const int r = flock(lock_fd_.get(), LOCK_EX);
+    const int saved = errno;
+    alarm(0);
+    sigaction(SIGALRM, &old, nullptr);
+    if (r < 0)
+      throw std::runtime_error("the state directory " + cfg_.state_dir + " stayed locked (" + strerror(saved) +
+                               "); is another repvisord using it?");
   }
   const std::string pid = std::to_string(getpid());
   if (ftruncate(lock_fd_.get(), 0) == 0 && pwrite(lock_fd_.get(), pid.data(), pid.size(), 0) < 0)

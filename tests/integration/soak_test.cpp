@@ -144,17 +144,23 @@ TEST(Soak, ChaosOfClientsJobsAndDaemonCrashes) {
   for (unsigned i = 0; i < 4; ++i) clients.emplace_back(client, 1000 + i);
   std::mt19937 rng(42);
   const auto end = Clock::now() + std::chrono::seconds(seconds);
-  while (Clock::now() < end) {
+  std::string failure;
+  while (Clock::now() < end && failure.empty()) {
     // Let the chaos run for a while, then kill the daemon like a crash and start it again.
     std::this_thread::sleep_for(std::chrono::milliseconds(1500 + rng() % 2500));  // pacing, not synchronisation
     std::lock_guard l(daemon_m);
     kill(daemon.pid, SIGKILL);
     EXPECT_EQ(daemon.wait_exit(), 128 + SIGKILL);
-    daemon.start();
-    ++restarts;
+    try {
+      daemon.start();
+      ++restarts;
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
   }
   done = true;
   for (auto& t : clients) t.join();
+  ASSERT_TRUE(failure.empty()) << "the daemon did not come back after a crash: " << failure;
 
   // Settle: every job still there is deleted (forced); everything must then be gone.
   Bus bus(daemon.address());

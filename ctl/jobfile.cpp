@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include <toml++/toml.h>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "output.hpp"
 #include "util/time.hpp"
@@ -22,9 +25,17 @@ std::string str(const std::string& file, const toml::node& n, const std::string&
 }  // namespace
 
 Options load_job_file(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw CtlError(kExitUsage, fmt::format("{}: cannot read: {}", file, strerror(errno)));
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_job_file(text.str(), file);
+}
+
+Options parse_job_file(std::string_view text, const std::string& file) {
   toml::table t;
   try {
-    t = toml::parse_file(file);
+    t = toml::parse(text, file);
   } catch (const toml::parse_error& e) {
     throw CtlError(kExitUsage,
                    fmt::format("{}:{}:{}: {}", file, e.source().begin.line, e.source().begin.column, e.description()));

@@ -2,10 +2,10 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
-#include <limits.h>
 #include <unistd.h>
 
 #include <algorithm>

@@ -49,5 +49,6 @@ void install_interrupt_handler();
 
 // Parses a TOML job file into Submit options; errors name file:line:column and the key.
 Options load_job_file(const std::string& path);
+Options parse_job_file(std::string_view text, const std::string& source);
 
 }  // namespace repvisor::ctl

@@ -1,8 +1,8 @@
 // The validation layer for a{sv} arguments (Submit spec, Stop/Delete options, List/ListEvents
 // filters): any dictionary sd-bus can carry is either accepted within bounds or refused with
 // InvalidArgs naming the problem. The fuzz input is turned into a real sd-bus message.
-#include <systemd/sd-bus.h>
 #include <sys/socket.h>
+#include <systemd/sd-bus.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -32,9 +32,15 @@ struct Reader {
   }
 };
 
-const char* const kKeys[] = {"argv", "name", "env", "working_directory", "stop_signal", "stop_timeout_usec",
-                             "kill_mode", "force", "timeout_usec", "reason", "notes", "wait", "keep_data",
-                             "states", "job", "since_usec", "limit", "bogus"};
+const char* const kKeys[] = {"argv",         "name",
+                             "env",          "working_directory",
+                             "stop_signal",  "stop_timeout_usec",
+                             "kill_mode",    "force",
+                             "timeout_usec", "reason",
+                             "notes",        "wait",
+                             "keep_data",    "states",
+                             "job",          "since_usec",
+                             "limit",        "bogus"};
 
 sd_bus* bus() {
   // A bus object that is not UNSET, so that messages can be built; it never connects anywhere.
@@ -52,11 +58,21 @@ sd_bus* bus() {
 
 void append_value(sd_bus_message* m, Reader& r) {
   switch (r.byte() % 8) {
-    case 0: sd_bus_message_append(m, "v", "s", r.str().c_str()); break;
-    case 1: sd_bus_message_append(m, "v", "b", r.byte() & 1); break;
-    case 2: sd_bus_message_append(m, "v", "t", r.u64()); break;
-    case 3: sd_bus_message_append(m, "v", "i", static_cast<int32_t>(r.u64())); break;
-    case 4: sd_bus_message_append(m, "v", "u", static_cast<uint32_t>(r.u64())); break;
+    case 0:
+      sd_bus_message_append(m, "v", "s", r.str().c_str());
+      break;
+    case 1:
+      sd_bus_message_append(m, "v", "b", r.byte() & 1);
+      break;
+    case 2:
+      sd_bus_message_append(m, "v", "t", r.u64());
+      break;
+    case 3:
+      sd_bus_message_append(m, "v", "i", static_cast<int32_t>(r.u64()));
+      break;
+    case 4:
+      sd_bus_message_append(m, "v", "u", static_cast<uint32_t>(r.u64()));
+      break;
     case 5: {
       sd_bus_message_open_container(m, 'v', "as");
       sd_bus_message_open_container(m, 'a', "s");
@@ -73,7 +89,9 @@ void append_value(sd_bus_message* m, Reader& r) {
       sd_bus_message_close_container(m);
       break;
     }
-    default: sd_bus_message_append(m, "v", "d", static_cast<double>(r.u64())); break;
+    default:
+      sd_bus_message_append(m, "v", "d", static_cast<double>(r.u64()));
+      break;
   }
 }
 
@@ -113,14 +131,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (req.timeout == 0 || req.reason.empty()) __builtin_trap();
         break;
       }
-      case 2: parse_delete_options(m); break;
-      case 3: parse_list_filter(m); break;
+      case 2:
+        parse_delete_options(m);
+        break;
+      case 3:
+        parse_list_filter(m);
+        break;
       case 4: {
         auto f = parse_events_filter(m);
         if (f.limit == 0 || f.limit > 100000) __builtin_trap();
         break;
       }
-      default: parse_job_spec(m, 0); break;
+      default:
+        parse_job_spec(m, 0);
+        break;
     }
   } catch (const repvisor::ApiError& e) {
     if (e.kind() != repvisor::ErrorKind::InvalidArgs || std::string(e.what()).empty()) __builtin_trap();

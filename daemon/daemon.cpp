@@ -7,7 +7,14 @@
 
 namespace repvisor {
 
-Daemon::Daemon(config::Config cfg) : cfg_(std::move(cfg)) {
+config::Config ConfigSource::load(std::vector<std::string>* files) const {
+  config::Config c = config::load_with_dropins(path, must_exist, files);
+  if (!state_dir.empty()) c.state_dir = state_dir;
+  if (!runtime_dir.empty()) c.runtime_dir = runtime_dir;
+  return c;
+}
+
+Daemon::Daemon(config::Config cfg, ConfigSource source) : cfg_(std::move(cfg)), source_(std::move(source)) {
   if (int r = uv_loop_init(&loop_); r < 0) throw std::runtime_error(std::string("uv_loop_init: ") + uv_strerror(r));
 }
 
@@ -19,6 +26,7 @@ Daemon::~Daemon() {
   retry_.reset();
   sigterm_.reset();
   sigint_.reset();
+  sighup_.reset();
   // Let the close callbacks run, then the loop must have nothing left.
   uv_run(&loop_, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop_) != 0) log::err("event loop still has open handles at exit");
@@ -43,6 +51,13 @@ int Daemon::run() {
   sigint_ = make_uv<uv_signal_t>([&](uv_signal_t* s) { return uv_signal_init(&loop_, s); }, this);
   uv_signal_start(sigterm_.get(), on_signal, SIGTERM);
   uv_signal_start(sigint_.get(), on_signal, SIGINT);
+  sighup_ = make_uv<uv_signal_t>([&](uv_signal_t* s) { return uv_signal_init(&loop_, s); }, this);
+  uv_signal_start(
+      sighup_.get(),
+      [](uv_signal_t* s, int) {
+        if (auto* d = static_cast<Daemon*>(s->data)) d->reload();
+      },
+      SIGHUP);
 
   // Served last, once everything behind it is ready.
   server_->listen();
@@ -76,6 +91,25 @@ void Daemon::before_poll() {
   if (server_) server_->update();
 }
 
+void Daemon::reload() {
+  sd_notify(0, "RELOADING=1\nSTATUS=reloading the configuration");
+  try {
+    config::Config wanted = source_.load();
+    for (const auto& key : config::keys_needing_restart(cfg_, wanted))
+      log::warning("reload: {} changed; it takes effect only after a restart", key);
+    wanted.cgroup_root = cfg_.cgroup_root;
+    wanted.state_dir = cfg_.state_dir;
+    wanted.runtime_dir = cfg_.runtime_dir;
+    sup_->reconfigure(wanted);
+    cfg_ = wanted;
+    log::notice("configuration reloaded from {}", source_.path);
+  } catch (const config::ConfigError& e) {
+    // A bad file changes nothing: the daemon keeps running on what it had.
+    log::err("reload refused, keeping the running configuration: {}", e.what());
+  }
+  sd_notify(0, "READY=1\nSTATUS=serving");
+}
+
 void Daemon::on_stop_signal(int sig) {
   if (stopping_) {
     log::notice("{} received again: already stopping", strsignal(sig));
@@ -100,6 +134,7 @@ void Daemon::on_stop_signal(int sig) {
     retry_.reset();
     sigterm_.reset();
     sigint_.reset();
+    sighup_.reset();
     uv_stop(&loop_);
   });
 }

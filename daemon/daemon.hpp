@@ -11,9 +11,17 @@
 
 namespace repvisor {
 
+// Where the configuration comes from, so that SIGHUP can read it again the same way.
+struct ConfigSource {
+  std::string path;
+  bool must_exist = false;
+  std::string state_dir, runtime_dir;  // command-line overrides, empty when not given
+  config::Config load(std::vector<std::string>* files = nullptr) const;
+};
+
 class Daemon {
  public:
-  explicit Daemon(config::Config cfg);
+  Daemon(config::Config cfg, ConfigSource source);
   ~Daemon();
   // Runs until told to stop (SIGTERM/SIGINT) and every job is stopped. Returns the exit code.
   int run();
@@ -21,15 +29,17 @@ class Daemon {
  private:
   void before_poll();
   void on_stop_signal(int sig);
+  void reload();
 
   uv_loop_t loop_{};
   config::Config cfg_;
+  ConfigSource source_;
   std::unique_ptr<Supervisor> sup_;
   std::unique_ptr<bus::Api> api_;
   std::unique_ptr<bus::PrivateServer> server_;
   UvPtr<uv_prepare_t> prepare_;
   UvPtr<uv_timer_t> retry_;  // armed only after a failed commit
-  UvPtr<uv_signal_t> sigterm_, sigint_;
+  UvPtr<uv_signal_t> sigterm_, sigint_, sighup_;
   bool stopping_ = false;
 };
 

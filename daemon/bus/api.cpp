@@ -167,6 +167,7 @@ void Api::job_removed(const std::string& id) {
 }
 
 void Api::jobs_active_changed() { manager_dirty_ = true; }
+void Api::limits_changed() { limits_dirty_ = true; }
 
 void Api::reply_after_commit(sd_bus_message* call, sd_bus_message* reply, std::function<void()> undo) {
   pending_replies_.push_back({ref(call), std::shared_ptr<sd_bus_message>(reply, MessageUnref{}), std::move(undo)});
@@ -201,9 +202,14 @@ void Api::flush(const std::string& commit_error) {
     for (sd_bus* b : buses_) sd_bus_emit_interfaces_removed(b, path.c_str(), kJobInterface, nullptr);
   }
   removed_.clear();
-  if (manager_dirty_) {
-    manager_dirty_ = false;
-    for (sd_bus* b : buses_) sd_bus_emit_properties_changed(b, kManagerPath, kManagerInterface, "JobsActive", nullptr);
+  if (manager_dirty_ || limits_dirty_) {
+    const char* names[3] = {nullptr, nullptr, nullptr};
+    int n = 0;
+    if (manager_dirty_) names[n++] = "JobsActive";
+    if (limits_dirty_) names[n++] = "MaxConcurrentJobs";
+    manager_dirty_ = limits_dirty_ = false;
+    for (sd_bus* b : buses_)
+      sd_bus_emit_properties_changed_strv(b, kManagerPath, kManagerInterface, const_cast<char**>(names));
   }
   if (dirty_.empty()) return;
   const usec_t now = now_monotonic();

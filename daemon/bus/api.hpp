@@ -46,6 +46,7 @@ class Api final : public SupervisorObserver {
   void job_changed(const core::Job& job, uint32_t what) override;
   void job_removed(const std::string& id) override;
   void jobs_active_changed() override;
+  void limits_changed() override;
 
   // Shared by Manager.StopJob and Job.Stop (and Delete likewise).
   int stop(sd_bus_message* m, core::Job& job, sd_bus_error* err);
@@ -77,7 +78,7 @@ class Api final : public SupervisorObserver {
   std::unordered_map<std::string, usec_t> last_progress_emit_;
   UvPtr<uv_timer_t> progress_timer_;  // InterfacesAdded/Removed, sent after the commit
   std::vector<Pending> pending_replies_;
-  bool manager_dirty_ = false;
+  bool manager_dirty_ = false, limits_dirty_ = false;
   uint64_t next_peer_ = 1;
 
   friend struct ManagerMethods;

@@ -230,7 +230,7 @@ const sd_bus_vtable Api::kManagerVtable[] = {
                              SD_BUS_PARAM(result), ManagerMethods::delete_job, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_PROPERTY("Version", "s", ManagerMethods::property, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("JobsActive", "u", ManagerMethods::property, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("MaxConcurrentJobs", "u", ManagerMethods::property, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("MaxConcurrentJobs", "u", ManagerMethods::property, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_VTABLE_END,
 };
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <toml++/toml.h>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -76,13 +77,19 @@ void parse_daemon(const std::string& source, const toml::table& t, Config& c) {
 }  // namespace
 
 Config parse(std::string_view text, const std::string& source) {
+  Config c;
+  parse_into(c, text, source);
+  return c;
+}
+
+void parse_into(Config& into, std::string_view text, const std::string& source) {
   toml::table root;
   try {
     root = toml::parse(text, source);
   } catch (const toml::parse_error& e) {
     throw ConfigError(fmt::format("{}: {}", where(source, e.source()), e.description()));
   }
-  Config c;
+  Config c = into;  // all or nothing: a bad file changes nothing
   for (const auto& [k, node] : root) {
     if (k == "daemon") {
       if (!node.is_table()) fail(source, node, "daemon", "expected a table [daemon]");
@@ -91,18 +98,67 @@ Config parse(std::string_view text, const std::string& source) {
       fail(source, node, std::string(k.str()), "unknown section or key");
     }
   }
-  return c;
+  into = c;
 }
 
-Config load(const std::string& path, bool must_exist) {
+namespace {
+// false when the file does not exist and need not.
+bool read_into(Config& c, const std::string& path, bool must_exist) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    if (!must_exist && !std::filesystem::exists(path)) return Config{};
+    if (!must_exist && !std::filesystem::exists(path)) return false;
     throw ConfigError(fmt::format("{}: cannot read: {}", path, strerror(errno)));
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse(ss.str(), path);
+  parse_into(c, ss.str(), path);
+  return true;
+}
+}  // namespace
+
+Config load(const std::string& path, bool must_exist) {
+  Config c;
+  read_into(c, path, must_exist);
+  return c;
+}
+
+Config load_with_dropins(const std::string& path, bool must_exist, std::vector<std::string>* files) {
+  Config c;
+  if (read_into(c, path, must_exist) && files) files->push_back(path);
+  std::vector<std::string> dropins;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(path + ".d", ec))
+    if (e.path().extension() == ".toml" && (e.is_regular_file() || e.is_symlink())) dropins.push_back(e.path());
+  std::sort(dropins.begin(), dropins.end());
+  for (const auto& d : dropins) {
+    read_into(c, d, true);
+    if (files) files->push_back(d);
+  }
+  return c;
+}
+
+std::string to_toml(const Config& c) {
+  auto q = [](const std::string& s) { return toml::value<std::string>(s); };
+  std::stringstream out;
+  out << "[daemon]\n"
+      << "max_concurrent_jobs = " << c.max_concurrent_jobs << "\n"
+      << "stop_timeout = " << q(format_timespan(c.stop_timeout)) << "\n"
+      << "max_stop_extension = " << q(format_timespan(c.max_stop_extension)) << "\n"
+      << "final_kill_timeout = " << q(format_timespan(c.final_kill_timeout)) << "\n"
+      << "shutdown_timeout = " << q(format_timespan(c.shutdown_timeout)) << "\n"
+      << "cgroup_root = " << q(c.cgroup_root) << "\n"
+      << "recovery = " << q(c.recovery) << "\n"
+      << "state_dir = " << q(c.state_dir) << "\n"
+      << "runtime_dir = " << q(c.runtime_dir) << "\n";
+  return out.str();
+}
+
+std::vector<std::string> keys_needing_restart(const Config& running, const Config& wanted) {
+  std::vector<std::string> keys;
+  if (running.cgroup_root != wanted.cgroup_root) keys.emplace_back("daemon.cgroup_root");
+  if (running.state_dir != wanted.state_dir) keys.emplace_back("daemon.state_dir");
+  if (running.runtime_dir != wanted.runtime_dir) keys.emplace_back("daemon.runtime_dir");
+  return keys;
 }
 
 }  // namespace repvisor::config

@@ -4,6 +4,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "util/time.hpp"
 
@@ -11,12 +12,12 @@ namespace repvisor::config {
 
 struct Config {
   unsigned max_concurrent_jobs = 64;
-  usec_t stop_timeout = 30 * USEC_PER_SEC;             // default for jobs that do not set one
-  usec_t final_kill_timeout = 10 * USEC_PER_SEC;       // after SIGKILL, before a job is called unkillable
-  usec_t shutdown_timeout = 90 * USEC_PER_SEC;         // daemon stop: graceful for this long, then force
+  usec_t stop_timeout = 30 * USEC_PER_SEC;         // default for jobs that do not set one
+  usec_t final_kill_timeout = 10 * USEC_PER_SEC;   // after SIGKILL, before a job is called unkillable
+  usec_t shutdown_timeout = 90 * USEC_PER_SEC;     // daemon stop: graceful for this long, then force
   usec_t max_stop_extension = 600 * USEC_PER_SEC;  // how far EXTEND_TIMEOUT_USEC may push a stop
-  std::string cgroup_root = "auto";                    // "auto", "none", or an absolute path
-  std::string recovery = "stop";                       // jobs alive at start-up: "stop" them or "adopt" them
+  std::string cgroup_root = "auto";                // "auto", "none", or an absolute path
+  std::string recovery = "stop";                   // jobs alive at start-up: "stop" them or "adopt" them
   std::string state_dir = "/var/lib/repvisor";
   std::string runtime_dir = "/run/repvisor";
 };
@@ -28,7 +29,15 @@ class ConfigError : public std::runtime_error {
 
 // Parses TOML text; `source` names it in errors. Throws ConfigError.
 Config parse(std::string_view text, const std::string& source);
+// Applies the keys present in `text` over `into` (drop-ins: later files win key by key).
+void parse_into(Config& into, std::string_view text, const std::string& source);
 // Reads and parses a file. A missing file is an error only when `must_exist`.
 Config load(const std::string& path, bool must_exist);
+// The file, then every PATH.d/*.toml in lexical order over it. Returns the files read too.
+Config load_with_dropins(const std::string& path, bool must_exist, std::vector<std::string>* files = nullptr);
+// The effective configuration as TOML (what --check-config prints).
+std::string to_toml(const Config& c);
+// Keys whose new value cannot take effect without a restart.
+std::vector<std::string> keys_needing_restart(const Config& running, const Config& wanted);
 
 }  // namespace repvisor::config

@@ -106,7 +106,8 @@ void Supervisor::lock_state_dir() {
     // The daemon that held it is gone; a job it was starting (between clone and exec) still has
     // the lock for a moment. Wait for it, a bounded time.
     log::notice("state directory lock still held after repvisord {} ended: waiting for it", holder);
-    struct sigaction sa {}, old {};
+    struct sigaction sa {
+    }, old{};
     sa.sa_handler = on_alarm;  // no SA_RESTART: the alarm interrupts flock()
     sigaction(SIGALRM, &sa, &old);
     alarm(10);
@@ -632,6 +633,13 @@ bool Supervisor::run_deferred() {
     }
   }
   return did;
+}
+
+void Supervisor::reconfigure(const config::Config& cfg) {
+  const bool limit_changed = cfg.max_concurrent_jobs != cfg_.max_concurrent_jobs;
+  cfg_ = cfg;
+  if (limit_changed && observer_) observer_->limits_changed();
+  // Queued jobs that now have a slot start from run_deferred(), after this is recorded.
 }
 
 // ---- shutdown -----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class SupervisorObserver {
   virtual void job_changed(const core::Job& job, uint32_t what) = 0;
   virtual void job_removed(const std::string& id) = 0;
   virtual void jobs_active_changed() = 0;
+  virtual void limits_changed() = 0;
 };
 
 // Who asked, for the audit trail. uid from the kernel; pid and command where the transport
@@ -80,6 +81,9 @@ class Supervisor final : public core::JobDriver {
   bool shutting_down() const { return shutting_down_; }
 
   unsigned jobs_active() const { return active_; }
+  // Applies what can change while running (limits and timeouts for new stops); a higher job limit
+  // starts queued jobs at once.
+  void reconfigure(const config::Config& cfg);
   const config::Config& config() const { return cfg_; }
   bool using_cgroups() const { return cgroups_.has_value(); }
 

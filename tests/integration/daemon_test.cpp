@@ -452,3 +452,39 @@ TEST_F(DaemonTest, ClientsConnectingWhileSignalsFlowAreServed) {
   }
   bus.stop(id, {{"force", true}, {"wait", true}});
 }
+
+TEST(DaemonReload, SighupAppliesTheNewLimitAndRefusesABadFile) {
+  Daemon daemon("max_concurrent_jobs = 1");
+  Bus bus(daemon.address());
+  ReadyFifo ready(daemon.dir);
+  auto first = bus.submit_ok({"sh", "-c", "echo ready > " + ready.path() + "; exec sleep 1000"});
+  auto second = bus.submit_ok({"sleep", "1000"});
+  ready.wait_line();
+  ASSERT_EQ(bus.prop_s(second, "State"), "pending");
+  fs::create_directories(daemon.config_path + ".d");
+  std::ofstream(daemon.config_path + ".d/50-more.toml") << "[daemon]\nmax_concurrent_jobs = 2\n";
+  kill(daemon.pid, SIGHUP);
+  bus.wait_state(second, "running");  // the raised limit started the queued job
+  std::ofstream(daemon.config_path + ".d/60-bad.toml") << "[daemon]\nmax_concurrent_jobs = \"many\"\n";
+  kill(daemon.pid, SIGHUP);
+  // A reload is answered in order with calls: the next call sees its outcome.
+  std::string out;
+  ASSERT_EQ(run_command(std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " list", &out), 0);
+  uint32_t limit = 0;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  sd_bus_get_property_trivial(bus.get(), "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager",
+                              "MaxConcurrentJobs", &err, 'u', &limit);
+  sd_bus_error_free(&err);
+  EXPECT_EQ(limit, 2u);
+  EXPECT_NE(daemon.log().find("reload refused"), std::string::npos);
+  EXPECT_NE(daemon.log().find("60-bad.toml:2:23: daemon.max_concurrent_jobs"), std::string::npos) << daemon.log();
+  bus.stop(first, {{"force", true}, {"wait", true}});
+  bus.stop(second, {{"force", true}, {"wait", true}});
+  std::ofstream(daemon.config_path + ".d/60-bad.toml") << "";
+  std::ofstream(daemon.config_path + ".d/70-x.toml") << "[daemon]\nstop_timeout = \"1min\"\n";
+  ASSERT_EQ(run_command(std::string(REPVISORD_PATH) + " --check-config --config " + daemon.config_path, &out), 0)
+      << out;
+  EXPECT_NE(out.find("max_concurrent_jobs = 2"), std::string::npos) << out;
+  EXPECT_NE(out.find("stop_timeout = '1min'"), std::string::npos) << out;
+  EXPECT_NE(out.find("70-x.toml"), std::string::npos) << out;
+}

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "config/config.hpp"
 
 using namespace repvisor;
@@ -74,4 +77,61 @@ TEST(Config, ShippedDefaultFileParsesToTheDefaults) {
   EXPECT_EQ(shipped.max_stop_extension, defaults.max_stop_extension);
   EXPECT_EQ(shipped.state_dir, defaults.state_dir);
   EXPECT_EQ(shipped.runtime_dir, defaults.runtime_dir);
+}
+
+namespace {
+struct ConfigDir {
+  std::string dir = [] {
+    char t[] = "/tmp/repvisor-config-XXXXXX";
+    return std::string(mkdtemp(t));
+  }();
+  ~ConfigDir() { std::filesystem::remove_all(dir); }
+  void write(const std::string& name, const std::string& text) {
+    std::filesystem::create_directories(std::filesystem::path(dir + "/" + name).parent_path());
+    std::ofstream(dir + "/" + name) << text;
+  }
+};
+}  // namespace
+
+TEST(Config, DropInsApplyInLexicalOrderKeyByKey) {
+  ConfigDir d;
+  d.write("r.toml", "[daemon]\nmax_concurrent_jobs = 3\nstop_timeout = \"10s\"\n");
+  d.write("r.toml.d/20-late.toml", "[daemon]\nmax_concurrent_jobs = 9\n");
+  d.write("r.toml.d/10-early.toml", "[daemon]\nmax_concurrent_jobs = 5\nrecovery = \"adopt\"\n");
+  d.write("r.toml.d/ignored.conf", "this is not toml");
+  std::vector<std::string> files;
+  auto c = config::load_with_dropins(d.dir + "/r.toml", true, &files);
+  EXPECT_EQ(c.max_concurrent_jobs, 9u);
+  EXPECT_EQ(c.recovery, "adopt");
+  EXPECT_EQ(c.stop_timeout, 10 * USEC_PER_SEC);
+  ASSERT_EQ(files.size(), 3u);
+  EXPECT_NE(files[1].find("10-early"), std::string::npos);
+}
+
+TEST(Config, ABadDropInNamesItselfAndChangesNothing) {
+  ConfigDir d;
+  d.write("r.toml", "[daemon]\nmax_concurrent_jobs = 3\n");
+  d.write("r.toml.d/50-bad.toml", "[daemon]\nmax_concurrent_jobs = 4\nstop_timeout = \"soon\"\n");
+  try {
+    config::load_with_dropins(d.dir + "/r.toml", true);
+    FAIL() << "accepted a bad drop-in";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("50-bad.toml:3:16: daemon.stop_timeout"), std::string::npos) << e.what();
+  }
+  config::Config c;
+  c.max_concurrent_jobs = 7;
+  EXPECT_THROW(config::parse_into(c, "[daemon]\nmax_concurrent_jobs = 4\nbogus = 1\n", "x"), ConfigError);
+  EXPECT_EQ(c.max_concurrent_jobs, 7u) << "a refused file must not change anything";
+}
+
+TEST(Config, EffectiveConfigPrintsAsTomlThatParsesBack) {
+  config::Config c;
+  c.max_concurrent_jobs = 12;
+  c.stop_timeout = 90 * USEC_PER_SEC;
+  c.cgroup_root = "/a \"quoted\" path";
+  auto back = config::parse(config::to_toml(c), "printed");
+  EXPECT_EQ(back.max_concurrent_jobs, 12u);
+  EXPECT_EQ(back.stop_timeout, 90 * USEC_PER_SEC);
+  EXPECT_EQ(back.cgroup_root, c.cgroup_root);
+  EXPECT_EQ(config::to_toml(back), config::to_toml(c));
 }

@@ -122,7 +122,10 @@ Bus::Bus(const std::string& address) {
   sd_bus_set_address(bus_, address.c_str());
   sd_bus_set_bus_client(bus_, 1);
   int r = sd_bus_start(bus_);
-  if (r < 0) throw std::runtime_error("cannot connect to " + address + ": " + strerror(-r));
+  if (r < 0) {
+    bus_ = sd_bus_flush_close_unref(bus_);  // no destructor runs for a throwing constructor
+    throw std::runtime_error("cannot connect to " + address + ": " + strerror(-r));
+  }
 }
 
 Bus::~Bus() { sd_bus_flush_close_unref(bus_); }

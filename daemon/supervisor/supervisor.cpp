@@ -99,7 +99,7 @@ void Supervisor::lock_state_dir() {
   if (flock(lock_fd_.get(), LOCK_EX | LOCK_NB) < 0) {
     char buf[32] = {};
     ssize_t n = pread(lock_fd_.get(), buf, sizeof buf - 1, 0);
-    const pid_t holder = n > 0 ? static_cast<pid_t>(atoi(buf)) : 0;
+    const pid_t holder = n > 0 ? static_cast<pid_t>(strtol(buf, nullptr, 10)) : 0;
     if (is_live_repvisord(holder))
       throw std::runtime_error("another repvisord (pid " + std::to_string(holder) + ") is using the state directory " +
                                cfg_.state_dir);

@@ -74,7 +74,7 @@ struct Ledger {
 
 TEST(Soak, ChaosOfClientsJobsAndDaemonCrashes) {
   const char* env = getenv("REPVISOR_SOAK_SECONDS");
-  const int seconds = env ? std::atoi(env) : 15;
+  const int seconds = env ? static_cast<int>(std::strtol(env, nullptr, 10)) : 15;
   Daemon daemon("max_concurrent_jobs = 24\nstop_timeout = \"300ms\"\nfinal_kill_timeout = \"3s\"");
   Ledger ledger;
   std::atomic<bool> done{false};

@@ -20,22 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A job that ignores SIGTERM and says when its trap is in place.
-std::vector<std::string> stubborn(const ReadyFifo& f) {
-  return {"sh", "-c", "trap '' TERM; echo ready > " + f.path() + "; exec sleep 1000"};
-}
-std::vector<std::string> polite(const ReadyFifo& f) {
-  return {"sh", "-c", "echo ready > " + f.path() + "; exec sleep 1000"};
-}
-
-int pidfd_of(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
-
-// Waits (event-driven) for a process that is not our child to end.
-bool wait_gone(int pidfd) {
-  pollfd p{pidfd, POLLIN, 0};
-  return poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000)) == 1;
-}
-
 struct DaemonTest : ::testing::Test {
   Daemon daemon;
   Bus bus{daemon.address()};

@@ -509,6 +509,21 @@ std::string ReadyFifo::wait_line() {
   return out.substr(0, out.find('\n'));
 }
 
+std::vector<std::string> polite(const ReadyFifo& f) {
+  return {"sh", "-c", "echo ready > " + f.path() + "; exec sleep 1000"};
+}
+
+std::vector<std::string> stubborn(const ReadyFifo& f) {
+  return {"sh", "-c", "trap '' TERM; echo ready > " + f.path() + "; exec sleep 1000"};
+}
+
+int pidfd_of(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+bool wait_gone(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  return poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000)) == 1;
+}
+
 int run_command(const std::string& cmd, std::string* output) {
   std::string full = cmd + " 2>&1";
   FILE* f = popen(full.c_str(), "r");

@@ -103,6 +103,12 @@ class ReadyFifo {
   int fd_ = -1;
 };
 
+// Jobs that say when they are ready (their traps installed): one ends on SIGTERM, one ignores it.
+std::vector<std::string> polite(const ReadyFifo& f);
+std::vector<std::string> stubborn(const ReadyFifo& f);
+int pidfd_of(pid_t pid);    // for a process that is not our child
+bool wait_gone(int pidfd);  // event-driven: true once it has ended
+
 // Runs a command line through /bin/sh, returns exit status and output (stdout+stderr).
 int run_command(const std::string& cmd, std::string* output);
 

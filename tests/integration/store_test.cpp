@@ -21,19 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::string> polite(const ReadyFifo& f) {
-  return {"sh", "-c", "echo ready > " + f.path() + "; exec sleep 1000"};
-}
-std::vector<std::string> stubborn(const ReadyFifo& f) {
-  return {"sh", "-c", "trap '' TERM; echo ready > " + f.path() + "; exec sleep 1000"};
-}
-
-int pidfd_of(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
-bool wait_gone(int pidfd) {
-  pollfd p{pidfd, POLLIN, 0};
-  return poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000)) == 1;
-}
-
 // Event types recorded for a job, in order.
 std::vector<std::string> event_types(Bus& bus, const std::string& id) {
   std::string out;

@@ -51,6 +51,24 @@ void append_options(sd_bus_message* m, const Options& opts) {
               if (r >= 0) r = sd_bus_message_append(m, "{ss}", mk.c_str(), mv.c_str());
             if (r >= 0) r = sd_bus_message_close_container(m);
             if (r >= 0) r = sd_bus_message_close_container(m);
+          } else if constexpr (std::is_same_v<T, DictList>) {
+            r = sd_bus_message_open_container(m, 'v', "aa{sv}");
+            if (r >= 0) r = sd_bus_message_open_container(m, 'a', "a{sv}");
+            for (const auto& d : x) {
+              if (r >= 0) r = sd_bus_message_open_container(m, 'a', "{sv}");
+              for (const auto& [dk, dv] : d) {
+                if (r < 0) break;
+                if (const auto* s = std::get_if<std::string>(&dv))
+                  r = sd_bus_message_append(m, "{sv}", dk.c_str(), "s", s->c_str());
+                else if (const auto* t = std::get_if<uint64_t>(&dv))
+                  r = sd_bus_message_append(m, "{sv}", dk.c_str(), "t", *t);
+                else
+                  r = sd_bus_message_append(m, "{sv}", dk.c_str(), "b", static_cast<int>(std::get<bool>(dv)));
+              }
+              if (r >= 0) r = sd_bus_message_close_container(m);
+            }
+            if (r >= 0) r = sd_bus_message_close_container(m);
+            if (r >= 0) r = sd_bus_message_close_container(m);
           } else {
             r = -EINVAL;
           }
@@ -159,6 +177,45 @@ Props read_props(sd_bus_message* m) {
       while (sd_bus_message_read_basic(m, 'u', &u) > 0) v.push_back(u);
       check(sd_bus_message_exit_container(m), "reading reply");
       out[key] = v;
+    } else if (sig == "aa{sv}") {
+      DictList list;
+      check(sd_bus_message_enter_container(m, 'a', "a{sv}"), "reading reply");
+      while (sd_bus_message_enter_container(m, 'a', "{sv}") > 0) {
+        Dict d;
+        while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+          const char* k;
+          const char* t;
+          check(sd_bus_message_read_basic(m, 's', &k), "reading reply");
+          check(sd_bus_message_peek_type(m, nullptr, &t), "reading reply");
+          check(sd_bus_message_enter_container(m, 'v', t), "reading reply");
+          const std::string ts = t;
+          if (ts == "s") {
+            const char* v;
+            check(sd_bus_message_read_basic(m, 's', &v), "reading reply");
+            d[k] = std::string(v);
+          } else if (ts == "t") {
+            uint64_t v;
+            check(sd_bus_message_read_basic(m, 't', &v), "reading reply");
+            d[k] = v;
+          } else if (ts == "u") {
+            uint32_t v;
+            check(sd_bus_message_read_basic(m, 'u', &v), "reading reply");
+            d[k] = uint64_t{v};
+          } else if (ts == "b") {
+            int v;
+            check(sd_bus_message_read_basic(m, 'b', &v), "reading reply");
+            d[k] = v != 0;
+          } else {
+            check(sd_bus_message_skip(m, t), "reading reply");
+          }
+          check(sd_bus_message_exit_container(m), "reading reply");
+          check(sd_bus_message_exit_container(m), "reading reply");
+        }
+        check(sd_bus_message_exit_container(m), "reading reply");
+        list.push_back(std::move(d));
+      }
+      check(sd_bus_message_exit_container(m), "reading reply");
+      out[key] = std::move(list);
     } else {
       check(sd_bus_message_skip(m, contents), "reading reply");
     }
@@ -195,11 +252,41 @@ void Client::raise(const sd_bus_error* e, const std::string& context) {
     throw CtlError(kExitNoSuchJob, msg, "'repvisorctl list' shows the jobs there are");
   if (name == "org.repvisor1.Error.JobActive")
     throw CtlError(kExitJobActive, msg, "job is still running: stop it first or use --force");
+  if (name == "org.repvisor1.Error.NotResumable") throw CtlError(kExitNotResumable, msg);
+  if (name == "org.repvisor1.Error.CleanupFailed")
+    throw CtlError(kExitCleanupFailed, msg, "fix the cause, then 'repvisorctl cleanup JOB' tries again");
   if (name == SD_BUS_ERROR_ACCESS_DENIED) throw CtlError(kExitAccessDenied, msg, "run as root");
   if (name == SD_BUS_ERROR_INVALID_ARGS) throw CtlError(kExitInvalidArgs, msg);
   if (name == SD_BUS_ERROR_NO_REPLY || name == SD_BUS_ERROR_DISCONNECTED)
     throw CtlError(kExitUnreachable, msg, "the daemon went away");
   throw CtlError(kExitFailure, msg);
+}
+
+std::string Client::resume(const std::string& path) {
+  sd_bus_message *m = nullptr, *reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  check(sd_bus_message_new_method_call(bus_, &m, kDest, path.c_str(), "org.repvisor1.Job", "Resume"), "Resume");
+  append_options(m, {});
+  int r = sd_bus_call(bus_, m, 0, &err, &reply);
+  sd_bus_message_unref(m);
+  if (r < 0) raise_owned(&err);
+  const char* out = nullptr;
+  r = sd_bus_message_read(reply, "o", &out);
+  std::string result = r >= 0 ? out : "";
+  sd_bus_message_unref(reply);
+  check(r, "reading reply");
+  return result;
+}
+
+void Client::retry_cleanup(const std::string& path) {
+  sd_bus_message *m = nullptr, *reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  check(sd_bus_message_new_method_call(bus_, &m, kDest, path.c_str(), "org.repvisor1.Job", "RetryCleanup"),
+        "RetryCleanup");
+  int r = sd_bus_call(bus_, m, UINT64_MAX - 1, &err, &reply);
+  sd_bus_message_unref(m);
+  if (r < 0) raise_owned(&err);
+  sd_bus_message_unref(reply);
 }
 
 std::pair<std::string, std::string> Client::submit(const Options& spec) {

@@ -21,6 +21,8 @@ enum Exit : int {
   kExitAccessDenied = 5,
   kExitUnreachable = 6,
   kExitInvalidArgs = 7,
+  kExitNotResumable = 8,
+  kExitCleanupFailed = 9,
   kExitJobFailed = 10,
   kExitJobCancelled = 11,
 };
@@ -33,8 +35,12 @@ struct CtlError : std::runtime_error {
 };
 
 using StringMap = std::map<std::string, std::string>;
+// A list of flat dictionaries (aa{sv}): job resources, sent and read back.
+using DictValue = std::variant<std::string, uint64_t, bool>;
+using Dict = std::map<std::string, DictValue>;
+using DictList = std::vector<Dict>;
 using Value = std::variant<std::string, bool, uint64_t, int64_t, int32_t, uint32_t, double, std::vector<std::string>,
-                           std::vector<uint32_t>, StringMap>;
+                           std::vector<uint32_t>, StringMap, DictList>;
 using Props = std::map<std::string, Value>;
 
 std::string get_s(const Props& p, const std::string& k);
@@ -78,6 +84,10 @@ class Client {
   sd_bus_slot* call_async(const char* path, const char* interface, const char* method,
                           const std::vector<std::string>& leading, const Options& opts, sd_bus_message_handler_t cb,
                           void* userdata);
+  // Job.Resume: the job's object path.
+  std::string resume(const std::string& path);
+  // Job.RetryCleanup: returns when the teardown has run (it may take minutes: no call timeout).
+  void retry_cleanup(const std::string& path);
   Props call_dict(const char* path, const char* interface, const char* method, const std::vector<std::string>& leading,
                   const Options& opts);
 

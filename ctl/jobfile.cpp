@@ -22,6 +22,63 @@ std::string str(const std::string& file, const toml::node& n, const std::string&
   if (!n.is_string()) fail(file, n, key, "expected a string");
   return *n.value<std::string>();
 }
+// Bytes: an integer, or a string with a binary suffix ("10G" = 10 GiB, "512M", "4096").
+uint64_t size_value(const std::string& file, const toml::node& n, const std::string& key) {
+  if (n.is_integer()) {
+    const int64_t v = *n.value<int64_t>();
+    if (v <= 0) fail(file, n, key, "must be greater than 0");
+    return static_cast<uint64_t>(v);
+  }
+  const std::string s = str(file, n, key);
+  size_t used = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(s, &used);
+  } catch (const std::exception&) {
+    fail(file, n, key, "'" + s + "' is not a size (bytes, or a number with K, M, G or T)");
+  }
+  const std::string unit = s.substr(used);
+  int shift = 0;
+  if (unit.empty() || unit == "B")
+    shift = 0;
+  else if (unit == "K" || unit == "KiB")
+    shift = 10;
+  else if (unit == "M" || unit == "MiB")
+    shift = 20;
+  else if (unit == "G" || unit == "GiB")
+    shift = 30;
+  else if (unit == "T" || unit == "TiB")
+    shift = 40;
+  else
+    fail(file, n, key, "'" + s + "': unknown unit '" + unit + "' (K, M, G or T: powers of 1024)");
+  if (v == 0 || v > (UINT64_MAX >> shift)) fail(file, n, key, "'" + s + "' is out of range");
+  return static_cast<uint64_t>(v) << shift;
+}
+
+DictList resources_value(const std::string& file, const toml::node& n) {
+  const auto* arr = n.as_array();
+  if (!arr) fail(file, n, "resources", "expected [[resources]] tables");
+  DictList out;
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const auto& el = *arr->get(i);
+    const std::string at = fmt::format("resources[{}]", i);
+    const auto* t = el.as_table();
+    if (!t) fail(file, el, at, "expected a table");
+    Dict d;
+    for (const auto& [k, v] : *t) {
+      const std::string key(k.str());
+      if (key == "size")
+        d[key] = size_value(file, v, at + ".size");
+      else if (key == "kind" || key == "name" || key == "path" || key == "server" || key == "format" ||
+               key == "on_stop" || key == "export")
+        d[key] = str(file, v, at + "." + key);
+      else
+        fail(file, v, at + "." + key, "unknown key");
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
 }  // namespace
 
 Options load_job_file(const std::string& file) {
@@ -49,7 +106,9 @@ Options parse_job_file(std::string_view text, const std::string& file) {
       std::vector<std::string> argv;
       for (const auto& el : *arr) argv.push_back(str(file, el, key));
       spec[key] = argv;
-    } else if (key == "name" || key == "working_directory" || key == "kill_mode") {
+    } else if (key == "resources") {
+      spec[key] = resources_value(file, n);
+    } else if (key == "name" || key == "working_directory" || key == "kill_mode" || key == "progress") {
       spec[key] = str(file, n, key);
     } else if (key == "stop_signal") {
       int sig = n.is_integer() ? static_cast<int>(*n.value<int64_t>()) : parse_signal(str(file, n, key));

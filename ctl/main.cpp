@@ -64,14 +64,18 @@ int main(int argc, char** argv) {
       {"status", "show one job in detail", job_positional, [&] { return verb_status(g, job); }},
       {"stop", "stop a job (graceful unless --force)", stop_options, [&] { return verb_stop(g, stop); }},
       {"cancel", "same as stop", stop_options, [&] { return verb_stop(g, stop); }},
-      {"delete", "delete a finished job's record and log",
+      {"delete", "delete a finished job's record, log and the volumes it created",
        [&](CLI::App* s) {
          s->add_option("job", del.job, "job id, id prefix or name")->required();
          s->add_flag("-f,--force", del.force, "force-stop an active job first");
-         s->add_flag("--keep-data", del.keep_data, "keep the job's log and data");
+         s->add_flag("--keep-data", del.keep_data, "keep the job's log and the volumes it created");
          s->add_flag("-y,--yes", del.yes, "do not ask for confirmation");
        },
        [&] { return verb_delete(g, del); }},
+      {"resume", "run a stopped or failed job again on its kept volumes, from its last checkpoint", job_positional,
+       [&] { return verb_resume(g, job); }},
+      {"cleanup", "tear down what is left of a finished job's resources (after a failed cleanup)", job_positional,
+       [&] { return verb_cleanup(g, job); }},
       {"logs", "print a job's output",
        [&](CLI::App* s) {
          job_positional(s);

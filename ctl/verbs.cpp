@@ -27,8 +27,34 @@ constexpr const char* kJob = "org.repvisor1.Job";
 
 bool is_terminal(const std::string& s) { return s == "completed" || s == "failed" || s == "cancelled"; }
 
-json to_json(const Value& v) {
+json to_json(const DictValue& v) {
   return std::visit([](const auto& x) -> json { return x; }, v);
+}
+
+json to_json(const Value& v) {
+  return std::visit(
+      [](const auto& x) -> json {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, DictList>) {
+          json a = json::array();
+          for (const auto& d : x) {
+            json o = json::object();
+            for (const auto& [k, dv] : d) o[k] = to_json(dv);
+            a.push_back(std::move(o));
+          }
+          return a;
+        } else {
+          return x;
+        }
+      },
+      v);
+}
+
+std::string dict_s(const Dict& d, const std::string& k) {
+  auto it = d.find(k);
+  if (it == d.end()) return {};
+  if (const auto* s = std::get_if<std::string>(&it->second)) return *s;
+  return {};
 }
 
 json props_json(const Props& p) {
@@ -140,7 +166,11 @@ void print_status(const Props& p) {
   const std::string sub = get_s(p, "SubState");
   fmt::print("{} {}\n", colour() ? coloured_state("●") : "*", bold(job_label(p)));
   auto row = [](const char* k, const std::string& v) {
-    if (!v.empty()) fmt::print("{:>14}: {}\n", k, v);
+    if (v.empty()) return;
+    if (*k)
+      fmt::print("{:>14}: {}\n", k, v);
+    else
+      fmt::print("{:>14}  {}\n", "", v);
   };
   row("Id", get_s(p, "Id"));
   row("State", fmt::format("{} ({})", coloured_state(state), sub));
@@ -171,6 +201,26 @@ void print_status(const Props& p) {
       row("Exit", fmt::format("status {}", get_i(p, "ExitCode")));
   }
   row("Log", get_s(p, "LogPath"));
+  if (get_i(p, "Runs") > 1) row("Runs", std::to_string(get_i(p, "Runs")));
+  if (!get_s(p, "Checkpoint").empty()) row("Checkpoint", get_s(p, "Checkpoint"));
+  if (auto it = p.find("ResourceDetails"); it != p.end())
+    if (const auto* list = std::get_if<DictList>(&it->second); list && !list->empty()) {
+      bool first = true;
+      for (const auto& d : *list) {
+        std::string where = dict_s(d, "endpoint");
+        if (where.empty() || where == dict_s(d, "path"))
+          where = dict_s(d, "path");
+        else
+          where = dict_s(d, "path").empty() ? where : dict_s(d, "path") + " -> " + where;
+        std::string line = fmt::format("{} {} {}: {}", dict_s(d, "kind"), dict_s(d, "name"), where, dict_s(d, "state"));
+        if (!dict_s(d, "error").empty()) line += " (" + dict_s(d, "error") + ")";
+        row(first ? "Resources" : "", line);
+        first = false;
+      }
+      const std::string cs = get_s(p, "CleanupState");
+      if (!cs.empty())
+        row("Cleanup", cs == "failed" ? "failed: " + get_s(p, "CleanupError") + " (retry: repvisorctl cleanup JOB)" : cs);
+    }
 }
 
 std::string stop_line(const Props& p, usec_t timeout) {
@@ -397,6 +447,15 @@ int verb_delete(const Globals& g, const DeleteArgs& a) {
     if (!is_terminal(state)) fmt::print("  - it is {}: it will be force-stopped (SIGKILL) first\n", state);
     fmt::print("  - its record and runtime files will be removed\n");
     fmt::print("  - its log {} will be {}\n", get_s(p, "LogPath"), a.keep_data ? "kept" : "removed");
+    if (auto it = p.find("ResourceDetails"); it != p.end())
+      if (const auto* list = std::get_if<DictList>(&it->second))
+        for (const auto& d : *list)
+          if ((dict_s(d, "kind") == "file" || dict_s(d, "kind") == "loop") && dict_s(d, "state") == "kept")
+            fmt::print("  - volume '{}' ({}) will be {}\n", dict_s(d, "name"), dict_s(d, "path"),
+                       a.keep_data ? "kept"
+                       : std::get_if<bool>(&d.at("created")) && std::get<bool>(d.at("created"))
+                           ? "removed"
+                           : "kept (the job did not create it)");
     fmt::print("Continue? [y/N] ");
     fflush(stdout);
     std::string answer;
@@ -414,6 +473,35 @@ int verb_delete(const Globals& g, const DeleteArgs& a) {
     fmt::print("{}\n", props_json(r).dump());
   else
     fmt::print("Deleted job {}{}.\n", job_label(p), a.keep_data ? " (log kept)" : "");
+  return kExitOk;
+}
+
+// ---- resume / cleanup ----------------------------------------------------------------------
+
+int verb_resume(const Globals& g, const JobArg& a) {
+  Client c(g.address);
+  const std::string path = c.get_job(a.job);
+  c.resume(path);
+  Props p = c.job_properties(path);
+  if (g.json) {
+    fmt::print("{}\n", props_json(p).dump());
+  } else {
+    const std::string cp = get_s(p, "Checkpoint");
+    fmt::print("Resumed job {} (run {}){}.\n", job_label(p), get_i(p, "Runs"),
+               cp.empty() ? ", no checkpoint: it starts from the beginning" : ", from checkpoint " + cp);
+  }
+  return kExitOk;
+}
+
+int verb_cleanup(const Globals& g, const JobArg& a) {
+  Client c(g.address);
+  const std::string path = c.get_job(a.job);
+  c.retry_cleanup(path);
+  Props p = c.job_properties(path);
+  if (g.json)
+    fmt::print("{}\n", props_json(p).dump());
+  else
+    fmt::print("Cleanup of job {} done: nothing of it is left running or attached.\n", job_label(p));
   return kExitOk;
 }
 

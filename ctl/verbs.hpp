@@ -44,6 +44,8 @@ int verb_logs(const Globals& g, const JobArg& a);
 int verb_wait(const Globals& g, const JobArg& a);
 int verb_watch(const Globals& g, const JobArg& a);
 int verb_events(const Globals& g, const EventsArgs& a);
+int verb_resume(const Globals& g, const JobArg& a);
+int verb_cleanup(const Globals& g, const JobArg& a);
 
 void install_interrupt_handler();
 

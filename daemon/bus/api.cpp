@@ -235,6 +235,9 @@ void Api::flush(const std::string& commit_error) {
     if (what & core::kChangedStatus) names.push_back("StatusText");
     if (what & core::kChangedProgress) names.insert(names.end(), {"Phase", "Progress", "BytesDone", "BytesTotal"});
     if (what & core::kChangedCheckpoint) names.push_back("Checkpoint");
+    if (what & core::kChangedResources)
+      names.insert(names.end(), {"Resources", "ResourceDetails", "CleanupState", "CleanupError"});
+    if (what & core::kChangedRuns) names.push_back("Runs");
     names.push_back(nullptr);
     const std::string path = job_path(id);
     for (sd_bus* b : buses_)

@@ -51,6 +51,8 @@ class Api final : public SupervisorObserver {
   // Shared by Manager.StopJob and Job.Stop (and Delete likewise).
   int stop(sd_bus_message* m, core::Job& job, sd_bus_error* err);
   int remove(sd_bus_message* m, core::Job& job, sd_bus_error* err);
+  int resume(sd_bus_message* m, core::Job& job, sd_bus_error* err);
+  int retry_cleanup(sd_bus_message* m, core::Job& job, sd_bus_error* err);
   core::Job& job_from_path(const char* path);
   uint32_t caller_uid(sd_bus_message* m);
   Caller caller(sd_bus_message* m);

@@ -86,6 +86,18 @@ std::map<std::string, std::string> Value::str_map() {
   return out;
 }
 
+void Value::each_dict(const std::function<void(size_t, sd_bus_message*)>& fn) {
+  expect("aa{sv}");
+  check(sd_bus_message_enter_container(m_, 'a', "a{sv}"), key_);
+  for (size_t i = 0;; ++i) {
+    int r = sd_bus_message_at_end(m_, 0);
+    check(r, key_);
+    if (r > 0) break;
+    fn(i, m_);
+  }
+  check(sd_bus_message_exit_container(m_), key_);
+}
+
 void read_dict(sd_bus_message* m, const std::function<void(Value&)>& fn) {
   check(sd_bus_message_enter_container(m, 'a', "{sv}"), "options");
   for (;;) {
@@ -127,6 +139,51 @@ void validate_job_spec(const core::JobSpec& spec) {
   if (spec.stop_signal <= 0 || spec.stop_signal >= SIGRTMAX || spec.stop_signal == SIGSTOP)
     invalid(fmt::format("stop_signal: {} is not a signal that can stop a job", spec.stop_signal));
   if (spec.stop_timeout == 0) invalid("stop_timeout_usec: must be greater than 0");
+  if (auto why = core::check_resources(spec.resources); !why.empty()) invalid(why);
+  if (spec.progress == core::ProgressSource::Nbdcopy && spec.argv[0] != "nbdcopy" &&
+      (spec.argv[0].size() < 8 || spec.argv[0].compare(spec.argv[0].size() - 8, 8, "/nbdcopy") != 0))
+    invalid("progress: \"nbdcopy\" reads nbdcopy's --progress output, but the command is '" + spec.argv[0] + "'");
+}
+
+namespace {
+core::ResourceSpec parse_resource(size_t index, sd_bus_message* m) {
+  core::ResourceSpec r;
+  bool have_kind = false;
+  const std::string at = fmt::format("resources[{}]", index);
+  read_dict(m, [&](Value& v) {
+    const std::string k = v.key();
+    auto enum_value = [&](auto parse, auto* out, const char* allowed) {
+      const std::string s = v.str();
+      if (!parse(s, out)) invalid(fmt::format("{}.{}: '{}' is not one of {}", at, k, s, allowed));
+    };
+    if (k == "kind") {
+      enum_value(core::resource_kind_from_string, &r.kind, "nbd-server, nbd-device, file, loop");
+      have_kind = true;
+    } else if (k == "name") {
+      r.name = v.str();
+    } else if (k == "path") {
+      r.path = v.str();
+    } else if (k == "size") {
+      r.size = v.u64();
+    } else if (k == "server") {
+      enum_value(core::nbd_server_kind_from_string, &r.server, "qemu-nbd, nbdkit");
+    } else if (k == "format") {
+      enum_value(core::image_format_from_string, &r.format, "raw, qcow2");
+    } else if (k == "on_stop") {
+      enum_value(core::on_stop_from_string, &r.on_stop, "keep, discard");
+    } else if (k == "export") {
+      r.export_of = v.str();
+    } else {
+      invalid(fmt::format("{}: unknown key '{}'", at, k));
+    }
+  });
+  if (!have_kind) invalid(at + ".kind: required key is missing");
+  return r;
+}
+}  // namespace
+
+void parse_resume_options(sd_bus_message* m) {
+  read_dict(m, [&](Value& v) { invalid("unknown key '" + v.key() + "' in resume options"); });
 }
 
 core::JobSpec parse_job_spec(sd_bus_message* m, usec_t default_stop_timeout) {
@@ -149,6 +206,12 @@ core::JobSpec parse_job_spec(sd_bus_message* m, usec_t default_stop_timeout) {
       spec.stop_signal = v.i32();
     } else if (k == "stop_timeout_usec") {
       spec.stop_timeout = v.u64();
+    } else if (k == "resources") {
+      v.each_dict([&](size_t i, sd_bus_message* msg) { spec.resources.push_back(parse_resource(i, msg)); });
+    } else if (k == "progress") {
+      const std::string s = v.str();
+      if (!core::progress_source_from_string(s, &spec.progress))
+        invalid("progress: '" + s + "' is not one of notify, nbdcopy");
     } else if (k == "kill_mode") {
       const std::string s = v.str();
       if (!core::kill_mode_from_string(s, &spec.kill_mode))
@@ -210,7 +273,7 @@ std::vector<core::JobState> parse_list_filter(sd_bus_message* m) {
       core::JobState st;
       if (!core::job_state_from_string(s, &st))
         invalid("states: '" + s +
-                "' is not a job state (pending, running, stopping, cleaning, completed, failed, cancelled)");
+                "' is not a job state (pending, starting, running, stopping, cleaning, completed, failed, cancelled)");
       states.push_back(st);
     }
   });

@@ -25,6 +25,8 @@ class Value {
   int32_t i32();
   std::vector<std::string> strv();
   std::map<std::string, std::string> str_map();
+  // An aa{sv}: fn is called for each dictionary with its index, positioned inside it.
+  void each_dict(const std::function<void(size_t, sd_bus_message*)>& fn);
   const std::string& key() const { return key_; }
 
  private:
@@ -37,6 +39,8 @@ class Value {
 void read_dict(sd_bus_message* m, const std::function<void(Value&)>& fn);
 
 core::JobSpec parse_job_spec(sd_bus_message* m, usec_t default_stop_timeout);
+// Job.Resume options: none yet; an unknown key is refused.
+void parse_resume_options(sd_bus_message* m);
 core::StopRequest parse_stop_options(sd_bus_message* m, bool* wait);
 DeleteOptions parse_delete_options(sd_bus_message* m);
 std::vector<core::JobState> parse_list_filter(sd_bus_message* m);

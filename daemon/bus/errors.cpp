@@ -14,6 +14,10 @@ const char* error_name(ErrorKind kind) {
       return SD_BUS_ERROR_ACCESS_DENIED;
     case ErrorKind::ShuttingDown:
       return kErrorShuttingDown;
+    case ErrorKind::NotResumable:
+      return kErrorNotResumable;
+    case ErrorKind::CleanupFailed:
+      return kErrorCleanupFailed;
     case ErrorKind::Failed:
       break;
   }

@@ -13,6 +13,8 @@ namespace repvisor::bus {
 inline constexpr const char* kErrorNoSuchJob = "org.repvisor1.Error.NoSuchJob";
 inline constexpr const char* kErrorJobActive = "org.repvisor1.Error.JobActive";
 inline constexpr const char* kErrorShuttingDown = "org.repvisor1.Error.ShuttingDown";
+inline constexpr const char* kErrorNotResumable = "org.repvisor1.Error.NotResumable";
+inline constexpr const char* kErrorCleanupFailed = "org.repvisor1.Error.CleanupFailed";
 
 const char* error_name(ErrorKind kind);
 int set_error(sd_bus_error* err, const ApiError& e);

@@ -94,6 +94,37 @@ int Api::remove(sd_bus_message* m, core::Job& job, sd_bus_error*) {
   return 1;
 }
 
+int Api::resume(sd_bus_message* m, core::Job& job, sd_bus_error*) {
+  require_privileged(m, "resume jobs");
+  parse_resume_options(m);
+  const Caller who = caller(m);
+  sup_.resume(job, &who);
+  sd_bus_message* reply = nullptr;
+  check(sd_bus_message_new_method_return(m, &reply));
+  MessagePtr owned(reply);
+  check(sd_bus_message_append(reply, "o", job_path(job.id()).c_str()));
+  reply_after_commit(m, owned.release());
+  return 1;
+}
+
+int Api::retry_cleanup(sd_bus_message* m, core::Job& job, sd_bus_error*) {
+  require_privileged(m, "clean up jobs");
+  const Caller who = caller(m);
+  // Answered once the teardown has run, with its outcome.
+  sup_.retry_cleanup(job, &who, [this, call = ref(m), id = job.id()](bool ok) {
+    core::Job* j = sup_.find_by_id(id);
+    if (!ok) {
+      reply_error(call.get(), ApiError(ErrorKind::CleanupFailed,
+                                       fmt::format("job {}: cleanup failed: {}", id, j ? j->cleanup_error : "")));
+      return;
+    }
+    sd_bus_message* reply = nullptr;
+    if (sd_bus_message_new_method_return(call.get(), &reply) < 0) return;
+    reply_after_commit(call.get(), reply);
+  });
+  return 1;
+}
+
 // ---- org.repvisor1.Manager ----------------------------------------------------------------
 
 struct ManagerMethods {
@@ -201,6 +232,24 @@ struct ManagerMethods {
     });
   }
 
+  static int resume_job(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+    return guarded(err, [&] {
+      Api& api = api_of(userdata);
+      const char* key = nullptr;
+      check(sd_bus_message_read(m, "s", &key));
+      return api.resume(m, api.sup_.lookup(key), err);
+    });
+  }
+
+  static int retry_cleanup(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+    return guarded(err, [&] {
+      Api& api = api_of(userdata);
+      const char* key = nullptr;
+      check(sd_bus_message_read(m, "s", &key));
+      return api.retry_cleanup(m, api.sup_.lookup(key), err);
+    });
+  }
+
   static int property(sd_bus*, const char*, const char*, const char* name, sd_bus_message* reply, void* userdata,
                       sd_bus_error* err) {
     return guarded(err, [&] {
@@ -228,6 +277,10 @@ const sd_bus_vtable Api::kManagerVtable[] = {
                              ManagerMethods::stop_job, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("DeleteJob", "sa{sv}", SD_BUS_PARAM(id) SD_BUS_PARAM(options), "a{sv}",
                              SD_BUS_PARAM(result), ManagerMethods::delete_job, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ResumeJob", "sa{sv}", SD_BUS_PARAM(id) SD_BUS_PARAM(options), "o", SD_BUS_PARAM(job),
+                             ManagerMethods::resume_job, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("RetryCleanup", SD_BUS_ARGS("s", id), SD_BUS_NO_RESULT, ManagerMethods::retry_cleanup,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_PROPERTY("Version", "s", ManagerMethods::property, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("JobsActive", "u", ManagerMethods::property, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("MaxConcurrentJobs", "u", ManagerMethods::property, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -248,6 +301,20 @@ struct JobMethods {
     return guarded(err, [&] {
       Api& api = api_of(userdata);
       return api.remove(m, api.job_from_path(sd_bus_message_get_path(m)), err);
+    });
+  }
+
+  static int resume(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+    return guarded(err, [&] {
+      Api& api = api_of(userdata);
+      return api.resume(m, api.job_from_path(sd_bus_message_get_path(m)), err);
+    });
+  }
+
+  static int retry_cleanup(sd_bus_message* m, void* userdata, sd_bus_error* err) {
+    return guarded(err, [&] {
+      Api& api = api_of(userdata);
+      return api.retry_cleanup(m, api.job_from_path(sd_bus_message_get_path(m)), err);
     });
   }
 
@@ -290,6 +357,40 @@ struct JobMethods {
       if (p == "StopTimeoutUSec") return sd_bus_message_append(reply, "t", j.spec().stop_timeout);
       if (p == "StopSignal") return sd_bus_message_append(reply, "i", j.spec().stop_signal);
       if (p == "KillMode") return sd_bus_message_append(reply, "s", core::to_string(j.spec().kill_mode));
+      if (p == "CleanupState") return sd_bus_message_append(reply, "s", j.cleanup_state.c_str());
+      if (p == "CleanupError") return sd_bus_message_append(reply, "s", j.cleanup_error.c_str());
+      if (p == "Runs") return sd_bus_message_append(reply, "u", j.runs);
+      if (p == "ProgressSource") return sd_bus_message_append(reply, "s", core::to_string(j.spec().progress));
+      if (p == "Resources") {
+        check(sd_bus_message_open_container(reply, 'a', "(ssss)"));
+        for (size_t i = 0; i < j.resources.size(); ++i) {
+          const auto& s = j.spec().resources[i];
+          check(sd_bus_message_append(reply, "(ssss)", core::to_string(s.kind), s.name.c_str(), s.path.c_str(),
+                                      core::to_string(j.resources[i].state)));
+        }
+        return sd_bus_message_close_container(reply);
+      }
+      if (p == "ResourceDetails") {
+        check(sd_bus_message_open_container(reply, 'a', "a{sv}"));
+        for (size_t i = 0; i < j.resources.size(); ++i) {
+          const auto& s = j.spec().resources[i];
+          const auto& r = j.resources[i];
+          DictWriter d(reply);
+          d.add("kind", "s", core::to_string(s.kind))
+              .add("name", "s", s.name.c_str())
+              .add("path", "s", s.path.c_str())
+              .add("state", "s", core::to_string(r.state))
+              .add("endpoint", "s", r.endpoint.c_str())
+              .add("device", "s", r.device.c_str())
+              .add("created", "b", static_cast<int>(r.created))
+              .add("on_stop", "s", core::to_string(s.on_stop))
+              .add("server_pid", "u", static_cast<uint32_t>(r.pid))
+              .add("error", "s", r.error.c_str());
+          if (s.size) d.add("size", "t", *s.size);
+          d.close();
+        }
+        return sd_bus_message_close_container(reply);
+      }
       if (p == "StuckPIDs") {
         check(sd_bus_message_open_container(reply, 'a', "u"));
         for (pid_t pid : j.stuck_pids) check(sd_bus_message_append(reply, "u", static_cast<uint32_t>(pid)));
@@ -310,6 +411,9 @@ const sd_bus_vtable Api::kJobVtable[] = {
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("Delete", "a{sv}", SD_BUS_PARAM(options), "a{sv}", SD_BUS_PARAM(result),
                              JobMethods::remove, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("Resume", "a{sv}", SD_BUS_PARAM(options), "o", SD_BUS_PARAM(job), JobMethods::resume,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD("RetryCleanup", "", "", JobMethods::retry_cleanup, SD_BUS_VTABLE_UNPRIVILEGED),
     JOB_PROPERTY("Id", "s", kConst),
     JOB_PROPERTY("Name", "s", kConst),
     JOB_PROPERTY("State", "s", kChange),
@@ -338,6 +442,12 @@ const sd_bus_vtable Api::kJobVtable[] = {
     JOB_PROPERTY("StopSignal", "i", kConst),
     JOB_PROPERTY("KillMode", "s", kConst),
     JOB_PROPERTY("StuckPIDs", "au", kChange),
+    JOB_PROPERTY("Resources", "a(ssss)", kChange),
+    JOB_PROPERTY("ResourceDetails", "aa{sv}", kChange),
+    JOB_PROPERTY("CleanupState", "s", kChange),
+    JOB_PROPERTY("CleanupError", "s", kChange),
+    JOB_PROPERTY("Runs", "u", kChange),
+    JOB_PROPERTY("ProgressSource", "s", kConst),
     SD_BUS_VTABLE_END,
 };
 

@@ -74,6 +74,62 @@ void parse_daemon(const std::string& source, const toml::table& t, Config& c) {
   }
 }
 
+// Absolute and written the one way (no ".", "..", "//" or trailing slash): roots are compared
+// with job paths as strings.
+bool canonical_absolute(const std::string& p) {
+  if (p.size() < 2 || p[0] != '/' || p.back() == '/') return false;
+  return p.find("//") == std::string::npos && p.find("/./") == std::string::npos &&
+         p.find("/../") == std::string::npos && !p.ends_with("/.") && !p.ends_with("/..");
+}
+
+std::vector<std::string> get_paths(const std::string& source, const toml::node& node, const std::string& key,
+                                   bool globs) {
+  const auto* arr = node.as_array();
+  if (!arr) fail(source, node, key, "expected an array of absolute paths");
+  std::vector<std::string> out;
+  for (const auto& el : *arr) {
+    std::string v = get_string(source, el, key);
+    if (!canonical_absolute(v)) fail(source, el, key, fmt::format("'{}' is not an absolute path written canonically", v));
+    if (!globs && v.find_first_of("*?[") != std::string::npos)
+      fail(source, el, key, fmt::format("'{}': patterns are not allowed here", v));
+    if (globs && v.rfind("/dev/", 0) != 0) fail(source, el, key, fmt::format("'{}' is not under /dev", v));
+    out.push_back(v);
+  }
+  return out;
+}
+
+void parse_volumes(const std::string& source, const toml::table& t, Config& c) {
+  for (const auto& [k, node] : t) {
+    const std::string key = "volumes." + std::string(k.str());
+    if (k == "roots") {
+      c.volume_roots = get_paths(source, node, key, false);
+      for (const auto& r : c.volume_roots)
+        if (r.rfind("/dev", 0) == 0 || r.rfind("/proc", 0) == 0 || r.rfind("/sys", 0) == 0)
+          fail(source, node, key, fmt::format("'{}' cannot hold volumes", r));
+    } else if (k == "devices") {
+      c.volume_devices = get_paths(source, node, key, true);
+    } else if (k == "sync_timeout") {
+      c.sync_timeout = get_timespan(source, node, key);
+    } else if (k == "detach_timeout") {
+      c.detach_timeout = get_timespan(source, node, key);
+    } else {
+      fail(source, node, key, "unknown key");
+    }
+  }
+}
+
+void parse_nbd(const std::string& source, const toml::table& t, Config& c) {
+  for (const auto& [k, node] : t) {
+    const std::string key = "nbd." + std::string(k.str());
+    if (k == "ready_timeout")
+      c.nbd_ready_timeout = get_timespan(source, node, key);
+    else if (k == "stop_timeout")
+      c.nbd_stop_timeout = get_timespan(source, node, key);
+    else
+      fail(source, node, key, "unknown key");
+  }
+}
+
 }  // namespace
 
 Config parse(std::string_view text, const std::string& source) {
@@ -94,6 +150,12 @@ void parse_into(Config& into, std::string_view text, const std::string& source) 
     if (k == "daemon") {
       if (!node.is_table()) fail(source, node, "daemon", "expected a table [daemon]");
       parse_daemon(source, *node.as_table(), c);
+    } else if (k == "volumes") {
+      if (!node.is_table()) fail(source, node, "volumes", "expected a table [volumes]");
+      parse_volumes(source, *node.as_table(), c);
+    } else if (k == "nbd") {
+      if (!node.is_table()) fail(source, node, "nbd", "expected a table [nbd]");
+      parse_nbd(source, *node.as_table(), c);
     } else {
       fail(source, node, std::string(k.str()), "unknown section or key");
     }
@@ -150,6 +212,21 @@ std::string to_toml(const Config& c) {
       << "recovery = " << q(c.recovery) << "\n"
       << "state_dir = " << q(c.state_dir) << "\n"
       << "runtime_dir = " << q(c.runtime_dir) << "\n";
+  auto list = [&](const std::vector<std::string>& v) {
+    toml::array a;
+    for (const auto& s : v) a.push_back(s);
+    std::stringstream ss;
+    ss << a;
+    return ss.str();
+  };
+  out << "\n[volumes]\n"
+      << "roots = " << list(c.volume_roots) << "\n"
+      << "devices = " << list(c.volume_devices) << "\n"
+      << "sync_timeout = " << q(format_timespan(c.sync_timeout)) << "\n"
+      << "detach_timeout = " << q(format_timespan(c.detach_timeout)) << "\n"
+      << "\n[nbd]\n"
+      << "ready_timeout = " << q(format_timespan(c.nbd_ready_timeout)) << "\n"
+      << "stop_timeout = " << q(format_timespan(c.nbd_stop_timeout)) << "\n";
   return out.str();
 }
 

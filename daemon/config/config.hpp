@@ -20,6 +20,16 @@ struct Config {
   std::string recovery = "stop";                   // jobs alive at start-up: "stop" them or "adopt" them
   std::string state_dir = "/var/lib/repvisor";
   std::string runtime_dir = "/run/repvisor";
+
+  // [volumes]: where job volumes may be created or written, and which existing block devices a
+  // job may be given (exact paths, or glob patterns such as "/dev/vd?").
+  std::vector<std::string> volume_roots = {"/var/lib/repvisor/volumes"};
+  std::vector<std::string> volume_devices;
+  usec_t sync_timeout = 300 * USEC_PER_SEC;   // flushing a volume after its writers are gone
+  usec_t detach_timeout = 30 * USEC_PER_SEC;  // a loop device to be unbound
+  // [nbd]
+  usec_t nbd_ready_timeout = 30 * USEC_PER_SEC;  // an NBD server to answer its first handshake
+  usec_t nbd_stop_timeout = 10 * USEC_PER_SEC;   // after SIGTERM, before SIGKILL
 };
 
 class ConfigError : public std::runtime_error {

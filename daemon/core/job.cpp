@@ -11,10 +11,11 @@
 namespace repvisor::core {
 
 namespace {
-constexpr std::array<const char*, 7> kStateNames{"pending",   "running", "stopping", "cleaning",
-                                                 "completed", "failed",  "cancelled"};
-constexpr std::array<const char*, 8> kSubStateNames{"queued",        "running",    "stop-sigterm", "stop-sigkill",
-                                                    "final-sigkill", "unkillable", "cleanup",      "dead"};
+constexpr std::array<const char*, 8> kStateNames{"pending",   "starting", "running", "stopping",
+                                                 "cleaning",  "completed", "failed",  "cancelled"};
+constexpr std::array<const char*, 9> kSubStateNames{"queued",        "setup",      "running", "stop-sigterm",
+                                                    "stop-sigkill",  "final-sigkill", "unkillable", "cleanup",
+                                                    "dead"};
 
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
@@ -36,6 +37,17 @@ const char* to_string(StopMode m) {
   return "";
 }
 const char* to_string(KillMode m) { return m == KillMode::Mixed ? "mixed" : "control-group"; }
+const char* to_string(ProgressSource p) { return p == ProgressSource::Notify ? "notify" : "nbdcopy"; }
+
+bool progress_source_from_string(std::string_view s, ProgressSource* out) {
+  if (s == "notify")
+    *out = ProgressSource::Notify;
+  else if (s == "nbdcopy")
+    *out = ProgressSource::Nbdcopy;
+  else
+    return false;
+  return true;
+}
 
 bool kill_mode_from_string(std::string_view s, KillMode* out) {
   if (s == "mixed")
@@ -66,11 +78,13 @@ bool sub_state_from_string(std::string_view s, SubState* out) {
 }
 
 bool is_terminal(JobState s) { return s == JobState::Completed || s == JobState::Failed || s == JobState::Cancelled; }
-bool is_active(JobState s) { return s == JobState::Running || s == JobState::Stopping || s == JobState::Cleaning; }
+bool is_active(JobState s) {
+  return s == JobState::Starting || s == JobState::Running || s == JobState::Stopping || s == JobState::Cleaning; }
 
 Job::Job(JobDriver& driver, std::string id, JobSpec spec, usec_t final_kill_timeout)
     : driver_(driver), id_(std::move(id)), spec_(std::move(spec)), final_kill_timeout_(final_kill_timeout) {
   created_usec = driver_.now();
+  resources.resize(spec_.resources.size());
 }
 
 void Job::set_state(JobState s, SubState sub) {
@@ -82,6 +96,32 @@ void Job::set_state(JobState s, SubState sub) {
 
 void Job::start() {
   if (state_ != JobState::Pending) return;
+  if (!spec_.resources.empty()) {
+    enter_setup();
+    return;
+  }
+  launch();
+}
+
+void Job::enter_setup() {
+  // The state is set before acting: setup may complete synchronously.
+  set_state(JobState::Starting, SubState::Setup);
+  driver_.begin_setup(*this);
+}
+
+void Job::on_setup_done(bool ok, const std::string& error) {
+  if (state_ != JobState::Starting) return;
+  if (!ok) {
+    fail_reason = status_text = "setting up resources failed: " + error;
+    driver_.changed(*this, kChangedStatus);
+    driver_.event(*this, "start-failed", status_text);
+    enter_cleaning();
+    return;
+  }
+  launch();
+}
+
+void Job::launch() {
   int r = driver_.spawn(*this);
   if (r < 0) {
     start_error = -r;
@@ -124,6 +164,11 @@ StopOutcome Job::request_stop(const StopRequest& req) {
     case JobState::Pending:
       // Never started: nothing to signal or tear down.
       enter_dead();
+      break;
+    case JobState::Starting:
+      // No process yet: abandon the setup and tear down what it made.
+      driver_.abort_setup(*this);
+      enter_cleaning();
       break;
     case JobState::Running:
       if (req.force)
@@ -224,6 +269,48 @@ void Job::after_main_exit() {
   }
 }
 
+void Job::on_resource_failed(const std::string& reason) {
+  if (state_ == JobState::Starting) {
+    on_setup_done(false, reason);
+    return;
+  }
+  if (state_ != JobState::Running && state_ != JobState::Stopping) return;
+  if (stop_requested || !fail_reason.empty()) return;  // already ending for another reason
+  fail_reason = status_text = reason;
+  driver_.changed(*this, kChangedStatus);
+  driver_.event(*this, "resource-failed", reason);
+  if (state_ == JobState::Running) enter_stop_sigterm(spec_.stop_timeout);
+}
+
+void Job::reset_for_resume() {
+  if (!is_terminal(state_)) return;
+  ++runs;
+  main_pid = 0;
+  main_alive = tree_alive = false;
+  started_usec = stop_requested_usec = finished_usec = cancelled_usec = 0;
+  stop_mode = StopMode::None;
+  cancel_reason.clear();
+  cancel_notes.clear();
+  requested_by_uid = 0;
+  stop_requested = false;
+  exit_code = -1;
+  exit_signal = 0;
+  start_error = 0;
+  exit_unknown = false;
+  main_start_time = 0;
+  status_text.clear();
+  fail_reason.clear();
+  progress = -1;
+  stuck_pids.clear();
+  stop_timeout_used = 0;
+  stop_deadline_usec = 0;
+  cleanup_state.clear();
+  cleanup_error.clear();
+  driver_.changed(*this, kChangedPid | kChangedStop | kChangedExit | kChangedTimes | kChangedStatus |
+                             kChangedProgress | kChangedResources | kChangedRuns);
+  set_state(JobState::Pending, SubState::Queued);
+}
+
 void Job::finish_interrupted() {
   main_alive = tree_alive = false;
   if (!stop_requested) {
@@ -283,7 +370,7 @@ void Job::enter_dead() {
   if (stop_requested) {
     final_state = JobState::Cancelled;
     cancelled_usec = finished_usec;
-  } else if (start_error == 0 && exit_code == 0 && !exit_unknown) {
+  } else if (start_error == 0 && fail_reason.empty() && exit_code == 0 && !exit_unknown) {
     final_state = JobState::Completed;
   } else {
     final_state = JobState::Failed;

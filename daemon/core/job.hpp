@@ -15,10 +15,11 @@
 
 namespace repvisor::core {
 
-enum class JobState { Pending, Running, Stopping, Cleaning, Completed, Failed, Cancelled };
+enum class JobState { Pending, Starting, Running, Stopping, Cleaning, Completed, Failed, Cancelled };
 
 enum class SubState {
   Queued,        // pending: waiting for a free slot
+  Setup,         // starting: the job's resources (NBD servers, volumes) are being set up
   Running,       // running
   StopSigterm,   // stopping: stop signal sent, waiting up to the stop timeout
   StopSigkill,   // stopping: SIGKILL sent to the whole tree, waiting for it to go
@@ -49,6 +50,8 @@ enum Changed : uint32_t {
   kChangedStatus = 1u << 5,      // StatusText
   kChangedProgress = 1u << 6,    // Phase, Progress, BytesDone, BytesTotal
   kChangedCheckpoint = 1u << 7,  // Checkpoint: durable at once
+  kChangedResources = 1u << 8,   // Resources, ResourceEndpoints, CleanupState, CleanupError
+  kChangedRuns = 1u << 9,        // Runs (a resume)
 };
 
 struct StopRequest {
@@ -70,6 +73,11 @@ class Job;
 class JobDriver {
  public:
   virtual ~JobDriver() = default;
+  // Sets up the job's resources; completion is reported by Job::on_setup_done(), possibly before
+  // begin_setup() returns.
+  virtual void begin_setup(Job& job) = 0;
+  // A stop during setup: whatever is in flight is abandoned (cleanup tears down what was made).
+  virtual void abort_setup(Job& job) = 0;
   virtual int spawn(Job& job) = 0;  // on success the job's main_pid is set and it is alive
   virtual int signal_main(Job& job, int sig) = 0;
   virtual int signal_tree(Job& job, int sig) = 0;  // every process of the job
@@ -100,11 +108,22 @@ class Job {
   void on_tree_empty();
   void on_timer();
   void on_cleanup_done(bool ok, const std::string& error);
+  void on_setup_done(bool ok, const std::string& error);
+  // Something the job depends on (its NBD server) failed while it ran: the job is stopped
+  // gracefully and ends failed with this reason.
+  void on_resource_failed(const std::string& reason);
+  // Recovery, resume: back to pending for another run of the same job (same id, same
+  // resources); the per-run record is cleared, the checkpoint kept. Only from a terminal state.
+  void reset_for_resume();
 
   // Recovery only: put a job read from the store back in the state it was recorded in.
   void restore(JobState s, SubState sub) {
     state_ = s;
     sub_state_ = sub;
+  }
+  // Recovery only: a job recorded cleaning runs its teardown again.
+  void restart_cleanup() {
+    if (state_ == JobState::Cleaning) driver_.begin_cleanup(*this);
   }
   // Recovery only: the job's processes vanished while the daemon was down.
   void finish_interrupted();
@@ -146,8 +165,15 @@ class Job {
   usec_t stop_deadline_usec = 0;  // when the stop signal phase ends (realtime), 0 when not in it
   std::vector<pid_t> stuck_pids;
   usec_t stop_timeout_used = 0;
+  std::string fail_reason;            // sticky: why the job failed other than by its exit status
+  std::vector<Resource> resources;    // one per spec().resources, same order
+  std::string cleanup_state;          // "", "running", "done", "failed"
+  std::string cleanup_error;
+  uint32_t runs = 1;                  // 1 + the number of resumes
 
  private:
+  void enter_setup();
+  void launch();
   void enter_running();
   void enter_stop_sigterm(usec_t timeout);
   void enter_stop_sigkill(SubState sub);

@@ -64,6 +64,14 @@ ALTER TABLE jobs ADD COLUMN bytes_done INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN bytes_total INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN checkpoint TEXT NOT NULL DEFAULT '';
 )sql",
+    // 3: resources (NBD servers, volumes) and their cleanup; resume.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN resources TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE jobs ADD COLUMN cleanup_state TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN cleanup_error TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN fail_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN runs INTEGER NOT NULL DEFAULT 1;
+)sql",
 };
 constexpr int kKnownVersion = static_cast<int>(std::size(kMigrations));
 static_assert(kKnownVersion == kSchemaVersion);
@@ -77,7 +85,20 @@ json spec_to_json(const core::JobSpec& s) {
               {"working_directory", s.working_directory},
               {"stop_signal", s.stop_signal},
               {"stop_timeout_usec", s.stop_timeout},
-              {"kill_mode", core::to_string(s.kill_mode)}};
+              {"kill_mode", core::to_string(s.kill_mode)},
+              {"progress", core::to_string(s.progress)},
+              {"resources", [&] {
+                 json a = json::array();
+                 for (const auto& r : s.resources) {
+                   json o{{"kind", core::to_string(r.kind)}, {"name", r.name}, {"path", r.path},
+                          {"server", core::to_string(r.server)}, {"format", core::to_string(r.format)},
+                          {"on_stop", core::to_string(r.on_stop)}};
+                   if (r.size) o["size"] = *r.size;
+                   if (!r.export_of.empty()) o["export"] = r.export_of;
+                   a.push_back(std::move(o));
+                 }
+                 return a;
+               }()}};
 }
 
 core::JobSpec spec_from_json(const json& j) {
@@ -89,7 +110,50 @@ core::JobSpec spec_from_json(const json& j) {
   s.stop_signal = j.value("stop_signal", SIGTERM);
   s.stop_timeout = j.value("stop_timeout_usec", 30 * USEC_PER_SEC);
   core::kill_mode_from_string(j.value("kill_mode", "mixed"), &s.kill_mode);
+  core::progress_source_from_string(j.value("progress", "notify"), &s.progress);
+  for (const auto& o : j.value("resources", json::array())) {
+    core::ResourceSpec r;
+    if (!core::resource_kind_from_string(o.at("kind").get<std::string>(), &r.kind))
+      throw std::runtime_error("unknown resource kind " + o.at("kind").dump());
+    r.name = o.at("name").get<std::string>();
+    r.path = o.value("path", "");
+    if (o.contains("size")) r.size = o.at("size").get<uint64_t>();
+    core::nbd_server_kind_from_string(o.value("server", "qemu-nbd"), &r.server);
+    core::image_format_from_string(o.value("format", "raw"), &r.format);
+    core::on_stop_from_string(o.value("on_stop", "keep"), &r.on_stop);
+    r.export_of = o.value("export", "");
+    s.resources.push_back(std::move(r));
+  }
   return s;
+}
+
+json resources_to_json(const std::vector<core::Resource>& rs) {
+  json a = json::array();
+  for (const auto& r : rs)
+    a.push_back(json{{"state", core::to_string(r.state)}, {"created", r.created}, {"endpoint", r.endpoint},
+                     {"socket", r.socket}, {"device", r.device}, {"inode", r.inode}, {"dev", r.dev},
+                     {"pid", r.pid}, {"start_time", r.start_time}, {"error", r.error}});
+  return a;
+}
+
+std::vector<core::Resource> resources_from_json(const json& a) {
+  std::vector<core::Resource> out;
+  for (const auto& o : a) {
+    core::Resource r;
+    if (!core::resource_state_from_string(o.at("state").get<std::string>(), &r.state))
+      throw std::runtime_error("unknown resource state " + o.at("state").dump());
+    r.created = o.value("created", false);
+    r.endpoint = o.value("endpoint", "");
+    r.socket = o.value("socket", "");
+    r.device = o.value("device", "");
+    r.inode = o.value("inode", uint64_t{0});
+    r.dev = o.value("dev", uint64_t{0});
+    r.pid = o.value("pid", 0);
+    r.start_time = o.value("start_time", uint64_t{0});
+    r.error = o.value("error", "");
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 namespace {
@@ -114,14 +178,16 @@ Store::Store(const std::string& path, int schema) : db_(created_private(path)) {
 INSERT INTO jobs (id, name, spec, state, sub_state, main_pid, main_start_time, created_usec, started_usec,
   stop_requested_usec, finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason,
   cancel_notes, requested_by_uid, exit_code, exit_signal, exit_unknown, start_error, status_text, phase, progress,
-  delete_requested, delete_keep_data, delete_uid, bytes_done, bytes_total, checkpoint)
+  delete_requested, delete_keep_data, delete_uid, bytes_done, bytes_total, checkpoint, resources, cleanup_state,
+  cleanup_error, fail_reason, runs)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-  ?25, ?26, ?27, ?28, ?29, ?30, ?31)
+  ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)
 ON CONFLICT(id) DO UPDATE SET state=?4, sub_state=?5, main_pid=?6, main_start_time=?7, started_usec=?9,
   stop_requested_usec=?10, finished_usec=?11, cancelled_usec=?12, stop_requested=?13, stop_mode=?14,
   stop_timeout_usec=?15, cancel_reason=?16, cancel_notes=?17, requested_by_uid=?18, exit_code=?19, exit_signal=?20,
   exit_unknown=?21, start_error=?22, status_text=?23, phase=?24, progress=?25, delete_requested=?26,
-  delete_keep_data=?27, delete_uid=?28, bytes_done=?29, bytes_total=?30, checkpoint=?31
+  delete_keep_data=?27, delete_uid=?28, bytes_done=?29, bytes_total=?30, checkpoint=?31, resources=?32,
+  cleanup_state=?33, cleanup_error=?34, fail_reason=?35, runs=?36
 )sql");
   delete_ = std::make_unique<Stmt>(db_, "DELETE FROM jobs WHERE id = ?1");
   insert_event_ = std::make_unique<Stmt>(
@@ -202,7 +268,12 @@ void Store::write_job(const core::Job& j) {
       .bind(28, j.delete_uid)
       .bind(29, j.bytes_done)
       .bind(30, j.bytes_total)
-      .bind(31, j.checkpoint);
+      .bind(31, j.checkpoint)
+      .bind(32, resources_to_json(j.resources).dump())
+      .bind(33, j.cleanup_state)
+      .bind(34, j.cleanup_error)
+      .bind(35, j.fail_reason)
+      .bind(36, j.runs);
   s.run();
 }
 
@@ -235,7 +306,8 @@ std::vector<std::unique_ptr<core::Job>> Store::load(core::JobDriver& driver, use
 SELECT id, spec, state, sub_state, main_pid, main_start_time, created_usec, started_usec, stop_requested_usec,
   finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason, cancel_notes,
   requested_by_uid, exit_code, exit_signal, exit_unknown, start_error, status_text, phase, progress,
-  delete_requested, delete_keep_data, delete_uid, bytes_done, bytes_total, checkpoint
+  delete_requested, delete_keep_data, delete_uid, bytes_done, bytes_total, checkpoint, resources, cleanup_state,
+  cleanup_error, fail_reason, runs
 FROM jobs ORDER BY created_usec)sql");
   while (s.step()) {
     const std::string id = s.text(0);
@@ -279,6 +351,18 @@ FROM jobs ORDER BY created_usec)sql");
     job->bytes_done = static_cast<uint64_t>(s.i64(27));
     job->bytes_total = static_cast<uint64_t>(s.i64(28));
     job->checkpoint = s.text(29);
+    try {
+      job->resources = resources_from_json(json::parse(s.text(30)));
+    } catch (const std::exception& e) {
+      throw StoreError(fmt::format("{}: job {}: unreadable resources: {}", db_.path(), id, e.what()));
+    }
+    if (job->resources.size() != job->spec().resources.size())
+      throw StoreError(fmt::format("{}: job {}: {} resource records for {} declared resources", db_.path(), id,
+                                   job->resources.size(), job->spec().resources.size()));
+    job->cleanup_state = s.text(31);
+    job->cleanup_error = s.text(32);
+    job->fail_reason = s.text(33);
+    job->runs = static_cast<uint32_t>(s.i64(34));
     out.push_back(std::move(job));
   }
   return out;

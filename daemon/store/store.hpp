@@ -15,7 +15,7 @@
 
 namespace repvisor::store {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 struct Event {
   usec_t ts_usec = 0;
@@ -68,5 +68,7 @@ class Store {
 // The spec as JSON (for the jobs table and for events).
 nlohmann::json spec_to_json(const core::JobSpec& spec);
 core::JobSpec spec_from_json(const nlohmann::json& j);
+nlohmann::json resources_to_json(const std::vector<core::Resource>& resources);
+std::vector<core::Resource> resources_from_json(const nlohmann::json& a);
 
 }  // namespace repvisor::store

@@ -7,7 +7,37 @@
 
 #include "supervisor/supervisor.hpp"
 
+struct nbd_handle;
+
 namespace repvisor {
+
+// Sets the caller for the events recorded during one API call.
+class CallerScope {
+ public:
+  CallerScope(const Caller*& slot, const Caller* c) : slot_(slot), saved_(slot) { slot_ = c; }
+  ~CallerScope() { slot_ = saved_; }
+  CallerScope(const CallerScope&) = delete;
+  CallerScope& operator=(const CallerScope&) = delete;
+
+ private:
+  const Caller*& slot_;
+  const Caller* saved_;
+};
+
+// What the daemon holds open for one resource of a running job (parallel to Job::resources).
+struct ResourceHandles {
+  Fd file;    // file, loop: the volume, for the flush after the job
+  Fd loop;    // loop: held while the job runs (autoclear detaches on the last close)
+  Fd listen;  // nbd-server: the socket it was activated with
+  Fd pidfd;   // nbd-server
+  bool server_is_child = true;
+  UvPtr<uv_poll_t> pid_poll;
+  nbd_handle* probe = nullptr;  // nbd-server: the handshake that says it serves
+  UvPtr<uv_poll_t> probe_poll;
+  int probe_events = 0;
+};
+
+enum class ResourcePhase { None, Setup, Sync, StopServers, Devices, Detach, Discard };
 
 struct Supervisor::Entry {
   std::unique_ptr<core::Job> job;
@@ -25,6 +55,22 @@ struct Supervisor::Entry {
   // Rejected notify messages are logged a few per window, so a flood cannot fill the log.
   usec_t reject_window_start = 0;
   unsigned rejects_in_window = 0, rejects_suppressed = 0;
+
+  // Resources: set up before the job starts, torn down after its processes are gone.
+  std::vector<ResourceHandles> res;
+  ResourcePhase phase = ResourcePhase::None;
+  unsigned pending_ops = 0;
+  uint64_t generation = 0;  // bumped per phase: late completions of an abandoned one are ignored
+  bool cleanup_failed = false;
+  bool servers_killed = false;
+  UvPtr<uv_timer_t> res_timer;  // setup deadline, step timeouts, detach polling
+  usec_t detach_deadline = 0;
+  std::vector<std::function<void(bool ok)>> cleanup_waiters;  // RetryCleanup callers
+  bool cleanup_for_job = false;  // the pipeline runs for the state machine (else for a retry)
+  // nbdcopy --progress=FD
+  Fd progress_fd;
+  UvPtr<uv_poll_t> progress_poll;
+  std::string progress_buf;
 };
 
 }  // namespace repvisor

@@ -43,6 +43,16 @@ void Supervisor::recover_job(Entry& e) {
       cgroups_->kill(cg);
       cgroups_->remove(cg);
     }
+    if (job.cleanup_state == "running" || job.cleanup_state == "failed") {
+      // A teardown cut short by the crash, or one that failed: try it again now.
+      event(job, "recovered", "cleanup of the job's resources unfinished: running it again");
+      e.cleanup_waiters.emplace_back([this, id](bool) {
+        auto* j = find_by_id(id);
+        if (j && j->delete_requested) finish_delete(*j, j->delete_keep_data, j->delete_uid, nullptr);
+      });
+      start_resource_cleanup(e, false);
+      return;
+    }
     std::error_code ec;
     fs::remove_all(cfg_.runtime_dir + "/jobs/" + id, ec);
     if (job.delete_requested) finish_delete(job, job.delete_keep_data, job.delete_uid, nullptr);
@@ -69,6 +79,13 @@ void Supervisor::recover_job(Entry& e) {
   if (!alive) {
     if (job.state() == core::JobState::Pending) {
       queue_.push_back(id);  // never started: it waits for a slot as before
+      return;
+    }
+    if (job.state() == core::JobState::Cleaning) {
+      // The processes were gone already; the teardown was cut short: run it again.
+      event(job, "recovered", "cleanup was in progress when the daemon stopped: running it again");
+      e.in_cgroup = have_cgroup;
+      job.restart_cleanup();
       return;
     }
     event(job, "recovered", "the job's processes were gone when the daemon started");
@@ -123,6 +140,7 @@ void Supervisor::recover_job(Entry& e) {
     event(job, "recovered", "stop in flight when the daemon stopped: carrying it through");
     job.request_stop(req);
   } else if (cfg_.recovery == "adopt") {
+    adopt_resources(e);
     event(job, "adopted",
           fmt::format("processes still running: supervising them on{}",
                       main ? fmt::format(" (main process {})", main) : std::string()));
@@ -144,9 +162,15 @@ void Supervisor::clean_strays() {
     std::error_code ec;
     for (const auto& d : fs::directory_iterator(cgroups_->root(), ec)) {
       const std::string name = d.path().filename();
-      if (!d.is_directory() || name.rfind("job-", 0) != 0) continue;
-      const std::string id = name.substr(4);
+      const bool server = name.rfind("srv-", 0) == 0;
+      if (!d.is_directory() || (name.rfind("job-", 0) != 0 && !server)) continue;
+      const std::string id = server ? name.substr(4, name.find('-', 4) - 4) : name.substr(4);
       if (owned_and_active(id)) continue;
+      if (server) {
+        // A job's NBD server outlives its processes until cleanup: kept while cleanup is owed.
+        auto it = entries_.find(id);
+        if (it != entries_.end() && it->second->job->cleanup_state != "done") continue;
+      }
       // Nobody owns it (a job deleted while the daemon was down, a foreign leftover): nothing
       // may run that no job accounts for.
       const auto pids = cgroups_->procs(name);
@@ -162,6 +186,7 @@ void Supervisor::clean_strays() {
   for (const auto& d : fs::directory_iterator(cfg_.runtime_dir + "/jobs", ec)) {
     const std::string id = d.path().filename();
     if (owned_and_active(id)) continue;
+    if (auto it = entries_.find(id); it != entries_.end() && it->second->job->cleanup_state == "running") continue;
     log::warning("stray runtime directory {}: removing it", d.path().string());
     fs::remove_all(d.path(), ec);
   }

@@ -12,6 +12,7 @@
 #include "sys/pidfd.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -147,18 +148,6 @@ nlohmann::json caller_details(const Caller* c) {
   return d;
 }
 
-// Sets the caller for the events recorded during one API call.
-class CallerScope {
- public:
-  CallerScope(const Caller*& slot, const Caller* c) : slot_(slot), saved_(slot) { slot_ = c; }
-  ~CallerScope() { slot_ = saved_; }
-  CallerScope(const CallerScope&) = delete;
-  CallerScope& operator=(const CallerScope&) = delete;
-
- private:
-  const Caller*& slot_;
-  const Caller* saved_;
-};
 }  // namespace
 
 void Supervisor::audit(const std::string& job_id, const std::string& type, const std::string& message,
@@ -176,6 +165,7 @@ Supervisor::Entry& Supervisor::add_entry(std::unique_ptr<core::Job> job) {
   e->owner = this;
   e->job = std::move(job);
   e->timer = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, e.get());
+  e->res_timer = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, e.get());
   const std::string id = e->job->id();
   if (!e->job->spec().name.empty()) names_[e->job->spec().name] = id;
   return *entries_.emplace(id, std::move(e)).first->second;
@@ -185,6 +175,7 @@ const core::Job& Supervisor::submit(core::JobSpec spec, const Caller& caller) {
   if (shutting_down_) throw ApiError(ErrorKind::ShuttingDown, "the daemon is shutting down");
   if (!spec.name.empty() && names_.count(spec.name))
     throw ApiError(ErrorKind::InvalidArgs, "name: a job named '" + spec.name + "' already exists");
+  check_resources_here(spec);
   std::string id;
   do id = new_job_id();
   while (entries_.count(id));
@@ -289,14 +280,32 @@ void Supervisor::delete_job(core::Job& job, const DeleteOptions& opts, const Cal
       done(DeleteResult{id, now()}, std::nullopt);
       return;
     }
-    finish_delete(*j, opts.keep_data || j->delete_keep_data, opts.uid, caller_copy ? &*caller_copy : nullptr);
+    std::string why;
+    if (!finish_delete(*j, opts.keep_data || j->delete_keep_data, opts.uid, caller_copy ? &*caller_copy : nullptr,
+                       &why)) {
+      done(std::nullopt, ApiError(ErrorKind::CleanupFailed, why));
+      return;
+    }
     done(DeleteResult{id, now()}, std::nullopt);
   });
 }
 
-void Supervisor::finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller) {
+bool Supervisor::finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller,
+                               std::string* why) {
   CallerScope scope(caller_, caller);
   crash_point("delete-before-remove");
+  // Nothing of a deleted job may be left running or attached; its volumes go unless kept.
+  std::string error;
+  if (keep_data ? (job.cleanup_state == "failed" || job.cleanup_state == "running")
+                : !discard_for_delete(job, &error)) {
+    if (error.empty())
+      error = fmt::format("job {}: its cleanup {} ({}); a job is deleted only once nothing of it is left (retry with "
+                          "RetryCleanup)",
+                          job.id(), job.cleanup_state == "failed" ? "failed" : "is running", job.cleanup_error);
+    event(job, "delete-refused", error);
+    if (why) *why = error;
+    return false;
+  }
   // A copy on purpose: remove_entry() below destroys the job, and with it job.id().
   const std::string id = job.id();  // NOLINT(performance-unnecessary-copy-initialization)
   auto details = caller_details(caller);
@@ -310,6 +319,7 @@ void Supervisor::finish_delete(core::Job& job, bool keep_data, uint32_t uid, con
                   details});
   log::info("job {} deleted by uid {}{}", id, uid, keep_data ? " (data kept)" : "");
   remove_entry(id, keep_data);
+  return true;
 }
 
 void Supervisor::forget_unrecorded(const std::string& id) {
@@ -374,7 +384,19 @@ int Supervisor::spawn(core::Job& job) {
   env["NOTIFY_SOCKET"] = notify_path(job);
   if (!spec.name.empty()) env["REPVISOR_JOB_NAME"] = spec.name;
   for (const auto& [k, v] : spec.env) env[k] = v;
+  add_resource_env(e, env, req.argv);
   for (const auto& [k, v] : env) req.env.push_back(k + "=" + v);
+  Fd progress_write;
+  if (spec.progress == core::ProgressSource::Nbdcopy) {
+    // nbdcopy writes "N/100" lines to the descriptor named by --progress=FD: ours is 3.
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return -errno;
+    e.progress_fd.reset(p[0]);
+    progress_write.reset(p[1]);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    req.pass_fds.push_back(p[1]);
+    req.argv.insert(req.argv.begin() + 1, "--progress=3");
+  }
 
   // A file, not a pipe: the job's output does not depend on the daemon staying up.
   Fd out(::open(log_path(job).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640));
@@ -390,7 +412,16 @@ int Supervisor::spawn(core::Job& job) {
   if (int r = sys::spawn(req, &child); r < 0) {
     if (cgroups_) cgroups_->remove(cgroup_name(job));
     close_notify_socket(e);
+    e.progress_fd.reset();
     return r;
+  }
+  if (e.progress_fd) {
+    e.progress_buf.clear();
+    e.progress_poll =
+        make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.progress_fd.get()); }, &e);
+    uv_poll_start(e.progress_poll.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
+      if (auto* en = static_cast<Entry*>(p->data)) en->owner->on_progress(*en);
+    });
   }
   job.main_pid = child.pid;
   job.main_start_time = sys::process_start_time(child.pid);
@@ -549,6 +580,9 @@ void Supervisor::begin_cleanup(core::Job& job) {
   e.cgroup_watch.reset();
   if (e.notify_fd) on_notify(e);  // what the job said last still counts
   close_notify_socket(e);
+  if (e.progress_fd) on_progress(e);
+  e.progress_poll.reset();
+  e.progress_fd.reset();
   std::string error;
   if (e.in_cgroup) {
     reap_exiting_orphans(cgroups_->cgroup_of(cgroup_name(job)));
@@ -557,12 +591,44 @@ void Supervisor::begin_cleanup(core::Job& job) {
   } else if (cgroups_ && job.start_error) {
     cgroups_->remove(cgroup_name(job));
   }
-  std::error_code ec;
-  fs::remove_all(cfg_.runtime_dir + "/jobs/" + job.id(), ec);
   if (error.empty())
-    event(job, "cleanup",
-          e.in_cgroup ? "cgroup " + cgroup_name(job) + " and runtime files removed" : "runtime files removed");
-  job.on_cleanup_done(error.empty(), error);
+    event(job, "cleanup", e.in_cgroup ? "cgroup " + cgroup_name(job) + " removed" : "processes gone");
+  // Then the resources, in their safe order; the pipeline reports to the state machine when done.
+  start_resource_cleanup(e, true);
+  if (!error.empty()) {
+    e.cleanup_failed = true;
+    job.cleanup_error = error;
+  }
+}
+
+void Supervisor::on_progress(Entry& e) {
+  char buf[512];
+  for (;;) {
+    const ssize_t n = ::read(e.progress_fd.get(), buf, sizeof buf);
+    if (n <= 0) {
+      if (n == 0 || (errno != EAGAIN && errno != EINTR)) e.progress_poll.reset();  // EOF: nbdcopy ended
+      if (n < 0 && errno == EINTR) continue;
+      break;
+    }
+    e.progress_buf.append(buf, static_cast<size_t>(n));
+    if (e.progress_buf.size() > 4096) e.progress_buf.erase(0, e.progress_buf.size() - 64);
+  }
+  // Only whole lines; the last one counts.
+  size_t end = e.progress_buf.rfind('\n');
+  if (end == std::string::npos) return;
+  size_t start = e.progress_buf.rfind('\n', end == 0 ? std::string::npos : end - 1);
+  start = start == std::string::npos ? 0 : start + 1;
+  const std::string line = e.progress_buf.substr(start, end - start);
+  e.progress_buf.erase(0, end + 1);
+  // "N/D": a chunk started (not written: never a checkpoint).
+  uint64_t num = 0, den = 0;
+  const char* p = line.data();
+  const char* end_p = line.data() + line.size();
+  auto r1 = std::from_chars(p, end_p, num);
+  if (r1.ec != std::errc() || r1.ptr == end_p || *r1.ptr != '/') return;
+  auto r2 = std::from_chars(r1.ptr + 1, end_p, den);
+  if (r2.ec != std::errc() || r2.ptr != end_p || den == 0 || num > den) return;
+  e.job->set_progress("copying", 100.0 * static_cast<double>(num) / static_cast<double>(den));
 }
 
 void Supervisor::changed(core::Job& job, uint32_t what) {
@@ -624,7 +690,10 @@ bool Supervisor::run_deferred() {
   update_active();
   if (shutting_down_ && shutdown_done_ && active_ == 0 && finished_.empty()) {
     bool all_done = std::all_of(entries_.begin(), entries_.end(),
-                                [](const auto& kv) { return !core::is_active(kv.second->job->state()); });
+                                [](const auto& kv) {
+                                  return !core::is_active(kv.second->job->state()) &&
+                                         kv.second->job->cleanup_state != "running";
+                                });
     if (all_done) {
       shutdown_timer_.reset();
       auto done = std::move(shutdown_done_);

@@ -19,10 +19,13 @@
 #include "core/job.hpp"
 #include "store/store.hpp"
 #include "sys/cgroup.hpp"
+#include "sys/volume.hpp"
 #include "util/fd.hpp"
 #include "util/uv.hpp"
 
 namespace repvisor {
+
+enum class ResourcePhase;
 
 class SupervisorObserver {
  public:
@@ -75,6 +78,13 @@ class Supervisor final : public core::JobDriver {
   void delete_job(core::Job& job, const DeleteOptions& opts, const Caller* caller,
                   std::function<void(std::optional<DeleteResult>, std::optional<ApiError>)> done);
   std::string log_path(const core::Job& job) const;
+  // Tears down what is left of a finished job's resources again; `done` gets whether it worked.
+  // Throws JobActive for a job that has not finished.
+  void retry_cleanup(core::Job& job, const Caller* caller, std::function<void(bool ok)> done);
+  // Runs a stopped or failed job again on its kept resources. Throws NotResumable, JobActive.
+  void resume(core::Job& job, const Caller* caller);
+  // The checks of a submitted spec that need this host's configuration (volume roots).
+  void check_resources_here(const core::JobSpec& spec) const;
 
   // Stops every job (graceful, force after shutdown_timeout) and calls done when all are terminal.
   void shutdown(std::function<void()> done);
@@ -111,6 +121,8 @@ class Supervisor final : public core::JobDriver {
   void disarm_timer(core::Job& job) override;
   std::vector<pid_t> tree_pids(core::Job& job) override;
   void begin_cleanup(core::Job& job) override;
+  void begin_setup(core::Job& job) override;
+  void abort_setup(core::Job& job) override;
   void changed(core::Job& job, uint32_t what) override;
   void finished(core::Job& job) override;
   void event(core::Job& job, std::string_view type, std::string_view message) override;
@@ -133,7 +145,7 @@ class Supervisor final : public core::JobDriver {
   void reap_exiting_orphans(const std::string& cgroup);
   void start_queued();
   void remove_entry(const std::string& id, bool keep_data);
-  void finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller);
+  bool finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller, std::string* why = nullptr);
   void update_active();
   void lock_state_dir();
   void recover();
@@ -143,6 +155,35 @@ class Supervisor final : public core::JobDriver {
   void crash_point(const char* name);
   Entry& add_entry(std::unique_ptr<core::Job> job);
   std::string cgroup_name(const core::Job& job) const { return "job-" + job.id(); }
+
+  // Resources (resources.cpp).
+  sys::VolumePolicy volume_policy() const;
+  std::string server_cgroup(const core::Job& job, size_t i) const;
+  std::string server_socket(const core::Job& job, size_t i) const;
+  bool setup_volume(Entry& e, size_t i);
+  bool start_server(Entry& e, size_t i);
+  void probe_step(Entry& e, size_t i);
+  void watch_server(Entry& e, size_t i);
+  void on_server_exit(Entry& e, size_t i);
+  void release_server(Entry& e, size_t i);
+  void finish_setup(Entry& e);
+  bool connect_device(Entry& e, size_t i);
+  void fail_setup(Entry& e, const std::string& why);
+  void add_resource_env(Entry& e, std::map<std::string, std::string>& env, std::vector<std::string>& argv);
+  void start_resource_cleanup(Entry& e, bool for_job);
+  void cleanup_failure(Entry& e, size_t i, const std::string& why);
+  void op_done(Entry& e);
+  void next_phase(Entry& e);
+  void enter_phase(Entry& e, ResourcePhase phase);
+  void arm_res_timer(Entry& e, usec_t after, uint64_t repeat_ms);
+  void on_res_timer(Entry& e);
+  void loop_detached(Entry& e, size_t i);
+  bool discard_volume(core::Job& job, size_t i, std::string* why);
+  void finish_resource_cleanup(Entry& e);
+  bool discard_for_delete(core::Job& job, std::string* why);
+  void adopt_resources(Entry& e);
+  // nbdcopy --progress=FD
+  void on_progress(Entry& e);
 
   uv_loop_t* loop_;
   config::Config cfg_;

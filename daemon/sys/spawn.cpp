@@ -28,7 +28,19 @@ bool nofile_raised = false;
 }
 
 // Runs in the child between clone3() and execve(): async-signal-safe calls only.
-[[noreturn]] void child(const SpawnRequest& req, char* const* argv, char* const* envp, int errpipe) {
+// Writes "LISTEN_PID=<pid>" into `slot` (sized for any PID) without allocating.
+void format_listen_pid(char* slot, pid_t pid) {
+  char digits[16];
+  int n = 0;
+  do digits[n++] = static_cast<char>('0' + pid % 10);
+  while ((pid /= 10) > 0);
+  char* p = slot + strlen("LISTEN_PID=");
+  while (n > 0) *p++ = digits[--n];
+  *p = '\0';
+}
+
+[[noreturn]] void child(const SpawnRequest& req, char* const* argv, char* const* envp, char* listen_pid_slot,
+                        int errpipe) {
   sigset_t all;
   sigfillset(&all);
   sigprocmask(SIG_UNBLOCK, &all, nullptr);
@@ -47,8 +59,21 @@ bool nofile_raised = false;
   }
   if (chdir(req.working_directory.c_str()) < 0) child_fail(errpipe);
   if (nofile_raised && setrlimit(RLIMIT_NOFILE, &original_nofile) < 0) child_fail(errpipe);
+  // Passed descriptors go to 3, 4, ...: first out of the way (a source may sit on a target
+  // number), then into place; dup2() clears close-on-exec on the copy.
+  const int npass = static_cast<int>(req.pass_fds.size());
+  int moved[16];
+  if (npass > 16) {
+    errno = E2BIG;
+    child_fail(errpipe);
+  }
+  for (int i = 0; i < npass; ++i)
+    if ((moved[i] = fcntl(req.pass_fds[i], F_DUPFD_CLOEXEC, 3 + npass)) < 0) child_fail(errpipe);
+  for (int i = 0; i < npass; ++i)
+    if (dup2(moved[i], 3 + i) < 0) child_fail(errpipe);
+  if (listen_pid_slot) format_listen_pid(listen_pid_slot, getpid());
   // Nothing of the daemon's (bus sockets, other jobs' pidfds) leaks into the job.
-  if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(errpipe);
+  if (close_range(3 + npass, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(errpipe);
   execve(req.executable.c_str(), argv, envp);
   child_fail(errpipe);
 }
@@ -68,6 +93,15 @@ int spawn(const SpawnRequest& req, Spawned* out) {
   for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   for (const auto& e : req.env) envp.push_back(const_cast<char*>(e.c_str()));
+  std::string listen_pid(32, '\0'), listen_fds;
+  char* listen_pid_slot = nullptr;
+  if (req.listen_fds > 0) {
+    listen_pid.replace(0, strlen("LISTEN_PID="), "LISTEN_PID=");
+    listen_pid_slot = listen_pid.data();
+    listen_fds = "LISTEN_FDS=" + std::to_string(req.listen_fds);
+    envp.push_back(listen_pid_slot);
+    envp.push_back(listen_fds.data());
+  }
   envp.push_back(nullptr);
 
   int pipefd[2];
@@ -87,7 +121,7 @@ int spawn(const SpawnRequest& req, Spawned* out) {
   // once it has exec'd or died, so the error pipe below can be read without blocking.
   long pid = syscall(SYS_clone3, &args, sizeof args);
   if (pid < 0) return -errno;
-  if (pid == 0) child(req, argv.data(), envp.data(), wr.get());
+  if (pid == 0) child(req, argv.data(), envp.data(), listen_pid_slot, wr.get());
 
   Fd owned_pidfd(pidfd);
   wr.reset();

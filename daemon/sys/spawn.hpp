@@ -17,6 +17,11 @@ struct SpawnRequest {
   std::string working_directory;
   int output_fd = -1;  // stdout and stderr; stdin is /dev/null
   int cgroup_fd = -1;  // -1: no cgroup; the child gets its own session (fallback mode)
+  // Descriptors the child gets as 3, 4, ... in this order (a progress pipe, a listening socket).
+  std::vector<int> pass_fds;
+  // systemd socket activation: the first `listen_fds` of pass_fds are listening sockets;
+  // LISTEN_FDS and LISTEN_PID (the child's own PID, known only after the clone) are set for it.
+  unsigned listen_fds = 0;
 };
 
 // The daemon raises its own RLIMIT_NOFILE soft limit (it holds fds per job); jobs get the limit

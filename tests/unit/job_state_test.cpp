@@ -20,6 +20,8 @@ class RecordingDriver : public JobDriver {
   int finished_count = 0;
   bool cleanup_sync = true;
   Job* pending_cleanup = nullptr;
+  bool setup_sync = true;
+  Job* pending_setup = nullptr;
   usec_t clock = 1000;
 
   int spawn(Job& j) override {
@@ -49,6 +51,17 @@ class RecordingDriver : public JobDriver {
     else
       pending_cleanup = &j;
   }
+  void begin_setup(Job& j) override {
+    calls.emplace_back("setup");
+    if (setup_sync)
+      j.on_setup_done(true, "");
+    else
+      pending_setup = &j;
+  }
+  void abort_setup(Job&) override {
+    calls.emplace_back("abort_setup");
+    pending_setup = nullptr;
+  }
   void changed(Job&, uint32_t) override {}
   void finished(Job&) override { ++finished_count; }
   void event(Job&, std::string_view, std::string_view) override {}
@@ -68,6 +81,16 @@ JobSpec spec(KillMode mode = KillMode::Mixed) {
   s.argv = {"/bin/true"};
   s.stop_timeout = 30 * USEC_PER_SEC;
   s.kill_mode = mode;
+  return s;
+}
+
+JobSpec spec_with_resource() {
+  JobSpec s = spec();
+  ResourceSpec r;
+  r.kind = ResourceKind::NbdServer;
+  r.name = "src";
+  r.path = "/var/lib/repvisor/volumes/src.img";
+  s.resources.push_back(r);
   return s;
 }
 
@@ -262,6 +285,85 @@ TEST_F(Fixture, StopDuringCleanupIsAlready) {
   EXPECT_EQ(job->state(), JobState::Completed);
 }
 
+struct ResourceFixture : ::testing::Test {
+  RecordingDriver d;
+  std::unique_ptr<Job> job =
+      std::make_unique<Job>(d, "0123456789abcdef0123456789abcdef", spec_with_resource(), kFinalKill);
+};
+
+TEST_F(ResourceFixture, SetupComesBeforeSpawn) {
+  d.setup_sync = false;
+  job->start();
+  EXPECT_EQ(job->state(), JobState::Starting);
+  EXPECT_EQ(job->sub_state(), SubState::Setup);
+  EXPECT_FALSE(d.called("spawn"));
+  job->on_setup_done(true, "");
+  EXPECT_EQ(job->state(), JobState::Running);
+  EXPECT_EQ(d.calls, (std::vector<std::string>{"setup", "spawn"}));
+}
+
+TEST_F(ResourceFixture, FailedSetupCleansUpAndFailsWithTheReason) {
+  d.setup_sync = false;
+  job->start();
+  job->on_setup_done(false, "nbd-server 'src' exited with status 1 before serving");
+  EXPECT_FALSE(d.called("spawn"));
+  EXPECT_TRUE(d.called("cleanup"));
+  EXPECT_EQ(job->state(), JobState::Failed);
+  EXPECT_NE(job->status_text.find("exited with status 1 before serving"), std::string::npos);
+}
+
+TEST_F(ResourceFixture, StopDuringSetupAbortsItAndCleansUp) {
+  d.setup_sync = false;
+  job->start();
+  EXPECT_FALSE(job->request_stop({}).already);
+  EXPECT_EQ(d.calls, (std::vector<std::string>{"setup", "abort_setup", "cleanup"}));
+  EXPECT_EQ(job->state(), JobState::Cancelled);
+  job->on_setup_done(true, "");  // a late completion changes nothing
+  EXPECT_EQ(job->state(), JobState::Cancelled);
+  EXPECT_FALSE(d.called("spawn"));
+}
+
+TEST_F(ResourceFixture, ResourceFailureStopsTheJobGracefullyAndFailsIt) {
+  job->start();
+  ASSERT_EQ(job->state(), JobState::Running);
+  job->on_resource_failed("nbd-server 'src' exited with status 1 while the job ran");
+  EXPECT_EQ(job->sub_state(), SubState::StopSigterm);
+  EXPECT_TRUE(d.called("signal_main 15"));
+  EXPECT_FALSE(job->stop_requested) << "not a user's stop";
+  job->on_main_exited(CLD_EXITED, 0);
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Failed) << "even though the command exited 0";
+  EXPECT_NE(job->status_text.find("while the job ran"), std::string::npos);
+}
+
+TEST_F(ResourceFixture, ResumeClearsTheRunButKeepsCheckpointAndRuns) {
+  job->start();
+  job->set_checkpoint("repvisor-copy/1 done=4096 size=8192");
+  job->request_stop({.reason = "maintenance", .notes = "n"});
+  job->on_main_exited(CLD_KILLED, SIGTERM);
+  job->on_tree_empty();
+  ASSERT_EQ(job->state(), JobState::Cancelled);
+  job->reset_for_resume();
+  EXPECT_EQ(job->state(), JobState::Pending);
+  EXPECT_EQ(job->runs, 2u);
+  EXPECT_EQ(job->checkpoint, "repvisor-copy/1 done=4096 size=8192");
+  EXPECT_FALSE(job->stop_requested);
+  EXPECT_TRUE(job->cancel_reason.empty());
+  EXPECT_EQ(job->exit_signal, 0);
+  job->start();
+  EXPECT_EQ(job->state(), JobState::Running);
+  job->on_main_exited(CLD_EXITED, 0);
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Completed);
+}
+
+TEST_F(ResourceFixture, ResumeOfAnActiveJobDoesNothing) {
+  job->start();
+  job->reset_for_resume();
+  EXPECT_EQ(job->state(), JobState::Running);
+  EXPECT_EQ(job->runs, 1u);
+}
+
 // Random event sequences: terminal states absorb everything, finished() fires exactly once,
 // and the state always agrees with what is alive.
 TEST(JobStateMachine, RandomEventSequencesKeepInvariants) {
@@ -269,12 +371,20 @@ TEST(JobStateMachine, RandomEventSequencesKeepInvariants) {
   for (int run = 0; run < 5000; ++run) {
     RecordingDriver d;
     d.spawn_result = (rng() % 10 == 0) ? -EACCES : 0;
-    Job job(d, "0123456789abcdef0123456789abcdef", spec(rng() % 2 ? KillMode::Mixed : KillMode::ControlGroup),
-            kFinalKill);
+    d.setup_sync = rng() % 2 == 0;
+    JobSpec sp = rng() % 2 ? spec_with_resource() : spec();
+    sp.kill_mode = rng() % 2 ? KillMode::Mixed : KillMode::ControlGroup;
+    Job job(d, "0123456789abcdef0123456789abcdef", sp, kFinalKill);
     JobState terminal_seen = JobState::Pending;
     bool was_terminal = false;
     for (int step = 0; step < 12; ++step) {
-      switch (rng() % 6) {
+      switch (rng() % 8) {
+        case 6:
+          job.on_setup_done(rng() % 3 != 0, "setup failed");
+          break;
+        case 7:
+          job.on_resource_failed("server died");
+          break;
         case 0:
           job.start();
           break;
@@ -311,6 +421,11 @@ TEST(JobStateMachine, RandomEventSequencesKeepInvariants) {
       }
       if (job.state() == JobState::Completed) {
         ASSERT_EQ(job.exit_code, 0);
+        ASSERT_TRUE(job.fail_reason.empty());
+      }
+      if (job.state() == JobState::Starting) {
+        ASSERT_FALSE(job.main_alive);
+        ASSERT_EQ(job.main_pid, 0);
       }
       ASSERT_LE(d.finished_count, 1);
       ASSERT_EQ(d.finished_count, was_terminal ? 1 : 0);

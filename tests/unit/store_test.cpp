@@ -16,6 +16,8 @@ namespace {
 class NullDriver : public core::JobDriver {
  public:
   int spawn(core::Job&) override { return -ENOSYS; }
+  void begin_setup(core::Job&) override {}
+  void abort_setup(core::Job&) override {}
   int signal_main(core::Job&, int) override { return 0; }
   int signal_tree(core::Job&, int) override { return 0; }
   int kill_tree(core::Job&) override { return 0; }

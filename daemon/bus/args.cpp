@@ -140,6 +140,21 @@ void validate_job_spec(const core::JobSpec& spec) {
     invalid(fmt::format("stop_signal: {} is not a signal that can stop a job", spec.stop_signal));
   if (spec.stop_timeout == 0) invalid("stop_timeout_usec: must be greater than 0");
   if (auto why = core::check_resources(spec.resources); !why.empty()) invalid(why);
+  // {nbd.NAME} and {volume.NAME} in argv must name a resource of the job, of the right kind.
+  for (const auto& a : spec.argv)
+    for (const std::string prefix : {"{nbd.", "{volume."})
+      for (size_t at = a.find(prefix); at != std::string::npos; at = a.find(prefix, at + 1)) {
+        const size_t close = a.find('}', at);
+        if (close == std::string::npos) continue;
+        const std::string name = a.substr(at + prefix.size(), close - at - prefix.size());
+        const bool want_server = prefix == "{nbd.";
+        bool found = false;
+        for (const auto& r : spec.resources)
+          found |= r.name == name && (r.kind == core::ResourceKind::NbdServer) == want_server;
+        if (!found)
+          invalid(fmt::format("argv: '{}' names no {} resource of this job", a.substr(at, close - at + 1),
+                              want_server ? "nbd-server" : "file, loop or nbd-device"));
+      }
   if (spec.progress == core::ProgressSource::Nbdcopy && spec.argv[0] != "nbdcopy" &&
       (spec.argv[0].size() < 8 || spec.argv[0].compare(spec.argv[0].size() - 8, 8, "/nbdcopy") != 0))
     invalid("progress: \"nbdcopy\" reads nbdcopy's --progress output, but the command is '" + spec.argv[0] + "'");

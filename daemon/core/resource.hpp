@@ -60,6 +60,7 @@ struct Resource {
   pid_t pid = 0;          // nbd-server
   uint64_t start_time = 0;
   std::string error;
+  bool teardown_failed = false;  // the error is from a cleanup step: a retry starts it over
 };
 
 }  // namespace repvisor::core

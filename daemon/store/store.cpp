@@ -132,7 +132,8 @@ json resources_to_json(const std::vector<core::Resource>& rs) {
   for (const auto& r : rs)
     a.push_back(json{{"state", core::to_string(r.state)}, {"created", r.created}, {"endpoint", r.endpoint},
                      {"socket", r.socket}, {"device", r.device}, {"inode", r.inode}, {"dev", r.dev},
-                     {"pid", r.pid}, {"start_time", r.start_time}, {"error", r.error}});
+                     {"pid", r.pid}, {"start_time", r.start_time}, {"error", r.error},
+                     {"teardown_failed", r.teardown_failed}});
   return a;
 }
 
@@ -151,6 +152,7 @@ std::vector<core::Resource> resources_from_json(const json& a) {
     r.pid = o.value("pid", 0);
     r.start_time = o.value("start_time", uint64_t{0});
     r.error = o.value("error", "");
+    r.teardown_failed = o.value("teardown_failed", false);
     out.push_back(std::move(r));
   }
   return out;

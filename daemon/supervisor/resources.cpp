@@ -351,6 +351,7 @@ void Supervisor::release_server(Entry& e, size_t i) {
     if (cgroups_->remove(cg) < 0) watch_stray(cg);
   }
   if (!r.socket.empty()) ::unlink(r.socket.c_str());
+  r.socket.clear();
   e.res[i].listen.reset();
   r.pid = 0;
   r.start_time = 0;
@@ -463,6 +464,14 @@ void Supervisor::start_resource_cleanup(Entry& e, bool for_job) {
     e.res.clear();
     e.res.resize(job.resources.size());
   }
+  for (size_t i = 0; i < job.resources.size(); ++i) {
+    core::Resource& r = job.resources[i];
+    if (!r.teardown_failed) continue;
+    // Failed in an earlier teardown: this one takes it from where it was.
+    r.teardown_failed = false;
+    r.error.clear();
+    r.state = is_volume(job.spec().resources[i].kind) ? ResourceState::Ready : ResourceState::Pending;
+  }
   job.cleanup_state = "running";
   job.cleanup_error.clear();
   changed(job, core::kChangedResources);
@@ -474,6 +483,7 @@ void Supervisor::cleanup_failure(Entry& e, size_t i, const std::string& why) {
   e.cleanup_failed = true;
   job.resources[i].state = ResourceState::Failed;
   job.resources[i].error = why;
+  job.resources[i].teardown_failed = true;
   if (job.cleanup_error.empty()) job.cleanup_error = why;
   changed(job, core::kChangedResources);
   event(job, "cleanup-failed", why);
@@ -577,6 +587,7 @@ void Supervisor::enter_phase(Entry& e, ResourcePhase phase) {
       return next_phase(e);
     }
     case ResourcePhase::StopServers: {
+      crash_point("resource-stop");
       for (size_t i = 0; i < specs.size(); ++i) {
         core::Resource& r = job.resources[i];
         if (specs[i].kind != ResourceKind::NbdServer) continue;
@@ -591,11 +602,14 @@ void Supervisor::enter_phase(Entry& e, ResourcePhase phase) {
           }
         }
         if (!h.pidfd) {
+          // Gone already. A server that died under the job keeps its "failed" (and why).
           if (r.pid > 0 || !r.socket.empty()) {
             release_server(e, i);
             event(job, "resource-stopped", fmt::format("nbd-server '{}' was already gone", specs[i].name));
+            r.state = ResourceState::Released;
+          } else if (r.state != ResourceState::Failed) {
+            r.state = ResourceState::Released;
           }
-          if (r.state != ResourceState::Failed || r.pid == 0) r.state = ResourceState::Released;
           changed(job, core::kChangedResources);
           continue;
         }

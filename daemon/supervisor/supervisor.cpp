@@ -46,6 +46,13 @@ void Supervisor::init() {
     if (ec) throw std::runtime_error("cannot create " + dir + ": " + ec.message());
   }
   chmod(cfg_.runtime_dir.c_str(), 0755);
+  for (const auto& root : cfg_.volume_roots) {
+    // Volumes hold replicated disks: root-only, like the state dir.
+    if (!fs::exists(root, ec) && fs::create_directories(root, ec))
+      chmod(root.c_str(), 0700);
+    else if (ec)
+      log::warning("volume root {}: {}", root, ec.message());
+  }
   lock_state_dir();
   store_ = std::make_unique<store::Store>(cfg_.state_dir + "/repvisor.db");
   if (const char* at = getenv("REPVISOR_TEST_CRASH_AT")) crash_at_ = at;

@@ -155,6 +155,8 @@ std::string check_volume(const VolumePolicy& p, const std::string& path, bool ma
   struct stat st {};
   if (fstat(fd.get(), &st) < 0) return fmt::format("'{}': {}", path, strerror(errno));
   if (S_ISBLK(st.st_mode)) return fmt::format("'{}' is a block device not listed in volumes.devices", path);
+  // O_PATH|O_NOFOLLOW opens a final symbolic link itself rather than failing.
+  if (S_ISLNK(st.st_mode)) return errno_sentence(ELOOP, path, root);
   if (!S_ISREG(st.st_mode)) return fmt::format("'{}' is not a regular file", path);
   return "";
 }

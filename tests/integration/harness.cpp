@@ -223,6 +223,53 @@ std::string Bus::prop_s(const std::string& id, const char* name) {
   return out;
 }
 
+std::vector<std::map<std::string, std::string>> Bus::resource_details(const std::string& id) {
+  std::vector<std::map<std::string, std::string>> out;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  sd_bus_message* m = nullptr;
+  int r = sd_bus_get_property(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", "ResourceDetails",
+                              &err, &m, "aa{sv}");
+  sd_bus_error_free(&err);
+  if (r < 0) return out;
+  sd_bus_message_enter_container(m, 'a', "a{sv}");
+  while (sd_bus_message_enter_container(m, 'a', "{sv}") > 0) {
+    std::map<std::string, std::string> d;
+    while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+      const char* k = nullptr;
+      const char* t = nullptr;
+      sd_bus_message_read_basic(m, 's', &k);
+      sd_bus_message_peek_type(m, nullptr, &t);
+      sd_bus_message_enter_container(m, 'v', t);
+      const std::string ts = t;
+      if (ts == "s") {
+        const char* v = nullptr;
+        sd_bus_message_read_basic(m, 's', &v);
+        d[k] = v;
+      } else if (ts == "b") {
+        int v = 0;
+        sd_bus_message_read_basic(m, 'b', &v);
+        d[k] = v ? "true" : "false";
+      } else if (ts == "u") {
+        uint32_t v = 0;
+        sd_bus_message_read_basic(m, 'u', &v);
+        d[k] = std::to_string(v);
+      } else if (ts == "t") {
+        uint64_t v = 0;
+        sd_bus_message_read_basic(m, 't', &v);
+        d[k] = std::to_string(v);
+      } else {
+        sd_bus_message_skip(m, t);
+      }
+      sd_bus_message_exit_container(m);
+      sd_bus_message_exit_container(m);
+    }
+    sd_bus_message_exit_container(m);
+    out.push_back(std::move(d));
+  }
+  sd_bus_message_unref(m);
+  return out;
+}
+
 uint64_t Bus::prop_t(const std::string& id, const char* name) {
   uint64_t v = 0;
   sd_bus_error err = SD_BUS_ERROR_NULL;
@@ -234,7 +281,7 @@ uint64_t Bus::prop_t(const std::string& id, const char* name) {
 int64_t Bus::prop_i(const std::string& id, const char* name) {
   // The unsigned ones are PIDs and UIDs; the rest are signed.
   const std::string_view n(name);
-  const bool is_unsigned = n == "MainPID" || n == "RequestedByUID";
+  const bool is_unsigned = n == "MainPID" || n == "RequestedByUID" || n == "Runs";
   sd_bus_error err = SD_BUS_ERROR_NULL;
   int64_t out = INT64_MIN;
   if (is_unsigned) {
@@ -301,10 +348,13 @@ Daemon::Daemon(const std::string& extra, const std::function<void(Daemon&)>& bef
   cgroup_fs_root = mount + cg;
   config_path = dir + "/repvisord.toml";
   std::ofstream conf(config_path);
-  conf << "[daemon]\n" << extra << "\n";
+  // Defaults first: `extra` may open further tables ([volumes]) after its [daemon] keys.
+  conf << "[daemon]\n";
   if (extra.find("final_kill_timeout") == std::string::npos) conf << "final_kill_timeout = \"5s\"\n";
   if (extra.find("shutdown_timeout") == std::string::npos) conf << "shutdown_timeout = \"20s\"\n";
   if (extra.find("cgroup_root") == std::string::npos) conf << "cgroup_root = \"" << cg << "\"\n";
+  conf << extra << "\n";
+  if (extra.find("[volumes]") == std::string::npos) conf << "[volumes]\nroots = [\"" << dir << "/volumes\"]\n";
   conf.close();
   stderr_path_ = dir + "/daemon.log";
   if (before_start) before_start(*this);

@@ -42,6 +42,8 @@ class Bus {
   uint64_t prop_t(const std::string& id, const char* name);
   int64_t prop_i(const std::string& id, const char* name);  // i or u
   bool job_exists(const std::string& id);
+  // ResourceDetails, every value as text.
+  std::vector<std::map<std::string, std::string>> resource_details(const std::string& id);
 
   // Blocks until pred(properties) holds, driven by PropertiesChanged; fails the test on deadline.
   void wait_until(const std::string& id, const std::function<bool(Bus&)>& pred);

@@ -77,6 +77,47 @@ TEST(Config, ShippedDefaultFileParsesToTheDefaults) {
   EXPECT_EQ(shipped.max_stop_extension, defaults.max_stop_extension);
   EXPECT_EQ(shipped.state_dir, defaults.state_dir);
   EXPECT_EQ(shipped.runtime_dir, defaults.runtime_dir);
+  EXPECT_EQ(shipped.volume_roots, defaults.volume_roots);
+  EXPECT_EQ(shipped.volume_devices, defaults.volume_devices);
+  EXPECT_EQ(shipped.sync_timeout, defaults.sync_timeout);
+  EXPECT_EQ(shipped.detach_timeout, defaults.detach_timeout);
+  EXPECT_EQ(shipped.nbd_ready_timeout, defaults.nbd_ready_timeout);
+  EXPECT_EQ(shipped.nbd_stop_timeout, defaults.nbd_stop_timeout);
+}
+
+TEST(Config, VolumesAndNbdSections) {
+  auto c = config::parse(R"([volumes]
+roots = ["/srv/vols", "/var/lib/images"]
+devices = ["/dev/vd?", "/dev/disk/by-id/wwn-*"]
+sync_timeout = "1min"
+detach_timeout = "5s"
+[nbd]
+ready_timeout = "2s"
+stop_timeout = 3
+)",
+                         "x");
+  EXPECT_EQ(c.volume_roots, (std::vector<std::string>{"/srv/vols", "/var/lib/images"}));
+  EXPECT_EQ(c.volume_devices.size(), 2u);
+  EXPECT_EQ(c.sync_timeout, 60 * USEC_PER_SEC);
+  EXPECT_EQ(c.detach_timeout, 5 * USEC_PER_SEC);
+  EXPECT_EQ(c.nbd_ready_timeout, 2 * USEC_PER_SEC);
+  EXPECT_EQ(c.nbd_stop_timeout, 3 * USEC_PER_SEC);
+  auto back = config::parse(config::to_toml(c), "printed");
+  EXPECT_EQ(back.volume_roots, c.volume_roots);
+  EXPECT_EQ(back.volume_devices, c.volume_devices);
+}
+
+TEST(Config, BadVolumeSettingsNameTheKeyAndValue) {
+  EXPECT_NE(error_of("[volumes]\nroots = [\"relative/dir\"]\n").find("test.toml:2:10: volumes.roots: 'relative/dir'"),
+            std::string::npos)
+      << error_of("[volumes]\nroots = [\"relative/dir\"]\n");
+  EXPECT_NE(error_of("[volumes]\nroots = [\"/srv/../etc\"]\n").find("not an absolute path written canonically"),
+            std::string::npos);
+  EXPECT_NE(error_of("[volumes]\nroots = [\"/srv/*\"]\n").find("patterns are not allowed"), std::string::npos);
+  EXPECT_NE(error_of("[volumes]\nroots = [\"/dev/shm\"]\n").find("cannot hold volumes"), std::string::npos);
+  EXPECT_NE(error_of("[volumes]\ndevices = [\"/etc/passwd\"]\n").find("is not under /dev"), std::string::npos);
+  EXPECT_NE(error_of("[volumes]\nroots = \"/srv\"\n").find("expected an array"), std::string::npos);
+  EXPECT_NE(error_of("[nbd]\nready = \"1s\"\n").find("nbd.ready: unknown key"), std::string::npos);
 }
 
 namespace {

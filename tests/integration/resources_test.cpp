@@ -1,0 +1,436 @@
+// Job resources against the real thing: qemu-nbd and nbdkit started by the daemon, nbdcopy
+// reading from them, image files and loop devices, stops in the middle of a copy, a server that
+// dies, a daemon that crashes during cleanup, and paths that must be refused.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "harness.hpp"
+
+using namespace repvisor::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t MiB = 1 << 20;
+
+std::string ctl(const Daemon& d, const std::string& args) {
+  return std::string(REPVISORCTL_PATH) + " --runtime-dir " + d.runtime_dir + " " + args;
+}
+
+// Random bytes in the first `data` bytes of a `size`-byte file: a source disk with content.
+void make_source(const std::string& path, uint64_t size, uint64_t data) {
+  std::mt19937_64 rng(42);
+  std::ofstream out(path, std::ios::binary);
+  std::vector<uint64_t> buf(MiB / 8);
+  for (uint64_t off = 0; off < data; off += MiB) {
+    for (auto& w : buf) w = rng();
+    out.write(reinterpret_cast<const char*>(buf.data()), static_cast<std::streamsize>(MiB));
+  }
+  out.close();
+  fs::resize_file(path, size);
+}
+
+std::string read_bytes(const std::string& path, uint64_t len) {
+  std::ifstream in(path, std::ios::binary);
+  std::string s(len, '\0');
+  in.read(s.data(), static_cast<std::streamsize>(len));
+  s.resize(static_cast<size_t>(in.gcount()));
+  return s;
+}
+
+bool loop_bound(const std::string& dev) {
+  return fs::exists("/sys/block/" + fs::path(dev).filename().string() + "/loop/backing_file");
+}
+
+// The loop devices bound to `file`, from sysfs.
+std::vector<std::string> loops_of(const std::string& file) {
+  std::vector<std::string> out;
+  for (const auto& d : fs::directory_iterator("/sys/block")) {
+    const std::string name = d.path().filename();
+    if (name.rfind("loop", 0) != 0) continue;
+    std::ifstream in(d.path() / "loop" / "backing_file");
+    std::string backing;
+    if (std::getline(in, backing) && backing == file) out.push_back("/dev/" + name);
+  }
+  return out;
+}
+
+struct ResourcesTest : ::testing::Test {
+  Daemon daemon{"stop_timeout = \"20s\""};
+  Bus bus{daemon.address()};
+  std::string vol = daemon.dir + "/volumes";
+  std::string src = vol + "/src.img", dst = vol + "/dst.img";
+  ReadyFifo fifo{daemon.dir};
+
+  void SetUp() override { make_source(src, 16 * MiB, 16 * MiB); }
+
+  // Submits a job file; returns the job id.
+  std::string submit_file(const std::string& toml) {
+    const std::string file = daemon.dir + "/job-" + std::to_string(++files_) + ".toml";
+    std::ofstream(file) << toml;
+    std::string out;
+    EXPECT_EQ(run_command(ctl(daemon, "--json submit -F " + file), &out), 0) << out;
+    const auto at = out.find("\"id\":\"");
+    if (at == std::string::npos) return "";
+    return out.substr(at + 6, 32);
+  }
+
+  // A copy that stops half-way with its NBD connection open: nbdcopy streams the source into
+  // a pipe whose reader writes the first 4 MiB to the target, says so, and then reads no more.
+  std::string mid_copy_job(const std::string& on_stop, const std::string& server = "qemu-nbd") {
+    return submit_file(
+        "argv = [\"/bin/sh\", \"-c\", \"nbdcopy {nbd.src} - | { head -c 4194304 > {volume.dst} && sync && echo "
+        "\\\"$REPVISOR_CHECKPOINT\\\" > " +
+        fifo.path() +
+        " && exec sleep 1000; }\"]\n"
+        "kill_mode = \"control-group\"\n"
+        "[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\npath = \"" +
+        src + "\"\nserver = \"" + server +
+        "\"\n"
+        "[[resources]]\nkind = \"loop\"\nname = \"dst\"\npath = \"" +
+        dst + "\"\nsize = \"16M\"\non_stop = \"" + on_stop + "\"\n");
+  }
+
+  // On a connection of its own: the fixture's dies with a daemon restarted by a test.
+  std::map<std::string, std::string> res(const std::string& id, const std::string& name) {
+    Bus b(daemon.address());
+    for (auto& d : b.resource_details(id))
+      if (d["name"] == name) return d;
+    return {};
+  }
+
+  int files_ = 0;
+};
+
+TEST_F(ResourcesTest, StopMidCopyLeavesNoServerSocketOrLoopAndKeepsThePartialImage) {
+  const std::string id = mid_copy_job("keep");
+  ASSERT_FALSE(id.empty());
+  fifo.wait_line();
+  auto server = res(id, "src");
+  auto loop = res(id, "dst");
+  ASSERT_EQ(server["state"], "ready");
+  ASSERT_EQ(loop["state"], "ready");
+  const pid_t server_pid = std::stoi(server["server_pid"]);
+  const std::string socket = server["endpoint"].substr(server["endpoint"].find("socket=") + 7);
+  const std::string device = loop["device"];
+  ASSERT_GT(server_pid, 0);
+  ASSERT_TRUE(pid_alive(server_pid));
+  ASSERT_TRUE(fs::exists(socket));
+  ASSERT_TRUE(loop_bound(device)) << device;
+  const int server_fd = pidfd_of(server_pid);
+
+  auto r = bus.stop(id, {{"wait", true}, {"reason", "maintenance"}});
+  ASSERT_TRUE(r.ok) << r.error_message;
+  EXPECT_EQ(bus.prop_s(id, "State"), "cancelled");
+  EXPECT_EQ(bus.prop_s(id, "CleanupState"), "done");
+  EXPECT_TRUE(wait_gone(server_fd)) << "the NBD server outlived the job";
+  close(server_fd);
+  EXPECT_FALSE(pid_alive(server_pid));
+  EXPECT_FALSE(fs::exists(socket)) << "socket left behind";
+  EXPECT_TRUE(loops_of(dst).empty()) << "a loop device still holds the target";
+  EXPECT_TRUE(zombie_children(daemon.pid).empty());
+  EXPECT_TRUE(child_cgroups(daemon.cgroup_dir()).empty());
+  // The partial image stays, its size as declared, the part copied identical to the source.
+  EXPECT_EQ(res(id, "dst")["state"], "kept");
+  EXPECT_EQ(res(id, "src")["state"], "released");
+  ASSERT_TRUE(fs::exists(dst));
+  EXPECT_EQ(fs::file_size(dst), 16 * MiB);
+  EXPECT_EQ(read_bytes(dst, 4 * MiB), read_bytes(src, 4 * MiB));
+  // Each step is in the audit trail, in the safe order.
+  std::string out;
+  ASSERT_EQ(run_command(ctl(daemon, "events " + id), &out), 0) << out;
+  const auto synced = out.find("resource-synced"), stopped = out.find("resource-stopped"),
+             detached = out.find("resource-detached");
+  ASSERT_NE(synced, std::string::npos) << out;
+  ASSERT_NE(stopped, std::string::npos) << out;
+  ASSERT_NE(detached, std::string::npos) << out;
+  EXPECT_LT(synced, stopped);
+  EXPECT_LT(stopped, detached);
+}
+
+TEST_F(ResourcesTest, DiscardPolicyRemovesTheImageItCreated) {
+  const std::string id = mid_copy_job("discard", "nbdkit");
+  fifo.wait_line();
+  ASSERT_TRUE(fs::exists(dst));
+  ASSERT_TRUE(bus.stop(id, {{"wait", true}, {"force", true}}).ok);
+  EXPECT_EQ(bus.prop_s(id, "CleanupState"), "done");
+  EXPECT_EQ(res(id, "dst")["state"], "discarded");
+  EXPECT_FALSE(fs::exists(dst));
+  EXPECT_TRUE(loops_of(dst).empty());
+  // Nothing to resume from.
+  std::string out;
+  EXPECT_EQ(run_command(ctl(daemon, "resume " + id), &out), 8) << out;
+  EXPECT_NE(out.find("was discarded"), std::string::npos) << out;
+}
+
+TEST_F(ResourcesTest, AGivenFileIsNeverDiscarded) {
+  make_source(dst, 16 * MiB, 0);  // exists before the job: given, not created
+  const std::string id = mid_copy_job("discard");
+  fifo.wait_line();
+  EXPECT_EQ(res(id, "dst")["created"], "false");
+  ASSERT_TRUE(bus.stop(id, {{"wait", true}}).ok);
+  EXPECT_EQ(res(id, "dst")["state"], "kept");
+  EXPECT_TRUE(fs::exists(dst));
+  ASSERT_TRUE(bus.remove(id, {}).ok);
+  EXPECT_TRUE(fs::exists(dst)) << "delete removed a file the job was only given";
+}
+
+TEST_F(ResourcesTest, DeleteRemovesCreatedVolumesUnlessKeepData) {
+  const std::string a = mid_copy_job("keep");
+  fifo.wait_line();
+  ASSERT_TRUE(bus.stop(a, {{"wait", true}}).ok);
+  ASSERT_TRUE(fs::exists(dst));
+  ASSERT_TRUE(bus.remove(a, {{"keep_data", true}}).ok);
+  EXPECT_TRUE(fs::exists(dst)) << "keep_data";
+  fs::remove(dst);
+
+  const std::string b = mid_copy_job("keep");
+  fifo.wait_line();
+  ASSERT_TRUE(bus.stop(b, {{"wait", true}}).ok);
+  ASSERT_TRUE(fs::exists(dst));
+  std::string out;
+  ASSERT_EQ(run_command(ctl(daemon, "delete -y " + b), &out), 0) << out;
+  EXPECT_FALSE(fs::exists(dst));
+  ASSERT_EQ(run_command(ctl(daemon, "events " + b), &out), 0) << out;
+  EXPECT_NE(out.find("resource-discarded"), std::string::npos) << out;
+}
+
+TEST_F(ResourcesTest, ForcedDeleteOfARunningJobStopsItThenRemovesEverything) {
+  const std::string id = mid_copy_job("keep");
+  fifo.wait_line();
+  const pid_t server_pid = std::stoi(res(id, "src")["server_pid"]);
+  const int fd = pidfd_of(server_pid);
+  auto r = bus.remove(id, {{"force", true}});
+  ASSERT_TRUE(r.ok) << r.error_message;
+  EXPECT_FALSE(bus.job_exists(id));
+  EXPECT_TRUE(wait_gone(fd));
+  close(fd);
+  EXPECT_FALSE(fs::exists(dst));
+  EXPECT_TRUE(loops_of(dst).empty());
+}
+
+TEST_F(ResourcesTest, ServerDyingMidJobFailsTheJobWithTheReason) {
+  const std::string id = mid_copy_job("keep");
+  fifo.wait_line();
+  const pid_t server_pid = std::stoi(res(id, "src")["server_pid"]);
+  ASSERT_EQ(kill(server_pid, SIGKILL), 0);
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "failed");
+  const std::string status = bus.prop_s(id, "StatusText");
+  EXPECT_NE(status.find("nbd-server 'src'"), std::string::npos) << status;
+  EXPECT_NE(status.find("SIGKILL"), std::string::npos) << status;
+  EXPECT_NE(status.find("while the job ran"), std::string::npos) << status;
+  EXPECT_EQ(res(id, "src")["state"], "failed");
+  EXPECT_EQ(bus.prop_s(id, "CleanupState"), "done");
+  EXPECT_TRUE(loops_of(dst).empty());
+  EXPECT_EQ(res(id, "dst")["state"], "kept");
+  EXPECT_TRUE(child_cgroups(daemon.cgroup_dir()).empty());
+}
+
+TEST_F(ResourcesTest, ResumeRunsTheSameJobWithItsCheckpoint) {
+  // The job reports a checkpoint, is stopped, and resumed: same id, second run, checkpoint in
+  // its environment, and this time it completes.
+  const std::string id = submit_file(
+      "argv = [\"/bin/sh\", \"-c\", \"echo \\\"run:$REPVISOR_CHECKPOINT:$REPVISOR_VOLUME_DST\\\" > " + fifo.path() +
+      "; if [ -z \\\"$REPVISOR_CHECKPOINT\\\" ]; then systemd-notify CHECKPOINT=half; exec sleep 1000; fi\"]\n"
+      "[[resources]]\nkind = \"file\"\nname = \"dst\"\npath = \"" +
+      dst + "\"\nsize = 1048576\n");
+  EXPECT_EQ(fifo.wait_line(), "run::" + dst);
+  bus.wait_until(id, [&](Bus& b) { return b.prop_s(id, "Checkpoint") == "half"; });
+  ASSERT_TRUE(bus.stop(id, {{"wait", true}}).ok);
+  std::string out;
+  ASSERT_EQ(run_command(ctl(daemon, "resume " + id), &out), 0) << out;
+  EXPECT_NE(out.find("run 2"), std::string::npos) << out;
+  EXPECT_EQ(fifo.wait_line(), "run:half:" + dst);
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "completed");
+  EXPECT_EQ(bus.prop_i(id, "Runs"), 2);
+  EXPECT_EQ(bus.prop_s(id, "CancelReason"), "") << "the second run's record is its own";
+  ASSERT_EQ(run_command(ctl(daemon, "events " + id), &out), 0) << out;
+  EXPECT_NE(out.find("cancelled"), std::string::npos) << "the first run stays in the audit trail";
+  EXPECT_NE(out.find("resumed"), std::string::npos) << out;
+  // A completed job has nothing left to resume; an active one is refused as active.
+  EXPECT_EQ(run_command(ctl(daemon, "resume " + id), &out), 8) << out;
+}
+
+TEST_F(ResourcesTest, NbdcopyProgressReachesTheJobAndTheCopyIsExact) {
+  const std::string id = submit_file(
+      "argv = [\"nbdcopy\", \"--flush\", \"{nbd.src}\", \"{volume.dst}\"]\n"
+      "progress = \"nbdcopy\"\n"
+      "[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\npath = \"" +
+      src +
+      "\"\n"
+      "[[resources]]\nkind = \"loop\"\nname = \"dst\"\npath = \"" +
+      dst + "\"\nsize = \"16M\"\n");
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "completed") << bus.prop_s(id, "StatusText");
+  double progress = 0;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  sd_bus_get_property_trivial(bus.get(), "org.repvisor1", ("/org/repvisor1/job/" + id).c_str(), "org.repvisor1.Job",
+                              "Progress", &err, 'd', &progress);
+  sd_bus_error_free(&err);
+  EXPECT_EQ(progress, 100.0);
+  EXPECT_EQ(read_bytes(dst, 16 * MiB), read_bytes(src, 16 * MiB));
+  EXPECT_TRUE(loops_of(dst).empty());
+}
+
+TEST_F(ResourcesTest, HeldLoopDeviceFailsCleanupThenRetrySucceeds) {
+  daemon.terminate();
+  {
+    std::ofstream(daemon.config_path, std::ios::app) << "detach_timeout = \"300ms\"\n";
+  }
+  daemon.start();
+  Bus b2(daemon.address());
+  const std::string id = mid_copy_job("keep");
+  fifo.wait_line();
+  const std::string device = res(id, "dst")["device"];
+  // Someone else holds the device open: the detach can only be deferred.
+  const int holder = open(device.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(holder, 0);
+  ASSERT_TRUE(b2.stop(id, {{"wait", true}}).ok);
+  EXPECT_EQ(b2.prop_s(id, "CleanupState"), "failed");
+  EXPECT_NE(b2.prop_s(id, "CleanupError").find("still attached"), std::string::npos)
+      << b2.prop_s(id, "CleanupError");
+  // Not deleted while something of it is left; not resumable either.
+  auto r = b2.remove(id, {});
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.error_name, "org.repvisor1.Error.CleanupFailed") << r.error_message;
+  std::string out;
+  EXPECT_EQ(run_command(ctl(daemon, "resume " + id), &out), 8) << out;
+  close(holder);  // with autoclear the device goes with its last holder
+  ASSERT_EQ(run_command(ctl(daemon, "cleanup " + id), &out), 0) << out;
+  EXPECT_EQ(b2.prop_s(id, "CleanupState"), "done");
+  EXPECT_FALSE(loop_bound(device));
+  EXPECT_EQ(res(id, "dst")["state"], "kept");
+  EXPECT_TRUE(b2.remove(id, {}).ok);
+}
+
+// A crash at the start of teardown, and between the volume flush and the server stop: the
+// restarted daemon finishes the job's cleanup from its record.
+class CrashDuringResourceCleanup : public ResourcesTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(CrashDuringResourceCleanup, RecoveryFinishesIt) {
+  ASSERT_EQ(daemon.terminate(), 0);
+  daemon.start(GetParam());
+  std::string id, socket;
+  int server_fd = -1;
+  {
+    Bus b(daemon.address());
+    id = mid_copy_job("keep");
+    fifo.wait_line();
+    auto server = res(id, "src");
+    server_fd = pidfd_of(std::stoi(server["server_pid"]));
+    socket = server["endpoint"].substr(server["endpoint"].find("socket=") + 7);
+    b.stop(id, {{"force", true}, {"wait", true}});
+  }
+  EXPECT_EQ(daemon.wait_exit(), 128 + SIGKILL) << "the crash point " << GetParam() << " was not reached";
+  daemon.start();
+  Bus b(daemon.address());
+  b.wait_until(id, [&](Bus& x) { return x.prop_s(id, "CleanupState") == "done"; });
+  EXPECT_EQ(b.prop_s(id, "State"), "cancelled");
+  EXPECT_TRUE(wait_gone(server_fd)) << "the NBD server survived the crash and the recovery";
+  close(server_fd);
+  EXPECT_FALSE(fs::exists(socket));
+  EXPECT_TRUE(loops_of(dst).empty());
+  EXPECT_EQ(res(id, "dst")["state"], "kept");
+  EXPECT_EQ(fs::file_size(dst), 16 * MiB);
+  EXPECT_EQ(read_bytes(dst, 4 * MiB), read_bytes(src, 4 * MiB));
+  EXPECT_TRUE(child_cgroups(daemon.cgroup_dir()).empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, CrashDuringResourceCleanup, ::testing::Values("cleanup", "resource-stop"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+// Bad resources are refused at submission, naming the resource and key, and nothing is made.
+TEST_F(ResourcesTest, BadPathsAndKeysAreRefusedClearly) {
+  const std::string outside = daemon.dir + "/outside";
+  fs::create_directories(outside);
+  fs::create_symlink(outside, vol + "/escape");
+  struct Case {
+    std::string resource, expect;
+  };
+  const std::vector<Case> cases = {
+      {"kind = \"loop\"\nname = \"d\"\npath = \"" + outside + "/x.img\"\nsize = 1048576",
+       "resources[0].path: '" + outside + "/x.img' is outside the volume roots"},
+      {"kind = \"loop\"\nname = \"d\"\npath = \"" + vol + "/../outside/x.img\"\nsize = 1048576",
+       "has a '.' or '..' component"},
+      {"kind = \"file\"\nname = \"d\"\npath = \"" + vol + "/escape/x.img\"\nsize = 1048576",
+       "leads out of the volume root"},
+      {"kind = \"file\"\nname = \"d\"\npath = \"/dev/loop0\"", "is outside the volume roots"},
+      {"kind = \"file\"\nname = \"d\"\npath = \"" + vol + "/missing.img\"", "does not exist (give a size"},
+      {"kind = \"nbd-server\"\nname = \"s\"\npath = \"" + src + "\"\nsize = 4096",
+       "resources[0].size: only file and loop volumes"},
+      {"kind = \"nbd-server\"\nname = \"s\"\npath = \"" + src + "\"\nserver = \"nbdkit\"\nformat = \"qcow2\"",
+       "nbdkit here cannot read qcow2"},
+      {"kind = \"loop\"\nname = \"d\"\npath = \"" + vol + "/a.img\"\nsize = 1000", "not a multiple of 512"},
+      {"kind = \"tape\"\nname = \"d\"\npath = \"" + vol + "/a.img\"", "'tape' is not one of"},
+      {"kind = \"file\"\nname = \"bad name\"\npath = \"" + vol + "/a.img\"\nsize = 4096",
+       "may hold only letters"},
+      {"kind = \"file\"\nname = \"d\"\npath = \"" + vol + "/a.img\"\nsize = 4096\ncolour = \"red\"",
+       "resources[0].colour: unknown key"},
+      {"kind = \"nbd-device\"\nname = \"n\"\nexport = \"nope\"", "'nope' is not an nbd-server resource"},
+  };
+  for (const auto& c : cases) {
+    const std::string file = daemon.dir + "/bad.toml";
+    std::ofstream(file) << "argv = [\"/bin/true\"]\n[[resources]]\n" << c.resource << "\n";
+    std::string out;
+    const int rc = run_command(ctl(daemon, "submit -F " + file), &out);
+    EXPECT_TRUE(rc == 7 || rc == 2) << c.resource << "\n" << out;
+    EXPECT_NE(out.find(c.expect), std::string::npos) << c.resource << "\n" << out;
+  }
+  EXPECT_TRUE(bus.list().empty()) << "a refused submission left a job";
+  EXPECT_FALSE(fs::exists(outside + "/x.img"));
+  EXPECT_FALSE(fs::exists(vol + "/a.img"));
+  // A placeholder naming no resource of the job.
+  std::string out;
+  const std::string file = daemon.dir + "/bad2.toml";
+  std::ofstream(file) << "argv = [\"cat\", \"{volume.nope}\"]\n";
+  EXPECT_EQ(run_command(ctl(daemon, "submit -F " + file), &out), 7) << out;
+  EXPECT_NE(out.find("{volume.nope}"), std::string::npos) << out;
+}
+
+TEST_F(ResourcesTest, NbdDeviceWithoutTheKernelModuleFailsTheStartClearly) {
+  if (fs::exists("/sys/module/nbd")) GTEST_SKIP() << "the nbd module is loaded here: this test is for hosts without";
+  const std::string id = submit_file(
+      "argv = [\"/bin/true\"]\n"
+      "[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\npath = \"" +
+      src +
+      "\"\n"
+      "[[resources]]\nkind = \"nbd-device\"\nname = \"dev\"\nexport = \"src\"\n");
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "failed");
+  EXPECT_NE(bus.prop_s(id, "StatusText").find("kernel NBD client is not available"), std::string::npos)
+      << bus.prop_s(id, "StatusText");
+  EXPECT_EQ(res(id, "dev")["state"], "unavailable");
+  EXPECT_EQ(res(id, "src")["state"], "released") << "the server started for it is stopped again";
+  EXPECT_EQ(bus.prop_s(id, "CleanupState"), "done");
+  EXPECT_EQ(bus.prop_i(id, "MainPID"), 0);
+}
+
+TEST_F(ResourcesTest, ABadImageFailsTheStartWithoutRunningTheCommand) {
+  std::ofstream(vol + "/bad.qcow2") << "not a qcow2 image";
+  const std::string id = submit_file(
+      "argv = [\"/bin/sh\", \"-c\", \"echo ran > " + fifo.path() +
+      "\"]\n"
+      "[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\npath = \"" +
+      vol + "/bad.qcow2\"\nformat = \"qcow2\"\n");
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "failed");
+  const std::string status = bus.prop_s(id, "StatusText");
+  EXPECT_NE(status.find("nbd-server 'src'"), std::string::npos) << status;
+  EXPECT_EQ(bus.prop_t(id, "StartedUSec"), 0u) << "the command ran";
+  EXPECT_TRUE(child_cgroups(daemon.cgroup_dir()).empty());
+}
+
+}  // namespace

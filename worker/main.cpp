@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 
 #include "checkpoint.hpp"
 #include "copier.hpp"
@@ -29,7 +30,9 @@ int main(int argc, char** argv) {
   app.add_option("--connections", opts.connections, "NBD connections, each with a request in flight (default 4)")
       ->check(CLI::Range(1, 64));
   app.add_option("--requests", opts.requests, "reads in flight per connection (default 4)")->check(CLI::Range(1, 64));
-  app.add_option("--resume-from", resume, "a checkpoint this tool reported (CHECKPOINT=...)");
+  app.add_option("--resume-from", resume,
+                 "a checkpoint this tool reported (CHECKPOINT=...); default: $REPVISOR_CHECKPOINT, which repvisord "
+                 "sets when it resumes a job");
   app.add_flag("--verify", opts.verify, "read both sides back and compare them after the copy");
   app.add_option("--checkpoint-interval", opts.checkpoint_interval_ms,
                  "milliseconds between checkpoints (default 5000); each one is an fdatasync")
@@ -52,6 +55,9 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   opts.chunk_size = v;
+  // Resumed by repvisord (Job.Resume): the job's last checkpoint comes in the environment.
+  if (resume.empty())
+    if (const char* cp = getenv("REPVISOR_CHECKPOINT")) resume = cp;
   if (!resume.empty()) {
     std::string error;
     opts.resume = parse_checkpoint(resume, &error);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 
 #include "harness.hpp"
 
@@ -351,6 +352,29 @@ INSTANTIATE_TEST_SUITE_P(Points, CrashDuringResourceCleanup, ::testing::Values("
                            std::replace(n.begin(), n.end(), '-', '_');
                            return n;
                          });
+
+// The job templates shipped in config/jobs run as they are, paths aside.
+TEST_F(ResourcesTest, ShippedJobTemplatesRun) {
+  fs::create_directories(vol + "/source");
+  std::string out;
+  ASSERT_EQ(run_command("qemu-img create -q -f qcow2 " + vol + "/source/disk0.qcow2 64M", &out), 0) << out;
+  make_source(vol + "/source/disk1.img", 8 * MiB, 8 * MiB);
+  for (const char* name : {"nbdcopy", "repvisor-copy"}) {
+    std::ifstream in(std::string(SOURCE_DIR) + "/config/jobs/" + name + ".toml");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string t = text.str();
+    for (size_t at; (at = t.find("/var/lib/repvisor/volumes")) != std::string::npos;)
+      t.replace(at, strlen("/var/lib/repvisor/volumes"), vol);
+    if (std::string(name) == "repvisor-copy") t.replace(t.find("\"repvisor-copy\""), 15, "\"" REPVISOR_COPY_PATH "\"");
+    const std::string id = submit_file(t);
+    ASSERT_FALSE(id.empty()) << name;
+    bus.wait_terminal(id);
+    EXPECT_EQ(bus.prop_s(id, "State"), "completed") << name << ": " << bus.prop_s(id, "StatusText");
+    EXPECT_EQ(bus.prop_s(id, "CleanupState"), "done") << name;
+  }
+  EXPECT_EQ(read_bytes(vol + "/disk1.img", 8 * MiB), read_bytes(vol + "/source/disk1.img", 8 * MiB));
+}
 
 // Bad resources are refused at submission, naming the resource and key, and nothing is made.
 TEST_F(ResourcesTest, BadPathsAndKeysAreRefusedClearly) {

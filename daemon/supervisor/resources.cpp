@@ -230,6 +230,7 @@ bool Supervisor::start_server(Entry& e, size_t i) {
   }
   r.pid = child.pid;
   r.start_time = sys::process_start_time(child.pid);
+  main_pids_.insert(child.pid);  // reaped through its pidfd, never by the orphan reaper
   r.endpoint = "nbd+unix:///?socket=" + sock;
   h.listen = std::move(listen_fd);
   h.pidfd = std::move(child.pidfd);
@@ -309,8 +310,15 @@ void Supervisor::on_server_exit(Entry& e, size_t i) {
   std::string how = "ended";
   if (h.server_is_child && h.pidfd) {
     siginfo_t si{};
-    if (waitid(P_PIDFD, static_cast<id_t>(h.pidfd.get()), &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) return;
-    how = exit_text(si);
+    if (waitid(P_PIDFD, static_cast<id_t>(h.pidfd.get()), &si, WEXITED | WNOHANG) < 0) {
+      if (errno != ECHILD) return;
+      how = "ended (exit status unknown)";  // not ours to reap after all: it is gone all the same
+    } else if (si.si_pid == 0) {
+      return;  // not yet
+    } else {
+      how = exit_text(si);
+    }
+    main_pids_.erase(r.pid);
   }
   const std::string label = server_label(spec, r);
   h.pid_poll.reset();
@@ -744,6 +752,7 @@ void Supervisor::on_res_timer(Entry& e) {
         if (specs[i].kind != ResourceKind::NbdServer || !h.pidfd) continue;
         h.pid_poll.reset();
         h.pidfd.reset();
+        main_pids_.erase(job.resources[i].pid);  // if it ever goes, the orphan reaper collects it
         cleanup_failure(e, i,
                         fmt::format("{} did not die after SIGKILL", server_label(specs[i], job.resources[i])));
       }
@@ -920,8 +929,17 @@ void Supervisor::adopt_resources(Entry& e) {
       watch_server(e, i);
     } else if (specs[i].kind == ResourceKind::Loop && !r.device.empty()) {
       uint64_t dev = 0, ino = 0;
-      if (sys::loop_backing(r.device, &dev, &ino) == 0 && dev == r.dev && ino == r.inode)
+      if (sys::loop_backing(r.device, &dev, &ino) == 0 && dev == r.dev && ino == r.inode) {
         h.loop.reset(::open(r.device.c_str(), O_RDWR | O_CLOEXEC));
+      } else {
+        // The daemon's hold ended with it and nothing of the job held the device: autoclear
+        // detached it. The job was given a path that no longer leads to its volume.
+        const std::string why = fmt::format("loop device {} of volume '{}' was detached while the daemon was down",
+                                            r.device, specs[i].name);
+        r.device.clear();
+        changed(job, core::kChangedResources);
+        job.on_resource_failed(why);
+      }
     }
     if (is_volume(specs[i].kind) && r.state == ResourceState::Ready) {
       sys::Opened o;

@@ -353,6 +353,47 @@ INSTANTIATE_TEST_SUITE_P(Points, CrashDuringResourceCleanup, ::testing::Values("
                            return n;
                          });
 
+// recovery = "adopt": after a daemon crash the job runs on, its resources held and watched again.
+TEST_F(ResourcesTest, AdoptedJobKeepsItsServerWatchedAndItsLoopDevice) {
+  ASSERT_EQ(daemon.terminate(), 0);
+  std::stringstream conf;
+  conf << std::ifstream(daemon.config_path).rdbuf();
+  std::string text = conf.str();
+  text.insert(text.find("[daemon]\n") + 9, "recovery = \"adopt\"\n");
+  std::ofstream(daemon.config_path) << text;
+  daemon.start();
+  // The job itself holds the loop device open (descriptor 3), as a writer would.
+  const std::string id = submit_file(
+      "argv = [\"/bin/sh\", \"-c\", \"exec 3<>{volume.dst}; nbdcopy {nbd.src} - | { head -c 1048576 >&3 && echo "
+      "ok > " +
+      fifo.path() +
+      " && exec sleep 1000; }\"]\n"
+      "kill_mode = \"control-group\"\n"
+      "[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\npath = \"" +
+      src +
+      "\"\n"
+      "[[resources]]\nkind = \"loop\"\nname = \"dst\"\npath = \"" +
+      dst + "\"\nsize = \"16M\"\n");
+  fifo.wait_line();
+  const std::string device = res(id, "dst")["device"];
+  const pid_t server_pid = std::stoi(res(id, "src")["server_pid"]);
+  kill(daemon.pid, SIGKILL);
+  ASSERT_EQ(daemon.wait_exit(), 128 + SIGKILL);
+  daemon.start();
+  Bus b(daemon.address());
+  EXPECT_EQ(b.prop_s(id, "State"), "running");
+  EXPECT_TRUE(loop_bound(device)) << "held by the job, the device survived the crash";
+  EXPECT_EQ(res(id, "dst")["state"], "ready");
+  // The server is watched again: its death fails the job, as before the crash.
+  ASSERT_EQ(kill(server_pid, SIGKILL), 0);
+  b.wait_terminal(id);
+  EXPECT_EQ(b.prop_s(id, "State"), "failed");
+  EXPECT_NE(b.prop_s(id, "StatusText").find("nbd-server 'src'"), std::string::npos) << b.prop_s(id, "StatusText");
+  EXPECT_EQ(b.prop_s(id, "CleanupState"), "done");
+  EXPECT_FALSE(loop_bound(device));
+  EXPECT_TRUE(fs::exists(dst));
+}
+
 // The job templates shipped in config/jobs run as they are, paths aside.
 TEST_F(ResourcesTest, ShippedJobTemplatesRun) {
   fs::create_directories(vol + "/source");

@@ -53,7 +53,22 @@ void append_dict(sd_bus_message* m, const Dict& d) {
             sd_bus_message_append(m, "v", "u", x);
           else if constexpr (std::is_same_v<T, double>)
             sd_bus_message_append(m, "v", "d", x);
-          else {
+          else if constexpr (std::is_same_v<T, ResourceList>) {
+            sd_bus_message_open_container(m, 'v', "aa{sv}");
+            sd_bus_message_open_container(m, 'a', "a{sv}");
+            for (const auto& r : x) {
+              sd_bus_message_open_container(m, 'a', "{sv}");
+              for (const auto& [rk, rv] : r) {
+                if (const auto* str = std::get_if<std::string>(&rv))
+                  sd_bus_message_append(m, "{sv}", rk.c_str(), "s", str->c_str());
+                else
+                  sd_bus_message_append(m, "{sv}", rk.c_str(), "t", std::get<uint64_t>(rv));
+              }
+              sd_bus_message_close_container(m);
+            }
+            sd_bus_message_close_container(m);
+            sd_bus_message_close_container(m);
+          } else {
             std::vector<const char*> l;
             for (const auto& s : x) l.push_back(s.c_str());
             l.push_back(nullptr);

@@ -15,7 +15,10 @@ namespace repvisor::test {
 
 inline constexpr uint64_t kDeadlineUsec = 60'000'000;  // a hung test fails after this
 
-using Value = std::variant<std::string, bool, uint64_t, int32_t, uint32_t, double, std::vector<std::string>>;
+// Job resources (aa{sv}): each a dictionary of strings and sizes.
+using ResourceList = std::vector<std::map<std::string, std::variant<std::string, uint64_t>>>;
+using Value =
+    std::variant<std::string, bool, uint64_t, int32_t, uint32_t, double, std::vector<std::string>, ResourceList>;
 using Dict = std::map<std::string, Value>;
 
 struct CallResult {

@@ -40,7 +40,13 @@ const char* const kKeys[] = {"argv",         "name",
                              "notes",        "wait",
                              "keep_data",    "states",
                              "job",          "since_usec",
-                             "limit",        "bogus"};
+                             "limit",        "bogus",
+                             "resources",    "progress"};
+
+const char* const kResourceKeys[] = {"kind",   "name",    "path",   "size", "server",
+                                     "format", "on_stop", "export", "bogus"};
+const char* const kResourceWords[] = {"nbd-server", "nbd-device", "file", "loop",    "qemu-nbd", "nbdkit",
+                                      "raw",        "qcow2",      "keep", "discard", "/v/a.img", "src"};
 
 sd_bus* bus() {
   // A bus object that is not UNSET, so that messages can be built; it never connects anywhere.
@@ -56,8 +62,35 @@ sd_bus* bus() {
   return b;
 }
 
+// aa{sv} of resource-like dictionaries: mostly the right keys and words, sometimes not.
+void append_resources(sd_bus_message* m, Reader& r) {
+  sd_bus_message_open_container(m, 'v', "aa{sv}");
+  sd_bus_message_open_container(m, 'a', "a{sv}");
+  for (int i = r.byte() % 4; i > 0; --i) {
+    sd_bus_message_open_container(m, 'a', "{sv}");
+    for (int k = r.byte() % 6; k > 0; --k) {
+      const char* key = kResourceKeys[r.byte() % std::size(kResourceKeys)];
+      const uint8_t t = r.byte();
+      if (t % 4 == 0)
+        sd_bus_message_append(m, "{sv}", key, "t", r.u64());
+      else if (t % 4 == 1)
+        sd_bus_message_append(m, "{sv}", key, "s", r.str().c_str());
+      else if (t % 4 == 2)
+        sd_bus_message_append(m, "{sv}", key, "b", t & 8 ? 1 : 0);
+      else
+        sd_bus_message_append(m, "{sv}", key, "s", kResourceWords[r.byte() % std::size(kResourceWords)]);
+    }
+    sd_bus_message_close_container(m);
+  }
+  sd_bus_message_close_container(m);
+  sd_bus_message_close_container(m);
+}
+
 void append_value(sd_bus_message* m, Reader& r) {
-  switch (r.byte() % 8) {
+  switch (r.byte() % 9) {
+    case 8:
+      append_resources(m, r);
+      break;
     case 0:
       sd_bus_message_append(m, "v", "s", r.str().c_str());
       break;
@@ -124,6 +157,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 0: {
         auto spec = parse_job_spec(m, 30'000'000);
         if (spec.argv.empty() || spec.argv[0].empty() || spec.stop_timeout == 0) __builtin_trap();
+        // An accepted spec passes the resource checks as a whole.
+        if (!repvisor::core::check_resources(spec.resources).empty()) __builtin_trap();
         break;
       }
       case 1: {

@@ -18,10 +18,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$tmp/repvisord.toml" <<'TOML'
+cat >"$tmp/repvisord.toml" <<TOML
 [daemon]
 max_concurrent_jobs = 8
 stop_timeout = "10s"
+[volumes]
+roots = ["$tmp/volumes"]
 TOML
 
 ctl() { build/ctl/repvisorctl --runtime-dir "$tmp/run" "$@"; }
@@ -53,16 +55,33 @@ step status disk0-copy
 ctl status disk0-copy
 step logs disk0-copy
 ctl logs disk0-copy
-cp_text=$(ctl status disk0-copy --json | sed -n 's/.*"Checkpoint":"\([^"]*\)".*/\1/p')
-step submit --name disk0-resume --wait -- repvisor-copy ... --resume-from "\"$cp_text\"" --verify
-ctl submit --name disk0-resume --wait -- "${copy[@]}" --resume-from "$cp_text" --verify || true
-step status disk0-resume
-ctl status disk0-resume
+step resume disk0-copy
+ctl resume disk0-copy
+step wait disk0-copy
+ctl wait disk0-copy || true
+step status disk0-copy
+ctl status disk0-copy
 step events disk0-copy
 ctl events disk0-copy
 step delete disk0-copy --yes
 ctl delete disk0-copy --yes
-ctl delete disk0-resume --yes >/dev/null
+
+# Resources: the daemon itself serves the source disk over NBD (qemu-nbd, socket-activated),
+# creates the target volume and attaches it to a loop device, runs nbdcopy between them, and
+# tears everything down in order afterwards. The shipped template, with the demo's paths.
+mkdir -p "$tmp/volumes/source"
+truncate -s 256M "$tmp/volumes/source/disk0.img"
+dd if=/dev/urandom of="$tmp/volumes/source/disk0.img" bs=1M count=32 conv=notrunc status=none
+sed -e "s|/var/lib/repvisor/volumes|$tmp/volumes|g" -e 's|disk0.qcow2|disk0.img|' -e 's|format = "qcow2"|format = "raw"|' \
+  -e 's|size = "20G"|size = "256M"|' -e 's|name = "disk0-copy"|name = "disk0-nbdcopy"|' config/jobs/nbdcopy.toml >"$tmp/nbdcopy.toml"
+step submit -F nbdcopy.toml --wait
+ctl submit -F "$tmp/nbdcopy.toml" --wait || true
+step status disk0-nbdcopy
+ctl status disk0-nbdcopy
+step events disk0-nbdcopy
+ctl events disk0-nbdcopy
+step delete disk0-nbdcopy --yes
+ctl delete disk0-nbdcopy --yes
 step list --json
 ctl list --json
 

@@ -539,8 +539,9 @@ void Supervisor::enter_phase(Entry& e, ResourcePhase phase) {
       // what they wrote goes to stable storage before anything is detached or reported kept.
       for (size_t i = 0; i < specs.size(); ++i) {
         core::Resource& r = job.resources[i];
-        if (!is_volume(specs[i].kind) || (r.state != ResourceState::Ready && r.state != ResourceState::Failed))
-          continue;
+        // Only volumes that were set up (or whose last teardown failed: reset to ready): one that
+        // failed its setup was never written.
+        if (!is_volume(specs[i].kind) || r.state != ResourceState::Ready) continue;
         std::vector<Fd> fds;
         if (e.res[i].loop) fds.emplace_back(fcntl(e.res[i].loop.get(), F_DUPFD_CLOEXEC, 3));
         if (e.res[i].file) {
@@ -548,8 +549,24 @@ void Supervisor::enter_phase(Entry& e, ResourcePhase phase) {
         } else {
           sys::Opened o;
           std::string why;
-          if (sys::open_volume(volume_policy(), specs[i].path, false, 0, &o, &why) < 0) {
-            if (r.state == ResourceState::Ready || r.created) cleanup_failure(e, i, "flushing: " + why);
+          if (int rc = sys::open_volume(volume_policy(), specs[i].path, false, 0, &o, &why); rc == -ENOENT) {
+            // Gone: nothing to flush, and nothing of it can be attached. Either a teardown cut
+            // short after the discard (the crash came before it was recorded), or someone
+            // removed it. Not a cleanup failure: a retry could never succeed.
+            if (specs[i].on_stop == core::OnStop::Discard && r.created) {
+              r.state = ResourceState::Discarded;
+              r.endpoint.clear();
+              event(job, "resource-discarded", fmt::format("volume '{}': {} is already gone", specs[i].name,
+                                                           specs[i].path));
+            } else {
+              r.state = ResourceState::Failed;
+              r.error = fmt::format("{} has disappeared: its data is lost", specs[i].path);
+              event(job, "resource-missing", fmt::format("volume '{}': {}", specs[i].name, r.error));
+            }
+            changed(job, core::kChangedResources);
+            continue;
+          } else if (rc < 0) {
+            cleanup_failure(e, i, "flushing: " + why);
             continue;
           }
           fds.push_back(std::move(o.fd));
@@ -705,6 +722,7 @@ void Supervisor::enter_phase(Entry& e, ResourcePhase phase) {
             cleanup_failure(e, i, why);
             continue;
           } else {
+            crash_point("resource-discarded");  // removed, not yet recorded
             continue;
           }
         }

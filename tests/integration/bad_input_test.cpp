@@ -2,6 +2,7 @@
 // nothing.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "harness.hpp"
@@ -104,4 +105,34 @@ TEST_F(BadInput, TwoClientsDeletingTheSameJobAtOnceBothSucceedOnce) {
   size_t deletes = 0;
   for (size_t pos = 0; (pos = out.find("\"type\":\"deleted\"", pos)) != std::string::npos; ++pos) ++deletes;
   EXPECT_EQ(deletes, 1u) << out;
+}
+
+TEST_F(BadInput, ResourcesWithWrongTypesOrPathsThatEscapeAreRefused) {
+  const std::string root = daemon.dir + "/volumes";
+  // Wrong container type, wrong value type, missing kind: each names the key.
+  EXPECT_NE(gdbus("--object-path /org/repvisor1 --method org.repvisor1.Manager.Submit \"{'argv': <['true']>, "
+                  "'resources': <['x']>}\""),
+            0);
+  EXPECT_NE(out.find("resources: expected a value of type 'aa{sv}', got 'as'"), std::string::npos) << out;
+  EXPECT_NE(gdbus("--object-path /org/repvisor1 --method org.repvisor1.Manager.Submit \"{'argv': <['true']>, "
+                  "'resources': <[{'kind': <'file'>, 'name': <'d'>, 'path': <'" +
+                  root + "/a.img'>, 'size': <'1G'>}]>}\""),
+            0);
+  EXPECT_NE(out.find("size: expected a value of type 't', got 's'"), std::string::npos) << out;
+  EXPECT_NE(gdbus("--object-path /org/repvisor1 --method org.repvisor1.Manager.Submit \"{'argv': <['true']>, "
+                  "'resources': <[{'name': <'d'>}]>}\""),
+            0);
+  EXPECT_NE(out.find("resources[0].kind: required key is missing"), std::string::npos) << out;
+  // Traversal, through busctl's own dictionary syntax.
+  for (const std::string& path : {root + "/../../../etc/passwd", std::string("/etc/shadow"), root + "/./x.img",
+                                 std::string("relative.img")}) {
+    EXPECT_NE(busctl("/org/repvisor1 org.repvisor1.Manager Submit 'a{sv}' 2 argv as 1 true resources aa{sv} 1 4 "
+                     "kind s file name s d path s '" +
+                     path + "' size t 4096"),
+              0)
+        << path;
+    EXPECT_NE(out.find("resources[0].path"), std::string::npos) << path << ": " << out;
+  }
+  EXPECT_TRUE(bus.list().empty());
+  EXPECT_FALSE(std::filesystem::exists(root + "/x.img"));
 }

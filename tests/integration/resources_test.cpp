@@ -318,13 +318,14 @@ TEST_F(ResourcesTest, HeldLoopDeviceFailsCleanupThenRetrySucceeds) {
 class CrashDuringResourceCleanup : public ResourcesTest, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(CrashDuringResourceCleanup, RecoveryFinishesIt) {
+  const bool discarding = std::string(GetParam()) == "resource-discarded";
   ASSERT_EQ(daemon.terminate(), 0);
   daemon.start(GetParam());
   std::string id, socket;
   int server_fd = -1;
   {
     Bus b(daemon.address());
-    id = mid_copy_job("keep");
+    id = mid_copy_job(discarding ? "discard" : "keep");
     fifo.wait_line();
     auto server = res(id, "src");
     server_fd = pidfd_of(std::stoi(server["server_pid"]));
@@ -340,13 +341,21 @@ TEST_P(CrashDuringResourceCleanup, RecoveryFinishesIt) {
   close(server_fd);
   EXPECT_FALSE(fs::exists(socket));
   EXPECT_TRUE(loops_of(dst).empty());
+  EXPECT_TRUE(child_cgroups(daemon.cgroup_dir()).empty());
+  if (discarding) {
+    // Removed before the crash, recorded after it: the rerun finds it gone and says so.
+    EXPECT_EQ(res(id, "dst")["state"], "discarded");
+    EXPECT_FALSE(fs::exists(dst));
+    EXPECT_TRUE(b.remove(id, {}).ok);
+    return;
+  }
   EXPECT_EQ(res(id, "dst")["state"], "kept");
   EXPECT_EQ(fs::file_size(dst), 16 * MiB);
   EXPECT_EQ(read_bytes(dst, 4 * MiB), read_bytes(src, 4 * MiB));
-  EXPECT_TRUE(child_cgroups(daemon.cgroup_dir()).empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Points, CrashDuringResourceCleanup, ::testing::Values("cleanup", "resource-stop"),
+INSTANTIATE_TEST_SUITE_P(Points, CrashDuringResourceCleanup,
+                         ::testing::Values("cleanup", "resource-stop", "resource-discarded"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');

@@ -19,6 +19,7 @@ Daemon::Daemon(config::Config cfg, ConfigSource source) : cfg_(std::move(cfg)), 
 }
 
 Daemon::~Daemon() {
+  system_bus_.reset();
   server_.reset();
   api_.reset();
   sup_.reset();
@@ -59,8 +60,12 @@ int Daemon::run() {
       },
       SIGHUP);
 
-  // Served last, once everything behind it is ready.
-  server_->listen();
+  // Served last, once everything behind it is ready; the bus name is requested last of all.
+  server_->listen(cfg_.admin_group);
+  if (cfg_.bus_system != "no") {
+    system_bus_ = std::make_unique<bus::SystemBus>(&loop_, *api_, cfg_.bus_system);
+    system_bus_->start();
+  }
   log::notice("repvisord {} ready (state {}, runtime {})", REPVISOR_VERSION, cfg_.state_dir, cfg_.runtime_dir);
   sd_notify(0, "READY=1\nSTATUS=serving");
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -89,6 +94,7 @@ void Daemon::before_poll() {
   }
   api_->flush(error);
   if (server_) server_->update();
+  if (system_bus_) system_bus_->update();
 }
 
 void Daemon::reload() {
@@ -101,6 +107,8 @@ void Daemon::reload() {
     wanted.state_dir = cfg_.state_dir;
     wanted.runtime_dir = cfg_.runtime_dir;
     sup_->reconfigure(wanted);
+    if (wanted.admin_group != cfg_.admin_group) server_->set_group(wanted.admin_group);
+    wanted.bus_system = cfg_.bus_system;
     cfg_ = wanted;
     log::notice("configuration reloaded from {}", source_.path);
   } catch (const config::ConfigError& e) {
@@ -129,6 +137,10 @@ void Daemon::on_stop_signal(int sig) {
     }
     api_->flush(error);
     server_->update();
+    if (system_bus_) {
+      system_bus_->update();
+      system_bus_->close();
+    }
     server_->close();
     prepare_.reset();
     retry_.reset();

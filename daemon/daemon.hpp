@@ -6,6 +6,7 @@
 
 #include "bus/api.hpp"
 #include "bus/server.hpp"
+#include "bus/system_bus.hpp"
 #include "config/config.hpp"
 #include "supervisor/supervisor.hpp"
 
@@ -37,6 +38,7 @@ class Daemon {
   std::unique_ptr<Supervisor> sup_;
   std::unique_ptr<bus::Api> api_;
   std::unique_ptr<bus::PrivateServer> server_;
+  std::unique_ptr<bus::SystemBus> system_bus_;
   UvPtr<uv_prepare_t> prepare_;
   UvPtr<uv_timer_t> retry_;  // armed only after a failed commit
   UvPtr<uv_signal_t> sigterm_, sigint_, sighup_;

@@ -56,7 +56,10 @@ class Api final : public SupervisorObserver {
   core::Job& job_from_path(const char* path);
   uint32_t caller_uid(sd_bus_message* m);
   Caller caller(sd_bus_message* m);
-  void require_privileged(sd_bus_message* m, const char* action);
+  // Admin: root, the daemon's own uid, or a member of [bus] admin_group. Root: those but the
+  // group (submitting a command is running code as root). Throws AccessDenied, audited.
+  enum class Privilege { Admin, Root };
+  void require(sd_bus_message* m, Privilege level, const char* action);
 
  private:
   static const sd_bus_vtable kManagerVtable[];

@@ -55,7 +55,7 @@ void reply_error(sd_bus_message* call, const ApiError& e) {
 }  // namespace
 
 int Api::stop(sd_bus_message* m, core::Job& job, sd_bus_error*) {
-  require_privileged(m, "stop jobs");
+  require(m, Privilege::Admin, "stop jobs");
   bool wait = false;
   core::StopRequest req = parse_stop_options(m, &wait);
   const Caller who = caller(m);
@@ -75,7 +75,7 @@ int Api::stop(sd_bus_message* m, core::Job& job, sd_bus_error*) {
 }
 
 int Api::remove(sd_bus_message* m, core::Job& job, sd_bus_error*) {
-  require_privileged(m, "delete jobs");
+  require(m, Privilege::Admin, "delete jobs");
   DeleteOptions opts = parse_delete_options(m);
   const Caller who = caller(m);
   opts.uid = who.uid;
@@ -95,7 +95,7 @@ int Api::remove(sd_bus_message* m, core::Job& job, sd_bus_error*) {
 }
 
 int Api::resume(sd_bus_message* m, core::Job& job, sd_bus_error*) {
-  require_privileged(m, "resume jobs");
+  require(m, Privilege::Admin, "resume jobs");
   parse_resume_options(m);
   const Caller who = caller(m);
   sup_.resume(job, &who);
@@ -108,7 +108,7 @@ int Api::resume(sd_bus_message* m, core::Job& job, sd_bus_error*) {
 }
 
 int Api::retry_cleanup(sd_bus_message* m, core::Job& job, sd_bus_error*) {
-  require_privileged(m, "clean up jobs");
+  require(m, Privilege::Admin, "clean up jobs");
   const Caller who = caller(m);
   // Answered once the teardown has run, with its outcome.
   sup_.retry_cleanup(job, &who, [this, call = ref(m), id = job.id()](bool ok) {
@@ -131,7 +131,7 @@ struct ManagerMethods {
   static int submit(sd_bus_message* m, void* userdata, sd_bus_error* err) {
     return guarded(err, [&] {
       Api& api = api_of(userdata);
-      api.require_privileged(m, "submit jobs");
+      api.require(m, Api::Privilege::Root, "submit jobs");
       core::JobSpec spec = parse_job_spec(m, api.sup_.config().stop_timeout);
       const core::Job& job = api.sup_.submit(std::move(spec), api.caller(m));
       sd_bus_message* reply = nullptr;

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "sys/users.hpp"
 #include "util/log.hpp"
 
 namespace repvisor::bus {
@@ -16,7 +17,20 @@ PrivateServer::PrivateServer(uv_loop_t* loop, Api& api, std::string path)
 
 PrivateServer::~PrivateServer() { close(); }
 
-void PrivateServer::listen() {
+void PrivateServer::set_group(const std::string& group) {
+  // root:GROUP 0660, the group set before the mode opens: the admin group may connect (reading
+  // is open to all on the system bus; on this socket, to the admins). No such group: 0600.
+  const gid_t gid = sys::group_id(group);
+  if (gid == static_cast<gid_t>(-1)) {
+    chmod(path_.c_str(), 0600);
+    log::info("{}: no group '{}': the socket is root-only (0600)", path_, group);
+    return;
+  }
+  if (chown(path_.c_str(), 0, gid) < 0 || chmod(path_.c_str(), 0660) < 0)
+    log::warning("{}: cannot give it to group '{}': {}", path_, group, strerror(errno));
+}
+
+void PrivateServer::listen(const std::string& group) {
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   if (path_.size() >= sizeof sa.sun_path) throw std::runtime_error("socket path too long: " + path_);
@@ -29,6 +43,7 @@ void PrivateServer::listen() {
   int r = bind(fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
   umask(old);
   if (r < 0) throw std::runtime_error("cannot bind " + path_ + ": " + strerror(errno));
+  set_group(group);
   if (::listen(fd_.get(), SOMAXCONN) < 0) throw std::runtime_error(std::string("listen: ") + strerror(errno));
   poll_ = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, fd_.get()); }, this);
   uv_poll_start(poll_.get(), UV_READABLE, [](uv_poll_t* p, int, int) {

@@ -18,7 +18,10 @@ class PrivateServer {
  public:
   PrivateServer(uv_loop_t* loop, Api& api, std::string path);
   ~PrivateServer();
-  void listen();  // throws
+  // Throws. The socket belongs to root:group, mode 0660 (0600 when the group does not exist).
+  void listen(const std::string& group);
+  // Again on reload, when the admin group changed.
+  void set_group(const std::string& group);
   void update();  // before the loop blocks: flush output, re-arm timeouts
   void close();
   const std::string& path() const { return path_; }

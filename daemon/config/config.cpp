@@ -118,6 +118,25 @@ void parse_volumes(const std::string& source, const toml::table& t, Config& c) {
   }
 }
 
+void parse_bus(const std::string& source, const toml::table& t, Config& c) {
+  for (const auto& [k, node] : t) {
+    const std::string key = "bus." + std::string(k.str());
+    if (k == "system") {
+      std::string v = get_string(source, node, key);
+      if (v != "auto" && v != "yes" && v != "no")
+        fail(source, node, key, fmt::format("'{}' is not \"auto\", \"yes\" or \"no\"", v));
+      c.bus_system = v;
+    } else if (k == "admin_group") {
+      std::string v = get_string(source, node, key);
+      if (v.empty() || v.size() > 32 || v.find_first_of(" :/\n") != std::string::npos)
+        fail(source, node, key, fmt::format("'{}' is not a group name", v));
+      c.admin_group = v;
+    } else {
+      fail(source, node, key, "unknown key");
+    }
+  }
+}
+
 void parse_nbd(const std::string& source, const toml::table& t, Config& c) {
   for (const auto& [k, node] : t) {
     const std::string key = "nbd." + std::string(k.str());
@@ -153,6 +172,9 @@ void parse_into(Config& into, std::string_view text, const std::string& source) 
     } else if (k == "volumes") {
       if (!node.is_table()) fail(source, node, "volumes", "expected a table [volumes]");
       parse_volumes(source, *node.as_table(), c);
+    } else if (k == "bus") {
+      if (!node.is_table()) fail(source, node, "bus", "expected a table [bus]");
+      parse_bus(source, *node.as_table(), c);
     } else if (k == "nbd") {
       if (!node.is_table()) fail(source, node, "nbd", "expected a table [nbd]");
       parse_nbd(source, *node.as_table(), c);
@@ -224,6 +246,9 @@ std::string to_toml(const Config& c) {
       << "devices = " << list(c.volume_devices) << "\n"
       << "sync_timeout = " << q(format_timespan(c.sync_timeout)) << "\n"
       << "detach_timeout = " << q(format_timespan(c.detach_timeout)) << "\n"
+      << "\n[bus]\n"
+      << "system = " << q(c.bus_system) << "\n"
+      << "admin_group = " << q(c.admin_group) << "\n"
       << "\n[nbd]\n"
       << "ready_timeout = " << q(format_timespan(c.nbd_ready_timeout)) << "\n"
       << "stop_timeout = " << q(format_timespan(c.nbd_stop_timeout)) << "\n";
@@ -235,6 +260,7 @@ std::vector<std::string> keys_needing_restart(const Config& running, const Confi
   if (running.cgroup_root != wanted.cgroup_root) keys.emplace_back("daemon.cgroup_root");
   if (running.state_dir != wanted.state_dir) keys.emplace_back("daemon.state_dir");
   if (running.runtime_dir != wanted.runtime_dir) keys.emplace_back("daemon.runtime_dir");
+  if (running.bus_system != wanted.bus_system) keys.emplace_back("bus.system");
   return keys;
 }
 

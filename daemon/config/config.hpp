@@ -27,6 +27,9 @@ struct Config {
   std::vector<std::string> volume_devices;
   usec_t sync_timeout = 300 * USEC_PER_SEC;   // flushing a volume after its writers are gone
   usec_t detach_timeout = 30 * USEC_PER_SEC;  // a loop device to be unbound
+  // [bus]
+  std::string bus_system = "auto";      // serve on the system bus: "auto", "yes", "no"
+  std::string admin_group = "repvisor";  // may stop, delete, resume and clean up jobs; owns the socket
   // [nbd]
   usec_t nbd_ready_timeout = 30 * USEC_PER_SEC;  // an NBD server to answer its first handshake
   usec_t nbd_stop_timeout = 10 * USEC_PER_SEC;   // after SIGTERM, before SIGKILL

@@ -370,6 +370,8 @@ Daemon::Daemon(const std::string& extra, const std::function<void(Daemon&)>& bef
   if (extra.find("cgroup_root") == std::string::npos) conf << "cgroup_root = \"" << cg << "\"\n";
   conf << extra << "\n";
   if (extra.find("[volumes]") == std::string::npos) conf << "[volumes]\nroots = [\"" << dir << "/volumes\"]\n";
+  // Never the machine's own system bus: tests that want a bus start a private one.
+  if (extra.find("[bus]") == std::string::npos) conf << "[bus]\nsystem = \"no\"\n";
   conf.close();
   stderr_path_ = dir + "/daemon.log";
   if (before_start) before_start(*this);

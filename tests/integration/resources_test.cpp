@@ -285,7 +285,11 @@ TEST_F(ResourcesTest, NbdcopyProgressReachesTheJobAndTheCopyIsExact) {
 TEST_F(ResourcesTest, HeldLoopDeviceFailsCleanupThenRetrySucceeds) {
   daemon.terminate();
   {
-    std::ofstream(daemon.config_path, std::ios::app) << "detach_timeout = \"300ms\"\n";
+    std::stringstream conf;
+    conf << std::ifstream(daemon.config_path).rdbuf();
+    std::string text = conf.str();
+    text.insert(text.find("[volumes]\n") + 10, "detach_timeout = \"300ms\"\n");
+    std::ofstream(daemon.config_path) << text;
   }
   daemon.start();
   Bus b2(daemon.address());

@@ -1,0 +1,243 @@
+// repvisord on a system bus: a private dbus-daemon with a system-bus policy and the shipped
+// org.repvisor1.conf, the daemon owning org.repvisor1 on it, driven by name from busctl and gdbus
+// as root, as a member of the admin group and as a plain user; the bus restarting under it.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "harness.hpp"
+
+using namespace repvisor::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A dbus-daemon configured like the system bus (deny by default, services bring their policy).
+class PrivateSystemBus {
+ public:
+  PrivateSystemBus() {
+    dir_ = temp_dir();
+    chmod(dir_.c_str(), 0755);  // unprivileged test users connect too
+    socket_ = dir_ + "/system_bus_socket";
+    config_ = dir_ + "/system.conf";
+    std::ofstream(config_) << R"(<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=)" << socket_ << R"(</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <include>)" << SOURCE_DIR << R"(/systemd/org.repvisor1.conf</include>
+</busconfig>
+)";
+    start();
+  }
+  ~PrivateSystemBus() {
+    stop();
+    fs::remove_all(dir_);
+  }
+  // --fork returns once the bus listens; --print-pid tells us whom to stop.
+  void start() {
+    std::string out;
+    if (run_command("dbus-daemon --config-file=" + config_ + " --fork --print-pid --nosyslog", &out) != 0)
+      throw std::runtime_error("dbus-daemon: " + out);
+    pid_ = static_cast<pid_t>(std::stol(out));
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    const int fd = pidfd_of(pid_);
+    kill(pid_, SIGTERM);
+    if (fd >= 0) {
+      wait_gone(fd);
+      close(fd);
+    }
+    pid_ = -1;
+  }
+  std::string address() const { return "unix:path=" + socket_; }
+
+ private:
+  std::string dir_, socket_, config_;
+  pid_t pid_ = -1;
+};
+
+// Blocks until `name` has an owner on the bus at `address`, driven by NameOwnerChanged.
+bool wait_for_owner(const std::string& address, const std::string& name) {
+  sd_bus* bus = nullptr;
+  if (sd_bus_new(&bus) < 0) return false;
+  sd_bus_set_address(bus, address.c_str());
+  sd_bus_set_bus_client(bus, 1);
+  if (sd_bus_start(bus) < 0) {
+    sd_bus_unref(bus);
+    return false;
+  }
+  bool owned = false;
+  const std::string rule = "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" + name + "'";
+  sd_bus_add_match(
+      bus, nullptr, rule.c_str(),
+      [](sd_bus_message* m, void* userdata, sd_bus_error*) {
+        const char *n, *old_owner, *new_owner;
+        if (sd_bus_message_read(m, "sss", &n, &old_owner, &new_owner) >= 0 && *new_owner)
+          *static_cast<bool*>(userdata) = true;
+        return 0;
+      },
+      &owned);
+  // Asked after the match is in place: an owner that came meanwhile is seen either way.
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  if (sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                         "GetNameOwner", &err, &reply, "s", name.c_str()) >= 0)
+    owned = true;
+  sd_bus_message_unref(reply);
+  sd_bus_error_free(&err);
+  const uint64_t deadline = kDeadlineUsec;
+  uint64_t waited = 0;
+  while (!owned && waited < deadline) {
+    if (sd_bus_process(bus, nullptr) > 0) continue;
+    sd_bus_wait(bus, 100'000);
+    waited += 100'000;  // a bound for a hung test, not a poll: the wait ends on the signal
+  }
+  sd_bus_flush_close_unref(bus);
+  return owned;
+}
+
+struct SystemBusTest : ::testing::Test {
+  PrivateSystemBus sysbus;
+  std::unique_ptr<Daemon> daemon;
+  std::string out;
+
+  void SetUp() override {
+    setenv("DBUS_SYSTEM_BUS_ADDRESS", sysbus.address().c_str(), 1);
+    // nobody's primary group is nogroup: nobody is an admin; daemon (uid 1) is not.
+    daemon = std::make_unique<Daemon>("[bus]\nsystem = \"yes\"\nadmin_group = \"nogroup\"");
+    ASSERT_TRUE(wait_for_owner(sysbus.address(), "org.repvisor1"));
+  }
+  void TearDown() override {
+    daemon.reset();
+    unsetenv("DBUS_SYSTEM_BUS_ADDRESS");
+  }
+  // busctl by name on the bus, as `user` (empty: root).
+  int busctl(const std::string& user, const std::string& args) {
+    const std::string as = user.empty() ? "" : "setpriv --reuid=" + user + " --regid=" + user + " --clear-groups ";
+    return run_command(as + "busctl --address=" + sysbus.address() + " -- " + args, &out);
+  }
+  // gdbus by name on the system bus, as `user`: it prints the daemon's error message in full.
+  int gdbus(const std::string& user, const std::string& object, const std::string& method, const std::string& args) {
+    const std::string as = user.empty() ? "" : "setpriv --reuid=" + user + " --regid=" + user + " --clear-groups ";
+    return run_command(as + "env DBUS_SYSTEM_BUS_ADDRESS=" + sysbus.address() +
+                           " gdbus call --system --dest org.repvisor1 --object-path " + object + " --method " +
+                           method + " " + args,
+                       &out);
+  }
+  std::string submit_sleep() {
+    EXPECT_EQ(busctl("", "call org.repvisor1 /org/repvisor1 org.repvisor1.Manager Submit a{sv} 1 argv as 2 sleep 1000"),
+              0)
+        << out;
+    const auto q = out.find('"');
+    return q == std::string::npos ? "" : out.substr(q + 1, 32);
+  }
+};
+
+}  // namespace
+
+TEST_F(SystemBusTest, RootDrivesItByNameWithBusctlAndGdbus) {
+  const std::string id = submit_sleep();
+  ASSERT_EQ(id.size(), 32u) << out;
+  // gdbus finds the bus through DBUS_SYSTEM_BUS_ADDRESS, as any system-bus client would.
+  ASSERT_EQ(run_command("gdbus call --system --dest org.repvisor1 --object-path /org/repvisor1/job/" + id +
+                            " --method org.repvisor1.Job.Stop \"{'wait': <true>}\"",
+                        &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("'cancelled'"), std::string::npos) << out;
+  ASSERT_EQ(busctl("", "get-property org.repvisor1 /org/repvisor1/job/" + id + " org.repvisor1.Job State"), 0);
+  EXPECT_EQ(out, "s \"cancelled\"\n");
+}
+
+TEST_F(SystemBusTest, EveryAuthorizationRule) {
+  const std::string id = submit_sleep();
+  const std::string job = "/org/repvisor1/job/" + id;
+  // Anyone reads.
+  EXPECT_EQ(busctl("1", "call org.repvisor1 /org/repvisor1 org.repvisor1.Manager List a{sv} 0"), 0) << out;
+  EXPECT_NE(out.find(id), std::string::npos) << out;
+  EXPECT_EQ(busctl("1", "get-property org.repvisor1 " + job + " org.repvisor1.Job State"), 0) << out;
+  // A plain user changes nothing, and is told who may.
+  EXPECT_NE(gdbus("1", job, "org.repvisor1.Job.Stop", "{}"), 0);
+  EXPECT_NE(out.find("org.freedesktop.DBus.Error.AccessDenied"), std::string::npos) << out;
+  EXPECT_NE(out.find("uid 1 may not stop jobs (only root and members of group 'nogroup' may stop jobs)"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(busctl("1", "call org.repvisor1 " + job + " org.repvisor1.Job Delete a{sv} 1 force b true"), 0);
+  EXPECT_NE(busctl("1", "call org.repvisor1 /org/repvisor1 org.repvisor1.Manager Submit a{sv} 1 argv as 1 true"), 0);
+  // An admin may not run commands (that would be root code execution)...
+  EXPECT_NE(gdbus("65534", "/org/repvisor1", "org.repvisor1.Manager.Submit", "\"{'argv': <['true']>}\""), 0);
+  EXPECT_NE(out.find("uid 65534 may not submit jobs (only root may submit jobs)"), std::string::npos) << out;
+  // ...but stops, resumes, cleans up and deletes.
+  EXPECT_EQ(busctl("65534", "call org.repvisor1 " + job + " org.repvisor1.Job Stop a{sv} 1 wait b true"), 0) << out;
+  EXPECT_EQ(busctl("65534", "call org.repvisor1 " + job + " org.repvisor1.Job RetryCleanup"), 0) << out;
+  EXPECT_EQ(busctl("65534", "call org.repvisor1 " + job + " org.repvisor1.Job Resume a{sv} 0"), 0) << out;
+  EXPECT_EQ(busctl("65534", "call org.repvisor1 " + job + " org.repvisor1.Job Delete a{sv} 1 force b true"), 0)
+      << out;
+  // Every denial is in the audit trail with who asked.
+  ASSERT_EQ(busctl("", "call org.repvisor1 /org/repvisor1 org.repvisor1.Manager ListEvents a{sv} 0"), 0) << out;
+  EXPECT_NE(out.find("uid 1 may not stop jobs"), std::string::npos) << out;
+  EXPECT_NE(out.find("uid 65534 may not submit jobs"), std::string::npos) << out;
+  // The private socket belongs to the admin group.
+  struct stat st {};
+  ASSERT_EQ(stat((daemon->runtime_dir + "/private").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_gid, 65534u);
+}
+
+TEST_F(SystemBusTest, TheDaemonComesBackWhenTheBusRestarts) {
+  const std::string id = submit_sleep();
+  sysbus.stop();
+  sysbus.start();
+  ASSERT_TRUE(wait_for_owner(sysbus.address(), "org.repvisor1")) << daemon->log();
+  ASSERT_EQ(busctl("", "get-property org.repvisor1 /org/repvisor1/job/" + id + " org.repvisor1.Job State"), 0) << out;
+  EXPECT_EQ(out, "s \"running\"\n");
+  EXPECT_NE(daemon->log().find("lost the system bus connection"), std::string::npos);
+}
+
+TEST(SystemBusRequired, RefusesToStartWithoutIt) {
+  setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/system_bus_socket", 1);
+  std::string out;
+  {
+    Daemon probe("[bus]\nsystem = \"auto\"");  // auto: serves the private socket alone
+    Bus b(probe.address());
+    EXPECT_TRUE(b.list().empty());
+    EXPECT_NE(probe.log().find("serving the private socket only"), std::string::npos) << probe.log();
+    probe.terminate();
+    std::stringstream conf;
+    conf << std::ifstream(probe.config_path).rdbuf();
+    std::string text = conf.str();
+    text.replace(text.find("system = \"auto\""), 15, "system = \"yes\"");
+    std::ofstream(probe.config_path) << text;
+    EXPECT_EQ(probe.start_expecting_failure(&out), 1);
+  }
+  unsetenv("DBUS_SYSTEM_BUS_ADDRESS");
+  EXPECT_NE(out.find("cannot connect to the system bus"), std::string::npos) << out;
+  EXPECT_NE(out.find("[bus] system = \"yes\""), std::string::npos) << out;
+}

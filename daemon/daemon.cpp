@@ -1,6 +1,8 @@
 #include "daemon.hpp"
 
 #include <signal.h>
+
+#include <algorithm>
 #include <systemd/sd-daemon.h>
 
 #include "util/log.hpp"
@@ -28,6 +30,7 @@ Daemon::~Daemon() {
   sigterm_.reset();
   sigint_.reset();
   sighup_.reset();
+  watchdog_.reset();
   // Let the close callbacks run, then the loop must have nothing left.
   uv_run(&loop_, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop_) != 0) log::err("event loop still has open handles at exit");
@@ -68,6 +71,16 @@ int Daemon::run() {
   }
   log::notice("repvisord {} ready (state {}, runtime {})", REPVISOR_VERSION, cfg_.state_dir, cfg_.runtime_dir);
   sd_notify(0, "READY=1\nSTATUS=serving");
+  update_status();
+  uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+    // Pinged by a timer on the loop: a loop that stops turning stops the pings.
+    watchdog_ = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(&loop_, t); }, this);
+    const uint64_t every = std::max<uint64_t>(watchdog_usec / 2 / 1000, 1);
+    uv_timer_start(
+        watchdog_.get(), [](uv_timer_t*) { sd_notify(0, "WATCHDOG=1"); }, every, every);
+    uv_unref(reinterpret_cast<uv_handle_t*>(watchdog_.get()));
+  }
   uv_run(&loop_, UV_RUN_DEFAULT);
   log::notice("stopped");
   return 0;
@@ -95,6 +108,17 @@ void Daemon::before_poll() {
   api_->flush(error);
   if (server_) server_->update();
   if (system_bus_) system_bus_->update();
+  if (!stopping_) update_status();
+}
+
+void Daemon::update_status() {
+  // systemctl status shows it: what the daemon carries, when that changes.
+  const unsigned active = sup_->jobs_active();
+  const size_t total = sup_->job_count();
+  if (active == status_active_ && total == status_total_) return;
+  status_active_ = active;
+  status_total_ = total;
+  sd_notifyf(0, "STATUS=serving: %u job(s) active, %zu recorded", active, total);
 }
 
 void Daemon::reload() {
@@ -116,6 +140,7 @@ void Daemon::reload() {
     log::err("reload refused, keeping the running configuration: {}", e.what());
   }
   sd_notify(0, "READY=1\nSTATUS=serving");
+  status_active_ = ~0u;  // the job counts again at the next iteration
 }
 
 void Daemon::on_stop_signal(int sig) {
@@ -147,6 +172,7 @@ void Daemon::on_stop_signal(int sig) {
     sigterm_.reset();
     sigint_.reset();
     sighup_.reset();
+    watchdog_.reset();
     uv_stop(&loop_);
   });
 }

@@ -42,6 +42,10 @@ class Daemon {
   UvPtr<uv_prepare_t> prepare_;
   UvPtr<uv_timer_t> retry_;  // armed only after a failed commit
   UvPtr<uv_signal_t> sigterm_, sigint_, sighup_;
+  UvPtr<uv_timer_t> watchdog_;  // WATCHDOG=1 at half of WatchdogSec, from the loop itself
+  unsigned status_active_ = ~0u;
+  size_t status_total_ = ~size_t{0};
+  void update_status();
   bool stopping_ = false;
 };
 

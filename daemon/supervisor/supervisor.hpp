@@ -91,6 +91,7 @@ class Supervisor final : public core::JobDriver {
   bool shutting_down() const { return shutting_down_; }
 
   unsigned jobs_active() const { return active_; }
+  size_t job_count() const { return entries_.size(); }
   // Applies what can change while running (limits and timeouts for new stops); a higher job limit
   // starts queued jobs at once.
   void reconfigure(const config::Config& cfg);

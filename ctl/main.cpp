@@ -1,9 +1,12 @@
 // repvisorctl: the command line of repvisord. Each verb is a row of the table below: its name,
 // what it does, the options it takes, and the function that runs it.
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <cstdio>
 #include <functional>
 
@@ -12,9 +15,29 @@
 
 using namespace repvisor::ctl;
 
+namespace {
+// D-Bus address values escape everything but a few safe characters as %XX.
+std::string address_escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (isalnum(c) || c == '-' || c == '_' || c == '/' || c == '.' || c == '@')
+      out += static_cast<char>(c);
+    else
+      out += fmt::format("%{:02x}", c);
+  }
+  return out;
+}
+
+std::string system_bus_address() {
+  const char* env = getenv("DBUS_SYSTEM_BUS_ADDRESS");
+  return env && *env ? env : "unix:path=/run/dbus/system_bus_socket";
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   Globals g;
-  std::string runtime_dir = "/run/repvisor";
+  std::string runtime_dir = "/run/repvisor", host;
+  bool system = false;
   SubmitArgs submit;
   StopArgs stop;
   DeleteArgs del;
@@ -25,7 +48,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global options (--json, --address) also after the verb
   app.add_option("--address", g.address, "D-Bus address of the daemon (unix:path=SOCKET)");
-  app.add_option("--runtime-dir", runtime_dir, "runtime directory of the daemon (its socket is DIR/private)");
+  auto* runtime_opt =
+      app.add_option("--runtime-dir", runtime_dir, "runtime directory of the daemon (its socket is DIR/private)");
+  app.add_flag("--system", system, "talk to repvisord on the system bus (the default when the private socket is not "
+                                   "open to you)");
+  app.add_option("-H,--host", host, "[USER@]HOST: repvisord on another machine, over SSH, on its system bus");
   app.add_flag("--json", g.json, "machine-readable output");
   app.set_version_flag("--version", REPVISOR_VERSION);
 
@@ -120,7 +147,19 @@ int main(int argc, char** argv) {
     int r = app.exit(e);
     return r == 0 ? 0 : kExitUsage;
   }
-  if (g.address.empty()) g.address = "unix:path=" + runtime_dir + "/private";
+  if (g.address.empty()) {
+    const std::string priv = runtime_dir + "/private";
+    if (!host.empty())
+      // As systemctl -H does: ssh runs systemd-stdio-bridge, which joins the remote system bus.
+      g.address = "unixexec:path=ssh,argv1=-xT,argv2=--,argv3=" + address_escape(host) +
+                  ",argv4=systemd-stdio-bridge";
+    else if (system)
+      g.address = system_bus_address();
+    else if (runtime_opt->count() > 0 || access(priv.c_str(), R_OK | W_OK) == 0)
+      g.address = "unix:path=" + priv;
+    else
+      g.address = system_bus_address();  // not root nor an admin: the system bus serves readers
+  }
   set_colour(isatty(STDOUT_FILENO));
   install_interrupt_handler();
 

@@ -211,6 +211,23 @@ TEST_F(SystemBusTest, EveryAuthorizationRule) {
   EXPECT_EQ(st.st_gid, 65534u);
 }
 
+TEST_F(SystemBusTest, RepvisorctlUsesTheSystemBus) {
+  const std::string id = submit_sleep();
+  const std::string env = "env DBUS_SYSTEM_BUS_ADDRESS=" + sysbus.address() + " ";
+  // Explicitly, and as a user who cannot open the private socket (the default then).
+  ASSERT_EQ(run_command(env + REPVISORCTL_PATH " --system status " + id, &out), 0) << out;
+  EXPECT_NE(out.find("running"), std::string::npos) << out;
+  ASSERT_EQ(run_command("setpriv --reuid=1 --regid=1 --clear-groups " + env + REPVISORCTL_PATH " list", &out), 0) << out;
+  EXPECT_NE(out.find(id.substr(0, 12)), std::string::npos) << out;
+  EXPECT_EQ(run_command("setpriv --reuid=1 --regid=1 --clear-groups " + env + REPVISORCTL_PATH " stop " + id, &out), 5)
+      << out;
+  EXPECT_NE(out.find("may not stop jobs"), std::string::npos) << out;
+  EXPECT_EQ(run_command("setpriv --reuid=65534 --regid=65534 --clear-groups " + env + REPVISORCTL_PATH " stop " + id,
+                        &out),
+            0)
+      << out;
+}
+
 TEST_F(SystemBusTest, TheDaemonComesBackWhenTheBusRestarts) {
   const std::string id = submit_sleep();
   sysbus.stop();

@@ -153,12 +153,10 @@ int main(int argc, char** argv) {
       // As systemctl -H does: ssh runs systemd-stdio-bridge, which joins the remote system bus.
       g.address = "unixexec:path=ssh,argv1=-xT,argv2=--,argv3=" + address_escape(host) +
                   ",argv4=systemd-stdio-bridge";
-    else if (system)
-      g.address = system_bus_address();
-    else if (runtime_opt->count() > 0 || access(priv.c_str(), R_OK | W_OK) == 0)
+    else if (!system && (runtime_opt->count() > 0 || access(priv.c_str(), R_OK | W_OK) == 0))
       g.address = "unix:path=" + priv;
     else
-      g.address = system_bus_address();  // not root nor an admin: the system bus serves readers
+      g.address = system_bus_address();  // asked for, or the socket is not ours: the bus serves readers
   }
   set_colour(isatty(STDOUT_FILENO));
   install_interrupt_handler();

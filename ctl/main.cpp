@@ -82,6 +82,9 @@ int main(int argc, char** argv) {
                        "graceful stop timeout before SIGKILL (default from config)");
          s->add_option("--kill-mode", submit.kill_mode, "mixed (stop signal to the main process) or control-group");
          s->add_option("-F,--file", submit.file, "TOML job file");
+         s->add_option("-T,--template", submit.template_name,
+                       "a job template of the daemon's configuration ([templates.NAME]); admins may use them");
+         s->add_option("-p,--param", submit.params, "NAME=VALUE for the template (repeatable)");
          s->add_flag("--wait", submit.wait, "wait until the job has ended; exit status tells how");
        },
        [&] { return verb_submit(g, submit); }},

@@ -252,8 +252,22 @@ int verb_submit(const Globals& g, const SubmitArgs& a) {
     }
     spec["argv"] = argv;
   }
-  if (spec.find("argv") == spec.end())
-    throw CtlError(kExitUsage, "nothing to run", "give the command after --, or a job file with --file");
+  if (!a.template_name.empty()) {
+    if (!spec.empty()) throw CtlError(kExitUsage, "--template: the template fixes the command; give no command or file");
+    spec["template"] = a.template_name;
+    StringMap params;
+    for (const auto& kv : a.params) {
+      if (kv.find('=') == std::string::npos || kv.front() == '=')
+        throw CtlError(kExitUsage, fmt::format("--param '{}': expected NAME=VALUE", kv));
+      params[kv.substr(0, kv.find('='))] = kv.substr(kv.find('=') + 1);
+    }
+    spec["params"] = params;
+  } else if (!a.params.empty()) {
+    throw CtlError(kExitUsage, "--param: only with --template");
+  }
+  if (spec.find("argv") == spec.end() && spec.find("template") == spec.end())
+    throw CtlError(kExitUsage, "nothing to run",
+                   "give the command after --, a job file with --file, or a configured --template");
   if (!a.name.empty()) spec["name"] = a.name;
   if (!a.env.empty()) {
     for (const auto& kv : a.env)

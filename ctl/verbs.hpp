@@ -14,7 +14,8 @@ struct Globals {
 
 struct SubmitArgs {
   std::vector<std::string> argv, env;
-  std::string name, workdir, stop_signal, stop_timeout, kill_mode, file;
+  std::string name, workdir, stop_signal, stop_timeout, kill_mode, file, template_name;
+  std::vector<std::string> params;
   bool wait = false;
 };
 struct StopArgs {

@@ -41,12 +41,26 @@ const char* const kKeys[] = {"argv",         "name",
                              "keep_data",    "states",
                              "job",          "since_usec",
                              "limit",        "bogus",
-                             "resources",    "progress"};
+                             "resources",    "progress",
+                             "template",     "params"};
 
 const char* const kResourceKeys[] = {"kind",   "name",    "path",   "size", "server",
                                      "format", "on_stop", "export", "bogus"};
 const char* const kResourceWords[] = {"nbd-server", "nbd-device", "file", "loop",    "qemu-nbd", "nbdkit",
                                       "raw",        "qcow2",      "keep", "discard", "/v/a.img", "src"};
+
+// One template, so that template submissions are fuzzed too.
+const repvisor::config::Config& config() {
+  static const repvisor::config::Config c = repvisor::config::parse(R"([templates.copy]
+argv = ["nbdcopy", "{src}", "{dst}"]
+[templates.copy.params.src]
+pattern = "nbd\\+unix:///\\?socket=/run/[a-z0-9/.-]+"
+[templates.copy.params.dst]
+default = "/var/lib/repvisor/volumes/x.img"
+)",
+                                                                    "fuzz");
+  return c;
+}
 
 sd_bus* bus() {
   // A bus object that is not UNSET, so that messages can be built; it never connects anywhere.
@@ -155,7 +169,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     bool wait = false;
     switch (which) {
       case 0: {
-        auto spec = parse_job_spec(m, 30'000'000);
+        auto spec = parse_job_spec(m, config());
         if (spec.argv.empty() || spec.argv[0].empty() || spec.stop_timeout == 0) __builtin_trap();
         // An accepted spec passes the resource checks as a whole.
         if (!repvisor::core::check_resources(spec.resources).empty()) __builtin_trap();
@@ -178,7 +192,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       default:
-        parse_job_spec(m, 0);
+        parse_job_spec(m, config());
         break;
     }
   } catch (const repvisor::ApiError& e) {

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <regex>
+
 #include "core/errors.hpp"
 #include "util/id.hpp"
 
@@ -201,13 +203,24 @@ void parse_resume_options(sd_bus_message* m) {
   read_dict(m, [&](Value& v) { invalid("unknown key '" + v.key() + "' in resume options"); });
 }
 
-core::JobSpec parse_job_spec(sd_bus_message* m, usec_t default_stop_timeout) {
+core::JobSpec parse_job_spec(sd_bus_message* m, const config::Config& cfg, bool* from_template) {
   core::JobSpec spec;
-  spec.stop_timeout = default_stop_timeout;
+  spec.stop_timeout = cfg.stop_timeout;
   bool have_argv = false;
+  std::string template_name;
+  std::map<std::string, std::string> params;
+  bool have_params = false;
+  std::vector<std::string> raw_keys;  // what a template submission may not set
   read_dict(m, [&](Value& v) {
     const std::string& k = v.key();
-    if (k == "argv") {
+    if (k != "template" && k != "params" && k != "name") raw_keys.push_back(k);
+    if (k == "template") {
+      template_name = v.str();
+      if (template_name.empty()) invalid("template: must not be empty (leave it out to give argv)");
+    } else if (k == "params") {
+      params = v.str_map();
+      have_params = true;
+    } else if (k == "argv") {
       spec.argv = v.strv();
       have_argv = true;
     } else if (k == "name") {
@@ -235,6 +248,47 @@ core::JobSpec parse_job_spec(sd_bus_message* m, usec_t default_stop_timeout) {
       invalid("unknown key '" + k + "' in job spec");
     }
   });
+  if (!template_name.empty()) {
+    if (!raw_keys.empty())
+      invalid("template: '" + raw_keys.front() + "' cannot be given with a template (the template fixes it)");
+    auto it = cfg.templates.find(template_name);
+    if (it == cfg.templates.end()) {
+      std::string known;
+      for (const auto& [n, t] : cfg.templates) known += (known.empty() ? "" : ", ") + n;
+      invalid("template: no template '" + template_name + "' (configured: " + (known.empty() ? "none" : known) + ")");
+    }
+    const config::JobTemplate& t = it->second;
+    for (const auto& [k, val] : params)
+      if (!t.params.count(k)) invalid("params." + k + ": not a parameter of template '" + template_name + "'");
+    std::map<std::string, std::string> values;
+    for (const auto& [pname, p] : t.params) {
+      auto given = params.find(pname);
+      if (given == params.end()) {
+        if (!p.default_value) invalid("params." + pname + ": required by template '" + template_name + "'");
+        values[pname] = *p.default_value;
+        continue;
+      }
+      if (!std::regex_match(given->second, std::regex(p.pattern)))
+        invalid(fmt::format("params.{}: '{}' does not match the template's pattern '{}'", pname, given->second,
+                            p.pattern));
+      values[pname] = given->second;
+    }
+    spec.argv.clear();
+    for (std::string a : t.argv) {
+      for (const auto& [pname, val] : values) {
+        const std::string ph = "{" + pname + "}";
+        for (size_t at = a.find(ph); at != std::string::npos; at = a.find(ph, at + val.size())) a.replace(at, ph.size(), val);
+      }
+      spec.argv.push_back(a);
+    }
+    if (t.stop_timeout) spec.stop_timeout = *t.stop_timeout;
+    core::progress_source_from_string(t.progress, &spec.progress);
+    if (from_template) *from_template = true;
+    validate_job_spec(spec);
+    return spec;
+  }
+  if (have_params) invalid("params: only with a template");
+  if (from_template) *from_template = false;
   if (!have_argv) invalid("argv: required key is missing");
   validate_job_spec(spec);
   return spec;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/job.hpp"
+#include "config/config.hpp"
 #include "core/job_spec.hpp"
 #include "supervisor/supervisor.hpp"
 
@@ -38,7 +39,9 @@ class Value {
 // Iterates an a{sv}; fn is called for each key, positioned inside its variant, and must read it.
 void read_dict(sd_bus_message* m, const std::function<void(Value&)>& fn);
 
-core::JobSpec parse_job_spec(sd_bus_message* m, usec_t default_stop_timeout);
+// A raw spec (argv and the rest), or `template` + `params` (a{ss}) + optionally `name`: the job
+// of [templates.NAME] with its parameters checked and put in place. *from_template says which.
+core::JobSpec parse_job_spec(sd_bus_message* m, const config::Config& cfg, bool* from_template = nullptr);
 // Job.Resume options: none yet; an unknown key is refused.
 void parse_resume_options(sd_bus_message* m);
 core::StopRequest parse_stop_options(sd_bus_message* m, bool* wait);

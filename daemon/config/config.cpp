@@ -4,6 +4,8 @@
 
 #include <toml++/toml.h>
 #include <algorithm>
+#include <regex>
+#include <set>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -137,6 +139,79 @@ void parse_bus(const std::string& source, const toml::table& t, Config& c) {
   }
 }
 
+// "{name}" placeholders of an argv element.
+std::vector<std::string> placeholders(const std::string& a) {
+  std::vector<std::string> out;
+  for (size_t at = a.find('{'); at != std::string::npos; at = a.find('{', at + 1)) {
+    const size_t close = a.find('}', at);
+    if (close == std::string::npos) break;
+    out.push_back(a.substr(at + 1, close - at - 1));
+  }
+  return out;
+}
+
+void parse_template(const std::string& source, const std::string& name, const toml::table& t, Config& c) {
+  const std::string at = "templates." + name;
+  JobTemplate tpl;
+  const toml::node* argv_node = nullptr;
+  for (const auto& [k, node] : t) {
+    const std::string key = at + "." + std::string(k.str());
+    if (k == "description") {
+      tpl.description = get_string(source, node, key);
+    } else if (k == "argv") {
+      const auto* arr = node.as_array();
+      if (!arr || arr->empty()) fail(source, node, key, "expected a non-empty array of strings");
+      for (const auto& el : *arr) tpl.argv.push_back(get_string(source, el, key));
+      argv_node = &node;
+    } else if (k == "stop_timeout") {
+      tpl.stop_timeout = get_timespan(source, node, key);
+      if (*tpl.stop_timeout == 0) fail(source, node, key, "must be greater than 0");
+    } else if (k == "progress") {
+      tpl.progress = get_string(source, node, key);
+      if (tpl.progress != "notify" && tpl.progress != "nbdcopy")
+        fail(source, node, key, fmt::format("'{}' is not \"notify\" or \"nbdcopy\"", tpl.progress));
+    } else if (k == "params") {
+      const auto* pt = node.as_table();
+      if (!pt) fail(source, node, key, "expected a table of parameters");
+      for (const auto& [pk, pn] : *pt) {
+        const std::string pkey = key + "." + std::string(pk.str());
+        const auto* ptab = pn.as_table();
+        if (!ptab) fail(source, pn, pkey, "expected a table (pattern, default)");
+        TemplateParam p;
+        for (const auto& [fk, fn] : *ptab) {
+          const std::string fkey = pkey + "." + std::string(fk.str());
+          if (fk == "pattern") {
+            p.pattern = get_string(source, fn, fkey);
+            try {
+              std::regex re(p.pattern);
+            } catch (const std::regex_error& e) {
+              fail(source, fn, fkey, fmt::format("'{}' is not a regular expression: {}", p.pattern, e.what()));
+            }
+          } else if (fk == "default") {
+            p.default_value = get_string(source, fn, fkey);
+          } else {
+            fail(source, fn, fkey, "unknown key");
+          }
+        }
+        tpl.params[std::string(pk.str())] = p;
+      }
+    } else {
+      fail(source, node, key, "unknown key");
+    }
+  }
+  if (!argv_node) fail(source, t, at + ".argv", "required");
+  // Every placeholder is declared, every declared parameter is used.
+  std::set<std::string> used;
+  for (const auto& a : tpl.argv)
+    for (const auto& ph : placeholders(a)) {
+      if (!tpl.params.count(ph)) fail(source, *argv_node, at + ".argv", fmt::format("{{{}}} is not a declared parameter", ph));
+      used.insert(ph);
+    }
+  for (const auto& [pname, p] : tpl.params)
+    if (!used.count(pname)) fail(source, t, at + ".params." + pname, "declared but not used in argv");
+  c.templates[name] = std::move(tpl);
+}
+
 void parse_nbd(const std::string& source, const toml::table& t, Config& c) {
   for (const auto& [k, node] : t) {
     const std::string key = "nbd." + std::string(k.str());
@@ -175,6 +250,15 @@ void parse_into(Config& into, std::string_view text, const std::string& source) 
     } else if (k == "bus") {
       if (!node.is_table()) fail(source, node, "bus", "expected a table [bus]");
       parse_bus(source, *node.as_table(), c);
+    } else if (k == "templates") {
+      if (!node.is_table()) fail(source, node, "templates", "expected tables [templates.NAME]");
+      for (const auto& [tk, tn] : *node.as_table()) {
+        const std::string tname(tk.str());
+        if (tname.empty() || tname.size() > 64 || tname.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != std::string::npos)
+          fail(source, tn, "templates." + tname, "a template name is 1 to 64 letters, digits, '_' or '-'");
+        if (!tn.is_table()) fail(source, tn, "templates." + tname, "expected a table");
+        parse_template(source, tname, *tn.as_table(), c);
+      }
     } else if (k == "nbd") {
       if (!node.is_table()) fail(source, node, "nbd", "expected a table [nbd]");
       parse_nbd(source, *node.as_table(), c);
@@ -252,6 +336,17 @@ std::string to_toml(const Config& c) {
       << "\n[nbd]\n"
       << "ready_timeout = " << q(format_timespan(c.nbd_ready_timeout)) << "\n"
       << "stop_timeout = " << q(format_timespan(c.nbd_stop_timeout)) << "\n";
+  for (const auto& [name, t] : c.templates) {
+    out << "\n[templates." << name << "]\n";
+    if (!t.description.empty()) out << "description = " << q(t.description) << "\n";
+    out << "argv = " << list(t.argv) << "\n";
+    if (t.stop_timeout) out << "stop_timeout = " << q(format_timespan(*t.stop_timeout)) << "\n";
+    if (t.progress != "notify") out << "progress = " << q(t.progress) << "\n";
+    for (const auto& [pname, p] : t.params) {
+      out << "[templates." << name << ".params." << pname << "]\npattern = " << q(p.pattern) << "\n";
+      if (p.default_value) out << "default = " << q(*p.default_value) << "\n";
+    }
+  }
   return out.str();
 }
 

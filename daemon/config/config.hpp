@@ -1,6 +1,7 @@
 // repvisord.toml: parsed and validated in one place. A bad file is refused as a whole, with
 // file:line:column and the key, so the daemon never runs on half a configuration.
 #pragma once
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -9,6 +10,20 @@
 #include "util/time.hpp"
 
 namespace repvisor::config {
+
+// A job an admin may submit by name: the command is fixed here, only the declared parameters
+// vary, each checked against its pattern (whole-value match).
+struct TemplateParam {
+  std::string pattern = "[A-Za-z0-9._:/+=@,-]+";
+  std::optional<std::string> default_value;
+};
+struct JobTemplate {
+  std::string description;
+  std::vector<std::string> argv;  // with {param} placeholders
+  std::map<std::string, TemplateParam> params;
+  std::optional<usec_t> stop_timeout;
+  std::string progress = "notify";
+};
 
 struct Config {
   unsigned max_concurrent_jobs = 64;
@@ -30,6 +45,8 @@ struct Config {
   // [bus]
   std::string bus_system = "auto";      // serve on the system bus: "auto", "yes", "no"
   std::string admin_group = "repvisor";  // may stop, delete, resume and clean up jobs; owns the socket
+  // [templates.NAME]
+  std::map<std::string, JobTemplate> templates;
   // [nbd]
   usec_t nbd_ready_timeout = 30 * USEC_PER_SEC;  // an NBD server to answer its first handshake
   usec_t nbd_stop_timeout = 10 * USEC_PER_SEC;   // after SIGTERM, before SIGKILL

@@ -130,7 +130,10 @@ struct SystemBusTest : ::testing::Test {
   void SetUp() override {
     setenv("DBUS_SYSTEM_BUS_ADDRESS", sysbus.address().c_str(), 1);
     // nobody's primary group is nogroup: nobody is an admin; daemon (uid 1) is not.
-    daemon = std::make_unique<Daemon>("[bus]\nsystem = \"yes\"\nadmin_group = \"nogroup\"");
+    daemon = std::make_unique<Daemon>(
+        "[bus]\nsystem = \"yes\"\nadmin_group = \"nogroup\"\n"
+        "[templates.sleeper]\ndescription = \"sleeps\"\nargv = [\"sleep\", \"{seconds}\"]\n"
+        "[templates.sleeper.params.seconds]\npattern = \"[0-9]{1,4}\"\ndefault = \"1000\"\n");
     ASSERT_TRUE(wait_for_owner(sysbus.address(), "org.repvisor1"));
   }
   void TearDown() override {
@@ -209,6 +212,36 @@ TEST_F(SystemBusTest, EveryAuthorizationRule) {
   EXPECT_EQ(st.st_mode & 0777, 0660u);
   EXPECT_EQ(st.st_uid, 0u);
   EXPECT_EQ(st.st_gid, 65534u);
+}
+
+TEST_F(SystemBusTest, AdminsSubmitFromTemplatesOnly) {
+  const std::string env = "env DBUS_SYSTEM_BUS_ADDRESS=" + sysbus.address() + " ";
+  const std::string as_admin = "setpriv --reuid=65534 --regid=65534 --clear-groups " + env + REPVISORCTL_PATH " ";
+  const std::string as_user = "setpriv --reuid=1 --regid=1 --clear-groups " + env + REPVISORCTL_PATH " ";
+  ASSERT_EQ(run_command(as_admin + "--json submit --template sleeper -p seconds=600 --name nap", &out), 0) << out;
+  ASSERT_EQ(busctl("", "get-property org.repvisor1 /org/repvisor1 org.repvisor1.Manager JobsActive"), 0);
+  std::string argv_out;
+  ASSERT_EQ(run_command(env + REPVISORCTL_PATH " --system --json status nap", &argv_out), 0) << argv_out;
+  EXPECT_NE(argv_out.find(R"("Argv":["sleep","600"])"), std::string::npos) << argv_out;
+  // Checked against the pattern, named when wrong; unknown parameters and templates named too.
+  EXPECT_EQ(run_command(as_admin + "submit --template sleeper -p 'seconds=1;reboot'", &out), 7) << out;
+  EXPECT_NE(out.find("params.seconds: '1;reboot' does not match the template's pattern '[0-9]{1,4}'"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(run_command(as_admin + "submit --template sleeper -p color=red", &out), 7) << out;
+  EXPECT_NE(out.find("params.color: not a parameter of template 'sleeper'"), std::string::npos) << out;
+  EXPECT_EQ(run_command(as_admin + "submit --template nope", &out), 7) << out;
+  EXPECT_NE(out.find("no template 'nope' (configured: sleeper)"), std::string::npos) << out;
+  // A template fixes everything but its parameters and the name.
+  EXPECT_NE(gdbus("", "/org/repvisor1", "org.repvisor1.Manager.Submit",
+                  "\"{'template': <'sleeper'>, 'env': <{'LD_PRELOAD': '/tmp/x.so'}>}\""),
+            0);
+  EXPECT_NE(out.find("'env' cannot be given with a template"), std::string::npos) << out;
+  // A plain user may not use templates; an admin may not run a raw command.
+  EXPECT_EQ(run_command(as_user + "submit --template sleeper", &out), 5) << out;
+  EXPECT_NE(out.find("may not submit jobs from templates"), std::string::npos) << out;
+  EXPECT_EQ(run_command(as_admin + "submit -- /bin/true", &out), 5) << out;
+  EXPECT_EQ(run_command(as_admin + "stop nap", &out), 0) << out;
 }
 
 TEST_F(SystemBusTest, RepvisorctlUsesTheSystemBus) {

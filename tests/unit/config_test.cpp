@@ -107,6 +107,40 @@ stop_timeout = 3
   EXPECT_EQ(back.volume_devices, c.volume_devices);
 }
 
+TEST(Config, Templates) {
+  auto c = config::parse(R"([templates.copy]
+description = "copy a disk"
+argv = ["nbdcopy", "--flush", "{src}", "/v/{disk}.img"]
+stop_timeout = "1min"
+progress = "nbdcopy"
+[templates.copy.params.src]
+pattern = "nbd\\+unix://.*"
+[templates.copy.params.disk]
+default = "disk0"
+)",
+                         "x");
+  ASSERT_EQ(c.templates.count("copy"), 1u);
+  const auto& t = c.templates.at("copy");
+  EXPECT_EQ(t.argv.size(), 4u);
+  EXPECT_EQ(t.params.at("src").pattern, "nbd\\+unix://.*");
+  EXPECT_EQ(t.params.at("disk").default_value, "disk0");
+  EXPECT_EQ(t.stop_timeout, 60 * USEC_PER_SEC);
+  auto back = config::parse(config::to_toml(c), "printed");
+  EXPECT_EQ(config::to_toml(back), config::to_toml(c));
+  EXPECT_NE(error_of("[templates.t]\nargv = [\"x\", \"{a}\"]\n").find("templates.t.argv: {a} is not a declared parameter"),
+            std::string::npos);
+  EXPECT_NE(error_of("[templates.t]\nargv = [\"x\"]\n[templates.t.params.a]\n").find("templates.t.params.a: declared but not used"),
+            std::string::npos);
+  EXPECT_NE(error_of("[templates.t]\nargv = [\"{a}\"]\n[templates.t.params.a]\npattern = \"([\"\n")
+                .find("templates.t.params.a.pattern: '([' is not a regular expression"),
+            std::string::npos)
+      << error_of("[templates.t]\nargv = [\"{a}\"]\n[templates.t.params.a]\npattern = \"([\"\n");
+  EXPECT_NE(error_of("[templates.t]\ndescription = \"no argv\"\n").find("templates.t.argv: required"),
+            std::string::npos);
+  EXPECT_NE(error_of("[templates.t]\nargv = [\"x\"]\nuser = \"bob\"\n").find("templates.t.user: unknown key"),
+            std::string::npos);
+}
+
 TEST(Config, BadVolumeSettingsNameTheKeyAndValue) {
   EXPECT_NE(error_of("[volumes]\nroots = [\"relative/dir\"]\n").find("test.toml:2:10: volumes.roots: 'relative/dir'"),
             std::string::npos)

@@ -261,6 +261,22 @@ TEST_F(SystemBusTest, RepvisorctlUsesTheSystemBus) {
       << out;
 }
 
+// -H HOST: repvisorctl runs `ssh HOST systemd-stdio-bridge`, as systemctl -H does. Here "ssh" is
+// a stand-in on PATH that records its arguments and runs the bridge to our bus, locally.
+TEST_F(SystemBusTest, RepvisorctlReachesARemoteHostOverSsh) {
+  const std::string id = submit_sleep();
+  const std::string bin = temp_dir();
+  std::ofstream(bin + "/ssh") << "#!/bin/sh\necho \"$@\" > " << bin << "/args\nexec systemd-stdio-bridge --bus-path="
+                               << sysbus.address() << "\n";
+  chmod((bin + "/ssh").c_str(), 0755);
+  ASSERT_EQ(run_command("PATH=" + bin + ":$PATH " REPVISORCTL_PATH " -H admin@vm-host status " + id, &out), 0) << out;
+  EXPECT_NE(out.find("running"), std::string::npos) << out;
+  std::stringstream args;
+  args << std::ifstream(bin + "/args").rdbuf();
+  EXPECT_EQ(args.str(), "-xT -- admin@vm-host systemd-stdio-bridge\n");
+  fs::remove_all(bin);
+}
+
 TEST_F(SystemBusTest, TheDaemonComesBackWhenTheBusRestarts) {
   const std::string id = submit_sleep();
   sysbus.stop();

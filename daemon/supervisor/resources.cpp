@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "supervisor/entry.hpp"
@@ -85,6 +86,37 @@ void Supervisor::check_resources_here(const core::JobSpec& spec) const {
     if (auto why = sys::check_volume(policy, r.path, may_create); !why.empty())
       throw ApiError(ErrorKind::InvalidArgs, fmt::format("resources[{}].path: {}", i, why));
   }
+}
+
+std::string Supervisor::check_backing_chain(int fd, const std::string& path,
+                                            std::vector<std::pair<Fd, std::string>>* chain) const {
+  // qemu-nbd would open a qcow2 image's backing files by the names in their headers: each must
+  // be a plain path that passes the same volume rules, and is then opened here and handed over
+  // as a descriptor like the image itself, so qemu reads exactly the files that were checked.
+  std::string current = path;
+  for (int depth = 0; depth < 8; ++depth) {
+    std::string backing;
+    if (int r = sys::qcow2_backing_file(fd, &backing); r < 0)
+      return fmt::format("reading the qcow2 header of {}: {}", current, strerror(-r));
+    if (backing.empty()) return "";
+    if (backing.find(':') != std::string::npos)
+      return fmt::format("{} has the backing file '{}': only plain paths are allowed, not protocols", current,
+                         backing);
+    fs::path p = backing[0] == '/' ? fs::path(backing) : fs::path(current).parent_path() / backing;
+    const std::string resolved = p.lexically_normal().string();
+    if (auto why = sys::check_volume(volume_policy(), resolved, false); !why.empty())
+      return fmt::format("{} has the backing file '{}', refused: {}", current, backing, why);
+    sys::Opened next;
+    std::string why;
+    if (sys::open_volume(volume_policy(), resolved, false, 0, &next, &why) < 0) return why;
+    char magic[4] = {};
+    const bool qcow2 = pread(next.fd.get(), magic, 4, 0) == 4 && memcmp(magic, "QFI\xfb", 4) == 0;
+    fd = next.fd.get();
+    chain->emplace_back(std::move(next.fd), qcow2 ? "qcow2" : "raw");
+    current = resolved;
+    if (!qcow2) return "";
+  }
+  return fmt::format("{}: a backing chain deeper than 8", path);
 }
 
 // ---- setup ----------------------------------------------------------------------------------
@@ -182,6 +214,9 @@ bool Supervisor::start_server(Entry& e, size_t i) {
   sys::Opened src;
   std::string why;
   if (sys::open_volume(volume_policy(), spec.path, false, 0, &src, &why) < 0) return fail(why);
+  std::vector<std::pair<Fd, std::string>> chain;  // qcow2 backing files, each opened here
+  if (spec.format == core::ImageFormat::Qcow2)
+    if (auto refused = check_backing_chain(src.fd.get(), spec.path, &chain); !refused.empty()) return fail(refused);
 
   // Socket activation: the daemon binds the socket, so it is accepting before the server runs,
   // a stale socket file is never in the way, and the path is the daemon's to remove.
@@ -205,14 +240,24 @@ bool Supervisor::start_server(Entry& e, size_t i) {
   if (req.executable.empty()) return fail(fmt::format("{} is not installed: {}", prog, strerror(err)));
   // The image is descriptor 4 (see pass_fds): the server opens /dev/fd/4, the file checked here.
   const std::string image = "/dev/fd/4";
-  if (spec.server == core::NbdServerKind::QemuNbd)
-    req.argv = {prog, "--read-only", "--persistent", "--shared=0",
-                "--format=" + std::string(core::to_string(spec.format)), image};
-  else
+  if (spec.server == core::NbdServerKind::QemuNbd && spec.format == core::ImageFormat::Qcow2) {
+    // The image at 4, its backing files at 5, 6, ...: spelled out, so no name is looked up.
+    std::string opts = "driver=qcow2,file.driver=file,file.filename=/dev/fd/4", prefix;
+    for (size_t k = 0; k < chain.size(); ++k) {
+      prefix += "backing.";
+      opts += fmt::format(",{}driver={},{}file.driver=file,{}file.filename=/dev/fd/{}", prefix, chain[k].second, prefix,
+                          prefix, 5 + k);
+    }
+    req.argv = {prog, "--read-only", "--persistent", "--shared=0", "--image-opts", opts};
+  } else if (spec.server == core::NbdServerKind::QemuNbd) {
+    req.argv = {prog, "--read-only", "--persistent", "--shared=0", "--format=raw", image};
+  } else {
     req.argv = {prog, "--foreground", "--readonly", "file", "file=" + image};
+  }
   req.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
   req.working_directory = "/";
   req.pass_fds = {listen_fd.get(), src.fd.get()};
+  for (const auto& [bfd, fmt_name] : chain) req.pass_fds.push_back(bfd.get());
   req.listen_fds = 1;  // descriptor 3 is the listening socket; 4, the image, is not one
   Fd out(::open(log_path(job).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640));
   if (!out) return fail(fmt::format("cannot open the job log: {}", strerror(errno)));

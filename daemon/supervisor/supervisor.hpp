@@ -163,6 +163,9 @@ class Supervisor final : public core::JobDriver {
   std::string server_socket(const core::Job& job, size_t i) const;
   bool setup_volume(Entry& e, size_t i);
   bool start_server(Entry& e, size_t i);
+  // "" or why the qcow2 image's backing chain is refused (a file outside the volume roots).
+  std::string check_backing_chain(int fd, const std::string& path,
+                                  std::vector<std::pair<Fd, std::string>>* chain) const;
   void probe_step(Entry& e, size_t i);
   void watch_server(Entry& e, size_t i);
   void on_server_exit(Entry& e, size_t i);

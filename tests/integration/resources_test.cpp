@@ -496,6 +496,38 @@ TEST_F(ResourcesTest, NbdDeviceWithoutTheKernelModuleFailsTheStartClearly) {
   EXPECT_EQ(bus.prop_i(id, "MainPID"), 0);
 }
 
+TEST_F(ResourcesTest, Qcow2BackingFilesMustStayInsideTheVolumeRoots) {
+  const std::string outside = daemon.dir + "/outside";
+  fs::create_directories(outside);
+  std::string out;
+  ASSERT_EQ(run_command("qemu-img create -q -f raw " + outside + "/base.img 1M", &out), 0) << out;
+  make_source(vol + "/base.img", MiB, MiB);  // content, to see it read through the overlay
+  // An overlay inside the root whose backing file is outside it: refused, nothing run.
+  ASSERT_EQ(run_command("qemu-img create -q -f qcow2 -F raw -b " + outside + "/base.img " + vol + "/evil.qcow2", &out), 0)
+      << out;
+  // One whose backing file is inside (by a relative name): served.
+  ASSERT_EQ(run_command("cd " + vol + " && qemu-img create -q -f qcow2 -F raw -b base.img good.qcow2", &out), 0) << out;
+  auto job = [&](const std::string& image) {
+    return submit_file("argv = [\"nbdinfo\", \"{nbd.src}\"]\n[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\n"
+                       "format = \"qcow2\"\npath = \"" +
+                       image + "\"\n");
+  };
+  const std::string evil = job(vol + "/evil.qcow2");
+  bus.wait_terminal(evil);
+  EXPECT_EQ(bus.prop_s(evil, "State"), "failed");
+  const std::string status = bus.prop_s(evil, "StatusText");
+  EXPECT_NE(status.find("has the backing file '" + outside + "/base.img', refused"), std::string::npos) << status;
+  EXPECT_EQ(bus.prop_t(evil, "StartedUSec"), 0u);
+  const std::string good = submit_file(
+      "argv = [\"nbdcopy\", \"{nbd.src}\", \"{volume.dst}\"]\n[[resources]]\nkind = \"nbd-server\"\nname = "
+      "\"src\"\nformat = \"qcow2\"\npath = \"" +
+      vol + "/good.qcow2\"\n[[resources]]\nkind = \"file\"\nname = \"dst\"\npath = \"" + vol +
+      "/copy.img\"\nsize = 1048576\n");
+  bus.wait_terminal(good);
+  EXPECT_EQ(bus.prop_s(good, "State"), "completed") << bus.prop_s(good, "StatusText");
+  EXPECT_EQ(read_bytes(vol + "/copy.img", MiB), read_bytes(vol + "/base.img", MiB)) << "read through the backing file";
+}
+
 TEST_F(ResourcesTest, ABadImageFailsTheStartWithoutRunningTheCommand) {
   std::ofstream(vol + "/bad.qcow2") << "not a qcow2 image";
   const std::string id = submit_file(

@@ -93,6 +93,18 @@ struct ErrorGuard {
   Client::raise(err);
 }
 
+Client::Reply Client::call(const char* path, const char* interface, const char* method, const Options* opts,
+                           uint64_t timeout, const std::vector<std::string>& leading) {
+  sd_bus_message *m = nullptr, *reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  check(sd_bus_message_new_method_call(bus_, &m, kDest, path, interface, method), method);
+  Reply call_msg(m);
+  for (const auto& s : leading) check(sd_bus_message_append_basic(m, 's', s.c_str()), method);
+  if (opts) append_options(m, *opts);
+  if (sd_bus_call(bus_, m, timeout, &err, &reply) < 0) raise_owned(&err);
+  return Reply(reply);
+}
+
 std::string get_s(const Props& p, const std::string& k) {
   auto it = p.find(k);
   if (it == p.end()) return {};
@@ -263,61 +275,30 @@ void Client::raise(const sd_bus_error* e, const std::string& context) {
 }
 
 std::string Client::resume(const std::string& path) {
-  sd_bus_message *m = nullptr, *reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  check(sd_bus_message_new_method_call(bus_, &m, kDest, path.c_str(), "org.repvisor1.Job", "Resume"), "Resume");
-  append_options(m, {});
-  int r = sd_bus_call(bus_, m, 0, &err, &reply);
-  sd_bus_message_unref(m);
-  if (r < 0) raise_owned(&err);
+  const Options none;
+  Reply reply = call(path.c_str(), "org.repvisor1.Job", "Resume", &none);
   const char* out = nullptr;
-  r = sd_bus_message_read(reply, "o", &out);
-  std::string result = r >= 0 ? out : "";
-  sd_bus_message_unref(reply);
-  check(r, "reading reply");
-  return result;
+  check(sd_bus_message_read(reply.get(), "o", &out), "reading reply");
+  return out;
 }
 
 void Client::retry_cleanup(const std::string& path) {
-  sd_bus_message *m = nullptr, *reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  check(sd_bus_message_new_method_call(bus_, &m, kDest, path.c_str(), "org.repvisor1.Job", "RetryCleanup"),
-        "RetryCleanup");
-  int r = sd_bus_call(bus_, m, UINT64_MAX - 1, &err, &reply);
-  sd_bus_message_unref(m);
-  if (r < 0) raise_owned(&err);
-  sd_bus_message_unref(reply);
+  call(path.c_str(), "org.repvisor1.Job", "RetryCleanup", nullptr, UINT64_MAX - 1);
 }
 
 std::pair<std::string, std::string> Client::submit(const Options& spec) {
-  sd_bus_message *m = nullptr, *reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  check(sd_bus_message_new_method_call(bus_, &m, kDest, kManagerPath, kManager, "Submit"), "Submit");
-  append_options(m, spec);
-  int r = sd_bus_call(bus_, m, 0, &err, &reply);
-  sd_bus_message_unref(m);
-  if (r < 0) {
-    raise_owned(&err);
-  }
+  Reply reply = call(kManagerPath, kManager, "Submit", &spec);
   const char *id, *path;
-  check(sd_bus_message_read(reply, "so", &id, &path), "reading reply");
-  std::pair<std::string, std::string> out{id, path};
-  sd_bus_message_unref(reply);
-  return out;
+  check(sd_bus_message_read(reply.get(), "so", &id, &path), "reading reply");
+  return {id, path};
 }
 
 std::vector<JobRow> Client::list(const std::vector<std::string>& states) {
   Options filter;
   if (!states.empty()) filter["states"] = states;
-  sd_bus_message *m = nullptr, *reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  check(sd_bus_message_new_method_call(bus_, &m, kDest, kManagerPath, kManager, "List"), "List");
-  append_options(m, filter);
-  int r = sd_bus_call(bus_, m, 0, &err, &reply);
-  sd_bus_message_unref(m);
-  if (r < 0) {
-    raise_owned(&err);
-  }
+  Reply owned = call(kManagerPath, kManager, "List", &filter);
+  sd_bus_message* reply = owned.get();
+  int r = 0;
   std::vector<JobRow> rows;
   check(sd_bus_message_enter_container(reply, 'a', "(ssssdtto)"), "reading reply");
   for (;;) {
@@ -330,7 +311,6 @@ std::vector<JobRow> Client::list(const std::vector<std::string>& states) {
     row.id = id, row.name = name, row.state = state, row.phase = phase, row.path = path;
     rows.push_back(std::move(row));
   }
-  sd_bus_message_unref(reply);
   return rows;
 }
 
@@ -353,13 +333,9 @@ std::vector<EventRow> Client::list_events(const std::string& job, uint64_t since
   if (!job.empty()) filter["job"] = job;
   if (since_usec) filter["since_usec"] = since_usec;
   filter["limit"] = limit;
-  sd_bus_message *m = nullptr, *reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  check(sd_bus_message_new_method_call(bus_, &m, kDest, kManagerPath, kManager, "ListEvents"), "ListEvents");
-  append_options(m, filter);
-  int r = sd_bus_call(bus_, m, 0, &err, &reply);
-  sd_bus_message_unref(m);
-  if (r < 0) raise_owned(&err);
+  Reply owned = call(kManagerPath, kManager, "ListEvents", &filter);
+  sd_bus_message* reply = owned.get();
+  int r = 0;
   std::vector<EventRow> rows;
   check(sd_bus_message_enter_container(reply, 'a', "(tsssa{sv})"), "reading reply");
   while ((r = sd_bus_message_enter_container(reply, 'r', "tsssa{sv}")) > 0) {
@@ -372,7 +348,6 @@ std::vector<EventRow> Client::list_events(const std::string& job, uint64_t since
     rows.push_back(std::move(e));
   }
   check(r, "reading reply");
-  sd_bus_message_unref(reply);
   return rows;
 }
 
@@ -412,19 +387,8 @@ sd_bus_slot* Client::call_async(const char* path, const char* interface, const c
 
 Props Client::call_dict(const char* path, const char* interface, const char* method,
                         const std::vector<std::string>& leading, const Options& opts) {
-  sd_bus_message *m = nullptr, *reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  check(sd_bus_message_new_method_call(bus_, &m, kDest, path, interface, method), method);
-  for (const auto& s : leading) check(sd_bus_message_append_basic(m, 's', s.c_str()), method);
-  append_options(m, opts);
-  int r = sd_bus_call(bus_, m, UINT64_MAX, &err, &reply);
-  sd_bus_message_unref(m);
-  if (r < 0) {
-    raise_owned(&err);
-  }
-  Props p = read_props(reply);
-  sd_bus_message_unref(reply);
-  return p;
+  Reply reply = call(path, interface, method, &opts, UINT64_MAX, leading);
+  return read_props(reply.get());
 }
 
 }  // namespace repvisor::ctl

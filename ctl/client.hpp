@@ -4,6 +4,7 @@
 #include <systemd/sd-bus.h>
 
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <variant>
@@ -95,6 +96,14 @@ class Client {
   [[noreturn]] static void raise(const sd_bus_error* e, const std::string& context = {});
 
  private:
+  struct Unref {
+    void operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
+  };
+  using Reply = std::unique_ptr<sd_bus_message, Unref>;
+  // One call on `path`: `leading` string arguments, then `opts` as a{sv} when given; waits up to
+  // `timeout` (0: sd-bus's default) and raises a D-Bus error as CtlError.
+  Reply call(const char* path, const char* interface, const char* method, const Options* opts,
+             uint64_t timeout = 0, const std::vector<std::string>& leading = {});
   sd_bus* bus_ = nullptr;
 };
 

@@ -67,6 +67,16 @@ struct FsyncReq {
 };
 }  // namespace
 
+bool Supervisor::resource_setup_failed(Entry& e, size_t i, const std::string& why) {
+  core::Job& job = *e.job;
+  job.resources[i].state = ResourceState::Failed;
+  job.resources[i].error = why;
+  changed(job, core::kChangedResources);
+  const auto& spec = job.spec().resources[i];
+  fail_setup(e, fmt::format("{} '{}': {}", core::to_string(spec.kind), spec.name, why));
+  return false;
+}
+
 sys::VolumePolicy Supervisor::volume_policy() const { return {cfg_.volume_roots, cfg_.volume_devices}; }
 
 std::string Supervisor::server_cgroup(const core::Job& job, size_t i) const {
@@ -162,11 +172,7 @@ bool Supervisor::setup_volume(Entry& e, size_t i) {
   std::string why;
   // A resumed job finds the file it created on its first run: it stays "created" (its own).
   if (sys::open_volume(volume_policy(), spec.path, true, spec.size.value_or(0), &opened, &why) < 0) {
-    r.state = ResourceState::Failed;
-    r.error = why;
-    changed(job, core::kChangedResources);
-    fail_setup(e, fmt::format("{} '{}': {}", core::to_string(spec.kind), spec.name, why));
-    return false;
+    return resource_setup_failed(e, i, why);
   }
   if (opened.created) {
     r.created = true;
@@ -179,11 +185,7 @@ bool Supervisor::setup_volume(Entry& e, size_t i) {
     fstat(h.file.get(), &st);
     sys::LoopDevice dev;
     if (int rc = sys::loop_attach(h.file.get(), false, &dev); rc < 0) {
-      r.state = ResourceState::Failed;
-      r.error = fmt::format("cannot attach a loop device: {}", strerror(-rc));
-      changed(job, core::kChangedResources);
-      fail_setup(e, fmt::format("loop '{}': {}", spec.name, r.error));
-      return false;
+      return resource_setup_failed(e, i, fmt::format("cannot attach a loop device: {}", strerror(-rc)));
     }
     r.device = r.endpoint = dev.path;
     r.dev = st.st_dev;
@@ -202,13 +204,7 @@ bool Supervisor::start_server(Entry& e, size_t i) {
   const auto& spec = job.spec().resources[i];
   core::Resource& r = job.resources[i];
   ResourceHandles& h = e.res[i];
-  auto fail = [&](const std::string& why) {
-    r.state = ResourceState::Failed;
-    r.error = why;
-    changed(job, core::kChangedResources);
-    fail_setup(e, fmt::format("nbd-server '{}': {}", spec.name, why));
-    return false;
-  };
+  auto fail = [&](const std::string& why) { return resource_setup_failed(e, i, why); };
   // The export is opened here, under the volume rules, and handed over as a descriptor: the
   // server reads exactly what was checked, whatever happens to the path meanwhile.
   sys::Opened src;
@@ -440,13 +436,7 @@ bool Supervisor::connect_device(Entry& e, size_t i) {
   size_t server = 0;
   for (size_t k = 0; k < job.spec().resources.size(); ++k)
     if (job.spec().resources[k].name == spec.export_of) server = k;
-  auto fail = [&](const std::string& why) {
-    r.state = ResourceState::Failed;
-    r.error = why;
-    changed(job, core::kChangedResources);
-    fail_setup(e, fmt::format("nbd-device '{}': {}", spec.name, why));
-    return false;
-  };
+  auto fail = [&](const std::string& why) { return resource_setup_failed(e, i, why); };
   nbd_handle* nbd = nbd_create();
   if (!nbd) return fail(nbd_get_error());
   nbd_set_request_structured_replies(nbd, false);

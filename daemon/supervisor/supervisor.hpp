@@ -162,6 +162,8 @@ class Supervisor final : public core::JobDriver {
   std::string server_cgroup(const core::Job& job, size_t i) const;
   std::string server_socket(const core::Job& job, size_t i) const;
   bool setup_volume(Entry& e, size_t i);
+  // Records the resource failed and fails the setup, naming it; returns false.
+  bool resource_setup_failed(Entry& e, size_t i, const std::string& why);
   bool start_server(Entry& e, size_t i);
   // "" or why the qcow2 image's backing chain is refused (a file outside the volume roots).
   std::string check_backing_chain(int fd, const std::string& path,

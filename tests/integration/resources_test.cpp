@@ -107,6 +107,16 @@ struct ResourcesTest : ::testing::Test {
     return {};
   }
 
+  // Adds a line after a table's header in the daemon's config (for the next start).
+  void add_config(const std::string& table, const std::string& line) {
+    std::stringstream conf;
+    conf << std::ifstream(daemon.config_path).rdbuf();
+    std::string text = conf.str();
+    const std::string header = "[" + table + "]\n";
+    text.insert(text.find(header) + header.size(), line + "\n");
+    std::ofstream(daemon.config_path) << text;
+  }
+
   int files_ = 0;
 };
 
@@ -284,13 +294,7 @@ TEST_F(ResourcesTest, NbdcopyProgressReachesTheJobAndTheCopyIsExact) {
 
 TEST_F(ResourcesTest, HeldLoopDeviceFailsCleanupThenRetrySucceeds) {
   daemon.terminate();
-  {
-    std::stringstream conf;
-    conf << std::ifstream(daemon.config_path).rdbuf();
-    std::string text = conf.str();
-    text.insert(text.find("[volumes]\n") + 10, "detach_timeout = \"300ms\"\n");
-    std::ofstream(daemon.config_path) << text;
-  }
+  add_config("volumes", "detach_timeout = \"300ms\"");
   daemon.start();
   Bus b2(daemon.address());
   const std::string id = mid_copy_job("keep");
@@ -369,11 +373,7 @@ INSTANTIATE_TEST_SUITE_P(Points, CrashDuringResourceCleanup,
 // recovery = "adopt": after a daemon crash the job runs on, its resources held and watched again.
 TEST_F(ResourcesTest, AdoptedJobKeepsItsServerWatchedAndItsLoopDevice) {
   ASSERT_EQ(daemon.terminate(), 0);
-  std::stringstream conf;
-  conf << std::ifstream(daemon.config_path).rdbuf();
-  std::string text = conf.str();
-  text.insert(text.find("[daemon]\n") + 9, "recovery = \"adopt\"\n");
-  std::ofstream(daemon.config_path) << text;
+  add_config("daemon", "recovery = \"adopt\"");
   daemon.start();
   // The job itself holds the loop device open (descriptor 3), as a writer would.
   const std::string id = submit_file(

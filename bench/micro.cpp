@@ -1,0 +1,105 @@
+// Micro-benchmarks of the hot paths (Google Benchmark): a notify datagram parsed, a stop's
+// state machine run alone, and a state change written durably (store save + commit, i.e. the
+// fsync a reply waits for). Run: build/bench/bench-micro [--benchmark_filter=...]
+// BENCH_DIR picks the file system of the store (default /var/tmp: a disk, as /var/lib would be).
+#include <benchmark/benchmark.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <string>
+
+#include "core/job.hpp"
+#include "core/notify.hpp"
+#include "store/store.hpp"
+
+using namespace repvisor;
+
+namespace {
+
+class NullDriver : public core::JobDriver {
+ public:
+  store::Store* store = nullptr;
+  void begin_setup(core::Job& j) override { j.on_setup_done(true, ""); }
+  void abort_setup(core::Job&) override {}
+  int spawn(core::Job& j) override {
+    j.main_pid = 4242;
+    return 0;
+  }
+  int signal_main(core::Job&, int) override { return 0; }
+  int signal_tree(core::Job&, int) override { return 0; }
+  int kill_tree(core::Job&) override { return 0; }
+  void arm_timer(core::Job&, usec_t) override {}
+  void disarm_timer(core::Job&) override {}
+  std::vector<pid_t> tree_pids(core::Job&) override { return {}; }
+  void begin_cleanup(core::Job& j) override { j.on_cleanup_done(true, ""); }
+  void changed(core::Job& j, uint32_t) override {
+    if (store) store->save(j);
+  }
+  void finished(core::Job&) override {}
+  void event(core::Job&, std::string_view, std::string_view) override {}
+  usec_t now() override { return 1; }
+};
+
+core::JobSpec spec() {
+  core::JobSpec s;
+  s.argv = {"/usr/bin/repvisor-copy", "nbd+unix:///?socket=/run/repvisor/jobs/x/nbd-0.sock", "/var/lib/x.img"};
+  return s;
+}
+
+void BM_ParseNotify(benchmark::State& state) {
+  const std::string msg =
+      "PHASE=copying\nPROGRESS=42.5\nBYTES_DONE=4503599627370\nBYTES_TOTAL=10737418240\nSTATUS=copying disk0\n"
+      "CHECKPOINT=repvisor-copy/1 done=4503599627370 size=10737418240\n";
+  core::NotifyMessage out;
+  std::string error;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(core::parse_notify(msg, &out, &error));
+  }
+}
+BENCHMARK(BM_ParseNotify);
+
+void BM_StopCycleStateMachine(benchmark::State& state) {
+  NullDriver d;
+  for (auto _ : state) {
+    core::Job job(d, "0123456789abcdef0123456789abcdef", spec(), 10 * USEC_PER_SEC);
+    job.start();
+    job.request_stop({.force = true});
+    job.on_main_exited(CLD_KILLED, SIGKILL);
+    job.on_tree_empty();
+    benchmark::DoNotOptimize(job.state());
+  }
+}
+BENCHMARK(BM_StopCycleStateMachine);
+
+void BM_DurableStateChange(benchmark::State& state) {
+  const char* dir = getenv("BENCH_DIR");
+  std::string path = std::string(dir ? dir : "/var/tmp") + "/repvisor-bench-XXXXXX";
+  if (!mkdtemp(path.data())) {
+    state.SkipWithError("mkdtemp");
+    return;
+  }
+  {
+    store::Store st(path + "/repvisor.db");
+    NullDriver d;
+    d.store = &st;
+    core::Job job(d, "0123456789abcdef0123456789abcdef", spec(), 10 * USEC_PER_SEC);
+    job.start();
+    st.commit();
+    uint64_t n = 0;
+    for (auto _ : state) {
+      job.set_checkpoint("repvisor-copy/1 done=" + std::to_string(++n) + " size=10737418240");
+      st.commit();  // what a reply waits for: the row on disk (WAL, synchronous=FULL)
+    }
+  }
+  unlink((path + "/repvisor.db").c_str());
+  unlink((path + "/repvisor.db-wal").c_str());
+  unlink((path + "/repvisor.db-shm").c_str());
+  rmdir(path.c_str());
+}
+BENCHMARK(BM_DurableStateChange)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

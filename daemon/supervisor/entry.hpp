@@ -44,7 +44,8 @@ struct Supervisor::Entry {
   Fd pidfd;
   UvPtr<uv_poll_t> pid_poll;
   UvPtr<uv_fs_event_t> cgroup_watch;
-  UvPtr<uv_timer_t> timer;
+  Fd timer_fd;              // the stop timeouts (timerfd: exact, never early)
+  UvPtr<uv_poll_t> timer;   // watches timer_fd
   Fd notify_fd;
   UvPtr<uv_poll_t> notify_poll;
   std::vector<std::function<void(core::Job*)>> waiters;

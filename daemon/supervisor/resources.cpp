@@ -714,8 +714,17 @@ void Supervisor::enter_phase(Entry& e, ResourcePhase phase) {
         e.res[i].loop.reset();  // our hold: with autoclear this alone detaches an unused device
         uint64_t dev = 0, ino = 0;
         const int rc = sys::loop_backing(r.device, &dev, &ino);
-        if (rc == -ENXIO || rc == -ENOENT || (rc == 0 && (dev != r.dev || ino != r.inode))) {
-          loop_detached(e, i);  // gone, or now someone else's: not ours to touch
+        if (rc == 0 && (dev != r.dev || ino != r.inode)) {
+          loop_detached(e, i);  // now someone else's: not ours to touch
+          continue;
+        }
+        if (rc == -ENXIO || rc == -ENOENT) {
+          // Unbound, or being unbound: the kernel finishes an autoclear detach asynchronously,
+          // and only sysfs says when it is done.
+          if (!sys::loop_bound(r.device))
+            loop_detached(e, i);
+          else
+            waiting = true;
           continue;
         }
         if (rc < 0) {
@@ -815,7 +824,9 @@ void Supervisor::on_res_timer(Entry& e) {
       for (size_t i = 0; i < specs.size(); ++i) {
         core::Resource& r = job.resources[i];
         if (specs[i].kind != ResourceKind::Loop || r.device.empty() || r.state == ResourceState::Failed) continue;
-        if (!sys::loop_bound(r.device))
+        uint64_t dev = 0, ino = 0;
+        const bool foreign = sys::loop_backing(r.device, &dev, &ino) == 0 && (dev != r.dev || ino != r.inode);
+        if (foreign || !sys::loop_bound(r.device))
           loop_detached(e, i);
         else
           waiting = true;

@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -171,7 +172,6 @@ Supervisor::Entry& Supervisor::add_entry(std::unique_ptr<core::Job> job) {
   auto e = std::make_unique<Entry>();
   e->owner = this;
   e->job = std::move(job);
-  e->timer = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, e.get());
   e->res_timer = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, e.get());
   const std::string id = e->job->id();
   if (!e->job->spec().name.empty()) names_[e->job->spec().name] = id;
@@ -557,22 +557,40 @@ int Supervisor::kill_tree(core::Job& job) {
 
 void Supervisor::arm_timer(core::Job& job, usec_t after) {
   Entry& e = entry(job);
-  // libuv's clock is in whole milliseconds, cached at the start of the loop iteration: refresh
-  // it and add one millisecond so that a timeout never expires early (a stop timeout is a
-  // promise to the job).
-  uv_update_time(loop_);
-  uv_timer_start(
-      e.timer.get(),
-      [](uv_timer_t* t) {
-        auto* en = static_cast<Entry*>(t->data);
-        if (!en) return;
-        if (en->job->sub_state() == core::SubState::StopSigterm) en->owner->crash_point("stop-escalate");
-        en->job->on_timer();
-      },
-      usec_to_ms_ceil(after) + 1, 0);
+  // A timerfd, not a libuv timer: libuv counts whole milliseconds on a clock cached per loop
+  // iteration, so a timeout that must never expire early would have to be rounded up by up to
+  // 2 ms. The kernel's timer is exact, and never early. Made on first use: most jobs never need it.
+  if (!e.timer_fd) {
+    e.timer_fd.reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+    if (!e.timer_fd) {
+      log::err("job {}: timerfd_create: {}", job.id(), strerror(errno));
+      return;
+    }
+    e.timer = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.timer_fd.get()); }, &e);
+    uv_poll_start(e.timer.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
+      auto* en = static_cast<Entry*>(p->data);
+      if (!en) return;
+      uint64_t expirations = 0;
+      if (::read(en->timer_fd.get(), &expirations, sizeof expirations) != sizeof expirations) return;  // disarmed
+      if (en->job->sub_state() == core::SubState::StopSigterm) en->owner->crash_point("stop-escalate");
+      en->job->on_timer();
+    });
+  }
+  itimerspec its{};
+  const usec_t at_least = std::max<usec_t>(after, 1);  // zero would disarm it
+  its.it_value.tv_sec = static_cast<time_t>(at_least / USEC_PER_SEC);
+  its.it_value.tv_nsec = static_cast<long>(at_least % USEC_PER_SEC) * 1000;
+  if (timerfd_settime(e.timer_fd.get(), 0, &its, nullptr) < 0)
+    log::err("job {}: timerfd_settime: {}", job.id(), strerror(errno));
 }
 
-void Supervisor::disarm_timer(core::Job& job) { uv_timer_stop(entry(job).timer.get()); }
+void Supervisor::disarm_timer(core::Job& job) {
+  Entry& e = entry(job);
+  if (!e.timer_fd) return;
+  // Also clears an expiry not read yet: the poll callback then reads nothing and does nothing.
+  itimerspec off{};
+  timerfd_settime(e.timer_fd.get(), 0, &off, nullptr);
+}
 
 std::vector<pid_t> Supervisor::tree_pids(core::Job& job) {
   Entry& e = entry(job);
@@ -646,8 +664,7 @@ void Supervisor::changed(core::Job& job, uint32_t what) {
 }
 
 void Supervisor::finished(core::Job& job) {
-  Entry& e = entry(job);
-  uv_timer_stop(e.timer.get());
+  disarm_timer(job);
   // Waiters and queued starts run from run_deferred(), never inside a state transition: a
   // waiter may delete the very job whose transition is still on the stack.
   finished_.push_back(job.id());

@@ -24,6 +24,9 @@ max_concurrent_jobs = 8
 stop_timeout = "10s"
 [volumes]
 roots = ["$tmp/volumes"]
+[bus]
+# The demo keeps to its private socket: it must not take org.repvisor1 on the machine's bus.
+system = "no"
 TOML
 
 ctl() { build/ctl/repvisorctl --runtime-dir "$tmp/run" "$@"; }

@@ -52,6 +52,7 @@ struct Supervisor::Entry {
   bool in_cgroup = false;
   bool pidfd_is_child = true;  // false for a main process taken over after a daemon restart
   bool deleting = false;
+  bool counted_active = false;  // included in Supervisor::active_
   Supervisor* owner = nullptr;
   // Rejected notify messages are logged a few per window, so a flood cannot fill the log.
   usec_t reject_window_start = 0;

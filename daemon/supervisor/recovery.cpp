@@ -26,6 +26,8 @@ void Supervisor::recover() {
     if (!core::is_terminal(it->second->job->state())) ++unfinished;
     recover_job(*it->second);
   }
+  // Restored states bypass the state machine's change reports: count them once here.
+  for (auto& [id, e] : entries_) sync_active(*e);
   clean_strays();
   if (!ids.empty())
     log::notice("recovered {} job(s) from {}, {} of them unfinished", ids.size(), store_->path(), unfinished);

@@ -336,6 +336,7 @@ void Supervisor::forget_unrecorded(const std::string& id) {
   store_->discard(id);
   if (!it->second->job->spec().name.empty()) names_.erase(it->second->job->spec().name);
   auto waiters = std::move(it->second->waiters);
+  if (it->second->counted_active) --active_;
   entries_.erase(it);
   for (auto& w : waiters) w(nullptr);
   if (observer_) observer_->job_removed(id);
@@ -356,6 +357,7 @@ void Supervisor::remove_entry(const std::string& id, bool keep_data) {
   store_->remove(id);
   // Waiters of a job deleted under them learn it is gone.
   auto waiters = std::move(it->second->waiters);
+  if (it->second->counted_active) --active_;
   entries_.erase(it);
   for (auto& w : waiters) w(nullptr);
   if (observer_) observer_->job_removed(id);
@@ -657,6 +659,7 @@ void Supervisor::on_progress(Entry& e) {
 }
 
 void Supervisor::changed(core::Job& job, uint32_t what) {
+  if (what & core::kChangedState) sync_active(entry(job));
   // Progress and status are informative and may change many times a second: they are written
   // with the job's next durable change, not each on their own.
   if (what & ~(core::kChangedProgress | core::kChangedStatus)) store_->save(job);
@@ -684,14 +687,22 @@ void Supervisor::event(core::Job& job, std::string_view type, std::string_view m
   log::info("job {}{}{}: {}: {}", job.id(), job.spec().name.empty() ? "" : " ", job.spec().name, type, message);
 }
 
+void Supervisor::sync_active(Entry& e) {
+  // Counted as states change, not by walking every job per loop iteration (which, at 1,000
+  // jobs, was the daemon's top user-space cost while stopping them all).
+  const bool active = core::is_active(e.job->state());
+  if (active == e.counted_active) return;
+  e.counted_active = active;
+  if (active)
+    ++active_;
+  else
+    --active_;
+}
+
 void Supervisor::update_active() {
-  unsigned n = 0;
-  for (const auto& [id, e] : entries_)
-    if (core::is_active(e->job->state())) ++n;
-  if (n != active_) {
-    active_ = n;
-    if (observer_) observer_->jobs_active_changed();
-  }
+  if (active_ == reported_active_) return;
+  reported_active_ = active_;
+  if (observer_) observer_->jobs_active_changed();
 }
 
 bool Supervisor::run_deferred() {

@@ -147,7 +147,8 @@ class Supervisor final : public core::JobDriver {
   void start_queued();
   void remove_entry(const std::string& id, bool keep_data);
   bool finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller, std::string* why = nullptr);
-  void update_active();
+  void update_active();  // tells the observer when the count changed
+  void sync_active(Entry& e);
   void lock_state_dir();
   void recover();
   void recover_job(Entry& e);
@@ -204,7 +205,8 @@ class Supervisor final : public core::JobDriver {
   std::deque<std::string> queue_;                          // pending job ids, FIFO
   std::deque<std::string> finished_;                       // terminal, waiters not yet run
   std::unordered_set<pid_t> main_pids_;                    // ours to reap through pidfds
-  unsigned active_ = 0;
+  unsigned active_ = 0;           // jobs in an active state, kept by sync_active()
+  unsigned reported_active_ = 0;  // what the observer was last told
   bool shutting_down_ = false;
   std::function<void()> shutdown_done_;
   struct StrayWatch {

@@ -271,7 +271,7 @@ bool Supervisor::start_server(Entry& e, size_t i) {
   }
   r.pid = child.pid;
   r.start_time = sys::process_start_time(child.pid);
-  main_pids_.insert(child.pid);  // reaped through its pidfd, never by the orphan reaper
+  pidfd_reaped_.insert(child.pid);  // reaped through its pidfd, never by the orphan reaper
   r.endpoint = "nbd+unix:///?socket=" + sock;
   h.listen = std::move(listen_fd);
   h.pidfd = std::move(child.pidfd);
@@ -359,7 +359,7 @@ void Supervisor::on_server_exit(Entry& e, size_t i) {
     } else {
       how = exit_text(si);
     }
-    main_pids_.erase(r.pid);
+    pidfd_reaped_.erase(r.pid);
   }
   const std::string label = server_label(spec, r);
   h.pid_poll.reset();
@@ -499,7 +499,7 @@ void Supervisor::add_resource_env(Entry& e, std::map<std::string, std::string>& 
 
 // ---- cleanup --------------------------------------------------------------------------------
 
-void Supervisor::start_resource_cleanup(Entry& e, bool for_job) {
+void Supervisor::start_resource_cleanup(Entry& e, bool for_job, const std::string& earlier_error) {
   core::Job& job = *e.job;
   e.cleanup_for_job = for_job;
   e.cleanup_failed = false;
@@ -516,7 +516,8 @@ void Supervisor::start_resource_cleanup(Entry& e, bool for_job) {
     r.state = is_volume(job.spec().resources[i].kind) ? ResourceState::Ready : ResourceState::Pending;
   }
   job.cleanup_state = "running";
-  job.cleanup_error.clear();
+  job.cleanup_error = earlier_error;
+  e.cleanup_failed = !earlier_error.empty();
   changed(job, core::kChangedResources);
   enter_phase(e, ResourcePhase::Sync);
 }
@@ -814,7 +815,7 @@ void Supervisor::on_res_timer(Entry& e) {
         if (specs[i].kind != ResourceKind::NbdServer || !h.pidfd) continue;
         h.pid_poll.reset();
         h.pidfd.reset();
-        main_pids_.erase(job.resources[i].pid);  // if it ever goes, the orphan reaper collects it
+        pidfd_reaped_.erase(job.resources[i].pid);  // if it ever goes, the orphan reaper collects it
         cleanup_failure(e, i,
                         fmt::format("{} did not die after SIGKILL", server_label(specs[i], job.resources[i])));
       }
@@ -895,9 +896,8 @@ void Supervisor::finish_resource_cleanup(Entry& e) {
   const bool ok = !e.cleanup_failed;
   if (e.cleanup_for_job) {
     e.cleanup_for_job = false;
-    if (!job.resources.empty() || !ok)
-      event(job, ok ? "cleanup" : "cleanup-failed",
-            ok ? "resources released" : "cleanup failed: " + job.cleanup_error);
+    // A failure is reported by the state machine (its "cleanup-failed" event), once.
+    if (ok && !job.resources.empty()) event(job, "cleanup", "resources released");
     job.on_cleanup_done(ok, job.cleanup_error);
   } else {
     event(job, ok ? "cleanup" : "cleanup-failed", ok ? "cleanup retried: resources released"

@@ -434,7 +434,7 @@ int Supervisor::spawn(core::Job& job) {
   }
   job.main_pid = child.pid;
   job.main_start_time = sys::process_start_time(child.pid);
-  main_pids_.insert(child.pid);
+  pidfd_reaped_.insert(child.pid);
   e.pidfd = std::move(child.pidfd);
   e.in_cgroup = cgroups_.has_value();
   e.pid_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.pidfd.get()); }, &e);
@@ -470,7 +470,7 @@ void Supervisor::on_pidfd(Entry& e) {
   siginfo_t si{};
   if (waitid(P_PIDFD, static_cast<id_t>(e.pidfd.get()), &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) return;
   core::Job& job = *e.job;
-  main_pids_.erase(job.main_pid);
+  pidfd_reaped_.erase(job.main_pid);
   e.pid_poll.reset();
   e.pidfd.reset();
   // Look at the tree first: if the main process was the last one, nothing needs killing. This
@@ -506,7 +506,7 @@ void Supervisor::reap_orphans() {
   // Only processes that are ours and not a job's main process (those are reaped through their
   // pidfd): never waitpid(-1), which would steal exit statuses.
   for (pid_t pid : sys::own_children()) {
-    if (main_pids_.count(pid)) continue;
+    if (pidfd_reaped_.count(pid)) continue;
     if (sys::process_state(pid) == 'Z') waitpid(pid, nullptr, WNOHANG);
   }
 }
@@ -518,7 +518,7 @@ void Supervisor::reap_exiting_orphans(const std::string& cgroup) {
   // reported finished while a zombie of it remains. The wait is bounded by the kernel's own
   // exit path, not by anything the job does.
   for (pid_t pid : sys::own_children()) {
-    if (main_pids_.count(pid)) continue;
+    if (pidfd_reaped_.count(pid)) continue;
     if (sys::process_cgroup(pid).rfind(cgroup, 0) != 0) continue;
     Fd fd(sys::pidfd_open(pid, 0));
     if (!fd) continue;
@@ -620,12 +620,9 @@ void Supervisor::begin_cleanup(core::Job& job) {
   }
   if (error.empty())
     event(job, "cleanup", e.in_cgroup ? "cgroup " + cgroup_name(job) + " removed" : "processes gone");
-  // Then the resources, in their safe order; the pipeline reports to the state machine when done.
-  start_resource_cleanup(e, true);
-  if (!error.empty()) {
-    e.cleanup_failed = true;
-    job.cleanup_error = error;
-  }
+  // Then the resources, in their safe order; the pipeline reports to the state machine when done
+  // (possibly at once), with the cgroup's error if there was one.
+  start_resource_cleanup(e, true, error);
 }
 
 void Supervisor::on_progress(Entry& e) {

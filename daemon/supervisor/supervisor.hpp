@@ -177,7 +177,8 @@ class Supervisor final : public core::JobDriver {
   bool connect_device(Entry& e, size_t i);
   void fail_setup(Entry& e, const std::string& why);
   void add_resource_env(Entry& e, std::map<std::string, std::string>& env, std::vector<std::string>& argv);
-  void start_resource_cleanup(Entry& e, bool for_job);
+  // `earlier_error`: a failure of the teardown's first part (the job's cgroup), reported with it.
+  void start_resource_cleanup(Entry& e, bool for_job, const std::string& earlier_error = "");
   void cleanup_failure(Entry& e, size_t i, const std::string& why);
   void op_done(Entry& e);
   void next_phase(Entry& e);
@@ -204,7 +205,7 @@ class Supervisor final : public core::JobDriver {
   std::unordered_map<std::string, std::string> names_;     // name -> id
   std::deque<std::string> queue_;                          // pending job ids, FIFO
   std::deque<std::string> finished_;                       // terminal, waiters not yet run
-  std::unordered_set<pid_t> main_pids_;                    // ours to reap through pidfds
+  std::unordered_set<pid_t> pidfd_reaped_;  // children reaped through their pidfds (job mains, NBD servers)
   unsigned active_ = 0;           // jobs in an active state, kept by sync_active()
   unsigned reported_active_ = 0;  // what the observer was last told
   bool shutting_down_ = false;

@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "harness.hpp"
+#include "sys/cgroup.hpp"
 
 using namespace repvisor::test;
 namespace fs = std::filesystem;
@@ -471,4 +472,19 @@ TEST(DaemonReload, SighupAppliesTheNewLimitAndRefusesABadFile) {
   EXPECT_NE(out.find("max_concurrent_jobs = 2"), std::string::npos) << out;
   EXPECT_NE(out.find("stop_timeout = '1min'"), std::string::npos) << out;
   EXPECT_NE(out.find("70-x.toml"), std::string::npos) << out;
+}
+
+// A job cgroup that cannot be removed (the job made a child cgroup in it): the job still ends,
+// with CleanupState "failed" naming the cgroup, rather than reporting a clean teardown.
+TEST_F(DaemonTest, AnUnremovableJobCgroupFailsTheCleanupVisibly) {
+  const std::string mount = repvisor::sys::find_cgroup2_mount();
+  auto id = bus.submit_ok({"sh", "-c", "mkdir \"" + mount + "$(sed -n 's/^0:://p' /proc/self/cgroup)/pinned\""});
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "completed");
+  EXPECT_EQ(bus.prop_s(id, "CleanupState"), "failed");
+  EXPECT_NE(bus.prop_s(id, "CleanupError").find("cannot remove cgroup"), std::string::npos)
+      << bus.prop_s(id, "CleanupError");
+  const std::string cg = daemon.cgroup_dir() + "/job-" + id;
+  ASSERT_EQ(rmdir((cg + "/pinned").c_str()), 0);
+  ASSERT_EQ(rmdir(cg.c_str()), 0);
 }

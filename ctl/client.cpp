@@ -190,40 +190,21 @@ Props read_props(sd_bus_message* m) {
       check(sd_bus_message_exit_container(m), "reading reply");
       out[key] = v;
     } else if (sig == "aa{sv}") {
+      // Each element is an a{sv}: read as properties, kept as strings, numbers and booleans.
       DictList list;
       check(sd_bus_message_enter_container(m, 'a', "a{sv}"), "reading reply");
-      while (sd_bus_message_enter_container(m, 'a', "{sv}") > 0) {
+      while (sd_bus_message_at_end(m, false) == 0) {
         Dict d;
-        while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
-          const char* k;
-          const char* t;
-          check(sd_bus_message_read_basic(m, 's', &k), "reading reply");
-          check(sd_bus_message_peek_type(m, nullptr, &t), "reading reply");
-          check(sd_bus_message_enter_container(m, 'v', t), "reading reply");
-          const std::string ts = t;
-          if (ts == "s") {
-            const char* v;
-            check(sd_bus_message_read_basic(m, 's', &v), "reading reply");
-            d[k] = std::string(v);
-          } else if (ts == "t") {
-            uint64_t v;
-            check(sd_bus_message_read_basic(m, 't', &v), "reading reply");
-            d[k] = v;
-          } else if (ts == "u") {
-            uint32_t v;
-            check(sd_bus_message_read_basic(m, 'u', &v), "reading reply");
-            d[k] = uint64_t{v};
-          } else if (ts == "b") {
-            int v;
-            check(sd_bus_message_read_basic(m, 'b', &v), "reading reply");
-            d[k] = v != 0;
-          } else {
-            check(sd_bus_message_skip(m, t), "reading reply");
-          }
-          check(sd_bus_message_exit_container(m), "reading reply");
-          check(sd_bus_message_exit_container(m), "reading reply");
-        }
-        check(sd_bus_message_exit_container(m), "reading reply");
+        for (const auto& [k, v] : read_props(m))
+          std::visit(
+              [&, &k = k](const auto& x) {
+                using T = std::decay_t<decltype(x)>;
+                if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, bool>)
+                  d[k] = x;
+                else if constexpr (std::is_same_v<T, uint64_t> || std::is_same_v<T, uint32_t>)
+                  d[k] = static_cast<uint64_t>(x);
+              },
+              v);
         list.push_back(std::move(d));
       }
       check(sd_bus_message_exit_container(m), "reading reply");

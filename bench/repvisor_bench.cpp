@@ -304,7 +304,7 @@ int main(int argc, char** argv) {
     long rss0 = 0, rss1 = 0;
     double cpu0 = 0, cpu1 = 0;
     usage(daemon, &rss0, &cpu0);
-    std::this_thread::sleep_for(std::chrono::seconds(10));
+    std::this_thread::sleep_for(std::chrono::seconds(getenv("IDLE_SECONDS") ? number(getenv("IDLE_SECONDS"), "IDLE_SECONDS") : 10));
     usage(daemon, &rss1, &cpu1);
     const double t0 = now_ms();
     for (const auto& j : jobs) {

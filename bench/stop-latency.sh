@@ -15,12 +15,15 @@ fi
 cmake -S . -B build -G Ninja >/dev/null
 cmake --build build --target repvisord repvisorctl repvisor-copy bench-child bench-floor repvisor-bench >/dev/null
 ulimit -n "$(ulimit -Hn)"  # supervisord keeps ~4 descriptors per program
-tmp=$(mktemp -d /var/tmp/repvisor-bench.XXXXXX)  # on disk: the daemon's commits pay their fsync
+# As deployed: the state directory (SQLite, logs) on disk, so commits pay their fsync; the
+# runtime directory (sockets) on a tmpfs, as systemd's RuntimeDirectory=/run/repvisor is.
+tmp=$(mktemp -d /var/tmp/repvisor-bench.XXXXXX)
+run=$(mktemp -d /dev/shm/repvisor-bench-run.XXXXXX)
 daemon_pid= nbdkit_pid=
 cleanup() {
   [[ -n $daemon_pid ]] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
   [[ -n $nbdkit_pid ]] && kill -TERM "$nbdkit_pid" 2>/dev/null || true
-  rm -rf "$tmp"
+  rm -rf "$tmp" "$run"
 }
 trap cleanup EXIT
 mkdir -p "$tmp/volumes"
@@ -35,14 +38,14 @@ TOML
 # The copy's source: 64 GiB of nbdkit's pattern, far more than a stop lets it copy.
 nbdkit -U "$tmp/source.sock" -P "$tmp/nbdkit.pid" -r pattern size=64G
 nbdkit_pid=$(cat "$tmp/nbdkit.pid")
-build/daemon/repvisord --config "$tmp/repvisord.toml" --state-dir "$tmp/state" --runtime-dir "$tmp/run" 2>"$tmp/daemon.log" &
+build/daemon/repvisord --config "$tmp/repvisord.toml" --state-dir "$tmp/state" --runtime-dir "$run" 2>"$tmp/daemon.log" &
 daemon_pid=$!
-for _ in $(seq 200); do [[ -S $tmp/run/private ]] && break; sleep 0.05; done
+for _ in $(seq 200); do [[ -S $run/private ]] && break; sleep 0.05; done
 child=$(realpath build/bench/bench-child)
 floor=$(build/bench/bench-floor "$child" "$ITERATIONS" "$ESCALATIONS")
 repvisor=$(REPVISORCTL=$(realpath build/ctl/repvisorctl) REPVISOR_COPY=$(realpath build/worker/repvisor-copy) \
   COPY_SOURCE="nbd+unix:///?socket=$tmp/source.sock" COPY_DIR="$tmp/volumes" COPY_STOPS=$COPY_STOPS \
-  build/bench/repvisor-bench "unix:path=$tmp/run/private" "$daemon_pid" "$child" "$ITERATIONS" "$ESCALATIONS" "$SCALE")
+  build/bench/repvisor-bench "unix:path=$run/private" "$daemon_pid" "$child" "$ITERATIONS" "$ESCALATIONS" "$SCALE")
 kill -TERM "$daemon_pid" && wait "$daemon_pid" || true
 daemon_pid=
 peers='{}'

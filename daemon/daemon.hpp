@@ -41,6 +41,10 @@ class Daemon {
   std::unique_ptr<bus::SystemBus> system_bus_;
   UvPtr<uv_prepare_t> prepare_;
   UvPtr<uv_timer_t> retry_;  // armed only after a failed commit
+  // How long signals alone may wait for the sync (see before_poll), and the timer bounding it.
+  static constexpr uint64_t kSyncHoldMsec = 1;
+  UvPtr<uv_timer_t> sync_hold_;
+  bool sync_held_ = false, sync_due_ = false, sync_failed_ = false;
   UvPtr<uv_signal_t> sigterm_, sigint_, sighup_;
   UvPtr<uv_timer_t> watchdog_;  // WATCHDOG=1 at half of WatchdogSec, from the loop itself
   unsigned status_active_ = ~0u;

@@ -38,6 +38,8 @@ class Api final : public SupervisorObserver {
   // A reply to a call that changed state: held until the change is on disk.
   // `undo` runs instead when the commit fails (a submission that was never recorded is dropped).
   void reply_after_commit(sd_bus_message* call, sd_bus_message* reply, std::function<void()> undo = {});
+  // A caller waits for a reply that is held for the commit.
+  bool replies_waiting() const { return !pending_replies_.empty(); }
 
   Supervisor& supervisor() { return sup_; }
 

@@ -1,10 +1,12 @@
 #include "store/store.hpp"
 
 #include <fcntl.h>
-
 #include <fmt/format.h>
 #include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 namespace repvisor::store {
 
@@ -169,8 +171,10 @@ const std::string& created_private(const std::string& path) {
 
 Store::Store(const std::string& path, int schema) : db_(created_private(path)) {
   try {
-    // WAL: readers never block the writer; synchronous=FULL: a commit is on disk when it returns.
-    db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    // WAL: readers never block the writer. synchronous=NORMAL: a commit is not synced on its
+    // own; sync() syncs the WAL once for every commit since the last, before anything is told
+    // (one fsync per loop iteration, not one per commit). A checkpoint still syncs the WAL first.
+    db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
     migrate(schema);
   } catch (const StoreError& e) {
     throw StoreError(std::string(e.what()) + " (is the file a repvisor database, and writable?)");
@@ -293,6 +297,7 @@ void Store::commit() {
           .bind(5, e.details.dump())
           .run();
     db_.exec("COMMIT");
+    unsynced_ = true;
   } catch (const StoreError&) {
     if (!sqlite3_get_autocommit(db_.get())) sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
@@ -300,6 +305,17 @@ void Store::commit() {
   saved_.clear();
   removed_.clear();
   events_.clear();
+}
+
+void Store::sync() {
+  if (!unsynced_) return;
+  // The WAL as SQLite holds it open: syncing it is what synchronous=FULL does at each commit.
+  sqlite3_file* wal = nullptr;
+  int rc = sqlite3_file_control(db_.get(), "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+  if (rc == SQLITE_OK && wal && wal->pMethods) rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+  if (rc != SQLITE_OK)
+    throw StoreError("cannot sync " + db_.path() + "-wal: " + sqlite3_errstr(rc) + " (" + strerror(errno) + ")");
+  unsynced_ = false;
 }
 
 std::vector<std::unique_ptr<core::Job>> Store::load(core::JobDriver& driver, usec_t final_kill_timeout) {

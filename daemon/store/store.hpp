@@ -1,6 +1,7 @@
 // The durable record: jobs (every property, across restarts) and the append-only audit trail,
 // in SQLite (WAL) in the state dir. Writes are collected during a loop iteration and committed
-// together by commit(), before anything of that iteration is told to a client.
+// together by commit(); sync() makes what was committed durable, and nothing is told to a
+// client before it.
 #pragma once
 #include <map>
 #include <memory>
@@ -45,8 +46,13 @@ class Store {
   bool dirty() const { return !saved_.empty() || !removed_.empty() || !events_.empty(); }
 
   // Writes everything queued in one transaction. On failure nothing is written, the queue is
-  // kept for the next try, and the error is thrown.
+  // kept for the next try, and the error is thrown. A commit reaches the WAL, that is the
+  // kernel: it survives the daemon dying (SIGKILL, crash), not yet the machine losing power.
   void commit();
+  // Makes every commit so far durable (one fdatasync of the WAL, which covers them all).
+  // Throws StoreError when the system cannot; the commits stay unsynced then.
+  void sync();
+  bool unsynced() const { return unsynced_; }
 
   // Reads every job; jobs are built against `driver`.
   std::vector<std::unique_ptr<core::Job>> load(core::JobDriver& driver, usec_t final_kill_timeout);
@@ -63,6 +69,7 @@ class Store {
   std::unordered_set<std::string> removed_;
   std::vector<Event> events_;
   std::unique_ptr<Stmt> upsert_, delete_, insert_event_;
+  bool unsynced_ = false;
 };
 
 // The spec as JSON (for the jobs table and for events).

@@ -144,6 +144,10 @@ void Supervisor::commit() {
   if (store_) store_->commit();
 }
 
+void Supervisor::sync() {
+  if (store_) store_->sync();
+}
+
 std::vector<store::Event> Supervisor::events(const store::EventFilter& f) { return store_->events(f); }
 
 namespace {

@@ -110,6 +110,9 @@ class Supervisor final : public core::JobDriver {
   // Writes what this iteration changed; throws store::StoreError (the changes stay queued).
   bool store_dirty() const { return store_ && store_->dirty(); }
   void commit();
+  // What was committed becomes durable (see Store::sync); nothing is told to anyone before.
+  void sync();
+  bool store_unsynced() const { return store_ && store_->unsynced(); }
   // Records an event that belongs to no job state change (e.g. a denied request).
   void audit(const std::string& job_id, const std::string& type, const std::string& message, const Caller* caller);
 

@@ -1,11 +1,16 @@
 #include "sys/proc.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
+
+#include "util/fd.hpp"
 
 namespace repvisor::sys {
 
@@ -32,9 +37,21 @@ std::vector<pid_t> own_children() {
   if (!d) return out;
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
-    std::ifstream in(std::string("/proc/self/task/") + e->d_name + "/children");
-    pid_t pid;
-    while (in >> pid) out.push_back(pid);
+    // One read and a hand parse: called per job end, over a list as long as the job count.
+    Fd fd(::open((std::string("/proc/self/task/") + e->d_name + "/children").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) continue;
+    std::string text;
+    char buf[16384];
+    ssize_t n;
+    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    const char* p = text.data();
+    const char* end = p + text.size();
+    while (p < end) {
+      pid_t pid = 0;
+      auto [next, ec] = std::from_chars(p, end, pid);
+      if (ec == std::errc()) out.push_back(pid);
+      p = next + 1;  // past the separating space
+    }
   }
   closedir(d);
   return out;

@@ -101,3 +101,25 @@ TEST_F(StoreFile, JobsRoundTripAndEventsAreAppendOnly) {
   EXPECT_THROW(raw.exec("DELETE FROM events"), store::StoreError);
   EXPECT_THROW(raw.exec("UPDATE events SET message = 'x'"), store::StoreError);
 }
+
+TEST_F(StoreFile, CommitsReachTheWalAndOneSyncCoversThemAll) {
+  store::Store s(path);
+  EXPECT_FALSE(s.unsynced());
+  s.sync();  // nothing to sync: no-op
+  for (const char* id : {"00000000000000000000000000000001", "00000000000000000000000000000002"}) {
+    auto j = job(id);
+    s.save(*j);
+    s.commit();
+    EXPECT_TRUE(s.unsynced());
+  }
+  // Committed means readable by anyone (in the WAL, in the kernel) before any sync: a daemon
+  // killed now loses nothing; sync() is what survives a power loss.
+  store::Db other(path);
+  store::Stmt count(other, "SELECT COUNT(*) FROM jobs");
+  ASSERT_TRUE(count.step());
+  EXPECT_EQ(count.i64(0), 2);
+  s.sync();
+  EXPECT_FALSE(s.unsynced());
+  s.commit();  // nothing queued: nothing written, still synced
+  EXPECT_FALSE(s.unsynced());
+}

@@ -4,6 +4,8 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -27,7 +29,8 @@ bool nofile_raised = false;
   _exit(127);
 }
 
-// Runs in the child between clone3() and execve(): async-signal-safe calls only.
+// Runs in the child between clone3() and execve(), in the parent's memory (CLONE_VM) on its own
+// stack: async-signal-safe calls only, no allocation, nothing written that the parent reads.
 // Writes "LISTEN_PID=<pid>" into `slot` (sized for any PID) without allocating.
 void format_listen_pid(char* slot, pid_t pid) {
   char digits[16];
@@ -41,12 +44,13 @@ void format_listen_pid(char* slot, pid_t pid) {
 
 [[noreturn]] void child(const SpawnRequest& req, char* const* argv, char* const* envp, char* listen_pid_slot,
                         int errpipe) {
-  sigset_t all;
-  sigfillset(&all);
-  sigprocmask(SIG_UNBLOCK, &all, nullptr);
+  // Handlers first, then the mask: the parent's handlers must never run here (see spawn()).
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < _NSIG; ++sig) sigaction(sig, &dfl, nullptr);
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_UNBLOCK, &all, nullptr);
 
   // A session of its own: no terminal signals from us, and in fallback mode the session id
   // names the job's processes.
@@ -77,6 +81,44 @@ void format_listen_pid(char* slot, pid_t pid) {
   execve(req.executable.c_str(), argv, envp);
   child_fail(errpipe);
 }
+
+struct ChildContext {
+  const SpawnRequest* req;
+  char* const* argv;
+  char* const* envp;
+  char* listen_pid_slot;
+  int errpipe;
+};
+
+[[noreturn]] void child_entry(void* p) {
+  const auto* c = static_cast<const ChildContext*>(p);
+  child(*c->req, c->argv, c->envp, c->listen_pid_slot, c->errpipe);
+}
+
+#if defined(__x86_64__)
+// clone3() with CLONE_VM: the child shares our memory (no copy of the daemon's page tables, the
+// cost of a fork that only execs) and runs on its own stack, so it cannot return into this
+// frame: it calls entry(arg) straight from the syscall, with no frame below. glibc 2.36 has no
+// clone3 wrapper; its clone() cannot take CLONE_INTO_CGROUP.
+long clone3_vm(clone_args* args, void (*entry)(void*), void* arg) {
+  long ret;
+  register void (*r12)(void*) asm("r12") = entry;  // kept by syscall, copied to the child
+  register void* r13 asm("r13") = arg;
+  asm volatile(
+      "syscall\n\t"
+      "testq %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xorl %%ebp, %%ebp\n\t"  // the child: outermost frame, on the new stack's aligned top
+      "movq %%r13, %%rdi\n\t"
+      "callq *%%r12\n\t"
+      "hlt\n"  // entry() never returns
+      "1:\n\t"
+      : "=a"(ret)
+      : "0"(static_cast<long>(SYS_clone3)), "D"(args), "S"(sizeof(clone_args)), "r"(r12), "r"(r13)
+      : "rcx", "r11", "memory");
+  return ret;
+}
+#endif
 
 }  // namespace
 
@@ -117,11 +159,34 @@ int spawn(const SpawnRequest& req, Spawned* out) {
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = static_cast<uint64_t>(req.cgroup_fd);
   }
-  // CLONE_VFORK without CLONE_VM: the child has its own copy of memory, and we resume only
-  // once it has exec'd or died, so the error pipe below can be read without blocking.
-  long pid = syscall(SYS_clone3, &args, sizeof args);
+  // CLONE_VFORK: we resume only once the child has exec'd or died, so the error pipe below can
+  // be read without blocking.
+  ChildContext ctx{&req, argv.data(), envp.data(), listen_pid_slot, wr.get()};
+  long pid;
+#if defined(__x86_64__)
+  // The child's stack; ours is shared with it, but we sleep until it has exec'd.
+  constexpr size_t kStack = size_t{64} << 10;
+  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return -errno;
+  args.flags |= CLONE_VM;
+  args.stack = reinterpret_cast<uintptr_t>(stack);
+  args.stack_size = kStack;
+  // Sharing our memory, the child must not run any of our signal handlers (libuv's would write
+  // into our loop): everything stays blocked until it has reset them to the default.
+  sigset_t all, old_mask;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old_mask);
+  pid = clone3_vm(&args, child_entry, &ctx);
+  const int clone_errno = pid < 0 ? static_cast<int>(-pid) : 0;
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  munmap(stack, kStack);
+  if (pid < 0) return -clone_errno;
+#else
+  // Elsewhere: a child with its own copy of our memory (page tables copied, then dropped at exec).
+  pid = syscall(SYS_clone3, &args, sizeof args);
   if (pid < 0) return -errno;
-  if (pid == 0) child(req, argv.data(), envp.data(), listen_pid_slot, wr.get());
+  if (pid == 0) child_entry(&ctx);
+#endif
 
   Fd owned_pidfd(pidfd);
   wr.reset();

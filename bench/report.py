@@ -41,7 +41,8 @@ ROWS = [  # label, key, field, unit, target (in the unit; None: no target), incl
     (f"escalation beyond a 1 s timeout, {scale} jobs running (median)", "escalation_beyond_1s", "median_ms",
      "ms", 2.0),
     ("escalation (max)", "escalation_beyond_1s", "max_ms", "ms", None),
-    (f"start {scale} jobs, until all run", "start_all_ms", None, "ms", 500.0),
+    (f"start {scale} jobs, until all run (repvisord: Submits pipelined)", "start_all_ms", None, "ms", 500.0),
+    (f"start {scale} jobs, one Submit at a time", "start_all_sequential_ms", None, "ms", None),
     (f"stop all {scale}, until all terminal", "stop_all_ms", None, "ms", 100.0),
     (f"RSS with {scale} idle jobs", "idle_rss_kib", None, "MiB", 20 * 1024),
     ("CPU over 10 s with those jobs idle", "idle_cpu_ms_per_10s", None, "ms", None),
@@ -52,6 +53,7 @@ ROWS = [  # label, key, field, unit, target (in the unit; None: no target), incl
     ("status of one job, warm client (p99)", "status_roundtrip", "p99_ms", "ms", None),
     ("status of one job, cold CLI (median)", "ctl_status_cold", "median_ms", "ms", 5.0),
     (f"list {scale} jobs", "list_ms", None, "ms", None),
+    (f"list {rv.get('list_many_jobs', 10000):,} recorded jobs (median of 20)", "list_many", "median_ms", "ms", 20.0),
     ("stop of repvisor-copy mid-copy, until cancelled + flushed (median)", "copy_stop", "median_ms", "ms", None),
 ]
 

@@ -127,6 +127,71 @@ double run_cold(const std::vector<std::string>& args) {
   return t;
 }
 
+uint32_t jobs_active() {
+  uint32_t n = 0;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  sd_bus_get_property_trivial(bus, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager", "JobsActive", &err, 'u',
+                              &n);
+  sd_bus_error_free(&err);
+  return n;
+}
+
+// Every Submit sent before any reply is read; returns the jobs' paths once all replies are in.
+std::vector<std::string> submit_pipelined(const std::string& exe, const char* arg, int n) {
+  std::vector<std::string> paths;
+  int pending = n;
+  struct Ctx {
+    std::vector<std::string>* paths;
+    int* pending;
+    bool failed;
+  } ctx{&paths, &pending, false};
+  for (int i = 0; i < n; ++i) {
+    sd_bus_message* m = nullptr;
+    check(sd_bus_message_new_method_call(bus, &m, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager", "Submit"),
+          "Submit");
+    check(sd_bus_message_append(m, "a{sv}", 2, "argv", "as", 2, exe.c_str(), arg, "stop_timeout_usec", "t",
+                                uint64_t{30'000'000}),
+          "Submit");
+    check(sd_bus_call_async(
+              bus, nullptr, m,
+              [](sd_bus_message* reply, void* userdata, sd_bus_error*) {
+                auto* c = static_cast<Ctx*>(userdata);
+                const char *id, *path;
+                --*c->pending;
+                if (sd_bus_message_is_method_error(reply, nullptr) || sd_bus_message_read(reply, "so", &id, &path) < 0)
+                  c->failed = true;  // no exception through sd-bus's C frames
+                else
+                  c->paths->push_back(path);
+                return 0;
+              },
+              &ctx, UINT64_MAX),
+          "Submit");
+    sd_bus_message_unref(m);
+  }
+  while (pending > 0) {
+    const int r = sd_bus_process(bus, nullptr);
+    check(r, "process");
+    if (r == 0) check(sd_bus_wait(bus, UINT64_MAX), "wait");
+  }
+  if (ctx.failed) throw std::runtime_error("a pipelined Submit failed");
+  return paths;
+}
+
+// Every Stop sent (graceful, the default), then until no job is active; its duration.
+double stop_all(const std::vector<std::string>& jobs) {
+  const double t0 = now_ms();
+  for (const auto& j : jobs) {
+    sd_bus_message* m = nullptr;
+    check(sd_bus_message_new_method_call(bus, &m, "org.repvisor1", j.c_str(), "org.repvisor1.Job", "Stop"), "Stop");
+    check(sd_bus_message_append(m, "a{sv}", 0), "Stop");
+    check(sd_bus_send(bus, m, nullptr), "Stop");  // fire them all, then wait for the end
+    sd_bus_message_unref(m);
+  }
+  check(sd_bus_flush(bus), "flush");
+  while (jobs_active() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return now_ms() - t0;
+}
+
 uint32_t main_pid(const std::string& path) {
   uint32_t pid = 0;
   sd_bus_error err = SD_BUS_ERROR_NULL;
@@ -172,14 +237,6 @@ void remove_job(const std::string& path) {
   sd_bus_message_unref(reply);
 }
 
-uint32_t jobs_active() {
-  uint32_t n = 0;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  sd_bus_get_property_trivial(bus, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager", "JobsActive", &err, 'u',
-                              &n);
-  sd_bus_error_free(&err);
-  return n;
-}
 
 // Jobs in state "running", from one List call; its duration in *ms.
 size_t running(double* ms) {
@@ -263,10 +320,19 @@ int main(int argc, char** argv) {
       }
     }
 
-    // Scale: start `scale` jobs, time until all run; idle cost; then stop them all.
+    // Scale: start `scale` jobs, time until all run; idle cost; then stop them all. First one
+    // Submit at a time (each waits for its reply), then pipelined: every Submit sent, then the
+    // replies collected, as an orchestrator starting a batch would (and as the peers' batch
+    // interfaces do: one startProcessGroup call, a write to each control FIFO).
     std::vector<std::string> jobs;
-    const double s0 = now_ms();
+    double s0 = now_ms();
     for (int i = 0; i < scale; ++i) jobs.push_back(submit(child, "term", 30'000'000));
+    while (running(nullptr) < static_cast<size_t>(scale)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const double start_all_sequential = now_ms() - s0;
+    stop_all(jobs);
+    for (const auto& j : jobs) remove_job(j);
+    s0 = now_ms();
+    jobs = submit_pipelined(child, "term", scale);
     while (running(nullptr) < static_cast<size_t>(scale)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const double start_all = now_ms() - s0;
     // Escalation with `scale` idle jobs running: the target is "within 2 ms at 1,000 jobs".
@@ -306,18 +372,20 @@ int main(int argc, char** argv) {
     usage(daemon, &rss0, &cpu0);
     std::this_thread::sleep_for(std::chrono::seconds(getenv("IDLE_SECONDS") ? number(getenv("IDLE_SECONDS"), "IDLE_SECONDS") : 10));
     usage(daemon, &rss1, &cpu1);
-    const double t0 = now_ms();
-    for (const auto& j : jobs) {
-      sd_bus_message* m = nullptr;
-      check(sd_bus_message_new_method_call(bus, &m, "org.repvisor1", j.c_str(), "org.repvisor1.Job", "Stop"), "Stop");
-      check(sd_bus_message_append(m, "a{sv}", 0), "Stop");
-      check(sd_bus_send(bus, m, nullptr), "Stop");  // fire them all, then wait for the end
-      sd_bus_message_unref(m);
-    }
-    check(sd_bus_flush(bus), "flush");
-    while (jobs_active() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    const double stop_all = now_ms() - t0;
+    const double stop_all_ms = stop_all(jobs);
     for (const auto& j : jobs) remove_job(j);
+
+    // List of many recorded jobs (LIST_JOBS, default 10,000): short jobs run to completion, then
+    // List timed over the whole record, median of 20.
+    const int list_jobs = getenv("LIST_JOBS") ? number(getenv("LIST_JOBS"), "LIST_JOBS") : 10'000;
+    for (int done = 0; done < list_jobs; done += 1000) submit_pipelined("/bin/true", "", std::min(1000, list_jobs - done));
+    while (jobs_active() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::vector<double> list_many;
+    for (int i = 0; i < 20; ++i) {
+      double ms = 0;
+      running(&ms);
+      list_many.push_back(ms);
+    }
 
     // A stop mid-copy: repvisor-copy flushes and checkpoints on SIGTERM, then the daemon's
     // cleanup flushes the volume; the reply comes when the job is cancelled.
@@ -346,10 +414,10 @@ int main(int argc, char** argv) {
 
     printf(
         "{\"force_stop\": %s, \"graceful_stop\": %s, \"escalation_beyond_1s\": %s, \"scale\": %d, "
-        "\"start_all_ms\": %.1f, \"stop_all_ms\": %.1f, \"idle_rss_kib\": %ld, \"idle_cpu_ms_per_10s\": %.1f, "
-        "\"status_roundtrip\": %s, \"list_ms\": %.3f, \"stop_timeout_cpu_ms\": %s%s%s}\n",
-        stats(force).c_str(), stats(grace).c_str(), stats(over).c_str(), scale, start_all, stop_all, rss1,
-        cpu1 - cpu0, stats(status_rt).c_str(), list_ms, stats(timeout_cpu).c_str(), cold.c_str(), copy.c_str());
+        "\"start_all_ms\": %.1f, \"start_all_sequential_ms\": %.1f, \"stop_all_ms\": %.1f, \"idle_rss_kib\": %ld, \"idle_cpu_ms_per_10s\": %.1f, "
+        "\"status_roundtrip\": %s, \"list_ms\": %.3f, \"stop_timeout_cpu_ms\": %s, \"list_many_jobs\": %d, \"list_many\": %s%s%s}\n",
+        stats(force).c_str(), stats(grace).c_str(), stats(over).c_str(), scale, start_all, start_all_sequential, stop_all_ms, rss1,
+        cpu1 - cpu0, stats(status_rt).c_str(), list_ms, stats(timeout_cpu).c_str(), list_jobs, stats(list_many).c_str(), cold.c_str(), copy.c_str());
   } catch (const std::exception& e) {
     fprintf(stderr, "repvisor-bench: %s\n", e.what());
     return 1;

@@ -19,10 +19,15 @@ namespace repvisor::sys {
 
 namespace {
 
+// The child runs in our memory on a stack of its own and never returns: AddressSanitizer's
+// instrumentation would poison our shadow memory for frames that are never unwound (and take
+// the foreign stack for a broken one). Its code uses no heap and is not instrumented.
+#define CHILD_CODE __attribute__((no_sanitize("address")))
+
 rlimit original_nofile{};
 bool nofile_raised = false;
 
-[[noreturn]] void child_fail(int errpipe) {
+[[noreturn]] CHILD_CODE void child_fail(int errpipe) {
   int e = errno;
   ssize_t ignored = ::write(errpipe, &e, sizeof e);
   (void)ignored;
@@ -32,7 +37,7 @@ bool nofile_raised = false;
 // Runs in the child between clone3() and execve(), in the parent's memory (CLONE_VM) on its own
 // stack: async-signal-safe calls only, no allocation, nothing written that the parent reads.
 // Writes "LISTEN_PID=<pid>" into `slot` (sized for any PID) without allocating.
-void format_listen_pid(char* slot, pid_t pid) {
+CHILD_CODE void format_listen_pid(char* slot, pid_t pid) {
   char digits[16];
   int n = 0;
   do digits[n++] = static_cast<char>('0' + pid % 10);
@@ -42,7 +47,7 @@ void format_listen_pid(char* slot, pid_t pid) {
   *p = '\0';
 }
 
-[[noreturn]] void child(const SpawnRequest& req, char* const* argv, char* const* envp, char* listen_pid_slot,
+[[noreturn]] CHILD_CODE void child(const SpawnRequest& req, char* const* argv, char* const* envp, char* listen_pid_slot,
                         int errpipe) {
   // Handlers first, then the mask: the parent's handlers must never run here (see spawn()).
   struct sigaction dfl {};
@@ -90,7 +95,7 @@ struct ChildContext {
   int errpipe;
 };
 
-[[noreturn]] void child_entry(void* p) {
+[[noreturn]] CHILD_CODE void child_entry(void* p) {
   const auto* c = static_cast<const ChildContext*>(p);
   child(*c->req, c->argv, c->envp, c->listen_pid_slot, c->errpipe);
 }
@@ -100,7 +105,7 @@ struct ChildContext {
 // cost of a fork that only execs) and runs on its own stack, so it cannot return into this
 // frame: it calls entry(arg) straight from the syscall, with no frame below. glibc 2.36 has no
 // clone3 wrapper; its clone() cannot take CLONE_INTO_CGROUP.
-long clone3_vm(clone_args* args, void (*entry)(void*), void* arg) {
+CHILD_CODE long clone3_vm(clone_args* args, void (*entry)(void*), void* arg) {
   long ret;
   register void (*r12)(void*) asm("r12") = entry;  // kept by syscall, copied to the child
   register void* r13 asm("r13") = arg;

@@ -104,7 +104,7 @@ void Supervisor::recover_job(Entry& e) {
   if (main > 0) {
     e.pidfd.reset(sys::pidfd_open(main, 0));
     e.pidfd_is_child = false;
-    pidfd_reaped_.erase(main);
+    untrack_child(main);
     if (e.pidfd) {
       e.pid_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.pidfd.get()); }, &e);
       uv_poll_start(e.pid_poll.get(), UV_READABLE, [](uv_poll_t* p, int, int) {

@@ -359,7 +359,7 @@ void Supervisor::on_server_exit(Entry& e, size_t i) {
     } else {
       how = exit_text(si);
     }
-    pidfd_reaped_.erase(r.pid);
+    untrack_child(r.pid);
   }
   const std::string label = server_label(spec, r);
   h.pid_poll.reset();
@@ -815,7 +815,7 @@ void Supervisor::on_res_timer(Entry& e) {
         if (specs[i].kind != ResourceKind::NbdServer || !h.pidfd) continue;
         h.pid_poll.reset();
         h.pidfd.reset();
-        pidfd_reaped_.erase(job.resources[i].pid);  // if it ever goes, the orphan reaper collects it
+        untrack_child(job.resources[i].pid);  // if it ever goes, the orphan reaper collects it
         cleanup_failure(e, i,
                         fmt::format("{} did not die after SIGKILL", server_label(specs[i], job.resources[i])));
       }

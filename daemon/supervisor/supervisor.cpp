@@ -474,7 +474,7 @@ void Supervisor::on_pidfd(Entry& e) {
   siginfo_t si{};
   if (waitid(P_PIDFD, static_cast<id_t>(e.pidfd.get()), &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) return;
   core::Job& job = *e.job;
-  pidfd_reaped_.erase(job.main_pid);
+  untrack_child(job.main_pid);
   e.pid_poll.reset();
   e.pidfd.reset();
   // Look at the tree first: if the main process was the last one, nothing needs killing. This
@@ -508,11 +508,27 @@ void Supervisor::on_sigchld() {
 
 void Supervisor::reap_orphans() {
   // Only processes that are ours and not a job's main process (those are reaped through their
-  // pidfd): never waitpid(-1), which would steal exit statuses.
-  for (pid_t pid : sys::own_children()) {
-    if (pidfd_reaped_.count(pid)) continue;
-    if (sys::process_state(pid) == 'Z') waitpid(pid, nullptr, WNOHANG);
+  // pidfd): never waitpid(-1), which would steal exit statuses. The kernel shows the first dead
+  // child without reaping it (WNOWAIT), instead of listing every child (/proc/self/task/*/
+  // children costs ~0.17 ms at 1,000 children). A tracked one first in line hides the others
+  // until its own handler has reaped it; untrack_child() brings us back then.
+  for (;;) {
+    siginfo_t si{};
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0) return;
+    if (pidfd_reaped_.count(si.si_pid)) {
+      orphans_hidden_ = true;
+      return;
+    }
+    waitpid(si.si_pid, nullptr, WNOHANG);
   }
+}
+
+void Supervisor::untrack_child(pid_t pid) {
+  pidfd_reaped_.erase(pid);
+  if (!orphans_hidden_) return;
+  orphans_hidden_ = false;
+  // Not from here (we may be inside a job's transition): at the end of the loop iteration.
+  sigchld_again_ = true;
 }
 
 void Supervisor::reap_exiting_orphans(const std::string& cgroup) {
@@ -708,6 +724,12 @@ void Supervisor::update_active() {
 
 bool Supervisor::run_deferred() {
   bool did = false;
+  if (sigchld_again_) {
+    // Dead orphans were hidden behind a child since reaped through its pidfd. What this changes
+    // is recorded by the caller's loop (it commits while the store is dirty).
+    sigchld_again_ = false;
+    on_sigchld();
+  }
   while (!finished_.empty()) {
     did = true;
     std::string id = finished_.front();

@@ -140,6 +140,9 @@ class Supervisor final : public core::JobDriver {
   void check_tree(Entry& e);
   void on_sigchld();
   void reap_orphans();
+  // A child reaped through its pidfd (or no longer watched): forgets it, and looks again for
+  // dead orphans if one of them was hidden behind it (see reap_orphans).
+  void untrack_child(pid_t pid);
   int open_notify_socket(Entry& e);
   void close_notify_socket(Entry& e);
   void on_notify(Entry& e);
@@ -209,6 +212,8 @@ class Supervisor final : public core::JobDriver {
   std::deque<std::string> queue_;                          // pending job ids, FIFO
   std::deque<std::string> finished_;                       // terminal, waiters not yet run
   std::unordered_set<pid_t> pidfd_reaped_;  // children reaped through their pidfds (job mains, NBD servers)
+  bool orphans_hidden_ = false;  // reap_orphans() stopped at a tracked zombie
+  bool sigchld_again_ = false;   // ... which has been reaped since: look again (run_deferred)
   unsigned active_ = 0;           // jobs in an active state, kept by sync_active()
   unsigned reported_active_ = 0;  // what the observer was last told
   bool shutting_down_ = false;

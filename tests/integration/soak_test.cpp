@@ -100,8 +100,10 @@ struct Ledger {
   std::set<std::string> deleted;  // acknowledged deletes
   std::set<std::string> stopped;  // acknowledged stops (wait = true: the reply came at the end)
   std::set<std::string> known;
-  std::set<std::string> delete_tried;
-  std::set<std::string> resumed;  // a later run: an earlier acknowledged stop says nothing of it  // a delete was sent (its reply may have been lost in a crash)
+  std::set<std::string> delete_tried;  // a delete was sent (its reply may have been lost in a crash)
+  // A resume may have started a later run, of which an earlier acknowledged stop says nothing:
+  // acknowledged, or sent and not refused (its reply may have been lost in a crash).
+  std::set<std::string> resumed;
   std::map<std::string, uint64_t> error_names;
   std::vector<std::string> pick_from;
   uint64_t ops = 0, errors = 0;
@@ -163,6 +165,8 @@ TEST(Soak, ChaosOfClientsJobsAndDaemonCrashes) {
           r.error_message = err.message ? err.message : strerror(-rc);
         } else {
           ++resumes;
+        }
+        if (r.ok || r.error_name.rfind("org.repvisor1.Error.", 0) != 0) {
           std::lock_guard l(ledger.m);
           ledger.resumed.insert(target);
         }

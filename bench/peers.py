@@ -248,6 +248,26 @@ class Service:
         with open(os.path.join(self.path, "supervise/status"), "rb") as f:
             return STATUS.unpack_from(f.read())[0]
 
+    def up(self, child):
+        """Starts it and returns once the child runs with its SIGTERM disposition in place, no
+        event pending."""
+        self.drain()
+        self.send(b"u")
+        self.wait(b"u")
+        wait_term_ready(self.pid(), child)
+        self.drain()
+
+
+def all_to(services, command, event):
+    """Sends `command` to every service, until each has reported `event`: its duration (ms)."""
+    for s in services:
+        s.drain()
+    t0 = now_ms()
+    for s in services:
+        s.send(command)
+    wait_all(services, event)
+    return round(now_ms() - t0, 1)
+
 
 def wait_all(services, event):
     """Until every service has reported `event` once."""
@@ -297,11 +317,7 @@ def s6(tmp, child, n, esc, scale):
         for _ in range(n):
             for name, into in (("force", force), ("grace", grace)):
                 s = svc[name]
-                s.drain()
-                s.send(b"u")
-                s.wait(b"u")
-                wait_term_ready(s.pid(), child)
-                s.drain()
+                s.up(child)
                 t0 = now_ms()
                 s.send(b"d")
                 s.wait(b"d")
@@ -309,23 +325,13 @@ def s6(tmp, child, n, esc, scale):
         out["force_stop"], out["graceful_stop"] = stats(force), stats(grace)
 
         jobs = [svc[name] for name in names]
-        for s in jobs:
-            s.drain()
-        t0 = now_ms()
-        for s in jobs:
-            s.send(b"u")
-        wait_all(jobs, b"u")
-        out["start_all_ms"] = round(now_ms() - t0, 1)
+        out["start_all_ms"] = all_to(jobs, b"u", b"u")
         out["scale"] = scale
 
         over, cpu = [], []
         s = svc["ignore"]
         for _ in range(esc):
-            s.drain()
-            s.send(b"u")
-            s.wait(b"u")
-            wait_term_ready(s.pid(), child)
-            s.drain()
+            s.up(child)
             supervise = [scanner.pid] + [int(p) for p in subprocess.check_output(
                 ["pgrep", "-P", str(scanner.pid), "-f", "s6-supervise ignore"]).split()]
             _, c0 = usage(supervise)
@@ -361,13 +367,7 @@ def s6(tmp, child, n, esc, scale):
         out["idle_rss_kib"], out["idle_cpu_ms_per_10s"] = rss, round(cpu1 - cpu0, 1)
         out["processes"] = len(pids)
 
-        for s in jobs:
-            s.drain()
-        t0 = now_ms()
-        for s in jobs:
-            s.send(b"d")
-        wait_all(jobs, b"d")
-        out["stop_all_ms"] = round(now_ms() - t0, 1)
+        out["stop_all_ms"] = all_to(jobs, b"d", b"d")
         subprocess.run(["s6-svscanctl", "-t", scan], check=True)
         scanner.wait(60)
         return out

@@ -43,17 +43,20 @@ void call_error(sd_bus_error* e, const char* what) {
   throw std::runtime_error(msg);
 }
 
-// Submits the child; returns the job's object path.
-std::string submit(const std::string& child, const char* mode, uint64_t stop_timeout_usec) {
-  sd_bus_message *m = nullptr, *reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
+sd_bus_message* new_submit() {
+  sd_bus_message* m = nullptr;
   check(sd_bus_message_new_method_call(bus, &m, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager", "Submit"),
         "Submit");
-  check(sd_bus_message_append(m, "a{sv}", 2, "argv", "as", 2, child.c_str(), mode, "stop_timeout_usec", "t",
-                              stop_timeout_usec),
-        "Submit");
-  if (sd_bus_call(bus, m, 0, &err, &reply) < 0) call_error(&err, "Submit");
+  return m;
+}
+
+// Sends a Submit (and frees it); returns the new job's object path.
+std::string call_submit(sd_bus_message* m) {
+  sd_bus_message* reply = nullptr;
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  const int r = sd_bus_call(bus, m, 0, &err, &reply);
   sd_bus_message_unref(m);
+  if (r < 0) call_error(&err, "Submit");
   const char *id, *path;
   check(sd_bus_message_read(reply, "so", &id, &path), "Submit reply");
   std::string out = path;
@@ -61,13 +64,19 @@ std::string submit(const std::string& child, const char* mode, uint64_t stop_tim
   return out;
 }
 
+// Submits the child; returns the job's object path.
+std::string submit(const std::string& child, const char* mode, uint64_t stop_timeout_usec) {
+  sd_bus_message* m = new_submit();
+  check(sd_bus_message_append(m, "a{sv}", 2, "argv", "as", 2, child.c_str(), mode, "stop_timeout_usec", "t",
+                              stop_timeout_usec),
+        "Submit");
+  return call_submit(m);
+}
+
 // A repvisor-copy job from `source` into a `file` volume the daemon creates (and flushes when
 // the job ends); returns the job's object path.
 std::string submit_copy(const std::string& worker, const std::string& source, const std::string& target) {
-  sd_bus_message *m = nullptr, *reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  check(sd_bus_message_new_method_call(bus, &m, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager", "Submit"),
-        "Submit");
+  sd_bus_message* m = new_submit();
   check(sd_bus_message_open_container(m, 'a', "{sv}"), "Submit");
   check(sd_bus_message_append(m, "{sv}", "argv", "as", 5, worker.c_str(), source.c_str(), "{volume.target}",
                               "--checkpoint-interval", "1000"),
@@ -81,13 +90,7 @@ std::string submit_copy(const std::string& worker, const std::string& source, co
   check(sd_bus_message_close_container(m), "Submit");
   check(sd_bus_message_close_container(m), "Submit");
   check(sd_bus_message_close_container(m), "Submit");
-  if (sd_bus_call(bus, m, 0, &err, &reply) < 0) call_error(&err, "Submit");
-  sd_bus_message_unref(m);
-  const char *id, *path;
-  check(sd_bus_message_read(reply, "so", &id, &path), "Submit reply");
-  std::string out = path;
-  sd_bus_message_unref(reply);
-  return out;
+  return call_submit(m);
 }
 
 std::string job_string(const std::string& path, const char* property) {
@@ -146,9 +149,7 @@ std::vector<std::string> submit_pipelined(const std::string& exe, const char* ar
     bool failed;
   } ctx{&paths, &pending, false};
   for (int i = 0; i < n; ++i) {
-    sd_bus_message* m = nullptr;
-    check(sd_bus_message_new_method_call(bus, &m, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager", "Submit"),
-          "Submit");
+    sd_bus_message* m = new_submit();
     check(sd_bus_message_append(m, "a{sv}", 2, "argv", "as", 2, exe.c_str(), arg, "stop_timeout_usec", "t",
                                 uint64_t{30'000'000}),
           "Submit");

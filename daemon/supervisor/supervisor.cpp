@@ -519,7 +519,7 @@ void Supervisor::reap_orphans() {
       orphans_hidden_ = true;
       return;
     }
-    waitpid(si.si_pid, nullptr, WNOHANG);
+    if (waitpid(si.si_pid, nullptr, WNOHANG) <= 0) return;  // never spin on one we cannot reap
   }
 }
 

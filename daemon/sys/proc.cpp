@@ -57,11 +57,6 @@ std::vector<pid_t> own_children() {
   return out;
 }
 
-char process_state(pid_t pid) {
-  char st = 0;
-  return read_stat(pid, &st, nullptr) ? st : 0;
-}
-
 std::vector<pid_t> session_members(pid_t sid, bool with_zombies) {
   std::vector<pid_t> out;
   DIR* d = opendir("/proc");

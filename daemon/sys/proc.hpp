@@ -9,7 +9,6 @@
 namespace repvisor::sys {
 
 std::vector<pid_t> own_children();  // from /proc/self/task/*/children
-char process_state(pid_t pid);      // 'R', 'S', 'Z', ...; 0 when gone
 // Every process whose session id is sid; zombies too when asked (they are not gone until reaped).
 std::vector<pid_t> session_members(pid_t sid, bool with_zombies = false);
 std::string process_cgroup(pid_t pid);

@@ -35,7 +35,9 @@ bool nofile_raised = false;
 }
 
 // Runs in the child between clone3() and execve(), in the parent's memory (CLONE_VM) on its own
-// stack: async-signal-safe calls only, no allocation, nothing written that the parent reads.
+// stack: async-signal-safe calls only, no allocation. All it writes of the parent's memory is
+// errno (the parent's thread-local one: the parent, asleep meanwhile, reads it only for a failed
+// clone, when no child ran) and the LISTEN_PID slot the parent built for it.
 // Writes "LISTEN_PID=<pid>" into `slot` (sized for any PID) without allocating.
 CHILD_CODE void format_listen_pid(char* slot, pid_t pid) {
   char digits[16];

@@ -91,6 +91,30 @@ def usage(pids):
 usage.pss_kib = 0  # summed as a side channel: proportional set size (shared pages split between processes)
 
 
+def kill_tree(root):
+    """SIGKILLs a process and every descendant: a peer killed alone (after a failure) would leave
+    its jobs running. The tree is read from /proc before anything is killed."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    for pid in tree:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
 def run_cold(argv):
     """Exec to exit of a command, as a user typing it pays for it (ms)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -205,7 +229,7 @@ def supervisord(tmp, child, n, esc, scale):
         return out
     finally:
         if daemon.poll() is None:
-            daemon.kill()
+            kill_tree(daemon.pid)
             daemon.wait()
 
 
@@ -373,9 +397,8 @@ def s6(tmp, child, n, esc, scale):
         return out
     finally:
         if scanner.poll() is None:
-            scanner.kill()
+            kill_tree(scanner.pid)
             scanner.wait()
-        subprocess.run(["pkill", "-KILL", "-f", f"s6-supervise .*{scan}"], check=False)
 
 
 def main():

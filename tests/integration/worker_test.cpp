@@ -24,8 +24,31 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// An nbdkit server on a Unix socket. nbdkit forks and its parent exits once it serves, so the
-// constructor returns when the server is ready.
+// The pid nbdkit writes to `dir`/`file`. Its background process writes it, a moment after the
+// foreground one has exited: waited for with inotify (a pid read too early was a server never
+// stopped, left running after the test).
+pid_t wait_pidfile(const std::string& dir, const std::string& file) {
+  const int in = inotify_init1(IN_CLOEXEC);
+  inotify_add_watch(in, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO);  // before the first look
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(kDeadlineUsec);
+  pid_t pid = -1;
+  for (;;) {
+    std::ifstream(dir + "/" + file) >> pid;
+    if (pid > 0) break;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    pollfd p{in, POLLIN, 0};
+    if (left <= 0 || poll(&p, 1, static_cast<int>(left)) <= 0) break;
+    char buf[4096];
+    if (::read(in, buf, sizeof buf) < 0) break;
+  }
+  close(in);
+  if (pid <= 0) throw std::runtime_error("nbdkit wrote no pid to " + dir + "/" + file);
+  return pid;
+}
+
+// An nbdkit server on a Unix socket. nbdkit binds it before going to the background, so the
+// server accepts connections once the constructor returns.
 class Nbdkit {
  public:
   Nbdkit(const std::string& dir, const std::string& name, const std::string& args) {
@@ -34,7 +57,7 @@ class Nbdkit {
     std::string out;
     const std::string cmd = "nbdkit -U " + socket_ + " -P " + pidfile_ + " -r " + args;
     if (run_command(cmd, &out) != 0) throw std::runtime_error(cmd + ": " + out);
-    std::ifstream(pidfile_) >> pid_;
+    pid_ = wait_pidfile(dir, name + ".pid");
   }
   ~Nbdkit() { stop(); }
   std::string uri() const { return "nbd+unix:///?socket=" + socket_; }
@@ -45,7 +68,7 @@ class Nbdkit {
     kill(pid_, SIGTERM);
     if (fd >= 0) {
       pollfd p{fd, POLLIN, 0};
-      poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000));
+      if (poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000)) <= 0) kill(pid_, SIGKILL);  // never left behind
       close(fd);
     }
     pid_ = -1;

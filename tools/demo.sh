@@ -31,6 +31,7 @@ TOML
 
 ctl() { build/ctl/repvisorctl --runtime-dir "$tmp/run" "$@"; }
 step() { printf '\n\033[1m$ repvisorctl %s\033[0m\n' "$*"; }
+run() { step "$@" && ctl "$@"; }  # shows the command, then runs it
 
 build/daemon/repvisord --config "$tmp/repvisord.toml" --state-dir "$tmp/state" --runtime-dir "$tmp/run" \
   2>"$tmp/daemon.log" &
@@ -48,26 +49,18 @@ copy=(build/worker/repvisor-copy "$source_uri" "$tmp/disk0.img" --chunk-size 1M 
 step submit --name disk0-copy -- repvisor-copy "$source_uri" disk0.img ...
 ctl submit --name disk0-copy -- "${copy[@]}"
 sleep 1.5
-step list
-ctl list
-step status disk0-copy
-ctl status disk0-copy
+run list
+run status disk0-copy
 step stop disk0-copy --reason maintenance --notes "\"demo: stopped mid-copy\""
 ctl stop disk0-copy --reason maintenance --notes "demo: stopped mid-copy"
-step status disk0-copy
-ctl status disk0-copy
-step logs disk0-copy
-ctl logs disk0-copy
-step resume disk0-copy
-ctl resume disk0-copy
+run status disk0-copy
+run logs disk0-copy
+run resume disk0-copy
 step wait disk0-copy
 ctl wait disk0-copy || true
-step status disk0-copy
-ctl status disk0-copy
-step events disk0-copy
-ctl events disk0-copy
-step delete disk0-copy --yes
-ctl delete disk0-copy --yes
+run status disk0-copy
+run events disk0-copy
+run delete disk0-copy --yes
 
 # Resources: the daemon itself serves the source disk over NBD (qemu-nbd, socket-activated),
 # creates the target volume and attaches it to a loop device, runs nbdcopy between them, and
@@ -79,14 +72,10 @@ sed -e "s|/var/lib/repvisor/volumes|$tmp/volumes|g" -e 's|disk0.qcow2|disk0.img|
   -e 's|size = "20G"|size = "256M"|' -e 's|name = "disk0-copy"|name = "disk0-nbdcopy"|' config/jobs/nbdcopy.toml >"$tmp/nbdcopy.toml"
 step submit -F nbdcopy.toml --wait
 ctl submit -F "$tmp/nbdcopy.toml" --wait || true
-step status disk0-nbdcopy
-ctl status disk0-nbdcopy
-step events disk0-nbdcopy
-ctl events disk0-nbdcopy
-step delete disk0-nbdcopy --yes
-ctl delete disk0-nbdcopy --yes
-step list --json
-ctl list --json
+run status disk0-nbdcopy
+run events disk0-nbdcopy
+run delete disk0-nbdcopy --yes
+run list --json
 
 kill -TERM "$daemon_pid"
 wait "$daemon_pid"

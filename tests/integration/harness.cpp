@@ -380,7 +380,6 @@ Daemon::Daemon(const std::string& extra, const std::function<void(Daemon&)>& bef
 
 std::string Daemon::log() const { return read_file(stderr_path_); }
 
-namespace {
 int bind_notify_socket(const std::string& path) {
   int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   sockaddr_un sa{};
@@ -391,7 +390,6 @@ int bind_notify_socket(const std::string& path) {
     throw std::runtime_error("cannot bind " + path + ": " + strerror(errno));
   return nfd;
 }
-}  // namespace
 
 pid_t Daemon::spawn(const std::string& crash_at, int notify_fd_out[1]) {
   // Readiness comes as sd_notify READY=1 on a socket of ours, as systemd would see it.

@@ -118,5 +118,7 @@ bool wait_gone(int pidfd);  // event-driven: true once it has ended
 int run_command(const std::string& cmd, std::string* output);
 
 std::string temp_dir();
+// A datagram socket bound at `path` (replacing a stale one), as NOTIFY_SOCKET: throws if it cannot.
+int bind_notify_socket(const std::string& path);
 
 }  // namespace repvisor::test

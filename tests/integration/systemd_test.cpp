@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,11 +74,7 @@ TEST(Systemd, TmpfilesAndSysusersCreateWhatTheySay) {
 TEST(Systemd, NotifiesReadyStatusWatchdogAndStopping) {
   const std::string dir = temp_dir();
   const std::string sock = dir + "/notify";
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  strcpy(sa.sun_path, sock.c_str());
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  const int fd = bind_notify_socket(sock);
   const std::string cg = "/" + fs::path(dir).filename().string();
   std::ofstream(dir + "/repvisord.toml") << "[daemon]\ncgroup_root = \"" << cg << "\"\n[bus]\nsystem = \"no\"\n";
   const pid_t pid = fork();

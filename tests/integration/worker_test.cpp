@@ -6,7 +6,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -257,11 +256,7 @@ TEST(Worker, SecondSigtermEndsItAtOnce) {
     const std::string log = dir + "/reads.log";
     Nbdkit slow(dir, "slow", "--filter=log --filter=delay pattern size=64M delay-read=10 logfile=" + log);
     const std::string sock = dir + "/notify";
-    int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    strcpy(sa.sun_path, sock.c_str());
-    ASSERT_EQ(bind(nfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    const int nfd = bind_notify_socket(sock);
     pid_t pid = fork();
     if (pid == 0) {
       setenv("NOTIFY_SOCKET", sock.c_str(), 1);

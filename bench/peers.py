@@ -70,25 +70,23 @@ def stats(v):
 
 
 def usage(pids):
-    """Summed RSS (KiB) and CPU time (ms) of the given processes, CPU from each thread's
-    /proc/PID/task/TID/schedstat (nanoseconds; /proc/PID/stat counts whole clock ticks)."""
-    rss, ns = 0, 0
+    """Summed RSS and proportional set size (KiB: shared pages split between the processes), and
+    CPU time (ms, from each thread's /proc/PID/task/TID/schedstat in nanoseconds; /proc/PID/stat
+    counts whole clock ticks) of the given processes."""
+    rss, pss, ns = 0, 0, 0
     for pid in pids:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    usage.pss_kib += int(line.split()[1])
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     rss += int(line.split()[1])
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
         for tid in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                 ns += int(f.read().split()[0])
-    return rss, ns / 1e6
-
-
-usage.pss_kib = 0  # summed as a side channel: proportional set size (shared pages split between processes)
+    return rss, pss, ns / 1e6
 
 
 def kill_tree(root):
@@ -196,11 +194,11 @@ def supervisord(tmp, child, n, esc, scale):
         for _ in range(esc):
             rpc.startProcess("ignore", True)
             wait_term_ready(rpc.getProcessInfo("ignore")["pid"], child)
-            _, c0 = usage([daemon.pid])
+            _, _, c0 = usage([daemon.pid])
             t0 = now_ms()
             rpc.stopProcess("ignore", True)
             over.append(now_ms() - t0 - 1000.0)
-            cpu.append(usage([daemon.pid])[1] - c0)
+            cpu.append(usage([daemon.pid])[2] - c0)
         out["escalation_beyond_1s"], out["stop_timeout_cpu_ms"] = stats(over), stats(cpu)
 
         rt = []
@@ -215,9 +213,9 @@ def supervisord(tmp, child, n, esc, scale):
         out["ctl_status_cold"] = stats([run_cold(["/usr/bin/supervisorctl", "-c", conf, "status", "j:j00000"])
                                         for _ in range(100)])
 
-        _, cpu0 = usage([daemon.pid])
+        _, _, cpu0 = usage([daemon.pid])
         time.sleep(IDLE_SECONDS)
-        rss, cpu1 = usage([daemon.pid])
+        rss, _, cpu1 = usage([daemon.pid])
         out["idle_rss_kib"], out["idle_cpu_ms_per_10s"] = rss, round(cpu1 - cpu0, 1)
 
         t0 = now_ms()
@@ -358,12 +356,12 @@ def s6(tmp, child, n, esc, scale):
             s.up(child)
             supervise = [scanner.pid] + [int(p) for p in subprocess.check_output(
                 ["pgrep", "-P", str(scanner.pid), "-f", "s6-supervise ignore"]).split()]
-            _, c0 = usage(supervise)
+            _, _, c0 = usage(supervise)
             t0 = now_ms()
             s.send(b"d")
             s.wait(b"d")
             over.append(now_ms() - t0 - 1000.0)
-            cpu.append(usage(supervise)[1] - c0)
+            cpu.append(usage(supervise)[2] - c0)
         out["escalation_beyond_1s"], out["stop_timeout_cpu_ms"] = stats(over), stats(cpu)
 
         status = os.path.join(dirs[names[0]], "supervise/status")
@@ -383,11 +381,9 @@ def s6(tmp, child, n, esc, scale):
 
         pids = [scanner.pid] + [int(p) for p in subprocess.check_output(
             ["pgrep", "-P", str(scanner.pid)]).split()]
-        _, cpu0 = usage(pids)
+        _, _, cpu0 = usage(pids)
         time.sleep(IDLE_SECONDS)
-        usage.pss_kib = 0
-        rss, cpu1 = usage(pids)
-        out["idle_pss_kib"] = usage.pss_kib
+        rss, out["idle_pss_kib"], cpu1 = usage(pids)
         out["idle_rss_kib"], out["idle_cpu_ms_per_10s"] = rss, round(cpu1 - cpu0, 1)
         out["processes"] = len(pids)
 

@@ -105,29 +105,28 @@ void Daemon::before_poll() {
   // them and before anything is told. A caller waiting for a reply gets it now. When only
   // signals wait, the sync waits too, at most kSyncHoldMsec: a stop's request and its end
   // (usually a fraction of a millisecond apart) then share one fsync instead of two.
+  bool hold = false;
   if (error.empty() && sup_->store_unsynced()) {
-    if (!api_->replies_waiting() && !sync_due_ && !stopping_) {
-      if (!sync_held_) {
-        sync_held_ = true;
-        uv_timer_start(
-            sync_hold_.get(),
-            [](uv_timer_t* t) {
-              if (auto* d = static_cast<Daemon*>(t->data)) d->sync_due_ = true;
-            },
-            sync_failed_ ? 1000 : kSyncHoldMsec, 0);  // a failing disk is retried each second
-      }
-      if (server_) server_->update();
-      if (system_bus_) system_bus_->update();
-      return;
+    hold = !api_->replies_waiting() && !sync_due_ && !stopping_;
+    if (hold && !sync_held_) {
+      sync_held_ = true;
+      uv_timer_start(
+          sync_hold_.get(),
+          [](uv_timer_t* t) {
+            if (auto* d = static_cast<Daemon*>(t->data)) d->sync_due_ = true;
+          },
+          sync_failed_ ? 1000 : kSyncHoldMsec, 0);  // a failing disk is retried each second
     }
-    uv_timer_stop(sync_hold_.get());
-    sync_held_ = sync_due_ = false;
-    try {
-      sup_->sync();
-      sync_failed_ = false;
-    } catch (const std::exception& e) {
-      error = e.what();
-      sync_failed_ = true;
+    if (!hold) {
+      uv_timer_stop(sync_hold_.get());
+      sync_held_ = sync_due_ = false;
+      try {
+        sup_->sync();
+        sync_failed_ = false;
+      } catch (const std::exception& e) {
+        error = e.what();
+        sync_failed_ = true;
+      }
     }
   }
   if (!error.empty()) {
@@ -136,10 +135,10 @@ void Daemon::before_poll() {
     uv_timer_start(
         retry_.get(), [](uv_timer_t*) {}, 1000, 0);
   }
-  api_->flush(error);
+  if (!hold) api_->flush(error);  // held: nothing is told before the sync
   if (server_) server_->update();
   if (system_bus_) system_bus_->update();
-  if (!stopping_) update_status();
+  if (!hold && !stopping_) update_status();
 }
 
 void Daemon::update_status() {

@@ -98,6 +98,7 @@ void Supervisor::recover_job(Entry& e) {
 
   // Alive: watch it again, then stop it (or, with recovery = "adopt", supervise it on).
   e.in_cgroup = have_cgroup;
+  if (!have_cgroup) sessions_.insert(id);
   job.restore(core::JobState::Running, core::SubState::Running);
   job.main_alive = true;
   job.tree_alive = true;

@@ -396,7 +396,7 @@ void Supervisor::release_server(Entry& e, size_t i) {
   if (cgroups_) {
     const std::string cg = server_cgroup(job, i);
     if (cgroups_->populated(cg)) cgroups_->kill(cg);
-    reap_exiting_orphans(cgroups_->cgroup_of(cg));
+    reap_exiting_orphans({cgroups_->cgroup_of(cg)});
     if (cgroups_->remove(cg) < 0) watch_stray(cg);
   }
   if (!r.socket.empty()) ::unlink(r.socket.c_str());

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -149,7 +150,11 @@ class Supervisor final : public core::JobDriver {
   bool sender_belongs_to(Entry& e, pid_t pid);
   void reject_notify(Entry& e, const std::string& why);
   std::string notify_path(const core::Job& job) const;
-  void reap_exiting_orphans(const std::string& cgroup);
+  // Waits for the orphans of these job cgroups that are between leaving the cgroup and becoming
+  // zombies; one read of our children list for all of them.
+  void reap_exiting_orphans(const std::vector<std::string>& cgroups);
+  // The cleanup's first part for the jobs whose processes ended in this loop iteration.
+  void end_cgroups();
   void start_queued();
   void remove_entry(const std::string& id, bool keep_data);
   bool finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller, std::string* why = nullptr);
@@ -210,7 +215,11 @@ class Supervisor final : public core::JobDriver {
   std::map<std::string, std::unique_ptr<Entry>> entries_;  // ordered by id: prefix lookups
   std::unordered_map<std::string, std::string> names_;     // name -> id
   std::deque<std::string> queue_;                          // pending job ids, FIFO
-  std::deque<std::string> finished_;                       // terminal, waiters not yet run
+  std::deque<std::string> finished_;
+  std::vector<std::string> ending_;                        // processes gone, cgroup not yet removed                       // terminal, waiters not yet run
+  // Jobs whose processes are followed without a cgroup (as session members): the only ones a
+  // SIGCHLD can tell anything about. Kept apart so that a SIGCHLD costs nothing per job.
+  std::set<std::string> sessions_;
   std::unordered_set<pid_t> pidfd_reaped_;  // children reaped through their pidfds (job mains, NBD servers)
   bool orphans_hidden_ = false;  // reap_orphans() stopped at a tracked zombie
   bool sigchld_again_ = false;   // ... which has been reaped since: look again (run_deferred)

@@ -5,28 +5,51 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <string>
+#include <string_view>
 
 #include "util/fd.hpp"
 
 namespace repvisor::sys {
 
 namespace {
-// Fields of /proc/PID/stat after the command name, which may itself hold blanks and parentheses.
+// The fields of /proc/PID/stat after the command name (which may itself hold blanks and
+// parentheses), from one read, state (field 3) first; empty when the process is gone. Read per
+// job start and per session scan: no stream objects.
+std::string stat_tail(pid_t pid) {
+  char path[32];
+  snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd) return {};
+  char buf[4096];
+  const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  if (n <= 0) return {};
+  const std::string_view all(buf, static_cast<size_t>(n));
+  const size_t close = all.rfind(')');
+  if (close == std::string_view::npos || close + 2 >= all.size()) return {};
+  return std::string(all.substr(close + 2));
+}
+
+// Field `n` of /proc/PID/stat (1-based, as proc(5) counts) out of stat_tail().
+std::string_view stat_field(std::string_view tail, int n) {
+  for (int i = 3; i < n; ++i) {
+    const size_t blank = tail.find(' ');
+    if (blank == std::string_view::npos) return {};
+    tail.remove_prefix(blank + 1);
+  }
+  return tail.substr(0, tail.find(' '));
+}
+
 bool read_stat(pid_t pid, char* state, pid_t* sid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = s.rfind(')');
-  if (close == std::string::npos) return false;
-  std::istringstream rest(s.substr(close + 2));
-  pid_t ppid, pgrp, session;
-  char st;
-  if (!(rest >> st >> ppid >> pgrp >> session)) return false;
-  if (state) *state = st;
-  if (sid) *sid = session;
+  const std::string tail = stat_tail(pid);
+  const std::string_view st = stat_field(tail, 3), session = stat_field(tail, 6);
+  pid_t s = 0;
+  if (st.empty() || std::from_chars(session.data(), session.data() + session.size(), s).ec != std::errc()) return false;
+  if (state) *state = st.front();
+  if (sid) *sid = s;
   return true;
 }
 }  // namespace
@@ -79,16 +102,11 @@ std::vector<pid_t> session_members(pid_t sid, bool with_zombies) {
 namespace repvisor::sys {
 
 uint64_t process_start_time(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string st((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = st.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(st.substr(close + 2));
-  std::string field;
-  // After the command: state is field 3, starttime is field 22.
-  for (int i = 3; i <= 22; ++i)
-    if (!(rest >> field)) return 0;
-  return std::stoull(field);
+  const std::string tail = stat_tail(pid);
+  const std::string_view start = stat_field(tail, 22);
+  uint64_t v = 0;
+  if (std::from_chars(start.data(), start.data() + start.size(), v).ec != std::errc()) return 0;
+  return v;
 }
 
 pid_t process_session(pid_t pid) {

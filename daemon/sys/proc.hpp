@@ -11,10 +11,12 @@ namespace repvisor::sys {
 std::vector<pid_t> own_children();  // from /proc/self/task/*/children
 // Every process whose session id is sid; zombies too when asked (they are not gone until reaped).
 std::vector<pid_t> session_members(pid_t sid, bool with_zombies = false);
+// The cgroup v2 path from /proc/PID/cgroup; empty when the process is gone.
 std::string process_cgroup(pid_t pid);
+// The session id; -1 when the process is gone.
 pid_t process_session(pid_t pid);
-// Field 22 of /proc/PID/stat (clock ticks since boot): with the PID it names one process for ever.
-uint64_t process_start_time(pid_t pid);  // -1 when gone  // cgroup v2 path from /proc/PID/cgroup; empty when gone  //
-                                         // every process whose session id is sid
+// Field 22 of /proc/PID/stat (clock ticks since boot): with the PID it names one process for
+// ever. 0 when the process is gone.
+uint64_t process_start_time(pid_t pid);
 
 }  // namespace repvisor::sys

@@ -1,0 +1,65 @@
+// The /proc readers, on real processes: a command name with blanks and parentheses must not
+// shift the fields after it, and a reaped process reads as gone.
+#include "sys/proc.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace {
+
+// A child that names itself like a stat line's own punctuation, then waits for the pipe to close.
+pid_t hostile_child(int* release_fd) {
+  int ready[2], release[2];
+  if (pipe(ready) < 0 || pipe(release) < 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(release[1]);  // else the read below would never see the parent's close
+    close(ready[0]);
+    prctl(PR_SET_NAME, ") S 1 2 (x", 0, 0, 0);
+    setsid();
+    char c = 1;
+    if (write(ready[1], &c, 1) != 1) _exit(1);
+    (void)!read(release[0], &c, 1);
+    _exit(0);
+  }
+  close(ready[1]);
+  close(release[0]);
+  char c;
+  if (read(ready[0], &c, 1) != 1) return -1;
+  close(ready[0]);
+  *release_fd = release[1];
+  return pid;
+}
+
+TEST(Proc, FieldsAfterAHostileCommandName) {
+  int release = -1;
+  const pid_t pid = hostile_child(&release);
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(repvisor::sys::process_session(pid), getsid(pid));
+  EXPECT_EQ(repvisor::sys::process_session(pid), pid);  // it called setsid()
+  const uint64_t child_start = repvisor::sys::process_start_time(pid);
+  EXPECT_GT(child_start, 0u);
+  EXPECT_GE(child_start, repvisor::sys::process_start_time(getpid()));
+  const auto members = repvisor::sys::session_members(pid);
+  EXPECT_NE(std::find(members.begin(), members.end(), pid), members.end());
+  const auto children = repvisor::sys::own_children();
+  EXPECT_NE(std::find(children.begin(), children.end(), pid), children.end());
+
+  close(release);
+  ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+  EXPECT_EQ(repvisor::sys::process_start_time(pid), 0u);
+  EXPECT_EQ(repvisor::sys::process_session(pid), -1);
+  EXPECT_TRUE(repvisor::sys::process_cgroup(pid).empty());
+}
+
+TEST(Proc, OwnCgroupIsAnAbsolutePath) {
+  const std::string cg = repvisor::sys::process_cgroup(getpid());
+  ASSERT_FALSE(cg.empty());
+  EXPECT_EQ(cg.front(), '/');
+}
+
+}  // namespace

@@ -309,6 +309,21 @@ int main(int argc, char** argv) {
     sd_bus_set_bus_client(bus, 1);
     check(sd_bus_start(bus), "connect");
 
+    if (getenv("SCALE_ONLY")) {
+      // A profiling aid (perf record -p DAEMON_PID meanwhile): pipelined start and stop-all of
+      // `scale` jobs, ROUNDS times, and nothing else.
+      const int rounds = getenv("ROUNDS") ? number(getenv("ROUNDS"), "ROUNDS") : 1;
+      for (int r = 0; r < rounds; ++r) {
+        const double s0 = now_ms();
+        auto jobs = submit_pipelined(child, "term", scale);
+        while (running(nullptr) < static_cast<size_t>(scale)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        const double started = now_ms() - s0;
+        const double stopped = stop_all(jobs);
+        for (const auto& j : jobs) remove_job(j);
+        printf("{\"start_all_ms\": %.1f, \"stop_all_ms\": %.1f}\n", started, stopped);
+      }
+      return 0;
+    }
     std::vector<double> force, grace, over, status_rt, timeout_cpu;
     for (int i = 0; i < n; ++i) {
       for (bool f : {true, false}) {

@@ -174,12 +174,15 @@ Store::Store(const std::string& path, int schema) : db_(created_private(path)) {
     // WAL: readers never block the writer. synchronous=NORMAL: a commit is not synced on its
     // own; sync() syncs the WAL once for every commit since the last, before anything is told
     // (one fsync per loop iteration, not one per commit). A checkpoint still syncs the WAL first.
-    db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+    db_.exec(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA "
+        "journal_size_limit=8388608;");
     migrate(schema);
   } catch (const StoreError& e) {
     throw StoreError(std::string(e.what()) + " (is the file a repvisor database, and writable?)");
   }
   if (schema != kSchemaVersion) return;  // an old schema, for migration tests: read-only use
+  checkpointer_ = std::make_unique<Checkpointer>(db_.get(), db_.path());
   upsert_ = std::make_unique<Stmt>(db_, R"sql(
 INSERT INTO jobs (id, name, spec, state, sub_state, main_pid, main_start_time, created_usec, started_usec,
   stop_requested_usec, finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/job.hpp"
+#include "store/checkpointer.hpp"
 #include "store/sqlite.hpp"
 
 namespace repvisor::store {
@@ -59,12 +60,15 @@ class Store {
   std::vector<Event> events(const EventFilter& f);
 
   const std::string& path() const { return db_.path(); }
+  // WAL checkpoints run in their own thread (see Checkpointer); null for an old schema.
+  const Checkpointer* checkpointer() const { return checkpointer_.get(); }
 
  private:
   void migrate(int up_to);
   void write_job(const core::Job& job);
 
   Db db_;
+  std::unique_ptr<Checkpointer> checkpointer_;  // after db_: stopped before it closes
   std::map<std::string, const core::Job*> saved_;  // id -> job, written at commit
   std::unordered_set<std::string> removed_;
   std::vector<Event> events_;

@@ -123,3 +123,34 @@ TEST_F(StoreFile, CommitsReachTheWalAndOneSyncCoversThemAll) {
   s.commit();  // nothing queued: nothing written, still synced
   EXPECT_FALSE(s.unsynced());
 }
+
+TEST_F(StoreFile, CheckpointsRunInTheirOwnThreadOnceTheWalIsLong) {
+  store::Store s(path);
+  ASSERT_NE(s.checkpointer(), nullptr);
+  // Short of the threshold, no checkpoint: what is committed stays in the WAL.
+  for (int i = 0; i < 20; ++i) {
+    s.append({1, "", "small", "x", nlohmann::json::object()});
+    s.commit();
+  }
+  EXPECT_EQ(s.checkpointer()->done(), 0u);
+  // Events of ~6 KiB (two WAL pages or more each) until the WAL passes it.
+  const std::string big(6000, 'x');
+  for (int i = 0; i < store::Checkpointer::kPages; ++i) {
+    s.append({1, "", "big", big, nlohmann::json::object()});
+    s.commit();
+  }
+  ASSERT_TRUE(s.checkpointer()->wait_done(1, std::chrono::seconds(60)));
+  // The database file alone (its WAL ignored) now holds what the checkpoint copied.
+  sqlite3* file_only = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(("file:" + path + "?immutable=1").c_str(), &file_only,
+                            SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* count = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(file_only, "SELECT COUNT(*) FROM events WHERE type = 'small'", -1, &count, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(file_only);
+  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(count, 0), 20);
+  sqlite3_finalize(count);
+  sqlite3_close(file_only);
+}

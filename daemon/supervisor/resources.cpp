@@ -5,7 +5,6 @@
 // finishes a teardown after a daemon crash, and runs again on RetryCleanup.
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <libnbd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,6 +16,7 @@
 #include <filesystem>
 
 #include "supervisor/entry.hpp"
+#include "sys/libnbd.hpp"
 #include "sys/loop.hpp"
 #include "sys/nbd_netlink.hpp"
 #include "sys/pidfd.hpp"
@@ -50,7 +50,7 @@ std::string exit_text(const siginfo_t& si) {
 void close_probe(ResourceHandles& h) {
   h.probe_poll.reset();
   if (h.probe) {
-    nbd_close(h.probe);
+    sys::libnbd(nullptr)->close(h.probe);  // a probe exists only once the library is loaded
     h.probe = nullptr;
   }
 }
@@ -281,11 +281,14 @@ bool Supervisor::start_server(Entry& e, size_t i) {
   changed(job, core::kChangedResources);
 
   // Ready when it completes an NBD handshake: the server has opened the image and serves it.
-  h.probe = nbd_create();
-  if (!h.probe) return fail(fmt::format("libnbd: {}", nbd_get_error()));
-  if (nbd_aio_connect_unix(h.probe, sock.c_str()) < 0) return fail(fmt::format("libnbd: {}", nbd_get_error()));
+  std::string no_lib;
+  const sys::LibNbd* nbd = sys::libnbd(&no_lib);
+  if (!nbd) return fail(no_lib);
+  h.probe = nbd->create();
+  if (!h.probe) return fail(fmt::format("libnbd: {}", nbd->error()));
+  if (nbd->aio_connect_unix(h.probe, sock.c_str()) < 0) return fail(fmt::format("libnbd: {}", nbd->error()));
   ++e.pending_ops;
-  const int fd = nbd_aio_get_fd(h.probe);
+  const int fd = nbd->aio_get_fd(h.probe);
   h.probe_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, fd); }, &e);
   h.probe_poll->data = &e;
   probe_step(e, i);
@@ -295,7 +298,8 @@ bool Supervisor::start_server(Entry& e, size_t i) {
 void Supervisor::probe_step(Entry& e, size_t i) {
   ResourceHandles& h = e.res[i];
   if (!h.probe) return;
-  if (nbd_aio_is_ready(h.probe) > 0) {
+  const sys::LibNbd* nbd = sys::libnbd(nullptr);  // loaded: there is a probe
+  if (nbd->aio_is_ready(h.probe) > 0) {
     close_probe(h);
     core::Job& job = *e.job;
     job.resources[i].state = ResourceState::Ready;
@@ -305,14 +309,14 @@ void Supervisor::probe_step(Entry& e, size_t i) {
     if (--e.pending_ops == 0 && e.phase == ResourcePhase::Setup) finish_setup(e);
     return;
   }
-  if (nbd_aio_is_dead(h.probe) > 0 || nbd_aio_is_closed(h.probe) > 0) {
-    const std::string why = nbd_get_error() ? nbd_get_error() : "connection closed";
+  if (nbd->aio_is_dead(h.probe) > 0 || nbd->aio_is_closed(h.probe) > 0) {
+    const std::string why = nbd->get_error() ? nbd->get_error() : "connection closed";
     close_probe(h);
     fail_setup(e, fmt::format("nbd-server '{}' did not complete an NBD handshake: {} (see the job log)",
                               e.job->spec().resources[i].name, why));
     return;
   }
-  const unsigned dir = nbd_aio_get_direction(h.probe);
+  const unsigned dir = nbd->aio_get_direction(h.probe);
   int events = 0;
   if (dir & LIBNBD_AIO_DIRECTION_READ) events |= UV_READABLE;
   if (dir & LIBNBD_AIO_DIRECTION_WRITE) events |= UV_WRITABLE;
@@ -324,8 +328,8 @@ void Supervisor::probe_step(Entry& e, size_t i) {
     for (size_t k = 0; k < en->res.size(); ++k) {
       ResourceHandles& rh = en->res[k];
       if (rh.probe_poll.get() != p || !rh.probe) continue;
-      if (status < 0 || (revents & UV_READABLE)) nbd_aio_notify_read(rh.probe);
-      if (rh.probe && (revents & UV_WRITABLE)) nbd_aio_notify_write(rh.probe);
+      if (status < 0 || (revents & UV_READABLE)) sys::libnbd(nullptr)->aio_notify_read(rh.probe);
+      if (rh.probe && (revents & UV_WRITABLE)) sys::libnbd(nullptr)->aio_notify_write(rh.probe);
       en->owner->probe_step(*en, k);
       return;
     }
@@ -437,22 +441,25 @@ bool Supervisor::connect_device(Entry& e, size_t i) {
   for (size_t k = 0; k < job.spec().resources.size(); ++k)
     if (job.spec().resources[k].name == spec.export_of) server = k;
   auto fail = [&](const std::string& why) { return resource_setup_failed(e, i, why); };
-  nbd_handle* nbd = nbd_create();
-  if (!nbd) return fail(nbd_get_error());
-  nbd_set_request_structured_replies(nbd, false);
-  if (nbd_connect_unix(nbd, job.resources[server].socket.c_str()) < 0) {
-    std::string why = nbd_get_error();
-    nbd_close(nbd);
+  std::string no_lib;
+  const sys::LibNbd* lib = sys::libnbd(&no_lib);
+  if (!lib) return fail(no_lib);
+  nbd_handle* nbd = lib->create();
+  if (!nbd) return fail(lib->error());
+  lib->set_request_structured_replies(nbd, false);
+  if (lib->connect_unix(nbd, job.resources[server].socket.c_str()) < 0) {
+    std::string why = lib->error();
+    lib->close(nbd);
     return fail(why);
   }
   sys::NbdConnect c;
   if (spec.path.size() > 8) c.index = static_cast<int>(strtol(spec.path.c_str() + 8, nullptr, 10));
-  c.size_bytes = static_cast<uint64_t>(nbd_get_size(nbd));
-  c.server_flags = 1 /* HAS_FLAGS */ | (nbd_is_read_only(nbd) > 0 ? 2 : 0) | (nbd_can_flush(nbd) > 0 ? 4 : 0) |
-                   (nbd_can_fua(nbd) > 0 ? 8 : 0) | (nbd_can_trim(nbd) > 0 ? 32 : 0) |
-                   (nbd_can_multi_conn(nbd) > 0 ? 256 : 0);
-  Fd sock(fcntl(nbd_aio_get_fd(nbd), F_DUPFD_CLOEXEC, 3));
-  nbd_close(nbd);  // closes libnbd's copy only: the kernel gets ours, still in transmission
+  c.size_bytes = static_cast<uint64_t>(lib->get_size(nbd));
+  c.server_flags = 1 /* HAS_FLAGS */ | (lib->is_read_only(nbd) > 0 ? 2 : 0) | (lib->can_flush(nbd) > 0 ? 4 : 0) |
+                   (lib->can_fua(nbd) > 0 ? 8 : 0) | (lib->can_trim(nbd) > 0 ? 32 : 0) |
+                   (lib->can_multi_conn(nbd) > 0 ? 256 : 0);
+  Fd sock(fcntl(lib->aio_get_fd(nbd), F_DUPFD_CLOEXEC, 3));
+  lib->close(nbd);  // closes libnbd's copy only: the kernel gets ours, still in transmission
   c.sockets = {sock.get()};
   uint32_t index = 0;
   std::string why;

@@ -314,13 +314,19 @@ int main(int argc, char** argv) {
       // `scale` jobs, ROUNDS times, and nothing else.
       const int rounds = getenv("ROUNDS") ? number(getenv("ROUNDS"), "ROUNDS") : 1;
       for (int r = 0; r < rounds; ++r) {
+        long rss = 0;
+        double c0 = 0, c1 = 0, c2 = 0;
+        usage(daemon, &rss, &c0);
         const double s0 = now_ms();
         auto jobs = submit_pipelined(child, "term", scale);
         while (running(nullptr) < static_cast<size_t>(scale)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         const double started = now_ms() - s0;
+        usage(daemon, &rss, &c1);
         const double stopped = stop_all(jobs);
+        usage(daemon, &rss, &c2);
         for (const auto& j : jobs) remove_job(j);
-        printf("{\"start_all_ms\": %.1f, \"stop_all_ms\": %.1f}\n", started, stopped);
+        printf("{\"start_all_ms\": %.1f, \"start_cpu_ms\": %.1f, \"stop_all_ms\": %.1f, \"stop_cpu_ms\": %.1f}\n",
+               started, c1 - c0, stopped, c2 - c1);
       }
       return 0;
     }

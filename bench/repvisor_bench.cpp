@@ -330,14 +330,19 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
-    std::vector<double> force, grace, over, status_rt, timeout_cpu;
+    std::vector<double> force, grace, over, status_rt, timeout_cpu, force_cpu;
     for (int i = 0; i < n; ++i) {
       for (bool f : {true, false}) {
         const std::string job = submit(child, "term", 30'000'000);
         wait_ready(job, child);
+        long rss = 0;
+        double c0 = 0, c1 = 0;
+        usage(daemon, &rss, &c0);
         const double t0 = now_ms();
         stop(job, f, true);
         (f ? force : grace).push_back(now_ms() - t0);
+        usage(daemon, &rss, &c1);
+        if (f) force_cpu.push_back(c1 - c0);  // the daemon's share of the latency
         remove_job(job);
       }
     }
@@ -437,9 +442,9 @@ int main(int argc, char** argv) {
     printf(
         "{\"force_stop\": %s, \"graceful_stop\": %s, \"escalation_beyond_1s\": %s, \"scale\": %d, "
         "\"start_all_ms\": %.1f, \"start_all_sequential_ms\": %.1f, \"stop_all_ms\": %.1f, \"idle_rss_kib\": %ld, \"idle_cpu_ms_per_10s\": %.1f, "
-        "\"status_roundtrip\": %s, \"list_ms\": %.3f, \"stop_timeout_cpu_ms\": %s, \"list_many_jobs\": %d, \"list_many\": %s%s%s}\n",
+        "\"status_roundtrip\": %s, \"list_ms\": %.3f, \"stop_timeout_cpu_ms\": %s, \"force_stop_cpu_ms\": %s, \"list_many_jobs\": %d, \"list_many\": %s%s%s}\n",
         stats(force).c_str(), stats(grace).c_str(), stats(over).c_str(), scale, start_all, start_all_sequential, stop_all_ms, rss1,
-        cpu1 - cpu0, stats(status_rt).c_str(), list_ms, stats(timeout_cpu).c_str(), list_jobs, stats(list_many).c_str(), cold.c_str(), copy.c_str());
+        cpu1 - cpu0, stats(status_rt).c_str(), list_ms, stats(timeout_cpu).c_str(), stats(force_cpu).c_str(), list_jobs, stats(list_many).c_str(), cold.c_str(), copy.c_str());
   } catch (const std::exception& e) {
     fprintf(stderr, "repvisor-bench: %s\n", e.what());
     return 1;

@@ -93,6 +93,7 @@ void Daemon::before_poll() {
   // left to record; only then tell clients: a reply never acknowledges what a crash could undo.
   std::string error;
   for (;;) {
+    sup_->end_cgroups();
     try {
       sup_->commit();
     } catch (const std::exception& e) {
@@ -184,6 +185,7 @@ void Daemon::on_stop_signal(int sig) {
   sup_->shutdown([this] {
     // Every job is terminal: record it, answer what is pending, then let the loop run dry.
     std::string error;
+    sup_->end_cgroups();
     try {
       sup_->commit();
       sup_->sync();

@@ -44,8 +44,6 @@ struct Supervisor::Entry {
   Fd pidfd;
   UvPtr<uv_poll_t> pid_poll;
   UvPtr<uv_fs_event_t> cgroup_watch;
-  Fd timer_fd;              // the stop timeouts (timerfd: exact, never early)
-  UvPtr<uv_poll_t> timer;   // watches timer_fd
   Fd notify_fd;
   UvPtr<uv_poll_t> notify_poll;
   std::vector<std::function<void(core::Job*)>> waiters;

@@ -1,5 +1,6 @@
 // The per-job notify socket: sd_notify(3) datagrams from the job's processes.
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -17,17 +18,33 @@ namespace repvisor {
 
 namespace fs = std::filesystem;
 
-// ---- notify socket ------------------------------------------------------------------------
+// ---- the job's runtime directory (its notify socket, its servers' sockets) -----------------
 
-std::string Supervisor::notify_path(const core::Job& job) const {
-  return cfg_.runtime_dir + "/jobs/" + job.id() + "/notify";
-}
+std::string Supervisor::runtime_dir_of(const std::string& id) const { return cfg_.runtime_dir + "/jobs/" + id; }
 
-int Supervisor::open_notify_socket(Entry& e) {
-  const std::string dir = cfg_.runtime_dir + "/jobs/" + e.job->id();
+int Supervisor::make_runtime_dir(const std::string& id) {
+  // One mkdir on every start; the parents only when they are missing (removed under us).
+  const std::string dir = runtime_dir_of(id);
+  if (::mkdir(dir.c_str(), 0777) == 0 || errno == EEXIST) return 0;
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return -ec.value();
+  return ec ? -ec.value() : 0;
+}
+
+void Supervisor::remove_runtime_dir(const std::string& id) {
+  // Normally empty by now (the sockets are unlinked as they close): one rmdir on every job end.
+  const std::string dir = runtime_dir_of(id);
+  if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+// ---- notify socket ------------------------------------------------------------------------
+
+std::string Supervisor::notify_path(const core::Job& job) const { return runtime_dir_of(job.id()) + "/notify"; }
+
+int Supervisor::open_notify_socket(Entry& e) {
+  if (int r = make_runtime_dir(e.job->id()); r < 0) return r;
   const std::string path = notify_path(*e.job);
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;

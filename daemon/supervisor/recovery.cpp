@@ -55,8 +55,7 @@ void Supervisor::recover_job(Entry& e) {
       start_resource_cleanup(e, false);
       return;
     }
-    std::error_code ec;
-    fs::remove_all(cfg_.runtime_dir + "/jobs/" + id, ec);
+    remove_runtime_dir(id);
     if (job.delete_requested) finish_delete(job, job.delete_keep_data, job.delete_uid, nullptr);
     return;
   }

@@ -84,7 +84,7 @@ std::string Supervisor::server_cgroup(const core::Job& job, size_t i) const {
 }
 
 std::string Supervisor::server_socket(const core::Job& job, size_t i) const {
-  return fmt::format("{}/jobs/{}/nbd-{}.sock", cfg_.runtime_dir, job.id(), i);
+  return fmt::format("{}/nbd-{}.sock", runtime_dir_of(job.id()), i);
 }
 
 void Supervisor::check_resources_here(const core::JobSpec& spec) const {
@@ -138,9 +138,8 @@ void Supervisor::begin_setup(core::Job& job) {
   e.phase = ResourcePhase::Setup;
   ++e.generation;
   e.cleanup_failed = false;
-  std::error_code ec;
-  fs::create_directories(cfg_.runtime_dir + "/jobs/" + job.id(), ec);
-  if (ec) return fail_setup(e, fmt::format("cannot create {}/jobs/{}: {}", cfg_.runtime_dir, job.id(), ec.message()));
+  if (int r = make_runtime_dir(job.id()); r < 0)
+    return fail_setup(e, fmt::format("cannot create {}: {}", runtime_dir_of(job.id()), strerror(-r)));
   const auto& specs = job.spec().resources;
   // Volumes first: a server may export one of them; devices last: they connect to servers.
   for (size_t i = 0; i < specs.size(); ++i)
@@ -892,10 +891,7 @@ void Supervisor::finish_resource_cleanup(Entry& e) {
   core::Job& job = *e.job;
   e.phase = ResourcePhase::None;
   uv_timer_stop(e.res_timer.get());
-  if (!e.cleanup_failed) {
-    std::error_code ec;
-    fs::remove_all(cfg_.runtime_dir + "/jobs/" + job.id(), ec);
-  }
+  if (!e.cleanup_failed) remove_runtime_dir(job.id());
   job.cleanup_state = e.cleanup_failed ? "failed" : "done";
   if (!e.cleanup_failed) job.cleanup_error.clear();
   changed(job, core::kChangedResources);

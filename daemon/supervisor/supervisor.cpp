@@ -6,7 +6,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,7 +35,14 @@ constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 uint64_t usec_to_ms_ceil(usec_t usec) { return (usec + USEC_PER_MSEC - 1) / USEC_PER_MSEC; }
 }  // namespace
 
-Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(std::move(cfg)) {}
+Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(std::move(cfg)) {
+  deadlines_ = std::make_unique<Deadlines>(loop_, [this](const std::string& id) {
+    auto* job = find_by_id(id);
+    if (!job) return;
+    if (job->sub_state() == core::SubState::StopSigterm) crash_point("stop-escalate");
+    job->on_timer();
+  });
+}
 
 Supervisor::~Supervisor() = default;
 
@@ -356,8 +362,8 @@ void Supervisor::remove_entry(const std::string& id, bool keep_data) {
     std::error_code ec;
     fs::remove(log_path(job), ec);
   }
-  std::error_code ec;
-  fs::remove_all(cfg_.runtime_dir + "/jobs/" + id, ec);
+  remove_runtime_dir(id);
+  deadlines_->disarm(id);
   if (!job.spec().name.empty()) names_.erase(job.spec().name);
   store_->remove(id);
   // Waiters of a job deleted under them learn it is gone.
@@ -589,42 +595,9 @@ int Supervisor::kill_tree(core::Job& job) {
   return signal_tree(job, SIGKILL);
 }
 
-void Supervisor::arm_timer(core::Job& job, usec_t after) {
-  Entry& e = entry(job);
-  // A timerfd, not a libuv timer: libuv counts whole milliseconds on a clock cached per loop
-  // iteration, so a timeout that must never expire early would have to be rounded up by up to
-  // 2 ms. The kernel's timer is exact, and never early. Made on first use: most jobs never need it.
-  if (!e.timer_fd) {
-    e.timer_fd.reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
-    if (!e.timer_fd) {
-      log::err("job {}: timerfd_create: {}", job.id(), strerror(errno));
-      return;
-    }
-    e.timer = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.timer_fd.get()); }, &e);
-    uv_poll_start(e.timer.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
-      auto* en = static_cast<Entry*>(p->data);
-      if (!en) return;
-      uint64_t expirations = 0;
-      if (::read(en->timer_fd.get(), &expirations, sizeof expirations) != sizeof expirations) return;  // disarmed
-      if (en->job->sub_state() == core::SubState::StopSigterm) en->owner->crash_point("stop-escalate");
-      en->job->on_timer();
-    });
-  }
-  itimerspec its{};
-  const usec_t at_least = std::max<usec_t>(after, 1);  // zero would disarm it
-  its.it_value.tv_sec = static_cast<time_t>(at_least / USEC_PER_SEC);
-  its.it_value.tv_nsec = static_cast<long>(at_least % USEC_PER_SEC) * 1000;
-  if (timerfd_settime(e.timer_fd.get(), 0, &its, nullptr) < 0)
-    log::err("job {}: timerfd_settime: {}", job.id(), strerror(errno));
-}
+void Supervisor::arm_timer(core::Job& job, usec_t after) { deadlines_->arm(job.id(), after); }
 
-void Supervisor::disarm_timer(core::Job& job) {
-  Entry& e = entry(job);
-  if (!e.timer_fd) return;
-  // Also clears an expiry not read yet: the poll callback then reads nothing and does nothing.
-  itimerspec off{};
-  timerfd_settime(e.timer_fd.get(), 0, &off, nullptr);
-}
+void Supervisor::disarm_timer(core::Job& job) { deadlines_->disarm(job.id()); }
 
 std::vector<pid_t> Supervisor::tree_pids(core::Job& job) {
   Entry& e = entry(job);
@@ -655,6 +628,7 @@ void Supervisor::begin_cleanup(core::Job& job) {
 }
 
 void Supervisor::end_cgroups() {
+  if (ending_.empty()) return;
   std::vector<std::string> ids;
   ids.swap(ending_);
   std::vector<std::string> cgroups;

@@ -19,6 +19,7 @@
 #include "core/errors.hpp"
 #include "core/job.hpp"
 #include "store/store.hpp"
+#include "supervisor/deadlines.hpp"
 #include "sys/cgroup.hpp"
 #include "sys/volume.hpp"
 #include "util/fd.hpp"
@@ -102,6 +103,10 @@ class Supervisor final : public core::JobDriver {
   // Called by the loop glue once per iteration, before it blocks: runs deferred work (finished
   // jobs, queued starts). Returns true when it did something.
   bool run_deferred();
+  // The cleanup's first part (orphans reaped, cgroup removed) for the jobs whose processes ended
+  // in this loop iteration. Run before each commit too: a job's exit and its cgroup's removal,
+  // often its whole end, then share one commit instead of two.
+  void end_cgroups();
 
   // Drops a submission whose record could not be written (it never started).
   void forget_unrecorded(const std::string& id);
@@ -144,6 +149,9 @@ class Supervisor final : public core::JobDriver {
   // A child reaped through its pidfd (or no longer watched): forgets it, and looks again for
   // dead orphans if one of them was hidden behind it (see reap_orphans).
   void untrack_child(pid_t pid);
+  std::string runtime_dir_of(const std::string& id) const;
+  int make_runtime_dir(const std::string& id);  // 0 or -errno
+  void remove_runtime_dir(const std::string& id);
   int open_notify_socket(Entry& e);
   void close_notify_socket(Entry& e);
   void on_notify(Entry& e);
@@ -153,8 +161,6 @@ class Supervisor final : public core::JobDriver {
   // Waits for the orphans of these job cgroups that are between leaving the cgroup and becoming
   // zombies; one read of our children list for all of them.
   void reap_exiting_orphans(const std::vector<std::string>& cgroups);
-  // The cleanup's first part for the jobs whose processes ended in this loop iteration.
-  void end_cgroups();
   void start_queued();
   void remove_entry(const std::string& id, bool keep_data);
   bool finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller, std::string* why = nullptr);
@@ -215,8 +221,8 @@ class Supervisor final : public core::JobDriver {
   std::map<std::string, std::unique_ptr<Entry>> entries_;  // ordered by id: prefix lookups
   std::unordered_map<std::string, std::string> names_;     // name -> id
   std::deque<std::string> queue_;                          // pending job ids, FIFO
-  std::deque<std::string> finished_;
-  std::vector<std::string> ending_;                        // processes gone, cgroup not yet removed                       // terminal, waiters not yet run
+  std::deque<std::string> finished_;                       // terminal, waiters not yet run
+  std::vector<std::string> ending_;                        // processes gone, cgroup not yet removed
   // Jobs whose processes are followed without a cgroup (as session members): the only ones a
   // SIGCHLD can tell anything about. Kept apart so that a SIGCHLD costs nothing per job.
   std::set<std::string> sessions_;
@@ -235,6 +241,7 @@ class Supervisor final : public core::JobDriver {
   std::list<std::unique_ptr<StrayWatch>> strays_;  // killed cgroups nobody owns, until empty
   UvPtr<uv_signal_t> sigchld_;
   UvPtr<uv_timer_t> shutdown_timer_;
+  std::unique_ptr<Deadlines> deadlines_;  // the jobs' stop timeouts, by job id
 };
 
 }  // namespace repvisor

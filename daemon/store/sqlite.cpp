@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <thread>
+
 namespace repvisor::store {
 
 Db::Db(const std::string& path) : path_(path) {
@@ -15,11 +18,27 @@ Db::Db(const std::string& path) : path_(path) {
   }
   sqlite3_extended_result_codes(db_, 1);
   // A busy database means another process has it: fail, do not wait (the state-dir lock
-  // already keeps a second daemon out).
+  // already keeps a second daemon out). The store's own connection waits a little for its
+  // checkpointer (retry_when_busy).
   sqlite3_busy_timeout(db_, 0);
 }
 
 Db::~Db() { sqlite3_close_v2(db_); }
+
+void Db::retry_when_busy() {
+  // Our own second connection (the checkpointer's) holds WAL locks for microseconds, and a
+  // commit that meets one must wait, not fail. SQLite's busy timeout would sleep a whole
+  // millisecond first; this retries after 20 µs, then each millisecond, for at most ~1 s (a
+  // lock held longer is someone else's, as before: the commit fails, naming it).
+  sqlite3_busy_handler(
+      db_,
+      [](void*, int tries) {
+        if (tries >= 1050) return 0;
+        std::this_thread::sleep_for(tries < 50 ? std::chrono::microseconds(20) : std::chrono::microseconds(1000));
+        return 1;
+      },
+      nullptr);
+}
 
 void Db::fail(const std::string& what, int rc) const {
   throw StoreError(fmt::format("{}: {}: {} ({})", path_, what, sqlite3_errmsg(db_), sqlite3_errstr(rc)));
@@ -31,7 +50,7 @@ void Db::exec(std::string_view sql) {
   if (rc != SQLITE_OK) {
     std::string msg = err ? err : sqlite3_errstr(rc);
     sqlite3_free(err);
-    throw StoreError(fmt::format("{}: {}", path_, msg));
+    throw StoreError(fmt::format("{}: {}: {}", path_, sql.substr(0, sql.find_first_of(";\n")), msg));
   }
 }
 

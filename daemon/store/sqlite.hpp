@@ -57,6 +57,8 @@ class Db {
   Db& operator=(const Db&) = delete;
 
   void exec(std::string_view sql);
+  // Waits (briefly) for a lock another connection holds, instead of failing at once.
+  void retry_when_busy();
   sqlite3* get() const { return db_; }
   [[noreturn]] void fail(const std::string& what, int rc) const;
   const std::string& path() const { return path_; }

@@ -183,6 +183,7 @@ Store::Store(const std::string& path, int schema) : db_(created_private(path)) {
   }
   if (schema != kSchemaVersion) return;  // an old schema, for migration tests: read-only use
   checkpointer_ = std::make_unique<Checkpointer>(db_.get(), db_.path());
+  db_.retry_when_busy();
   upsert_ = std::make_unique<Stmt>(db_, R"sql(
 INSERT INTO jobs (id, name, spec, state, sub_state, main_pid, main_start_time, created_usec, started_usec,
   stop_requested_usec, finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason,

@@ -61,7 +61,7 @@ class Store {
 
   const std::string& path() const { return db_.path(); }
   // WAL checkpoints run in their own thread (see Checkpointer); null for an old schema.
-  const Checkpointer* checkpointer() const { return checkpointer_.get(); }
+  Checkpointer* checkpointer() const { return checkpointer_.get(); }
 
  private:
   void migrate(int up_to);

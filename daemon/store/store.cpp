@@ -184,21 +184,23 @@ Store::Store(const std::string& path, int schema) : db_(created_private(path)) {
   if (schema != kSchemaVersion) return;  // an old schema, for migration tests: read-only use
   checkpointer_ = std::make_unique<Checkpointer>(db_.get(), db_.path());
   db_.retry_when_busy();
-  upsert_ = std::make_unique<Stmt>(db_, R"sql(
+  insert_ = std::make_unique<Stmt>(db_, R"sql(
 INSERT INTO jobs (id, name, spec, state, sub_state, main_pid, main_start_time, created_usec, started_usec,
   stop_requested_usec, finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason,
   cancel_notes, requested_by_uid, exit_code, exit_signal, exit_unknown, start_error, status_text, phase, progress,
   delete_requested, delete_keep_data, delete_uid, bytes_done, bytes_total, checkpoint, resources, cleanup_state,
   cleanup_error, fail_reason, runs)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-  ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)
-ON CONFLICT(id) DO UPDATE SET state=?4, sub_state=?5, main_pid=?6, main_start_time=?7, started_usec=?9,
+  ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36))sql");
+  // The same numbering; ?2, ?3 and ?8 (name, spec, created) are never updated.
+  update_ = std::make_unique<Stmt>(db_, R"sql(
+UPDATE jobs SET state=?4, sub_state=?5, main_pid=?6, main_start_time=?7, started_usec=?9,
   stop_requested_usec=?10, finished_usec=?11, cancelled_usec=?12, stop_requested=?13, stop_mode=?14,
   stop_timeout_usec=?15, cancel_reason=?16, cancel_notes=?17, requested_by_uid=?18, exit_code=?19, exit_signal=?20,
   exit_unknown=?21, start_error=?22, status_text=?23, phase=?24, progress=?25, delete_requested=?26,
   delete_keep_data=?27, delete_uid=?28, bytes_done=?29, bytes_total=?30, checkpoint=?31, resources=?32,
   cleanup_state=?33, cleanup_error=?34, fail_reason=?35, runs=?36
-)sql");
+WHERE id=?1)sql");
   delete_ = std::make_unique<Stmt>(db_, "DELETE FROM jobs WHERE id = ?1");
   insert_event_ = std::make_unique<Stmt>(
       db_, "INSERT INTO events (ts_usec, job_id, type, message, details) VALUES (?1, ?2, ?3, ?4, ?5)");
@@ -247,44 +249,46 @@ void Store::discard(const std::string& job_id) {
 }
 
 void Store::write_job(const core::Job& j) {
-  Stmt& s = *upsert_;
-  s.bind(1, j.id())
-      .bind(2, j.spec().name)
-      .bind(3, spec_to_json(j.spec()).dump())
-      .bind(4, core::to_string(j.state()))
-      .bind(5, core::to_string(j.sub_state()))
-      .bind(6, j.main_pid)
-      .bind(7, j.main_start_time)
-      .bind(8, j.created_usec)
-      .bind(9, j.started_usec)
-      .bind(10, j.stop_requested_usec)
-      .bind(11, j.finished_usec)
-      .bind(12, j.cancelled_usec)
-      .bind(13, static_cast<int>(j.stop_requested))
-      .bind(14, core::to_string(j.stop_mode))
-      .bind(15, j.stop_timeout_used)
-      .bind(16, j.cancel_reason)
-      .bind(17, j.cancel_notes)
-      .bind(18, j.requested_by_uid)
-      .bind(19, j.exit_code)
-      .bind(20, j.exit_signal)
-      .bind(21, static_cast<int>(j.exit_unknown))
-      .bind(22, j.start_error)
-      .bind(23, j.status_text)
-      .bind(24, j.phase)
-      .bind(25, j.progress)
-      .bind(26, static_cast<int>(j.delete_requested))
-      .bind(27, static_cast<int>(j.delete_keep_data))
-      .bind(28, j.delete_uid)
-      .bind(29, j.bytes_done)
-      .bind(30, j.bytes_total)
-      .bind(31, j.checkpoint)
-      .bind(32, resources_to_json(j.resources).dump())
-      .bind(33, j.cleanup_state)
-      .bind(34, j.cleanup_error)
-      .bind(35, j.fail_reason)
-      .bind(36, j.runs);
-  s.run();
+  // Most saves are of a job already in the table: an UPDATE of what can change, without
+  // serializing the spec again (it never changes). An INSERT only when no row was there.
+  for (Stmt* s : {update_.get(), insert_.get()}) {
+    s->bind(1, j.id())
+        .bind(4, core::to_string(j.state()))
+        .bind(5, core::to_string(j.sub_state()))
+        .bind(6, j.main_pid)
+        .bind(7, j.main_start_time)
+        .bind(9, j.started_usec)
+        .bind(10, j.stop_requested_usec)
+        .bind(11, j.finished_usec)
+        .bind(12, j.cancelled_usec)
+        .bind(13, static_cast<int>(j.stop_requested))
+        .bind(14, core::to_string(j.stop_mode))
+        .bind(15, j.stop_timeout_used)
+        .bind(16, j.cancel_reason)
+        .bind(17, j.cancel_notes)
+        .bind(18, j.requested_by_uid)
+        .bind(19, j.exit_code)
+        .bind(20, j.exit_signal)
+        .bind(21, static_cast<int>(j.exit_unknown))
+        .bind(22, j.start_error)
+        .bind(23, j.status_text)
+        .bind(24, j.phase)
+        .bind(25, j.progress)
+        .bind(26, static_cast<int>(j.delete_requested))
+        .bind(27, static_cast<int>(j.delete_keep_data))
+        .bind(28, j.delete_uid)
+        .bind(29, j.bytes_done)
+        .bind(30, j.bytes_total)
+        .bind(31, j.checkpoint)
+        .bind(32, resources_to_json(j.resources).dump())
+        .bind(33, j.cleanup_state)
+        .bind(34, j.cleanup_error)
+        .bind(35, j.fail_reason)
+        .bind(36, j.runs);
+    if (s == insert_.get()) s->bind(2, j.spec().name).bind(3, spec_to_json(j.spec()).dump()).bind(8, j.created_usec);
+    s->run();
+    if (s == update_.get() && sqlite3_changes(db_.get()) > 0) return;
+  }
 }
 
 void Store::commit() {

@@ -72,7 +72,7 @@ class Store {
   std::map<std::string, const core::Job*> saved_;  // id -> job, written at commit
   std::unordered_set<std::string> removed_;
   std::vector<Event> events_;
-  std::unique_ptr<Stmt> upsert_, delete_, insert_event_;
+  std::unique_ptr<Stmt> insert_, update_, delete_, insert_event_;
   bool unsynced_ = false;
 };
 

@@ -58,9 +58,9 @@ unsigned Checkpointer::done() const {
   return done_;
 }
 
-bool Checkpointer::wait_done(unsigned n, std::chrono::milliseconds timeout) const {
+bool Checkpointer::wait_idle(std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mutex_);
-  return finished_.wait_for(lock, timeout, [&] { return done_ >= n; });
+  return finished_.wait_for(lock, timeout, [&] { return !wanted_ && !running_; });
 }
 
 void Checkpointer::run() {
@@ -71,6 +71,7 @@ void Checkpointer::run() {
       wake_.wait(lock, [&] { return wanted_ || stopping_; });
       if (stopping_) return;
       wanted_ = false;
+      running_ = true;
     }
     int log_pages = 0, copied = 0, rc = SQLITE_OK;
     try {
@@ -82,8 +83,9 @@ void Checkpointer::run() {
       }
       rc = sqlite3_wal_checkpoint_v2(db->get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &copied);
     } catch (const StoreError& e) {
-      log::err("checkpoint: {}", e.what());
-      continue;  // asked again by the next long WAL
+      log::err("checkpoint: {}", e.what());  // asked again by the next long WAL
+      db.reset();
+      rc = SQLITE_OK;                         // said already
     }
     // BUSY: another checkpoint ran; the next commit past the threshold asks again.
     if (rc != SQLITE_OK && rc != SQLITE_BUSY)
@@ -91,6 +93,7 @@ void Checkpointer::run() {
     {
       std::lock_guard lock(mutex_);
       ++done_;
+      running_ = false;
     }
     finished_.notify_all();
   }

@@ -26,9 +26,10 @@ class Checkpointer {
   // SQLite's own threshold for its automatic checkpoint (wal_autocheckpoint).
   static constexpr int kPages = 1000;
 
-  // Checkpoints done since start; waits up to `timeout` for at least `n` (for tests).
+  // Checkpoints tried since start; waits up to `timeout` until none is asked for or running, so
+  // that the database file stays as it is while nothing is committed (for tests).
   unsigned done() const;
-  bool wait_done(unsigned n, std::chrono::milliseconds timeout) const;
+  bool wait_idle(std::chrono::milliseconds timeout) const;
   // Asks for one now (the WAL hook asks when the WAL is long enough).
   void request();
 
@@ -41,7 +42,7 @@ class Checkpointer {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   mutable std::condition_variable finished_;
-  bool wanted_ = false, stopping_ = false;
+  bool wanted_ = false, running_ = false, stopping_ = false;
   unsigned done_ = 0;
   std::thread thread_;
 };

@@ -264,7 +264,7 @@ bool Supervisor::start_server(Entry& e, size_t i) {
     req.cgroup_fd = cg.get();
   }
   sys::Spawned child;
-  if (int rc = sys::spawn(req, &child); rc < 0) {
+  if (int rc = spawner_->spawn(req, &child); rc < 0) {
     if (cgroups_) cgroups_->remove(server_cgroup(job, i));
     return fail(fmt::format("cannot start {}: {}", prog, strerror(-rc)));
   }

@@ -36,6 +36,7 @@ uint64_t usec_to_ms_ceil(usec_t usec) { return (usec + USEC_PER_MSEC - 1) / USEC
 }  // namespace
 
 Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(std::move(cfg)) {
+  spawner_ = std::make_unique<sys::Spawner>();
   deadlines_ = std::make_unique<Deadlines>(loop_, [this](const std::string& id) {
     auto* job = find_by_id(id);
     if (!job) return;
@@ -430,7 +431,7 @@ int Supervisor::spawn(core::Job& job) {
     req.cgroup_fd = cgroup_dir.get();
   }
   sys::Spawned child;
-  if (int r = sys::spawn(req, &child); r < 0) {
+  if (int r = spawner_->spawn(req, &child); r < 0) {
     if (cgroups_) cgroups_->remove(cgroup_name(job));
     close_notify_socket(e);
     e.progress_fd.reset();
@@ -521,12 +522,13 @@ void Supervisor::on_sigchld() {
 void Supervisor::reap_orphans() {
   // Only processes that are ours and not a job's main process (those are reaped through their
   // pidfd): never waitpid(-1), which would steal exit statuses. The kernel shows the first dead
-  // child without reaping it (WNOWAIT), instead of listing every child (/proc/self/task/*/
-  // children costs ~0.17 ms at 1,000 children). A tracked one first in line hides the others
-  // until its own handler has reaped it; untrack_child() brings us back then.
+  // child of this thread without reaping it (WNOWAIT, __WNOTHREAD): the orphans, reparented to
+  // us (the processes we start are the spawner thread's children, sys/spawner.hpp). Should a
+  // tracked child ever be first in line, it hides the others until its own handler has reaped
+  // it; untrack_child() brings us back then.
   for (;;) {
     siginfo_t si{};
-    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0) return;
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT | __WNOTHREAD) < 0 || si.si_pid == 0) return;
     if (pidfd_reaped_.count(si.si_pid)) {
       orphans_hidden_ = true;
       return;
@@ -548,10 +550,10 @@ void Supervisor::reap_exiting_orphans(const std::vector<std::string>& cgroups) {
   // reported to its parent (exit_notify). Orphans of these jobs that are in that window still
   // name their job's cgroup in /proc/PID/cgroup: wait for them here, so that a job is never
   // reported finished while a zombie of it remains. The wait is bounded by the kernel's own
-  // exit path, not by anything the job does. One read of our children list serves every job
-  // that ended in this loop iteration: it costs ~0.17 ms at 1,000 children.
+  // exit path, not by anything the job does. One read of this thread's children list (the
+  // orphans only: sys/spawner.hpp) serves every job that ended in this loop iteration.
   if (cgroups.empty()) return;
-  for (pid_t pid : sys::own_children()) {
+  for (pid_t pid : sys::thread_children()) {
     if (pidfd_reaped_.count(pid)) continue;
     const std::string cg = sys::process_cgroup(pid);
     const bool ours = std::any_of(cgroups.begin(), cgroups.end(), [&](const std::string& job_cg) {

@@ -54,29 +54,23 @@ bool read_stat(pid_t pid, char* state, pid_t* sid) {
 }
 }  // namespace
 
-std::vector<pid_t> own_children() {
+std::vector<pid_t> thread_children() {
   std::vector<pid_t> out;
-  DIR* d = opendir("/proc/self/task");
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    // One read and a hand parse: called per job end, over a list as long as the job count.
-    Fd fd(::open((std::string("/proc/self/task/") + e->d_name + "/children").c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) continue;
-    std::string text;
-    char buf[16384];
-    ssize_t n;
-    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-    const char* p = text.data();
-    const char* end = p + text.size();
-    while (p < end) {
-      pid_t pid = 0;
-      auto [next, ec] = std::from_chars(p, end, pid);
-      if (ec == std::errc()) out.push_back(pid);
-      p = next + 1;  // past the separating space
-    }
+  // One read and a hand parse: called per job end.
+  Fd fd(::open("/proc/thread-self/children", O_RDONLY | O_CLOEXEC));
+  if (!fd) return out;
+  std::string text;
+  char buf[16384];
+  ssize_t n;
+  while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  const char* p = text.data();
+  const char* end = p + text.size();
+  while (p < end) {
+    pid_t pid = 0;
+    auto [next, ec] = std::from_chars(p, end, pid);
+    if (ec == std::errc()) out.push_back(pid);
+    p = next + 1;  // past the separating space
   }
-  closedir(d);
   return out;
 }
 

@@ -8,7 +8,9 @@
 
 namespace repvisor::sys {
 
-std::vector<pid_t> own_children();  // from /proc/self/task/*/children
+// The calling thread's children (/proc/thread-self/children): on the loop's thread, the
+// orphans the jobs left us (sys/spawner.hpp).
+std::vector<pid_t> thread_children();
 // Every process whose session id is sid; zombies too when asked (they are not gone until reaped).
 std::vector<pid_t> session_members(pid_t sid, bool with_zombies = false);
 // The cgroup v2 path from /proc/PID/cgroup; empty when the process is gone.

@@ -1,6 +1,7 @@
 // The /proc readers, on real processes: a command name with blanks and parentheses must not
 // shift the fields after it, and a reaped process reads as gone.
 #include "sys/proc.hpp"
+#include "sys/spawner.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/prctl.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 
 namespace {
 
@@ -46,7 +48,7 @@ TEST(Proc, FieldsAfterAHostileCommandName) {
   EXPECT_GE(child_start, repvisor::sys::process_start_time(getpid()));
   const auto members = repvisor::sys::session_members(pid);
   EXPECT_NE(std::find(members.begin(), members.end(), pid), members.end());
-  const auto children = repvisor::sys::own_children();
+  const auto children = repvisor::sys::thread_children();
   EXPECT_NE(std::find(children.begin(), children.end(), pid), children.end());
 
   close(release);
@@ -60,6 +62,31 @@ TEST(Proc, OwnCgroupIsAnAbsolutePath) {
   const std::string cg = repvisor::sys::process_cgroup(getpid());
   ASSERT_FALSE(cg.empty());
   EXPECT_EQ(cg.front(), '/');
+}
+
+TEST(Spawner, ItsChildrenAreNotTheCallingThreadsYetAreWaitedForFromIt) {
+  // The loop thread's children list must hold only orphans (sys/spawner.hpp): a spawned
+  // process is the spawner thread's child, and still ours to wait for through its pidfd.
+  repvisor::sys::Spawner spawner;
+  repvisor::sys::SpawnRequest req;
+  req.executable = "/bin/sh";
+  req.argv = {"sh", "-c", "exit 7"};
+  req.working_directory = "/";
+  repvisor::sys::Spawned child;
+  ASSERT_EQ(spawner.spawn(req, &child), 0);
+  ASSERT_GT(child.pid, 0);
+  const auto children = repvisor::sys::thread_children();
+  EXPECT_EQ(std::find(children.begin(), children.end(), child.pid), children.end());
+  siginfo_t si{};
+  ASSERT_EQ(waitid(P_PIDFD, static_cast<id_t>(child.pidfd.get()), &si, WEXITED), 0) << strerror(errno);
+  EXPECT_EQ(si.si_pid, child.pid);
+  EXPECT_EQ(si.si_code, CLD_EXITED);
+  EXPECT_EQ(si.si_status, 7);
+
+  // A failed exec is reported to the caller, as sys::spawn() does.
+  req.executable = "/nonexistent/program";
+  repvisor::sys::Spawned none;
+  EXPECT_EQ(spawner.spawn(req, &none), -ENOENT);
 }
 
 }  // namespace

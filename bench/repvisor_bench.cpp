@@ -233,11 +233,11 @@ void stop(const std::string& path, bool force, bool wait) {
 void remove_job(const std::string& path) {
   sd_bus_message* reply = nullptr;
   sd_bus_error err = SD_BUS_ERROR_NULL;
-  if (sd_bus_call_method(bus, "org.repvisor1", path.c_str(), "org.repvisor1.Job", "Delete", &err, &reply, "a{sv}", 0) < 0)
+  if (sd_bus_call_method(bus, "org.repvisor1", path.c_str(), "org.repvisor1.Job", "Delete", &err, &reply, "a{sv}", 0) <
+      0)
     call_error(&err, "Delete");
   sd_bus_message_unref(reply);
 }
-
 
 // Jobs in state "running", from one List call; its duration in *ms.
 size_t running(double* ms) {
@@ -253,7 +253,8 @@ size_t running(double* ms) {
   const char *id, *name, *state, *phase, *path;
   double progress;
   uint64_t created, finished;
-  while (sd_bus_message_read(reply, "(ssssdtto)", &id, &name, &state, &phase, &progress, &created, &finished, &path) > 0)
+  while (sd_bus_message_read(reply, "(ssssdtto)", &id, &name, &state, &phase, &progress, &created, &finished, &path) >
+         0)
     if (strcmp(state, "running") == 0) ++n;
   sd_bus_message_unref(reply);
   return n;
@@ -288,7 +289,8 @@ void usage(pid_t pid, long* rss_kib, double* cpu_ms) {
 int number(const char* s, const char* what) {
   char* end = nullptr;
   const long v = strtol(s, &end, 10);
-  if (end == s || *end != 0 || v <= 0 || v > 1'000'000'000) throw std::runtime_error(std::string(what) + ": '" + s + "'");
+  if (end == s || *end != 0 || v <= 0 || v > 1'000'000'000)
+    throw std::runtime_error(std::string(what) + ": '" + s + "'");
   return static_cast<int>(v);
 }
 
@@ -397,7 +399,8 @@ int main(int argc, char** argv) {
     long rss0 = 0, rss1 = 0;
     double cpu0 = 0, cpu1 = 0;
     usage(daemon, &rss0, &cpu0);
-    std::this_thread::sleep_for(std::chrono::seconds(getenv("IDLE_SECONDS") ? number(getenv("IDLE_SECONDS"), "IDLE_SECONDS") : 10));
+    std::this_thread::sleep_for(
+        std::chrono::seconds(getenv("IDLE_SECONDS") ? number(getenv("IDLE_SECONDS"), "IDLE_SECONDS") : 10));
     usage(daemon, &rss1, &cpu1);
     const double stop_all_ms = stop_all(jobs);
     for (const auto& j : jobs) remove_job(j);
@@ -405,7 +408,8 @@ int main(int argc, char** argv) {
     // List of many recorded jobs (LIST_JOBS, default 10,000): short jobs run to completion, then
     // List timed over the whole record, median of 20.
     const int list_jobs = getenv("LIST_JOBS") ? number(getenv("LIST_JOBS"), "LIST_JOBS") : 10'000;
-    for (int done = 0; done < list_jobs; done += 1000) submit_pipelined("/bin/true", "", std::min(1000, list_jobs - done));
+    for (int done = 0; done < list_jobs; done += 1000)
+      submit_pipelined("/bin/true", "", std::min(1000, list_jobs - done));
     while (jobs_active() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     std::vector<double> list_many;
     for (int i = 0; i < 20; ++i) {
@@ -441,10 +445,13 @@ int main(int argc, char** argv) {
 
     printf(
         "{\"force_stop\": %s, \"graceful_stop\": %s, \"escalation_beyond_1s\": %s, \"scale\": %d, "
-        "\"start_all_ms\": %.1f, \"start_all_sequential_ms\": %.1f, \"stop_all_ms\": %.1f, \"idle_rss_kib\": %ld, \"idle_cpu_ms_per_10s\": %.1f, "
-        "\"status_roundtrip\": %s, \"list_ms\": %.3f, \"stop_timeout_cpu_ms\": %s, \"force_stop_cpu_ms\": %s, \"list_many_jobs\": %d, \"list_many\": %s%s%s}\n",
-        stats(force).c_str(), stats(grace).c_str(), stats(over).c_str(), scale, start_all, start_all_sequential, stop_all_ms, rss1,
-        cpu1 - cpu0, stats(status_rt).c_str(), list_ms, stats(timeout_cpu).c_str(), stats(force_cpu).c_str(), list_jobs, stats(list_many).c_str(), cold.c_str(), copy.c_str());
+        "\"start_all_ms\": %.1f, \"start_all_sequential_ms\": %.1f, \"stop_all_ms\": %.1f, \"idle_rss_kib\": %ld, "
+        "\"idle_cpu_ms_per_10s\": %.1f, "
+        "\"status_roundtrip\": %s, \"list_ms\": %.3f, \"stop_timeout_cpu_ms\": %s, \"force_stop_cpu_ms\": %s, "
+        "\"list_many_jobs\": %d, \"list_many\": %s%s%s}\n",
+        stats(force).c_str(), stats(grace).c_str(), stats(over).c_str(), scale, start_all, start_all_sequential,
+        stop_all_ms, rss1, cpu1 - cpu0, stats(status_rt).c_str(), list_ms, stats(timeout_cpu).c_str(),
+        stats(force_cpu).c_str(), list_jobs, stats(list_many).c_str(), cold.c_str(), copy.c_str());
   } catch (const std::exception& e) {
     fprintf(stderr, "repvisor-bench: %s\n", e.what());
     return 1;

@@ -102,8 +102,8 @@ class Client {
   using Reply = std::unique_ptr<sd_bus_message, Unref>;
   // One call on `path`: `leading` string arguments, then `opts` as a{sv} when given; waits up to
   // `timeout` (0: sd-bus's default) and raises a D-Bus error as CtlError.
-  Reply call(const char* path, const char* interface, const char* method, const Options* opts,
-             uint64_t timeout = 0, const std::vector<std::string>& leading = {});
+  Reply call(const char* path, const char* interface, const char* method, const Options* opts, uint64_t timeout = 0,
+             const std::vector<std::string>& leading = {});
   sd_bus* bus_ = nullptr;
 };
 

@@ -6,8 +6,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 
 #include "output.hpp"
@@ -50,8 +50,9 @@ int main(int argc, char** argv) {
   app.add_option("--address", g.address, "D-Bus address of the daemon (unix:path=SOCKET)");
   auto* runtime_opt =
       app.add_option("--runtime-dir", runtime_dir, "runtime directory of the daemon (its socket is DIR/private)");
-  app.add_flag("--system", system, "talk to repvisord on the system bus (the default when the private socket is not "
-                                   "open to you)");
+  app.add_flag("--system", system,
+               "talk to repvisord on the system bus (the default when the private socket is not "
+               "open to you)");
   app.add_option("-H,--host", host, "[USER@]HOST: repvisord on another machine, over SSH, on its system bus");
   app.add_flag("--json", g.json, "machine-readable output");
   app.set_version_flag("--version", REPVISOR_VERSION);
@@ -154,8 +155,7 @@ int main(int argc, char** argv) {
     const std::string priv = runtime_dir + "/private";
     if (!host.empty())
       // As systemctl -H does: ssh runs systemd-stdio-bridge, which joins the remote system bus.
-      g.address = "unixexec:path=ssh,argv1=-xT,argv2=--,argv3=" + address_escape(host) +
-                  ",argv4=systemd-stdio-bridge";
+      g.address = "unixexec:path=ssh,argv1=-xT,argv2=--,argv3=" + address_escape(host) + ",argv4=systemd-stdio-bridge";
     else if (!system && (runtime_opt->count() > 0 || access(priv.c_str(), R_OK | W_OK) == 0))
       g.address = "unix:path=" + priv;
     else

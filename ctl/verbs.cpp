@@ -219,7 +219,8 @@ void print_status(const Props& p) {
       }
       const std::string cs = get_s(p, "CleanupState");
       if (!cs.empty())
-        row("Cleanup", cs == "failed" ? "failed: " + get_s(p, "CleanupError") + " (retry: repvisorctl cleanup JOB)" : cs);
+        row("Cleanup",
+            cs == "failed" ? "failed: " + get_s(p, "CleanupError") + " (retry: repvisorctl cleanup JOB)" : cs);
     }
 }
 
@@ -253,7 +254,8 @@ int verb_submit(const Globals& g, const SubmitArgs& a) {
     spec["argv"] = argv;
   }
   if (!a.template_name.empty()) {
-    if (!spec.empty()) throw CtlError(kExitUsage, "--template: the template fixes the command; give no command or file");
+    if (!spec.empty())
+      throw CtlError(kExitUsage, "--template: the template fixes the command; give no command or file");
     spec["template"] = a.template_name;
     StringMap params;
     for (const auto& kv : a.params) {

@@ -2,8 +2,8 @@
 
 #include <signal.h>
 
-#include <algorithm>
 #include <systemd/sd-daemon.h>
+#include <algorithm>
 
 #include "util/log.hpp"
 

@@ -44,8 +44,7 @@ const char* const kKeys[] = {"argv",         "name",
                              "resources",    "progress",
                              "template",     "params"};
 
-const char* const kResourceKeys[] = {"kind",   "name",    "path",   "size", "server",
-                                     "format", "on_stop", "export", "bogus"};
+const char* const kResourceKeys[] = {"kind", "name", "path", "size", "server", "format", "on_stop", "export", "bogus"};
 const char* const kResourceWords[] = {"nbd-server", "nbd-device", "file", "loop",    "qemu-nbd", "nbdkit",
                                       "raw",        "qcow2",      "keep", "discard", "/v/a.img", "src"};
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: install dependencies, build, run every test (README and .ci/run call it).
 # Then the same suite again built with AddressSanitizer + UndefinedBehaviorSanitizer (halting on
-# the first error), clang-tidy with the repo's config, and each libFuzzer target for a bounded time
-# (FUZZ_SECONDS, default 10). SANITIZE=0 / TIDY=0 / FUZZ=0 skip those.
+# the first error), clang-format and clang-tidy with the repo's configs, and each libFuzzer target
+# for a bounded time (FUZZ_SECONDS, default 10). SANITIZE=0 / TIDY=0 / FUZZ=0 skip those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/deps.sh
@@ -18,6 +18,9 @@ if [[ ${SANITIZE:-1} == 1 ]]; then
 fi
 
 if [[ ${TIDY:-1} == 1 ]]; then
+  echo "clang-format: checking every C and C++ file"
+  git ls-files '*.cpp' '*.hpp' '*.c' '*.h' | xargs clang-format --dry-run --Werror
+  echo "clang-format: clean"
   echo "clang-tidy: checking daemon/ ctl/ worker/ tests/"
   git ls-files 'daemon/*.cpp' 'ctl/*.cpp' 'worker/*.cpp' 'tests/*.cpp' |
     xargs -P"$(nproc)" -n4 clang-tidy -p build --quiet 2>/dev/null | tee build/clang-tidy.log

@@ -5,9 +5,9 @@
 
 #include <fmt/format.h>
 
-#include "sys/users.hpp"
 #include "bus/connection.hpp"
 #include "bus/errors.hpp"
+#include "sys/users.hpp"
 #include "util/id.hpp"
 #include "util/log.hpp"
 
@@ -149,9 +149,8 @@ void Api::require(sd_bus_message* m, Privilege level, const char* action) {
   // changes its groups, and the same answer for the bus and the private socket.
   if (level == Privilege::Admin && sys::uid_in_group(uid, group)) return;
   const Caller c = caller(m);
-  const std::string rule = level == Privilege::Admin
-                               ? fmt::format("only root and members of group '{}' may", group)
-                               : std::string("only root may");
+  const std::string rule = level == Privilege::Admin ? fmt::format("only root and members of group '{}' may", group)
+                                                     : std::string("only root may");
   sup_.audit("", "access-denied", fmt::format("uid {} may not {}", uid, action), &c);
   throw ApiError(ErrorKind::AccessDenied, fmt::format("uid {} may not {} ({} {})", uid, action, rule, action));
 }

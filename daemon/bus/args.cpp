@@ -269,15 +269,16 @@ core::JobSpec parse_job_spec(sd_bus_message* m, const config::Config& cfg, bool*
         continue;
       }
       if (!std::regex_match(given->second, std::regex(p.pattern)))
-        invalid(fmt::format("params.{}: '{}' does not match the template's pattern '{}'", pname, given->second,
-                            p.pattern));
+        invalid(
+            fmt::format("params.{}: '{}' does not match the template's pattern '{}'", pname, given->second, p.pattern));
       values[pname] = given->second;
     }
     spec.argv.clear();
     for (std::string a : t.argv) {
       for (const auto& [pname, val] : values) {
         const std::string ph = "{" + pname + "}";
-        for (size_t at = a.find(ph); at != std::string::npos; at = a.find(ph, at + val.size())) a.replace(at, ph.size(), val);
+        for (size_t at = a.find(ph); at != std::string::npos; at = a.find(ph, at + val.size()))
+          a.replace(at, ph.size(), val);
       }
       spec.argv.push_back(a);
     }

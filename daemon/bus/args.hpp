@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "core/job.hpp"
 #include "config/config.hpp"
+#include "core/job.hpp"
 #include "core/job_spec.hpp"
 #include "supervisor/supervisor.hpp"
 

@@ -36,7 +36,8 @@ int SystemBus::try_connect(std::string* why) {
     api_.detach(raw);
     *why = fmt::format("cannot own {} on the system bus: {}{}", kBusName, strerror(-r),
                        r == -EACCES || r == -EPERM ? " (is the D-Bus policy file org.repvisor1.conf installed?)"
-                                                   : r == -EEXIST ? " (another repvisord owns it)" : "");
+                       : r == -EEXIST              ? " (another repvisord owns it)"
+                                                   : "");
     return r;
   }
   conn_ = std::make_unique<Connection>(loop_, std::move(bus), [this](Connection&) { on_closed(); });

@@ -4,10 +4,10 @@
 
 #include <toml++/toml.h>
 #include <algorithm>
-#include <regex>
-#include <set>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <sstream>
 
 namespace repvisor::config {
@@ -91,7 +91,8 @@ std::vector<std::string> get_paths(const std::string& source, const toml::node& 
   std::vector<std::string> out;
   for (const auto& el : *arr) {
     std::string v = get_string(source, el, key);
-    if (!canonical_absolute(v)) fail(source, el, key, fmt::format("'{}' is not an absolute path written canonically", v));
+    if (!canonical_absolute(v))
+      fail(source, el, key, fmt::format("'{}' is not an absolute path written canonically", v));
     if (!globs && v.find_first_of("*?[") != std::string::npos)
       fail(source, el, key, fmt::format("'{}': patterns are not allowed here", v));
     if (globs && v.rfind("/dev/", 0) != 0) fail(source, el, key, fmt::format("'{}' is not under /dev", v));
@@ -204,7 +205,8 @@ void parse_template(const std::string& source, const std::string& name, const to
   std::set<std::string> used;
   for (const auto& a : tpl.argv)
     for (const auto& ph : placeholders(a)) {
-      if (!tpl.params.count(ph)) fail(source, *argv_node, at + ".argv", fmt::format("{{{}}} is not a declared parameter", ph));
+      if (!tpl.params.count(ph))
+        fail(source, *argv_node, at + ".argv", fmt::format("{{{}}} is not a declared parameter", ph));
       used.insert(ph);
     }
   for (const auto& [pname, p] : tpl.params)
@@ -254,7 +256,9 @@ void parse_into(Config& into, std::string_view text, const std::string& source) 
       if (!node.is_table()) fail(source, node, "templates", "expected tables [templates.NAME]");
       for (const auto& [tk, tn] : *node.as_table()) {
         const std::string tname(tk.str());
-        if (tname.empty() || tname.size() > 64 || tname.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != std::string::npos)
+        if (tname.empty() || tname.size() > 64 ||
+            tname.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+                std::string::npos)
           fail(source, tn, "templates." + tname, "a template name is 1 to 64 letters, digits, '_' or '-'");
         if (!tn.is_table()) fail(source, tn, "templates." + tname, "expected a table");
         parse_template(source, tname, *tn.as_table(), c);

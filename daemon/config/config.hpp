@@ -43,7 +43,7 @@ struct Config {
   usec_t sync_timeout = 300 * USEC_PER_SEC;   // flushing a volume after its writers are gone
   usec_t detach_timeout = 30 * USEC_PER_SEC;  // a loop device to be unbound
   // [bus]
-  std::string bus_system = "auto";      // serve on the system bus: "auto", "yes", "no"
+  std::string bus_system = "auto";       // serve on the system bus: "auto", "yes", "no"
   std::string admin_group = "repvisor";  // may stop, delete, resume and clean up jobs; owns the socket
   // [templates.NAME]
   std::map<std::string, JobTemplate> templates;

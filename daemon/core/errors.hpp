@@ -6,7 +6,16 @@
 
 namespace repvisor {
 
-enum class ErrorKind { NoSuchJob, JobActive, InvalidArgs, AccessDenied, ShuttingDown, NotResumable, CleanupFailed, Failed };
+enum class ErrorKind {
+  NoSuchJob,
+  JobActive,
+  InvalidArgs,
+  AccessDenied,
+  ShuttingDown,
+  NotResumable,
+  CleanupFailed,
+  Failed
+};
 
 class ApiError : public std::runtime_error {
  public:

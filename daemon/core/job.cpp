@@ -11,11 +11,10 @@
 namespace repvisor::core {
 
 namespace {
-constexpr std::array<const char*, 8> kStateNames{"pending",   "starting", "running", "stopping",
-                                                 "cleaning",  "completed", "failed",  "cancelled"};
-constexpr std::array<const char*, 9> kSubStateNames{"queued",        "setup",      "running", "stop-sigterm",
-                                                    "stop-sigkill",  "final-sigkill", "unkillable", "cleanup",
-                                                    "dead"};
+constexpr std::array<const char*, 8> kStateNames{"pending",  "starting",  "running", "stopping",
+                                                 "cleaning", "completed", "failed",  "cancelled"};
+constexpr std::array<const char*, 9> kSubStateNames{
+    "queued", "setup", "running", "stop-sigterm", "stop-sigkill", "final-sigkill", "unkillable", "cleanup", "dead"};
 
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
@@ -79,7 +78,8 @@ bool sub_state_from_string(std::string_view s, SubState* out) {
 
 bool is_terminal(JobState s) { return s == JobState::Completed || s == JobState::Failed || s == JobState::Cancelled; }
 bool is_active(JobState s) {
-  return s == JobState::Starting || s == JobState::Running || s == JobState::Stopping || s == JobState::Cleaning; }
+  return s == JobState::Starting || s == JobState::Running || s == JobState::Stopping || s == JobState::Cleaning;
+}
 
 Job::Job(JobDriver& driver, std::string id, JobSpec spec, usec_t final_kill_timeout)
     : driver_(driver), id_(std::move(id)), spec_(std::move(spec)), final_kill_timeout_(final_kill_timeout) {
@@ -306,8 +306,8 @@ void Job::reset_for_resume() {
   stop_deadline_usec = 0;
   cleanup_state.clear();
   cleanup_error.clear();
-  driver_.changed(*this, kChangedPid | kChangedStop | kChangedExit | kChangedTimes | kChangedStatus |
-                             kChangedProgress | kChangedResources | kChangedRuns);
+  driver_.changed(*this, kChangedPid | kChangedStop | kChangedExit | kChangedTimes | kChangedStatus | kChangedProgress |
+                             kChangedResources | kChangedRuns);
   set_state(JobState::Pending, SubState::Queued);
 }
 

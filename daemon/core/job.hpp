@@ -165,11 +165,11 @@ class Job {
   usec_t stop_deadline_usec = 0;  // when the stop signal phase ends (realtime), 0 when not in it
   std::vector<pid_t> stuck_pids;
   usec_t stop_timeout_used = 0;
-  std::string fail_reason;            // sticky: why the job failed other than by its exit status
-  std::vector<Resource> resources;    // one per spec().resources, same order
-  std::string cleanup_state;          // "", "running", "done", "failed"
+  std::string fail_reason;          // sticky: why the job failed other than by its exit status
+  std::vector<Resource> resources;  // one per spec().resources, same order
+  std::string cleanup_state;        // "", "running", "done", "failed"
   std::string cleanup_error;
-  uint32_t runs = 1;                  // 1 + the number of resumes
+  uint32_t runs = 1;  // 1 + the number of resumes
 
  private:
   void enter_setup();

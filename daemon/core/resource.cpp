@@ -22,7 +22,7 @@ constexpr std::array<const char*, 4> kKinds{"nbd-server", "nbd-device", "file", 
 constexpr std::array<const char*, 2> kServers{"qemu-nbd", "nbdkit"};
 constexpr std::array<const char*, 2> kFormats{"raw", "qcow2"};
 constexpr std::array<const char*, 2> kOnStop{"keep", "discard"};
-constexpr std::array<const char*, 7> kStates{"pending", "ready",  "released",   "kept",
+constexpr std::array<const char*, 7> kStates{"pending",   "ready",  "released",   "kept",
                                              "discarded", "failed", "unavailable"};
 constexpr size_t kMaxResources = 16;
 constexpr uint64_t kMaxSize = uint64_t{1} << 50;  // 1 PiB: a typo, not a disk
@@ -70,8 +70,7 @@ std::string check_resources(const std::vector<ResourceSpec>& resources) {
   for (size_t i = 0; i < resources.size(); ++i) {
     const ResourceSpec& r = resources[i];
     const std::string at = fmt::format("resources[{}]", i);
-    if (r.name.empty() || r.name.size() > 32)
-      return at + ".name: required, 1 to 32 characters";
+    if (r.name.empty() || r.name.size() > 32) return at + ".name: required, 1 to 32 characters";
     for (char c : r.name)
       if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
         return fmt::format("{}.name: '{}' may hold only letters, digits, '_' and '-'", at, r.name);

@@ -19,8 +19,8 @@ enum class OnStop { Keep, Discard };
 
 struct ResourceSpec {
   ResourceKind kind = ResourceKind::File;
-  std::string name;  // [A-Za-z0-9_-]{1,32}: REPVISOR_NBD_<NAME>, {nbd.NAME}, {volume.NAME}
-  std::string path;  // the file or device served (nbd-server) or written (file, loop)
+  std::string name;              // [A-Za-z0-9_-]{1,32}: REPVISOR_NBD_<NAME>, {nbd.NAME}, {volume.NAME}
+  std::string path;              // the file or device served (nbd-server) or written (file, loop)
   std::optional<uint64_t> size;  // create the volume with this size when it does not exist
   NbdServerKind server = NbdServerKind::QemuNbd;
   ImageFormat format = ImageFormat::Raw;
@@ -52,12 +52,12 @@ bool resource_state_from_string(std::string_view s, ResourceState* out);
 // The daemon's record of one resource of a job (persisted: recovery after a crash acts on it).
 struct Resource {
   ResourceState state = ResourceState::Pending;
-  bool created = false;   // the daemon created the file: only then may it discard it
-  std::string endpoint;   // what the job is given: NBD URI, loop device path, file path
-  std::string socket;     // nbd-server: the Unix socket it listens on
-  std::string device;     // loop, nbd-device: /dev/loopN, /dev/nbdN
+  bool created = false;         // the daemon created the file: only then may it discard it
+  std::string endpoint;         // what the job is given: NBD URI, loop device path, file path
+  std::string socket;           // nbd-server: the Unix socket it listens on
+  std::string device;           // loop, nbd-device: /dev/loopN, /dev/nbdN
   uint64_t inode = 0, dev = 0;  // loop: the backing file, to recognise the device after a crash
-  pid_t pid = 0;          // nbd-server
+  pid_t pid = 0;                // nbd-server
   uint64_t start_time = 0;
   std::string error;
   bool teardown_failed = false;  // the error is from a cleanup step: a retry starts it over

@@ -85,7 +85,7 @@ void Checkpointer::run() {
     } catch (const StoreError& e) {
       log::err("checkpoint: {}", e.what());  // asked again by the next long WAL
       db.reset();
-      rc = SQLITE_OK;                         // said already
+      rc = SQLITE_OK;  // said already
     }
     // BUSY: another checkpoint ran; the next commit past the threshold asks again.
     if (rc != SQLITE_OK && rc != SQLITE_BUSY)

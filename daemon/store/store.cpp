@@ -92,8 +92,11 @@ json spec_to_json(const core::JobSpec& s) {
               {"resources", [&] {
                  json a = json::array();
                  for (const auto& r : s.resources) {
-                   json o{{"kind", core::to_string(r.kind)}, {"name", r.name}, {"path", r.path},
-                          {"server", core::to_string(r.server)}, {"format", core::to_string(r.format)},
+                   json o{{"kind", core::to_string(r.kind)},
+                          {"name", r.name},
+                          {"path", r.path},
+                          {"server", core::to_string(r.server)},
+                          {"format", core::to_string(r.format)},
                           {"on_stop", core::to_string(r.on_stop)}};
                    if (r.size) o["size"] = *r.size;
                    if (!r.export_of.empty()) o["export"] = r.export_of;
@@ -132,9 +135,16 @@ core::JobSpec spec_from_json(const json& j) {
 json resources_to_json(const std::vector<core::Resource>& rs) {
   json a = json::array();
   for (const auto& r : rs)
-    a.push_back(json{{"state", core::to_string(r.state)}, {"created", r.created}, {"endpoint", r.endpoint},
-                     {"socket", r.socket}, {"device", r.device}, {"inode", r.inode}, {"dev", r.dev},
-                     {"pid", r.pid}, {"start_time", r.start_time}, {"error", r.error},
+    a.push_back(json{{"state", core::to_string(r.state)},
+                     {"created", r.created},
+                     {"endpoint", r.endpoint},
+                     {"socket", r.socket},
+                     {"device", r.device},
+                     {"inode", r.inode},
+                     {"dev", r.dev},
+                     {"pid", r.pid},
+                     {"start_time", r.start_time},
+                     {"error", r.error},
                      {"teardown_failed", r.teardown_failed}});
   return a;
 }

@@ -68,7 +68,7 @@ class Store {
   void write_job(const core::Job& job);
 
   Db db_;
-  std::unique_ptr<Checkpointer> checkpointer_;  // after db_: stopped before it closes
+  std::unique_ptr<Checkpointer> checkpointer_;     // after db_: stopped before it closes
   std::map<std::string, const core::Job*> saved_;  // id -> job, written at commit
   std::unordered_set<std::string> removed_;
   std::vector<Event> events_;

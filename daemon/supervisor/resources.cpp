@@ -110,8 +110,7 @@ std::string Supervisor::check_backing_chain(int fd, const std::string& path,
       return fmt::format("reading the qcow2 header of {}: {}", current, strerror(-r));
     if (backing.empty()) return "";
     if (backing.find(':') != std::string::npos)
-      return fmt::format("{} has the backing file '{}': only plain paths are allowed, not protocols", current,
-                         backing);
+      return fmt::format("{} has the backing file '{}': only plain paths are allowed, not protocols", current, backing);
     fs::path p = backing[0] == '/' ? fs::path(backing) : fs::path(current).parent_path() / backing;
     const std::string resolved = p.lexically_normal().string();
     if (auto why = sys::check_volume(volume_policy(), resolved, false); !why.empty())
@@ -303,8 +302,8 @@ void Supervisor::probe_step(Entry& e, size_t i) {
     core::Job& job = *e.job;
     job.resources[i].state = ResourceState::Ready;
     changed(job, core::kChangedResources);
-    event(job, "resource-ready", fmt::format("nbd-server '{}' answers on {}", job.spec().resources[i].name,
-                                             job.resources[i].socket));
+    event(job, "resource-ready",
+          fmt::format("nbd-server '{}' answers on {}", job.spec().resources[i].name, job.resources[i].socket));
     if (--e.pending_ops == 0 && e.phase == ResourcePhase::Setup) finish_setup(e);
     return;
   }
@@ -486,8 +485,7 @@ void Supervisor::abort_setup(core::Job& job) {
   uv_timer_stop(e.res_timer.get());
 }
 
-void Supervisor::add_resource_env(Entry& e, std::map<std::string, std::string>& env,
-                                  std::vector<std::string>& argv) {
+void Supervisor::add_resource_env(Entry& e, std::map<std::string, std::string>& env, std::vector<std::string>& argv) {
   const core::Job& job = *e.job;
   const auto& specs = job.spec().resources;
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -598,8 +596,8 @@ void Supervisor::enter_phase(Entry& e, ResourcePhase phase) {
             if (specs[i].on_stop == core::OnStop::Discard && r.created) {
               r.state = ResourceState::Discarded;
               r.endpoint.clear();
-              event(job, "resource-discarded", fmt::format("volume '{}': {} is already gone", specs[i].name,
-                                                           specs[i].path));
+              event(job, "resource-discarded",
+                    fmt::format("volume '{}': {} is already gone", specs[i].name, specs[i].path));
             } else {
               r.state = ResourceState::Failed;
               r.error = fmt::format("{} has disappeared: its data is lost", specs[i].path);
@@ -633,8 +631,7 @@ void Supervisor::enter_phase(Entry& e, ResourcePhase phase) {
             const auto& name = en.job->spec().resources[fr->index].name;
             if (result < 0)
               fr->sup->cleanup_failure(
-                  en, fr->index,
-                  fmt::format("flushing volume '{}': {}", name, uv_strerror(static_cast<int>(result))));
+                  en, fr->index, fmt::format("flushing volume '{}': {}", name, uv_strerror(static_cast<int>(result))));
             else
               fr->sup->event(*en.job, "resource-synced", fmt::format("volume '{}': flushed to stable storage", name));
             fr->sup->op_done(en);
@@ -796,8 +793,8 @@ void Supervisor::on_res_timer(Entry& e) {
       for (size_t i = 0; i < specs.size(); ++i)
         if (is_volume(specs[i].kind) && job.resources[i].state == ResourceState::Ready)
           cleanup_failure(e, i,
-                          fmt::format("flushing volume '{}' took longer than volumes.sync_timeout ({})",
-                                      specs[i].name, format_timespan(cfg_.sync_timeout)));
+                          fmt::format("flushing volume '{}' took longer than volumes.sync_timeout ({})", specs[i].name,
+                                      format_timespan(cfg_.sync_timeout)));
       return next_phase(e);
     case ResourcePhase::StopServers:
       if (!e.servers_killed) {
@@ -822,8 +819,7 @@ void Supervisor::on_res_timer(Entry& e) {
         h.pid_poll.reset();
         h.pidfd.reset();
         untrack_child(job.resources[i].pid);  // if it ever goes, the orphan reaper collects it
-        cleanup_failure(e, i,
-                        fmt::format("{} did not die after SIGKILL", server_label(specs[i], job.resources[i])));
+        cleanup_failure(e, i, fmt::format("{} did not die after SIGKILL", server_label(specs[i], job.resources[i])));
       }
       return next_phase(e);
     case ResourcePhase::Detach: {
@@ -903,8 +899,8 @@ void Supervisor::finish_resource_cleanup(Entry& e) {
     if (ok && !job.resources.empty()) event(job, "cleanup", "resources released");
     job.on_cleanup_done(ok, job.cleanup_error);
   } else {
-    event(job, ok ? "cleanup" : "cleanup-failed", ok ? "cleanup retried: resources released"
-                                                     : "cleanup retried and failed: " + job.cleanup_error);
+    event(job, ok ? "cleanup" : "cleanup-failed",
+          ok ? "cleanup retried: resources released" : "cleanup retried and failed: " + job.cleanup_error);
   }
   for (auto& w : waiters) w(ok);
 }
@@ -967,9 +963,10 @@ void Supervisor::resume(core::Job& job, const Caller* caller) {
 
 bool Supervisor::discard_for_delete(core::Job& job, std::string* why) {
   if (job.cleanup_state == "failed" || job.cleanup_state == "running") {
-    *why = fmt::format("job {}: its cleanup {} ({}); a job is deleted only once nothing of it is left (retry with "
-                       "RetryCleanup)",
-                       job.id(), job.cleanup_state == "failed" ? "failed" : "is running", job.cleanup_error);
+    *why = fmt::format(
+        "job {}: its cleanup {} ({}); a job is deleted only once nothing of it is left (retry with "
+        "RetryCleanup)",
+        job.id(), job.cleanup_state == "failed" ? "failed" : "is running", job.cleanup_error);
     return false;
   }
   for (size_t i = 0; i < job.resources.size(); ++i)

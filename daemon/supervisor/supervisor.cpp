@@ -308,8 +308,7 @@ void Supervisor::delete_job(core::Job& job, const DeleteOptions& opts, const Cal
   });
 }
 
-bool Supervisor::finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller,
-                               std::string* why) {
+bool Supervisor::finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller, std::string* why) {
   CallerScope scope(caller_, caller);
   crash_point("delete-before-remove");
   // Nothing of a deleted job may be left running or attached; its volumes go unless kept.
@@ -317,9 +316,10 @@ bool Supervisor::finish_delete(core::Job& job, bool keep_data, uint32_t uid, con
   if (keep_data ? (job.cleanup_state == "failed" || job.cleanup_state == "running")
                 : !discard_for_delete(job, &error)) {
     if (error.empty())
-      error = fmt::format("job {}: its cleanup {} ({}); a job is deleted only once nothing of it is left (retry with "
-                          "RetryCleanup)",
-                          job.id(), job.cleanup_state == "failed" ? "failed" : "is running", job.cleanup_error);
+      error = fmt::format(
+          "job {}: its cleanup {} ({}); a job is deleted only once nothing of it is left (retry with "
+          "RetryCleanup)",
+          job.id(), job.cleanup_state == "failed" ? "failed" : "is running", job.cleanup_error);
     event(job, "delete-refused", error);
     if (why) *why = error;
     return false;
@@ -439,8 +439,7 @@ int Supervisor::spawn(core::Job& job) {
   }
   if (e.progress_fd) {
     e.progress_buf.clear();
-    e.progress_poll =
-        make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.progress_fd.get()); }, &e);
+    e.progress_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.progress_fd.get()); }, &e);
     uv_poll_start(e.progress_poll.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
       if (auto* en = static_cast<Entry*>(p->data)) en->owner->on_progress(*en);
     });
@@ -759,11 +758,9 @@ bool Supervisor::run_deferred() {
   }
   update_active();
   if (shutting_down_ && shutdown_done_ && active_ == 0 && finished_.empty()) {
-    bool all_done = std::all_of(entries_.begin(), entries_.end(),
-                                [](const auto& kv) {
-                                  return !core::is_active(kv.second->job->state()) &&
-                                         kv.second->job->cleanup_state != "running";
-                                });
+    bool all_done = std::all_of(entries_.begin(), entries_.end(), [](const auto& kv) {
+      return !core::is_active(kv.second->job->state()) && kv.second->job->cleanup_state != "running";
+    });
     if (all_done) {
       shutdown_timer_.reset();
       auto done = std::move(shutdown_done_);

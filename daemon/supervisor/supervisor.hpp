@@ -228,10 +228,10 @@ class Supervisor final : public core::JobDriver {
   // SIGCHLD can tell anything about. Kept apart so that a SIGCHLD costs nothing per job.
   std::set<std::string> sessions_;
   std::unordered_set<pid_t> pidfd_reaped_;  // children reaped through their pidfds (job mains, NBD servers)
-  bool orphans_hidden_ = false;  // reap_orphans() stopped at a tracked zombie
-  bool sigchld_again_ = false;   // ... which has been reaped since: look again (run_deferred)
-  unsigned active_ = 0;           // jobs in an active state, kept by sync_active()
-  unsigned reported_active_ = 0;  // what the observer was last told
+  bool orphans_hidden_ = false;             // reap_orphans() stopped at a tracked zombie
+  bool sigchld_again_ = false;              // ... which has been reaped since: look again (run_deferred)
+  unsigned active_ = 0;                     // jobs in an active state, kept by sync_active()
+  unsigned reported_active_ = 0;            // what the observer was last told
   bool shutting_down_ = false;
   std::function<void()> shutdown_done_;
   struct StrayWatch {
@@ -242,7 +242,7 @@ class Supervisor final : public core::JobDriver {
   std::list<std::unique_ptr<StrayWatch>> strays_;  // killed cgroups nobody owns, until empty
   UvPtr<uv_signal_t> sigchld_;
   UvPtr<uv_timer_t> shutdown_timer_;
-  std::unique_ptr<Deadlines> deadlines_;  // the jobs' stop timeouts, by job id
+  std::unique_ptr<Deadlines> deadlines_;   // the jobs' stop timeouts, by job id
   std::unique_ptr<sys::Spawner> spawner_;  // every process we start is its thread's child
 };
 

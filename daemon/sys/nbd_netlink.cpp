@@ -15,8 +15,7 @@ namespace repvisor::sys {
 namespace {
 constexpr size_t kBuf = 8192;
 
-nlmsghdr* put_header(void* buf, size_t len, uint16_t type, uint16_t flags, uint32_t seq, uint8_t cmd,
-                     uint8_t version) {
+nlmsghdr* put_header(void* buf, size_t len, uint16_t type, uint16_t flags, uint32_t seq, uint8_t cmd, uint8_t version) {
   if (len < MNL_NLMSG_HDRLEN + MNL_ALIGN(sizeof(genlmsghdr))) return nullptr;
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = type;
@@ -105,8 +104,7 @@ size_t nbd_build_connect(void* buf, size_t len, uint16_t family, uint32_t seq, c
 }
 
 size_t nbd_build_disconnect(void* buf, size_t len, uint16_t family, uint32_t seq, uint32_t index) {
-  nlmsghdr* nlh =
-      put_header(buf, len, family, NLM_F_REQUEST | NLM_F_ACK, seq, NBD_CMD_DISCONNECT, NBD_GENL_VERSION);
+  nlmsghdr* nlh = put_header(buf, len, family, NLM_F_REQUEST | NLM_F_ACK, seq, NBD_CMD_DISCONNECT, NBD_GENL_VERSION);
   if (!nlh || !mnl_attr_put_u32_check(nlh, len, NBD_ATTR_INDEX, index)) return 0;
   return nlh->nlmsg_len;
 }
@@ -120,8 +118,9 @@ int nbd_family(uint16_t* family, std::string* why) {
   *family = 0;
   int r = transact(nl.get(), static_cast<nlmsghdr*>(static_cast<void*>(buf)), family_cb, family);
   if (r == -ENOENT || (r == 0 && *family == 0)) {
-    *why = "the kernel NBD client is not available: no generic netlink family \"nbd\" (is the nbd module "
-           "loaded? try `modprobe nbd`)";
+    *why =
+        "the kernel NBD client is not available: no generic netlink family \"nbd\" (is the nbd module "
+        "loaded? try `modprobe nbd`)";
     return -ENOENT;
   }
   if (r < 0) *why = fmt::format("looking up the nbd netlink family: {}", strerror(-r));

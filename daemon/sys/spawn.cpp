@@ -2,9 +2,9 @@
 
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -50,7 +50,7 @@ CHILD_CODE void format_listen_pid(char* slot, pid_t pid) {
 }
 
 [[noreturn]] CHILD_CODE void child(const SpawnRequest& req, char* const* argv, char* const* envp, char* listen_pid_slot,
-                        int errpipe) {
+                                   int errpipe) {
   // Handlers first, then the mask: the parent's handlers must never run here (see spawn()).
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;

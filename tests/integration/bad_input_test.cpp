@@ -124,8 +124,8 @@ TEST_F(BadInput, ResourcesWithWrongTypesOrPathsThatEscapeAreRefused) {
             0);
   EXPECT_NE(out.find("resources[0].kind: required key is missing"), std::string::npos) << out;
   // Traversal, through busctl's own dictionary syntax.
-  for (const std::string& path : {root + "/../../../etc/passwd", std::string("/etc/shadow"), root + "/./x.img",
-                                 std::string("relative.img")}) {
+  for (const std::string& path :
+       {root + "/../../../etc/passwd", std::string("/etc/shadow"), root + "/./x.img", std::string("relative.img")}) {
     EXPECT_NE(busctl("/org/repvisor1 org.repvisor1.Manager Submit 'a{sv}' 2 argv as 1 true resources aa{sv} 1 4 "
                      "kind s file name s d path s '" +
                      path + "' size t 4096"),

@@ -242,8 +242,8 @@ std::vector<std::map<std::string, std::string>> Bus::resource_details(const std:
   std::vector<std::map<std::string, std::string>> out;
   sd_bus_error err = SD_BUS_ERROR_NULL;
   sd_bus_message* m = nullptr;
-  int r = sd_bus_get_property(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", "ResourceDetails",
-                              &err, &m, "aa{sv}");
+  int r = sd_bus_get_property(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", "ResourceDetails", &err,
+                              &m, "aa{sv}");
   sd_bus_error_free(&err);
   if (r < 0) return out;
   sd_bus_message_enter_container(m, 'a', "a{sv}");

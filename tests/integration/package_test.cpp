@@ -31,22 +31,22 @@ TEST(Package, DebInstallsEveryFileAndItsDaemonRuns) {
 
   const std::string root = out_dir + "/root";
   ASSERT_EQ(run_command("dpkg -x " + deb + " " + root, &out), 0) << out;
-  for (const char* f : {"/usr/sbin/repvisord", "/usr/bin/repvisorctl", "/usr/bin/repvisor-copy",
-                        "/usr/lib/systemd/system/repvisord.service", "/usr/share/dbus-1/system.d/org.repvisor1.conf",
-                        "/usr/lib/tmpfiles.d/repvisor.conf", "/usr/lib/sysusers.d/repvisor.conf",
-                        "/etc/repvisor/repvisord.toml", "/usr/share/dbus-1/interfaces/org.repvisor1.xml",
-                        "/usr/share/man/man8/repvisord.8", "/usr/share/man/man1/repvisorctl.1",
-                        "/usr/share/man/man5/repvisord.toml.5", "/usr/share/bash-completion/completions/repvisorctl",
-                        "/usr/share/doc/repvisor/nbdcopy.toml"})
+  for (const char* f :
+       {"/usr/sbin/repvisord", "/usr/bin/repvisorctl", "/usr/bin/repvisor-copy",
+        "/usr/lib/systemd/system/repvisord.service", "/usr/share/dbus-1/system.d/org.repvisor1.conf",
+        "/usr/lib/tmpfiles.d/repvisor.conf", "/usr/lib/sysusers.d/repvisor.conf", "/etc/repvisor/repvisord.toml",
+        "/usr/share/dbus-1/interfaces/org.repvisor1.xml", "/usr/share/man/man8/repvisord.8",
+        "/usr/share/man/man1/repvisorctl.1", "/usr/share/man/man5/repvisord.toml.5",
+        "/usr/share/bash-completion/completions/repvisorctl", "/usr/share/doc/repvisor/nbdcopy.toml"})
     EXPECT_TRUE(fs::exists(root + f)) << f;
   struct stat st {};
   ASSERT_EQ(stat((root + "/usr/sbin/repvisord").c_str(), &st), 0);
   EXPECT_TRUE(st.st_mode & S_IXUSR);
 
   // The installed daemon reads the installed configuration.
-  ASSERT_EQ(run_command(root + "/usr/sbin/repvisord --check-config --config " + root + "/etc/repvisor/repvisord.toml",
-                        &out),
-            0)
+  ASSERT_EQ(
+      run_command(root + "/usr/sbin/repvisord --check-config --config " + root + "/etc/repvisor/repvisord.toml", &out),
+      0)
       << out;
   EXPECT_NE(out.find("admin_group = 'repvisor'"), std::string::npos) << out;
   // The man pages format without warnings; the completion loads and registers itself.

@@ -301,8 +301,7 @@ TEST_F(ResourcesTest, HeldLoopDeviceFailsCleanupThenRetrySucceeds) {
   ASSERT_GE(holder, 0);
   ASSERT_TRUE(b2.stop(id, {{"wait", true}}).ok);
   EXPECT_EQ(b2.prop_s(id, "CleanupState"), "failed");
-  EXPECT_NE(b2.prop_s(id, "CleanupError").find("still attached"), std::string::npos)
-      << b2.prop_s(id, "CleanupError");
+  EXPECT_NE(b2.prop_s(id, "CleanupError").find("still attached"), std::string::npos) << b2.prop_s(id, "CleanupError");
   // Not deleted while something of it is left; not resumable either.
   auto r = b2.remove(id, {});
   EXPECT_FALSE(r.ok);
@@ -360,8 +359,7 @@ TEST_P(CrashDuringResourceCleanup, RecoveryFinishesIt) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Points, CrashDuringResourceCleanup,
-                         ::testing::Values("cleanup", "resource-stop", "resource-discarded"),
-                         [](const auto& info) {
+                         ::testing::Values("cleanup", "resource-stop", "resource-discarded"), [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');
                            return n;
@@ -450,8 +448,7 @@ TEST_F(ResourcesTest, BadPathsAndKeysAreRefusedClearly) {
        "nbdkit here cannot read qcow2"},
       {"kind = \"loop\"\nname = \"d\"\npath = \"" + vol + "/a.img\"\nsize = 1000", "not a multiple of 512"},
       {"kind = \"tape\"\nname = \"d\"\npath = \"" + vol + "/a.img\"", "'tape' is not one of"},
-      {"kind = \"file\"\nname = \"bad name\"\npath = \"" + vol + "/a.img\"\nsize = 4096",
-       "may hold only letters"},
+      {"kind = \"file\"\nname = \"bad name\"\npath = \"" + vol + "/a.img\"\nsize = 4096", "may hold only letters"},
       {"kind = \"file\"\nname = \"d\"\npath = \"" + vol + "/a.img\"\nsize = 4096\ncolour = \"red\"",
        "resources[0].colour: unknown key"},
       {"kind = \"nbd-device\"\nname = \"n\"\nexport = \"nope\"", "'nope' is not an nbd-server resource"},
@@ -500,14 +497,16 @@ TEST_F(ResourcesTest, Qcow2BackingFilesMustStayInsideTheVolumeRoots) {
   ASSERT_EQ(run_command("qemu-img create -q -f raw " + outside + "/base.img 1M", &out), 0) << out;
   make_source(vol + "/base.img", MiB, MiB);  // content, to see it read through the overlay
   // An overlay inside the root whose backing file is outside it: refused, nothing run.
-  ASSERT_EQ(run_command("qemu-img create -q -f qcow2 -F raw -b " + outside + "/base.img " + vol + "/evil.qcow2", &out), 0)
+  ASSERT_EQ(run_command("qemu-img create -q -f qcow2 -F raw -b " + outside + "/base.img " + vol + "/evil.qcow2", &out),
+            0)
       << out;
   // One whose backing file is inside (by a relative name): served.
   ASSERT_EQ(run_command("cd " + vol + " && qemu-img create -q -f qcow2 -F raw -b base.img good.qcow2", &out), 0) << out;
   auto job = [&](const std::string& image) {
-    return submit_file("argv = [\"nbdinfo\", \"{nbd.src}\"]\n[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\n"
-                       "format = \"qcow2\"\npath = \"" +
-                       image + "\"\n");
+    return submit_file(
+        "argv = [\"nbdinfo\", \"{nbd.src}\"]\n[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\n"
+        "format = \"qcow2\"\npath = \"" +
+        image + "\"\n");
   };
   const std::string evil = job(vol + "/evil.qcow2");
   bus.wait_terminal(evil);
@@ -527,11 +526,10 @@ TEST_F(ResourcesTest, Qcow2BackingFilesMustStayInsideTheVolumeRoots) {
 
 TEST_F(ResourcesTest, ABadImageFailsTheStartWithoutRunningTheCommand) {
   std::ofstream(vol + "/bad.qcow2") << "not a qcow2 image";
-  const std::string id = submit_file(
-      "argv = [\"/bin/sh\", \"-c\", \"echo ran > " + fifo.path() +
-      "\"]\n"
-      "[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\npath = \"" +
-      vol + "/bad.qcow2\"\nformat = \"qcow2\"\n");
+  const std::string id = submit_file("argv = [\"/bin/sh\", \"-c\", \"echo ran > " + fifo.path() +
+                                     "\"]\n"
+                                     "[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\npath = \"" +
+                                     vol + "/bad.qcow2\"\nformat = \"qcow2\"\n");
   bus.wait_terminal(id);
   EXPECT_EQ(bus.prop_s(id, "State"), "failed");
   const std::string status = bus.prop_s(id, "StatusText");

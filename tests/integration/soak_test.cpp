@@ -1,6 +1,7 @@
 // Chaos soak: clients submitting, stopping, deleting and resuming at once, jobs that fork trees,
 // ignore SIGTERM, exit at random, flood the notify socket or copy from an NBD server into a loop
-// volume, and the daemon SIGKILLed and restarted at random moments. Bounded: REPVISOR_SOAK_SECONDS (default 15 in CI; longer on demand:
+// volume, and the daemon SIGKILLed and restarted at random moments. Bounded: REPVISOR_SOAK_SECONDS (default 15 in CI;
+// longer on demand:
 //   REPVISOR_SOAK_SECONDS=600 build/tests/integration_tests --gtest_filter='Soak*').
 // Invariants: every acknowledged stop ends its job, every acknowledged delete removes it and
 // leaves an audit entry, no stray process, cgroup, NBD server, socket, loop device or fd, memory
@@ -14,11 +15,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <cstring>
 #include <random>
 #include <set>
 #include <thread>
@@ -281,6 +282,6 @@ TEST(Soak, ChaosOfClientsJobsAndDaemonCrashes) {
       "%zu deletes acknowledged, %llu resumes, %llu daemon SIGKILLs and restarts, final RSS %zu KiB, fds %zu\n",
       seconds, static_cast<unsigned long long>(ledger.ops), static_cast<unsigned long long>(ledger.errors),
       static_cast<unsigned long long>(ledger.known.size()), volume_counter.load(), ledger.deleted.size(),
-      static_cast<unsigned long long>(resumes.load()),
-      static_cast<unsigned long long>(restarts.load()), rss, fds_after);
+      static_cast<unsigned long long>(resumes.load()), static_cast<unsigned long long>(restarts.load()), rss,
+      fds_after);
 }

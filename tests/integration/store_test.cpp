@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
-#include "store/store.hpp"
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
@@ -12,6 +11,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "store/store.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -136,7 +136,10 @@ TEST(Store, NewerSchemaCorruptAndUnwritableDatabasesAreRefusedClearly) {
   std::string out;
   ASSERT_EQ(run_command("sqlite3 " + db + " 'PRAGMA user_version = 99'", &out), 0) << out;
   EXPECT_EQ(daemon.start_expecting_failure(&out), 1);
-  EXPECT_NE(out.find("schema version 99 is newer than this repvisord knows (" + std::to_string(repvisor::store::kSchemaVersion) + ")"), std::string::npos) << out;
+  EXPECT_NE(out.find("schema version 99 is newer than this repvisord knows (" +
+                     std::to_string(repvisor::store::kSchemaVersion) + ")"),
+            std::string::npos)
+      << out;
 
   fs::remove(db + "-wal");
   fs::remove(db + "-shm");

@@ -32,7 +32,8 @@ class PrivateSystemBus {
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
-  <listen>unix:path=)" << socket_ << R"(</listen>
+  <listen>unix:path=)" << socket_
+                           << R"(</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow user="*"/>
@@ -106,8 +107,8 @@ bool wait_for_owner(const std::string& address, const std::string& name) {
   // Asked after the match is in place: an owner that came meanwhile is seen either way.
   sd_bus_error err = SD_BUS_ERROR_NULL;
   sd_bus_message* reply = nullptr;
-  if (sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                         "GetNameOwner", &err, &reply, "s", name.c_str()) >= 0)
+  if (sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetNameOwner",
+                         &err, &reply, "s", name.c_str()) >= 0)
     owned = true;
   sd_bus_message_unref(reply);
   sd_bus_error_free(&err);
@@ -149,8 +150,8 @@ struct SystemBusTest : ::testing::Test {
   int gdbus(const std::string& user, const std::string& object, const std::string& method, const std::string& args) {
     const std::string as = user.empty() ? "" : "setpriv --reuid=" + user + " --regid=" + user + " --clear-groups ";
     return run_command(as + "env DBUS_SYSTEM_BUS_ADDRESS=" + sysbus.address() +
-                           " gdbus call --system --dest org.repvisor1 --object-path " + object + " --method " +
-                           method + " " + args,
+                           " gdbus call --system --dest org.repvisor1 --object-path " + object + " --method " + method +
+                           " " + args,
                        &out);
   }
   std::string submit_sleep() {
@@ -200,8 +201,7 @@ TEST_F(SystemBusTest, EveryAuthorizationRule) {
   EXPECT_EQ(busctl("65534", "call org.repvisor1 " + job + " org.repvisor1.Job Stop a{sv} 1 wait b true"), 0) << out;
   EXPECT_EQ(busctl("65534", "call org.repvisor1 " + job + " org.repvisor1.Job RetryCleanup"), 0) << out;
   EXPECT_EQ(busctl("65534", "call org.repvisor1 " + job + " org.repvisor1.Job Resume a{sv} 0"), 0) << out;
-  EXPECT_EQ(busctl("65534", "call org.repvisor1 " + job + " org.repvisor1.Job Delete a{sv} 1 force b true"), 0)
-      << out;
+  EXPECT_EQ(busctl("65534", "call org.repvisor1 " + job + " org.repvisor1.Job Delete a{sv} 1 force b true"), 0) << out;
   // Every denial is in the audit trail with who asked.
   ASSERT_EQ(busctl("", "call org.repvisor1 /org/repvisor1 org.repvisor1.Manager ListEvents a{sv} 0"), 0) << out;
   EXPECT_NE(out.find("uid 1 may not stop jobs"), std::string::npos) << out;
@@ -250,14 +250,15 @@ TEST_F(SystemBusTest, RepvisorctlUsesTheSystemBus) {
   // Explicitly, and as a user who cannot open the private socket (the default then).
   ASSERT_EQ(run_command(env + REPVISORCTL_PATH " --system status " + id, &out), 0) << out;
   EXPECT_NE(out.find("running"), std::string::npos) << out;
-  ASSERT_EQ(run_command("setpriv --reuid=1 --regid=1 --clear-groups " + env + REPVISORCTL_PATH " list", &out), 0) << out;
+  ASSERT_EQ(run_command("setpriv --reuid=1 --regid=1 --clear-groups " + env + REPVISORCTL_PATH " list", &out), 0)
+      << out;
   EXPECT_NE(out.find(id.substr(0, 12)), std::string::npos) << out;
   EXPECT_EQ(run_command("setpriv --reuid=1 --regid=1 --clear-groups " + env + REPVISORCTL_PATH " stop " + id, &out), 5)
       << out;
   EXPECT_NE(out.find("may not stop jobs"), std::string::npos) << out;
-  EXPECT_EQ(run_command("setpriv --reuid=65534 --regid=65534 --clear-groups " + env + REPVISORCTL_PATH " stop " + id,
-                        &out),
-            0)
+  EXPECT_EQ(
+      run_command("setpriv --reuid=65534 --regid=65534 --clear-groups " + env + REPVISORCTL_PATH " stop " + id, &out),
+      0)
       << out;
 }
 
@@ -266,8 +267,8 @@ TEST_F(SystemBusTest, RepvisorctlUsesTheSystemBus) {
 TEST_F(SystemBusTest, RepvisorctlReachesARemoteHostOverSsh) {
   const std::string id = submit_sleep();
   const std::string bin = temp_dir();
-  std::ofstream(bin + "/ssh") << "#!/bin/sh\necho \"$@\" > " << bin << "/args\nexec systemd-stdio-bridge --bus-path="
-                               << sysbus.address() << "\n";
+  std::ofstream(bin + "/ssh") << "#!/bin/sh\necho \"$@\" > " << bin
+                              << "/args\nexec systemd-stdio-bridge --bus-path=" << sysbus.address() << "\n";
   chmod((bin + "/ssh").c_str(), 0755);
   ASSERT_EQ(run_command("PATH=" + bin + ":$PATH " REPVISORCTL_PATH " -H admin@vm-host status " + id, &out), 0) << out;
   EXPECT_NE(out.find("running"), std::string::npos) << out;

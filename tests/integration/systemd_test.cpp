@@ -35,9 +35,10 @@ TEST(Systemd, UnitPassesSystemdAnalyzeVerify) {
   unit.replace(unit.find("/usr/sbin/repvisord"), strlen("/usr/sbin/repvisord"), REPVISORD_PATH);
   std::ofstream(dir + "/repvisord.service") << unit;
   std::string out;
-  EXPECT_EQ(run_command("cd " + dir + " && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no ./repvisord.service",
-                        &out),
-            0)
+  EXPECT_EQ(
+      run_command("cd " + dir + " && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no ./repvisord.service",
+                  &out),
+      0)
       << out;
   // Nothing but the deliberate KillMode=process notice may be reported.
   std::istringstream lines(out);

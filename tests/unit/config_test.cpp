@@ -127,9 +127,11 @@ default = "disk0"
   EXPECT_EQ(t.stop_timeout, 60 * USEC_PER_SEC);
   auto back = config::parse(config::to_toml(c), "printed");
   EXPECT_EQ(config::to_toml(back), config::to_toml(c));
-  EXPECT_NE(error_of("[templates.t]\nargv = [\"x\", \"{a}\"]\n").find("templates.t.argv: {a} is not a declared parameter"),
-            std::string::npos);
-  EXPECT_NE(error_of("[templates.t]\nargv = [\"x\"]\n[templates.t.params.a]\n").find("templates.t.params.a: declared but not used"),
+  EXPECT_NE(
+      error_of("[templates.t]\nargv = [\"x\", \"{a}\"]\n").find("templates.t.argv: {a} is not a declared parameter"),
+      std::string::npos);
+  EXPECT_NE(error_of("[templates.t]\nargv = [\"x\"]\n[templates.t.params.a]\n")
+                .find("templates.t.params.a: declared but not used"),
             std::string::npos);
   EXPECT_NE(error_of("[templates.t]\nargv = [\"{a}\"]\n[templates.t.params.a]\npattern = \"([\"\n")
                 .find("templates.t.params.a.pattern: '([' is not a regular expression"),

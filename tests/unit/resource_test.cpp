@@ -48,7 +48,8 @@ TEST(ResourceSpecCheck, AcceptsAReasonableJob) {
 
 TEST(ResourceSpecCheck, EachMistakeIsNamed) {
   auto f = file("a", "/v/a.img");
-  EXPECT_NE(check_resources({f, file("a", "/v/b.img")}).find("resources[1].name: 'a' is used twice"), std::string::npos);
+  EXPECT_NE(check_resources({f, file("a", "/v/b.img")}).find("resources[1].name: 'a' is used twice"),
+            std::string::npos);
   EXPECT_NE(check_resources({file("a-b", "/v/1"), file("a_b", "/v/2")}).find("same environment name"),
             std::string::npos);
   EXPECT_NE(check_resources({file("", "/v/a")}).find("resources[0].name: required"), std::string::npos);
@@ -90,9 +91,9 @@ struct VolumeRoot : ::testing::Test {
     fs::create_directories(outside);
     std::ofstream(outside + "/secret.img") << "secret";
     std::ofstream(root + "/sub/in.img") << "data";
-    fs::create_symlink(outside, root + "/escape");           // a directory link that leaves
+    fs::create_symlink(outside, root + "/escape");                    // a directory link that leaves
     fs::create_symlink(outside + "/secret.img", root + "/link.img");  // a file link that leaves
-    fs::create_symlink("sub", root + "/inside");             // a link that stays inside
+    fs::create_symlink("sub", root + "/inside");                      // a link that stays inside
   }
   ~VolumeRoot() override { fs::remove_all(base); }
 };

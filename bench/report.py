@@ -36,6 +36,7 @@ def ratio(a, b):
 ROWS = [  # label, key, field, unit, target (in the unit; None: no target), includes the floor
     ("force stop, request to terminal (median)", "force_stop", "median_ms", "ms", 0.5),
     ("force stop (p99)", "force_stop", "p99_ms", "ms", None),
+    ("daemon CPU per force stop (median)", "force_stop_cpu_ms", "median_ms", "ms", None),
     ("graceful stop, exits on SIGTERM (median)", "graceful_stop", "median_ms", "ms", 0.5),
     ("graceful stop (p99)", "graceful_stop", "p99_ms", "ms", None),
     (f"escalation beyond a 1 s timeout, {scale} jobs running (median)", "escalation_beyond_1s", "median_ms",

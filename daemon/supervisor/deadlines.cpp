@@ -34,7 +34,9 @@ Deadlines::Deadlines(uv_loop_t* loop, std::function<void(const std::string&)> fi
 
 void Deadlines::arm(const std::string& key, usec_t after) {
   disarm(key);
-  const usec_t at = now_ceil() + std::max<usec_t>(after, 1);
+  // A timeout is a client's u64: saturated, never wrapped round into the past.
+  const usec_t now = now_ceil();
+  const usec_t at = after >= USEC_INFINITY - now ? USEC_INFINITY - 1 : now + std::max<usec_t>(after, 1);
   by_time_.emplace(at, key);
   by_key_.emplace(key, at);
   program();

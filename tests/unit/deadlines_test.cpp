@@ -91,6 +91,16 @@ TEST_F(DeadlinesTest, ADeadlineArmedWhileFiringIsKept) {
   EXPECT_EQ(deadlines_->armed(), 0u);
 }
 
+TEST_F(DeadlinesTest, AHugeTimeoutNeverWrapsIntoThePast) {
+  // stop_timeout_usec comes from a client as any u64 below infinity.
+  make();
+  deadlines_->arm("huge", USEC_INFINITY - 5);
+  deadlines_->arm("soon", 1 * USEC_PER_MSEC);
+  run_until(1);
+  EXPECT_EQ(fired_, std::vector<std::string>{"soon"});
+  EXPECT_EQ(deadlines_->armed(), 1u);
+}
+
 TEST_F(DeadlinesTest, ZeroIsStillAnExpiry) {
   make();
   deadlines_->arm("now", 0);

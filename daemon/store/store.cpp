@@ -258,47 +258,51 @@ void Store::discard(const std::string& job_id) {
   std::erase_if(events_, [&](const Event& e) { return e.job_id == job_id; });
 }
 
+// What can change of a job: every parameter of insert_ and update_ but ?2, ?3 and ?8.
+void Store::bind_state(Stmt& s, const core::Job& j) {
+  s.bind(1, j.id())
+      .bind(4, core::to_string(j.state()))
+      .bind(5, core::to_string(j.sub_state()))
+      .bind(6, j.main_pid)
+      .bind(7, j.main_start_time)
+      .bind(9, j.started_usec)
+      .bind(10, j.stop_requested_usec)
+      .bind(11, j.finished_usec)
+      .bind(12, j.cancelled_usec)
+      .bind(13, static_cast<int>(j.stop_requested))
+      .bind(14, core::to_string(j.stop_mode))
+      .bind(15, j.stop_timeout_used)
+      .bind(16, j.cancel_reason)
+      .bind(17, j.cancel_notes)
+      .bind(18, j.requested_by_uid)
+      .bind(19, j.exit_code)
+      .bind(20, j.exit_signal)
+      .bind(21, static_cast<int>(j.exit_unknown))
+      .bind(22, j.start_error)
+      .bind(23, j.status_text)
+      .bind(24, j.phase)
+      .bind(25, j.progress)
+      .bind(26, static_cast<int>(j.delete_requested))
+      .bind(27, static_cast<int>(j.delete_keep_data))
+      .bind(28, j.delete_uid)
+      .bind(29, j.bytes_done)
+      .bind(30, j.bytes_total)
+      .bind(31, j.checkpoint)
+      .bind(32, resources_to_json(j.resources).dump())
+      .bind(33, j.cleanup_state)
+      .bind(34, j.cleanup_error)
+      .bind(35, j.fail_reason)
+      .bind(36, j.runs);
+}
+
 void Store::write_job(const core::Job& j) {
   // Most saves are of a job already in the table: an UPDATE of what can change, without
   // serializing the spec again (it never changes). An INSERT only when no row was there.
-  for (Stmt* s : {update_.get(), insert_.get()}) {
-    s->bind(1, j.id())
-        .bind(4, core::to_string(j.state()))
-        .bind(5, core::to_string(j.sub_state()))
-        .bind(6, j.main_pid)
-        .bind(7, j.main_start_time)
-        .bind(9, j.started_usec)
-        .bind(10, j.stop_requested_usec)
-        .bind(11, j.finished_usec)
-        .bind(12, j.cancelled_usec)
-        .bind(13, static_cast<int>(j.stop_requested))
-        .bind(14, core::to_string(j.stop_mode))
-        .bind(15, j.stop_timeout_used)
-        .bind(16, j.cancel_reason)
-        .bind(17, j.cancel_notes)
-        .bind(18, j.requested_by_uid)
-        .bind(19, j.exit_code)
-        .bind(20, j.exit_signal)
-        .bind(21, static_cast<int>(j.exit_unknown))
-        .bind(22, j.start_error)
-        .bind(23, j.status_text)
-        .bind(24, j.phase)
-        .bind(25, j.progress)
-        .bind(26, static_cast<int>(j.delete_requested))
-        .bind(27, static_cast<int>(j.delete_keep_data))
-        .bind(28, j.delete_uid)
-        .bind(29, j.bytes_done)
-        .bind(30, j.bytes_total)
-        .bind(31, j.checkpoint)
-        .bind(32, resources_to_json(j.resources).dump())
-        .bind(33, j.cleanup_state)
-        .bind(34, j.cleanup_error)
-        .bind(35, j.fail_reason)
-        .bind(36, j.runs);
-    if (s == insert_.get()) s->bind(2, j.spec().name).bind(3, spec_to_json(j.spec()).dump()).bind(8, j.created_usec);
-    s->run();
-    if (s == update_.get() && sqlite3_changes(db_.get()) > 0) return;
-  }
+  bind_state(*update_, j);
+  update_->run();
+  if (sqlite3_changes(db_.get()) > 0) return;
+  bind_state(*insert_, j);
+  insert_->bind(2, j.spec().name).bind(3, spec_to_json(j.spec()).dump()).bind(8, j.created_usec).run();
 }
 
 void Store::commit() {

@@ -65,6 +65,7 @@ class Store {
 
  private:
   void migrate(int up_to);
+  static void bind_state(Stmt& s, const core::Job& j);
   void write_job(const core::Job& job);
 
   Db db_;

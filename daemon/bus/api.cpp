@@ -88,6 +88,7 @@ int Api::on_message(sd_bus_message* m, void* userdata, sd_bus_error*) {
 
 void Api::detach(sd_bus* bus) {
   attached_.erase(bus);
+  peer_command_.erase(bus);
   buses_.erase(std::remove(buses_.begin(), buses_.end(), bus), buses_.end());
 }
 
@@ -135,8 +136,14 @@ Caller Api::caller(sd_bus_message* m) {
   }
   if (c.command.empty() && c.pid > 0) {
     // Peer-to-peer there is no bus to tell us: ask /proc (best effort, for the audit trail).
-    std::ifstream in("/proc/" + std::to_string(c.pid) + "/comm");
-    std::getline(in, c.command);
+    auto& [pid, command] = peer_command_[sd_bus_message_get_bus(m)];
+    if (pid != c.pid) {
+      std::ifstream in("/proc/" + std::to_string(c.pid) + "/comm");
+      command.clear();
+      std::getline(in, command);
+      pid = c.pid;
+    }
+    c.command = command;
   }
   return c;
 }

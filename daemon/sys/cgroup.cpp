@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 namespace repvisor::sys {
 
@@ -21,13 +22,6 @@ int write_file(const std::string& path, std::string_view data) {
   if (!fd) return -errno;
   if (::write(fd.get(), data.data(), data.size()) < 0) return -errno;
   return 0;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // mountinfo escapes blanks in paths as octal ("\040").
@@ -144,8 +138,13 @@ std::vector<pid_t> CgroupTree::procs(const std::string& name) const {
 }
 
 bool CgroupTree::populated(const std::string& name) const {
-  const std::string events = read_file(events_file(name));
-  return events.find("populated 1") != std::string::npos;
+  // Read on every job end and cgroup event: one open and one read, no stream. The file is a
+  // few bytes shown in one piece ("populated N" first), so a single read has all of it.
+  Fd fd(::open(events_file(name).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;  // gone: nothing in it
+  char buf[256];
+  const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  return n > 0 && std::string_view(buf, static_cast<size_t>(n)).find("populated 1") != std::string_view::npos;
 }
 
 int CgroupTree::remove(const std::string& name) const {

@@ -85,7 +85,9 @@ bool Stmt::step() {
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
   sqlite3_reset(s_);
-  db_.fail("step", rc);
+  // Named by its first line, as Db::exec names its statements ("BEGIN IMMEDIATE: database is locked").
+  const std::string_view sql = sqlite3_sql(s_);
+  db_.fail(std::string(sql.substr(0, sql.find('\n'))), rc);
 }
 
 void Stmt::run() {

@@ -214,6 +214,8 @@ WHERE id=?1)sql");
   delete_ = std::make_unique<Stmt>(db_, "DELETE FROM jobs WHERE id = ?1");
   insert_event_ = std::make_unique<Stmt>(
       db_, "INSERT INTO events (ts_usec, job_id, type, message, details) VALUES (?1, ?2, ?3, ?4, ?5)");
+  begin_ = std::make_unique<Stmt>(db_, "BEGIN IMMEDIATE");
+  commit_ = std::make_unique<Stmt>(db_, "COMMIT");
 }
 
 Store::~Store() = default;
@@ -308,7 +310,7 @@ void Store::write_job(const core::Job& j) {
 void Store::commit() {
   if (!dirty()) return;
   try {
-    db_.exec("BEGIN IMMEDIATE");
+    begin_->run();
     for (const auto& [id, job] : saved_) write_job(*job);
     for (const auto& id : removed_) delete_->bind(1, id).run();
     for (const auto& e : events_)
@@ -318,7 +320,7 @@ void Store::commit() {
           .bind(4, e.message)
           .bind(5, e.details.dump())
           .run();
-    db_.exec("COMMIT");
+    commit_->run();
     unsynced_ = true;
   } catch (const StoreError&) {
     if (!sqlite3_get_autocommit(db_.get())) sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);

@@ -74,6 +74,7 @@ class Store {
   std::unordered_set<std::string> removed_;
   std::vector<Event> events_;
   std::unique_ptr<Stmt> insert_, update_, delete_, insert_event_;
+  std::unique_ptr<Stmt> begin_, commit_;  // prepared once: parsing them was in every commit's profile
   bool unsynced_ = false;
 };
 

@@ -74,6 +74,28 @@ ALTER TABLE jobs ADD COLUMN cleanup_error TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN fail_reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN runs INTEGER NOT NULL DEFAULT 1;
 )sql",
+    // 4: events without AUTOINCREMENT. The trail is append-only (no row is ever deleted), so
+    // the next seq is max + 1 and never reused either way; AUTOINCREMENT only added a write of
+    // sqlite_sequence to every commit (1 page of 5 in a stop's). The table is rebuilt with its
+    // rows and seq numbers; dropping it fires no trigger.
+    R"sql(
+CREATE TABLE events_v4 (
+  seq INTEGER PRIMARY KEY,
+  ts_usec INTEGER NOT NULL,
+  job_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  message TEXT NOT NULL,
+  details TEXT NOT NULL
+);
+INSERT INTO events_v4 (seq, ts_usec, job_id, type, message, details)
+  SELECT seq, ts_usec, job_id, type, message, details FROM events ORDER BY seq;
+DROP TABLE events;
+ALTER TABLE events_v4 RENAME TO events;
+CREATE INDEX events_by_job ON events(job_id, seq);
+CREATE INDEX events_by_time ON events(ts_usec);
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+)sql",
 };
 constexpr int kKnownVersion = static_cast<int>(std::size(kMigrations));
 static_assert(kKnownVersion == kSchemaVersion);

@@ -77,6 +77,41 @@ TEST_F(StoreFile, MigratesAnOlderSchemaKeepingItsJobs) {
   EXPECT_EQ(jobs[0]->bytes_total, 0u);
 }
 
+TEST_F(StoreFile, EventsKeepTheirSeqAcrossTheMigrationThatDropsAutoincrement) {
+  const std::string id = "fedcba9876543210fedcba9876543210";
+  {
+    store::Store v3(path, 3);
+    store::Db db(path);
+    db.exec("INSERT INTO events (ts_usec, job_id, type, message, details) VALUES (1, '" + id +
+            "', 'submitted', 'a', '{}'), (2, '" + id + "', 'started', 'b', '{}'), (3, '" + id +
+            "', 'exited', 'c', '{}')");
+  }
+  store::Store s(path);
+  s.append({4, id, "cleanup", "d", nlohmann::json::object()});
+  s.commit();
+  const auto events = s.events({.job = id});
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[0].message, "a");
+  EXPECT_EQ(events[3].type, "cleanup");
+  store::Db raw(path);
+  store::Stmt seqs(raw, "SELECT group_concat(seq, ',') FROM (SELECT seq FROM events ORDER BY seq)");
+  ASSERT_TRUE(seqs.step());
+  EXPECT_EQ(seqs.text(0), "1,2,3,4") << "the old rows kept theirs, the new one follows";
+  seqs.reset();
+  store::Stmt q(raw,
+                "SELECT (SELECT count(*) FROM sqlite_master WHERE sql LIKE '%AUTOINCREMENT%'), "
+                "(SELECT count(*) FROM sqlite_sequence)");
+  ASSERT_TRUE(q.step());
+  EXPECT_EQ(q.i64(0), 0) << "no table keeps a sequence any more";
+  EXPECT_EQ(q.i64(1), 0) << "and none is written at each commit";
+  q.reset();
+  store::Stmt triggers(raw, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'");
+  ASSERT_TRUE(triggers.step());
+  EXPECT_EQ(triggers.i64(0), 2);
+  triggers.reset();
+  EXPECT_THROW(raw.exec("DELETE FROM events"), store::StoreError) << "still append-only";
+}
+
 TEST_F(StoreFile, JobsRoundTripAndEventsAreAppendOnly) {
   const std::string id = "fedcba9876543210fedcba9876543210";
   {

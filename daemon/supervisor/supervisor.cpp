@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -36,6 +37,17 @@ uint64_t usec_to_ms_ceil(usec_t usec) { return (usec + USEC_PER_MSEC - 1) / USEC
 }  // namespace
 
 Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(std::move(cfg)) {
+  // SIGCHLD is read from a signalfd, not caught: a handler costs every job's end a signal frame
+  // and libuv's three pipe writes. Blocked here, before the spawner and the store's checkpointer
+  // start their threads, it is blocked in every thread of ours (they inherit the mask, and so do
+  // libuv's pool threads, started later by this thread), so it waits for the signalfd and is
+  // never taken, and dropped, by a thread with the default disposition. The processes we start
+  // unblock every signal (sys/spawn.cpp).
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  if (int r = pthread_sigmask(SIG_BLOCK, &chld, nullptr); r != 0)
+    throw std::runtime_error(std::string("blocking SIGCHLD: ") + strerror(r));
   spawner_ = std::make_unique<sys::Spawner>();
   deadlines_ = std::make_unique<Deadlines>(loop_, [this](const std::string& id) {
     auto* job = find_by_id(id);
@@ -88,9 +100,22 @@ void Supervisor::init() {
     }
   }
 
-  sigchld_ = make_uv<uv_signal_t>([&](uv_signal_t* s) { return uv_signal_init(loop_, s); }, this);
-  uv_signal_start(
-      sigchld_.get(), [](uv_signal_t* s, int) { static_cast<Supervisor*>(s->data)->on_sigchld(); }, SIGCHLD);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigchld_fd_ = Fd(signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!sigchld_fd_) throw std::runtime_error(std::string("signalfd: ") + strerror(errno));
+  sigchld_ = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, sigchld_fd_.get()); }, this);
+  uv_poll_start(sigchld_.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
+    auto* self = static_cast<Supervisor*>(p->data);
+    if (!self) return;
+    // One read takes it: SIGCHLD is not queued, so at most one is pending however many
+    // children ended; the reaping below finds them all.
+    signalfd_siginfo info[4];
+    while (::read(self->sigchld_fd_.get(), info, sizeof info) < 0 && errno == EINTR) {
+    }
+    self->on_sigchld();
+  });
   uv_unref(reinterpret_cast<uv_handle_t*>(sigchld_.get()));
   recover();
 }

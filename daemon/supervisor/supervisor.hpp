@@ -240,7 +240,8 @@ class Supervisor final : public core::JobDriver {
     UvPtr<uv_fs_event_t> watch;
   };
   std::list<std::unique_ptr<StrayWatch>> strays_;  // killed cgroups nobody owns, until empty
-  UvPtr<uv_signal_t> sigchld_;
+  Fd sigchld_fd_;  // signalfd: SIGCHLD stays blocked in every thread (see the constructor)
+  UvPtr<uv_poll_t> sigchld_;
   UvPtr<uv_timer_t> shutdown_timer_;
   std::unique_ptr<Deadlines> deadlines_;   // the jobs' stop timeouts, by job id
   std::unique_ptr<sys::Spawner> spawner_;  // every process we start is its thread's child

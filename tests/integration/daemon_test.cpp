@@ -379,6 +379,24 @@ TEST(DaemonWithoutCgroups, SessionFallbackStillKillsTheTree) {
   EXPECT_NE(all.find("escapes supervision"), std::string::npos) << "the fallback must say so in the log";
 }
 
+TEST(DaemonWithoutCgroups, WhatTheMainProcessLeftIsKilledAndReapedAsItsOrphansEnd) {
+  // Without a cgroup, the end of a job's processes is seen only through the SIGCHLDs of its
+  // orphans (ours as child subreaper): the job must not end before they are reaped, nor hang.
+  Daemon daemon("cgroup_root = \"none\"");
+  Bus bus(daemon.address());
+  ReadyFifo ready(daemon.dir);
+  auto id = bus.submit_ok({"sh", "-c", "sleep 1000 & echo $! > " + ready.path()});
+  const pid_t left = std::stoi(ready.wait_line());
+  int fd = pidfd_of(left);
+  ASSERT_GE(fd, 0);
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "completed");
+  EXPECT_TRUE(wait_gone(fd));
+  close(fd);
+  EXPECT_TRUE(zombie_children(daemon.pid).empty());
+  EXPECT_EQ(kill(left, 0), -1) << "reaped, not a zombie of ours";
+}
+
 TEST(DaemonAccess, OthersMayReadButNotChangeJobs) {
   Daemon daemon;
   Bus bus(daemon.address());

@@ -44,7 +44,7 @@ struct Supervisor::Entry {
   Fd pidfd;
   UvPtr<uv_poll_t> pid_poll;
   UvPtr<uv_fs_event_t> cgroup_watch;
-  Fd notify_fd;
+  Fd notify_fd;  // its own notify socket: only a job started by a daemon older than the shared one
   UvPtr<uv_poll_t> notify_poll;
   std::vector<std::function<void(core::Job*)>> waiters;
   bool in_cgroup = false;
@@ -52,9 +52,7 @@ struct Supervisor::Entry {
   bool deleting = false;
   bool counted_active = false;  // included in Supervisor::active_
   Supervisor* owner = nullptr;
-  // Rejected notify messages are logged a few per window, so a flood cannot fill the log.
-  usec_t reject_window_start = 0;
-  unsigned rejects_in_window = 0, rejects_suppressed = 0;
+  RejectLog rejects;  // its notify messages dropped
 
   // Resources: set up before the job starts, torn down after its processes are gone.
   std::vector<ResourceHandles> res;

@@ -105,6 +105,7 @@ void Supervisor::recover_job(Entry& e) {
     e.pidfd.reset(sys::pidfd_open(main, 0));
     e.pidfd_is_child = false;
     untrack_child(main);
+    track_main(job);
     if (e.pidfd) {
       e.pid_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.pidfd.get()); }, &e);
       uv_poll_start(e.pid_poll.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
@@ -121,9 +122,14 @@ void Supervisor::recover_job(Entry& e) {
         },
         cgroups_->events_file(cg).c_str(), 0);
   }
-  // The job keeps its NOTIFY_SOCKET path: bind it again.
-  if (int r = open_notify_socket(e); r < 0)
-    log::warning("job {}: cannot recreate its notify socket: {}", id, strerror(-r));
+  // The job keeps its NOTIFY_SOCKET path. The shared one is bound again already; a job started
+  // by a daemon from before it has a socket of its own, which that daemon left behind: bind it
+  // again.
+  std::error_code ec;
+  if (fs::exists(job_notify_path(id), ec)) {
+    if (int r = open_job_notify_socket(e); r < 0)
+      log::warning("job {}: cannot recreate its notify socket: {}", id, strerror(-r));
+  }
 
   const bool stop_in_flight = job.stop_requested;
   if (stop_in_flight || job.delete_requested) {

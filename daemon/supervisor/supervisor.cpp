@@ -117,6 +117,7 @@ void Supervisor::init() {
     self->on_sigchld();
   });
   uv_unref(reinterpret_cast<uv_handle_t*>(sigchld_.get()));
+  open_notify_socket();
   recover();
 }
 
@@ -427,8 +428,7 @@ int Supervisor::spawn(core::Job& job) {
   req.argv = spec.argv;
   req.working_directory = spec.working_directory;
   std::map<std::string, std::string> env{{"PATH", kDefaultPath}, {"REPVISOR_JOB_ID", job.id()}};
-  if (int r = open_notify_socket(e); r < 0) return r;
-  env["NOTIFY_SOCKET"] = notify_path(job);
+  env["NOTIFY_SOCKET"] = notify_socket_path();
   if (!spec.name.empty()) env["REPVISOR_JOB_NAME"] = spec.name;
   for (const auto& [k, v] : spec.env) env[k] = v;
   add_resource_env(e, env, req.argv);
@@ -458,7 +458,6 @@ int Supervisor::spawn(core::Job& job) {
   sys::Spawned child;
   if (int r = spawner_->spawn(req, &child); r < 0) {
     if (cgroups_) cgroups_->remove(cgroup_name(job));
-    close_notify_socket(e);
     e.progress_fd.reset();
     return r;
   }
@@ -471,6 +470,7 @@ int Supervisor::spawn(core::Job& job) {
   }
   job.main_pid = child.pid;
   job.main_start_time = sys::process_start_time(child.pid);
+  track_main(job);
   pidfd_reaped_.insert(child.pid);
   e.pidfd = std::move(child.pidfd);
   e.in_cgroup = cgroups_.has_value();
@@ -497,8 +497,12 @@ int Supervisor::spawn(core::Job& job) {
 // ---- watching -----------------------------------------------------------------------------
 
 void Supervisor::on_pidfd(Entry& e) {
+  // What the job said before its main process ended counts, and is told by that PID: read
+  // before the PID is released.
+  drain_notify();
   if (!e.pidfd_is_child) {
     // Not our child (taken over after a restart): it has ended, but its status is not ours.
+    forget_main(*e.job);
     e.pid_poll.reset();
     e.pidfd.reset();
     if (e.job->tree_alive) check_tree(e);
@@ -509,6 +513,7 @@ void Supervisor::on_pidfd(Entry& e) {
   if (waitid(P_PIDFD, static_cast<id_t>(e.pidfd.get()), &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) return;
   core::Job& job = *e.job;
   untrack_child(job.main_pid);
+  forget_main(job);
   e.pid_poll.reset();
   e.pidfd.reset();
   // Look at the tree first: if the main process was the last one, nothing needs killing. This
@@ -637,8 +642,9 @@ void Supervisor::begin_cleanup(core::Job& job) {
   sessions_.erase(job.id());
   e.pid_poll.reset();
   e.cgroup_watch.reset();
-  if (e.notify_fd) on_notify(e);  // what the job said last still counts
-  close_notify_socket(e);
+  if (e.notify_fd) on_notify(e.notify_fd.get(), &e);  // what the job said last still counts
+  close_job_notify_socket(e);
+  forget_main(job);
   if (e.progress_fd) on_progress(e);
   e.progress_poll.reset();
   e.progress_fd.reset();

@@ -153,12 +153,26 @@ class Supervisor final : public core::JobDriver {
   std::string runtime_dir_of(const std::string& id) const;
   int make_runtime_dir(const std::string& id);  // 0 or -errno
   void remove_runtime_dir(const std::string& id);
-  int open_notify_socket(Entry& e);
-  void close_notify_socket(Entry& e);
-  void on_notify(Entry& e);
+  // The notify socket every job is given (notify_socket.cpp), and the one of its own that a job
+  // started by an older daemon still sends to.
+  std::string notify_socket_path() const;
+  void open_notify_socket();  // throws
+  void drain_notify();        // what was sent so far counts, before a main process is reaped
+  std::string job_notify_path(const std::string& id) const;
+  int open_job_notify_socket(Entry& e);
+  void close_job_notify_socket(Entry& e);
+  void track_main(core::Job& job);  // its main PID, for the senders of notify messages
+  void forget_main(const core::Job& job);
+  Entry* notify_sender(pid_t pid);  // the job a process belongs to, or none
+  // Datagrams on `fd`: the shared socket (own == nullptr) or a job's own.
+  void on_notify(int fd, Entry* own);
   bool sender_belongs_to(Entry& e, pid_t pid);
-  void reject_notify(Entry& e, const std::string& why);
-  std::string notify_path(const core::Job& job) const;
+  // Rejected notify messages are logged a few per window, so a flood cannot fill the log.
+  struct RejectLog {
+    usec_t window_start = 0;
+    unsigned in_window = 0, suppressed = 0;
+  };
+  void reject_notify(RejectLog& rl, const std::string& who, const std::string& why);
   // Waits for the orphans of these job cgroups that are between leaving the cgroup and becoming
   // zombies; one read of our children list for all of them.
   void reap_exiting_orphans(const std::vector<std::string>& cgroups);
@@ -242,6 +256,10 @@ class Supervisor final : public core::JobDriver {
   std::list<std::unique_ptr<StrayWatch>> strays_;  // killed cgroups nobody owns, until empty
   Fd sigchld_fd_;  // signalfd: SIGCHLD stays blocked in every thread (see the constructor)
   UvPtr<uv_poll_t> sigchld_;
+  Fd notify_fd_;  // the jobs' notify socket
+  UvPtr<uv_poll_t> notify_poll_;
+  std::unordered_map<pid_t, std::string> mains_;  // main PID -> job id, while the process is unreaped
+  RejectLog unknown_rejects_;                     // messages from processes of no job
   UvPtr<uv_timer_t> shutdown_timer_;
   std::unique_ptr<Deadlines> deadlines_;   // the jobs' stop timeouts, by job id
   std::unique_ptr<sys::Spawner> spawner_;  // every process we start is its thread's child

@@ -336,7 +336,7 @@ TEST_F(DaemonTest, NotifyProtocolReportsProgressAndDropsForeignMessages) {
   const std::string socket_path = ready.wait_line();
   ASSERT_FALSE(socket_path.empty());
 
-  // A process outside the job writes to its socket first: it must be ignored.
+  // A process outside any job writes to the socket first: it must be ignored.
   int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
@@ -357,7 +357,53 @@ TEST_F(DaemonTest, NotifyProtocolReportsProgressAndDropsForeignMessages) {
   bus.stop(id, {{"force", true}, {"wait", true}});
   std::ifstream log(daemon.dir + "/daemon.log");
   std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-  EXPECT_NE(all.find("outside the job dropped"), std::string::npos);
+  EXPECT_NE(all.find("a process of no job, dropped"), std::string::npos) << all;
+}
+
+// Two jobs, each with a process other than its main one that reports (systemd-notify sends with
+// its parent's PID: here a nested shell), and its main process: one socket serves both jobs, and
+// each message goes to the job of its sender. `extra` selects cgroups or sessions.
+void notify_told_apart(const std::string& extra) {
+  Daemon daemon(extra);
+  Bus bus(daemon.address());
+  ReadyFifo ready(daemon.dir);
+  std::vector<std::string> ids;
+  for (const std::string name : {"a", "b"}) {
+    ids.push_back(bus.submit_ok({"sh", "-c",
+                                 "sh -c 'systemd-notify STATUS=" + name + "-nested PHASE=" + name +
+                                     "'; systemd-notify PROGRESS=" + (name == "a" ? "10" : "20") +
+                                     "; echo $NOTIFY_SOCKET > " + ready.path() + "; exec sleep 1000"}));
+    EXPECT_EQ(ready.wait_line(), daemon.runtime_dir + "/notify");
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string name = i == 0 ? "a" : "b";
+    bus.wait_until(ids[i], [&](Bus& b) { return b.prop_s(ids[i], "Phase") == name; });
+    EXPECT_EQ(bus.prop_s(ids[i], "StatusText"), name + "-nested");
+    double progress = -1;
+    sd_bus_error err = SD_BUS_ERROR_NULL;
+    sd_bus_get_property_trivial(bus.get(), "org.repvisor1", ("/org/repvisor1/job/" + ids[i]).c_str(),
+                                "org.repvisor1.Job", "Progress", &err, 'd', &progress);
+    sd_bus_error_free(&err);
+    EXPECT_EQ(progress, i == 0 ? 10 : 20);
+    // No socket, and so no directory, of its own: the job has no resources either.
+    EXPECT_FALSE(std::filesystem::exists(daemon.runtime_dir + "/jobs/" + ids[i]));
+  }
+  for (const auto& id : ids) bus.stop(id, {{"force", true}, {"wait", true}});
+  std::ifstream log(daemon.dir + "/daemon.log");
+  std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(all.find("dropped"), std::string::npos) << all;
+}
+
+TEST(DaemonNotify, OneSocketServesEveryJobAndTellsThemApartByCgroup) { notify_told_apart(""); }
+
+TEST(DaemonWithoutCgroups, OneNotifySocketTellsJobsApartBySession) { notify_told_apart("cgroup_root = \"none\""); }
+
+TEST_F(DaemonTest, WhatTheMainProcessSaidJustBeforeItEndedCounts) {
+  // Read before its PID is released: the main process (systemd-notify sends with its parent's
+  // PID, the main shell's) reports, then ends at once.
+  auto id = bus.submit_ok({"sh", "-c", "systemd-notify --no-block STATUS=last-words"});
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "StatusText"), "last-words");
 }
 
 TEST(DaemonWithoutCgroups, SessionFallbackStillKillsTheTree) {

@@ -241,6 +241,37 @@ TEST(Recovery, AdoptedJobIsSupervisedOnAndStillTalks) {
   EXPECT_TRUE(has(event_types(bus, id), "adopted"));
 }
 
+TEST(Recovery, AJobFromADaemonWithPerJobNotifySocketsIsStillHeard) {
+  // Daemons before the shared notify socket gave each job a socket of its own, at
+  // RUNTIME/jobs/ID/notify, and left it behind when they went down. A job of theirs, adopted,
+  // still sends there: the socket is bound again, and removed with the job.
+  Daemon daemon("recovery = \"adopt\"");
+  const std::string go = daemon.dir + "/go";
+  ASSERT_EQ(mkfifo(go.c_str(), 0600), 0);
+  std::string id;
+  {
+    Bus bus(daemon.address());
+    ReadyFifo ready(daemon.dir);
+    id = bus.submit_ok({"sh", "-c",
+                        "echo ready > " + ready.path() + "; read x < " + go + "; NOTIFY_SOCKET=" + daemon.runtime_dir +
+                            "/jobs/$REPVISOR_JOB_ID/notify systemd-notify PHASE=own-socket; exec sleep 1000"});
+    ready.wait_line();
+  }
+  crash(daemon);
+  // What the older daemon left: the job's directory and its socket's file.
+  const std::string job_dir = daemon.runtime_dir + "/jobs/" + id;
+  std::filesystem::create_directories(job_dir);
+  close(bind_notify_socket(job_dir + "/notify"));
+  daemon.start();
+  Bus bus(daemon.address());
+  EXPECT_EQ(bus.prop_s(id, "State"), "running");
+  std::ofstream(go) << "go\n";
+  bus.wait_until(id, [&](Bus& b) { return b.prop_s(id, "Phase") == "own-socket"; });
+  auto r = bus.stop(id, {{"wait", true}});
+  ASSERT_TRUE(r.ok);
+  EXPECT_FALSE(std::filesystem::exists(job_dir)) << "the job's own socket and directory are removed with it";
+}
+
 TEST(Recovery, JobThatEndedWhileTheDaemonWasDownIsInterrupted) {
   Daemon daemon;
   const std::string go = daemon.dir + "/go";

@@ -104,7 +104,6 @@ void Supervisor::recover_job(Entry& e) {
   if (main > 0) {
     e.pidfd.reset(sys::pidfd_open(main, 0));
     e.pidfd_is_child = false;
-    untrack_child(main);
     track_main(job);
     if (e.pidfd) {
       e.pid_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, e.pidfd.get()); }, &e);

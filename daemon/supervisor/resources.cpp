@@ -269,7 +269,6 @@ bool Supervisor::start_server(Entry& e, size_t i) {
   }
   r.pid = child.pid;
   r.start_time = sys::process_start_time(child.pid);
-  pidfd_reaped_.insert(child.pid);  // reaped through its pidfd, never by the orphan reaper
   r.endpoint = "nbd+unix:///?socket=" + sock;
   h.listen = std::move(listen_fd);
   h.pidfd = std::move(child.pidfd);
@@ -361,7 +360,6 @@ void Supervisor::on_server_exit(Entry& e, size_t i) {
     } else {
       how = exit_text(si);
     }
-    untrack_child(r.pid);
   }
   const std::string label = server_label(spec, r);
   h.pid_poll.reset();
@@ -817,8 +815,8 @@ void Supervisor::on_res_timer(Entry& e) {
         ResourceHandles& h = e.res[i];
         if (specs[i].kind != ResourceKind::NbdServer || !h.pidfd) continue;
         h.pid_poll.reset();
+        if (h.server_is_child) reap_when_gone(std::move(h.pidfd));
         h.pidfd.reset();
-        untrack_child(job.resources[i].pid);  // if it ever goes, the orphan reaper collects it
         cleanup_failure(e, i, fmt::format("{} did not die after SIGKILL", server_label(specs[i], job.resources[i])));
       }
       return next_phase(e);

@@ -471,7 +471,6 @@ int Supervisor::spawn(core::Job& job) {
   job.main_pid = child.pid;
   job.main_start_time = sys::process_start_time(child.pid);
   track_main(job);
-  pidfd_reaped_.insert(child.pid);
   e.pidfd = std::move(child.pidfd);
   e.in_cgroup = cgroups_.has_value();
   if (!e.in_cgroup) sessions_.insert(job.id());
@@ -512,7 +511,6 @@ void Supervisor::on_pidfd(Entry& e) {
   siginfo_t si{};
   if (waitid(P_PIDFD, static_cast<id_t>(e.pidfd.get()), &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) return;
   core::Job& job = *e.job;
-  untrack_child(job.main_pid);
   forget_main(job);
   e.pid_poll.reset();
   e.pidfd.reset();
@@ -549,29 +547,30 @@ void Supervisor::on_sigchld() {
 }
 
 void Supervisor::reap_orphans() {
-  // Only processes that are ours and not a job's main process (those are reaped through their
-  // pidfd): never waitpid(-1), which would steal exit statuses. The kernel shows the first dead
-  // child of this thread without reaping it (WNOWAIT, __WNOTHREAD): the orphans, reparented to
-  // us (the processes we start are the spawner thread's children, sys/spawner.hpp). Should a
-  // tracked child ever be first in line, it hides the others until its own handler has reaped
-  // it; untrack_child() brings us back then.
+  // Only the orphans, reparented to us: never waitpid(-1), which would steal exit statuses. The
+  // processes we start are the spawner thread's children (sys/spawner.hpp), reaped through their
+  // pidfds; this thread's own children (__WNOTHREAD) are the orphans alone, whoever reaps them.
   for (;;) {
     siginfo_t si{};
-    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT | __WNOTHREAD) < 0 || si.si_pid == 0) return;
-    if (pidfd_reaped_.count(si.si_pid)) {
-      orphans_hidden_ = true;
-      return;
-    }
-    if (waitpid(si.si_pid, nullptr, WNOHANG) <= 0) return;  // never spin on one we cannot reap
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | __WNOTHREAD) < 0 || si.si_pid == 0) return;
   }
 }
 
-void Supervisor::untrack_child(pid_t pid) {
-  pidfd_reaped_.erase(pid);
-  if (!orphans_hidden_) return;
-  orphans_hidden_ = false;
-  // Not from here (we may be inside a job's transition): at the end of the loop iteration.
-  sigchld_again_ = true;
+void Supervisor::reap_when_gone(Fd pidfd) {
+  auto l = std::make_unique<Lingering>();
+  l->owner = this;
+  l->pidfd = std::move(pidfd);
+  Lingering* raw = l.get();
+  l->poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, raw->pidfd.get()); }, raw);
+  uv_poll_start(l->poll.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
+    auto* lg = static_cast<Lingering*>(p->data);
+    if (!lg) return;
+    siginfo_t si{};
+    if (waitid(P_PIDFD, static_cast<id_t>(lg->pidfd.get()), &si, WEXITED | WNOHANG) == 0 && si.si_pid == 0) return;
+    lg->owner->lingering_.remove_if([&](const auto& x) { return x.get() == lg; });  // closes the poll
+  });
+  uv_unref(reinterpret_cast<uv_handle_t*>(l->poll.get()));
+  lingering_.push_back(std::move(l));
 }
 
 void Supervisor::reap_exiting_orphans(const std::vector<std::string>& cgroups) {
@@ -583,7 +582,6 @@ void Supervisor::reap_exiting_orphans(const std::vector<std::string>& cgroups) {
   // orphans only: sys/spawner.hpp) serves every job that ended in this loop iteration.
   if (cgroups.empty()) return;
   for (pid_t pid : sys::thread_children()) {
-    if (pidfd_reaped_.count(pid)) continue;
     const std::string cg = sys::process_cgroup(pid);
     const bool ours = std::any_of(cgroups.begin(), cgroups.end(), [&](const std::string& job_cg) {
       return cg.compare(0, job_cg.size(), job_cg) == 0 && (cg.size() == job_cg.size() || cg[job_cg.size()] == '/');
@@ -765,12 +763,6 @@ bool Supervisor::run_deferred() {
   if (!ending_.empty()) {
     end_cgroups();
     did = true;
-  }
-  if (sigchld_again_) {
-    // Dead orphans were hidden behind a child since reaped through its pidfd. What this changes
-    // is recorded by the caller's loop (it commits while the store is dirty).
-    sigchld_again_ = false;
-    on_sigchld();
   }
   while (!finished_.empty()) {
     did = true;

@@ -13,7 +13,6 @@
 #include <set>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "config/config.hpp"
 #include "core/errors.hpp"
@@ -147,9 +146,9 @@ class Supervisor final : public core::JobDriver {
   void check_tree(Entry& e);
   void on_sigchld();
   void reap_orphans();
-  // A child reaped through its pidfd (or no longer watched): forgets it, and looks again for
-  // dead orphans if one of them was hidden behind it (see reap_orphans).
-  void untrack_child(pid_t pid);
+  // A child we no longer wait for (a server that survived SIGKILL): reaped whenever it ends, so
+  // that it never stays a zombie (the orphan reaper does not see the spawner thread's children).
+  void reap_when_gone(Fd pidfd);
   std::string runtime_dir_of(const std::string& id) const;
   int make_runtime_dir(const std::string& id);  // 0 or -errno
   void remove_runtime_dir(const std::string& id);
@@ -241,11 +240,8 @@ class Supervisor final : public core::JobDriver {
   // Jobs whose processes are followed without a cgroup (as session members): the only ones a
   // SIGCHLD can tell anything about. Kept apart so that a SIGCHLD costs nothing per job.
   std::set<std::string> sessions_;
-  std::unordered_set<pid_t> pidfd_reaped_;  // children reaped through their pidfds (job mains, NBD servers)
-  bool orphans_hidden_ = false;             // reap_orphans() stopped at a tracked zombie
-  bool sigchld_again_ = false;              // ... which has been reaped since: look again (run_deferred)
-  unsigned active_ = 0;                     // jobs in an active state, kept by sync_active()
-  unsigned reported_active_ = 0;            // what the observer was last told
+  unsigned active_ = 0;           // jobs in an active state, kept by sync_active()
+  unsigned reported_active_ = 0;  // what the observer was last told
   bool shutting_down_ = false;
   std::function<void()> shutdown_done_;
   struct StrayWatch {
@@ -254,6 +250,12 @@ class Supervisor final : public core::JobDriver {
     UvPtr<uv_fs_event_t> watch;
   };
   std::list<std::unique_ptr<StrayWatch>> strays_;  // killed cgroups nobody owns, until empty
+  struct Lingering {
+    Supervisor* owner;
+    Fd pidfd;
+    UvPtr<uv_poll_t> poll;
+  };
+  std::list<std::unique_ptr<Lingering>> lingering_;  // see reap_when_gone()
   Fd sigchld_fd_;  // signalfd: SIGCHLD stays blocked in every thread (see the constructor)
   UvPtr<uv_poll_t> sigchld_;
   Fd notify_fd_;  // the jobs' notify socket

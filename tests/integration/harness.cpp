@@ -397,7 +397,10 @@ pid_t Daemon::spawn(const std::string& crash_at, int notify_fd_out[1]) {
   notify_fd_out[0] = bind_notify_socket(npath);
   pid_t child = fork();
   if (child == 0) {
+    // Both output streams to the log: a daemon left running by a killed test must not hold the
+    // test's stdout open (whoever reads it would wait for its end as long as the daemon lives).
     int log = open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(log, 1);
     dup2(log, 2);
     setenv("NOTIFY_SOCKET", npath.c_str(), 1);
     if (!crash_at.empty()) setenv("REPVISOR_TEST_CRASH_AT", crash_at.c_str(), 1);

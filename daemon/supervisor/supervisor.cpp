@@ -48,6 +48,10 @@ Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(
   sigaddset(&chld, SIGCHLD);
   if (int r = pthread_sigmask(SIG_BLOCK, &chld, nullptr); r != 0)
     throw std::runtime_error(std::string("blocking SIGCHLD: ") + strerror(r));
+  // A thread started before us would not have it blocked: say so now rather than lose orphans.
+  std::error_code ec;
+  if (auto tasks = fs::directory_iterator("/proc/self/task", ec); !ec && std::distance(tasks, {}) > 1)
+    throw std::logic_error("the Supervisor must be made before any other thread starts (SIGCHLD stays blocked)");
   spawner_ = std::make_unique<sys::Spawner>();
   deadlines_ = std::make_unique<Deadlines>(loop_, [this](const std::string& id) {
     auto* job = find_by_id(id);

@@ -152,16 +152,6 @@ void Supervisor::reject_notify(RejectLog& rl, const std::string& who, const std:
     ++rl.suppressed;
 }
 
-bool Supervisor::sender_belongs_to(Entry& e, pid_t pid) {
-  if (pid <= 0) return false;
-  if (e.in_cgroup) {
-    const std::string rel = cgroups_->cgroup_of(cgroup_name(*e.job));
-    const std::string cg = sys::process_cgroup(pid);
-    return cg == rel || cg.rfind(rel + "/", 0) == 0;
-  }
-  return pid == e.job->main_pid || sys::process_session(pid) == e.job->main_pid;
-}
-
 void Supervisor::on_notify(int fd, Entry* own) {
   for (;;) {
     char buf[core::kNotifyMaxMessage + 1];
@@ -185,7 +175,9 @@ void Supervisor::on_notify(int fd, Entry* own) {
           fds.emplace_back(reinterpret_cast<const int*>(CMSG_DATA(c))[i]);
     }
     const pid_t pid = cred ? cred->pid : 0;
-    Entry* e = own ? (sender_belongs_to(*own, pid) ? own : nullptr) : notify_sender(pid);
+    // On a job's own socket too, the sender must be one of that job's processes.
+    Entry* e = notify_sender(pid);
+    if (own && e != own) e = nullptr;
     if (!e) {
       if (own)
         reject_notify(own->rejects, "job " + own->job->id(),

@@ -165,7 +165,6 @@ class Supervisor final : public core::JobDriver {
   Entry* notify_sender(pid_t pid);  // the job a process belongs to, or none
   // Datagrams on `fd`: the shared socket (own == nullptr) or a job's own.
   void on_notify(int fd, Entry* own);
-  bool sender_belongs_to(Entry& e, pid_t pid);
   // Rejected notify messages are logged a few per window, so a flood cannot fill the log.
   struct RejectLog {
     usec_t window_start = 0;

@@ -34,6 +34,13 @@ namespace {
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 uint64_t usec_to_ms_ceil(usec_t usec) { return (usec + USEC_PER_MSEC - 1) / USEC_PER_MSEC; }
+
+sigset_t only_sigchld() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  return set;
+}
 }  // namespace
 
 Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(std::move(cfg)) {
@@ -43,9 +50,7 @@ Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(
   // libuv's pool threads, started later by this thread), so it waits for the signalfd and is
   // never taken, and dropped, by a thread with the default disposition. The processes we start
   // unblock every signal (sys/spawn.cpp).
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
+  const sigset_t chld = only_sigchld();
   if (int r = pthread_sigmask(SIG_BLOCK, &chld, nullptr); r != 0)
     throw std::runtime_error(std::string("blocking SIGCHLD: ") + strerror(r));
   // A thread started before us would not have it blocked: say so now rather than lose orphans.
@@ -104,9 +109,7 @@ void Supervisor::init() {
     }
   }
 
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
+  const sigset_t chld = only_sigchld();
   sigchld_fd_ = Fd(signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!sigchld_fd_) throw std::runtime_error(std::string("signalfd: ") + strerror(errno));
   sigchld_ = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, sigchld_fd_.get()); }, this);

@@ -140,6 +140,16 @@ class Supervisor final : public core::JobDriver {
 
  private:
   struct Entry;
+  // A job's spawn made ready, and handed to the spawner, before its start() asks for it.
+  struct PreparedSpawn {
+    sys::SpawnRequest req;
+    sys::SpawnTask task;                 // submitted unless `error`
+    int error = 0;                       // preparing it failed (-errno): nothing was submitted
+    Fd out, progress_write, cgroup_dir;  // the child's copies are made at the clone
+    std::string cgroup;
+  };
+  int prepare_spawn(core::Job& job, PreparedSpawn& p);  // 0 or -errno, undone on failure
+  void spawn_ahead();
   Entry& entry(const core::Job& job);
   void on_pidfd(Entry& e);
   void on_cgroup_event(Entry& e);
@@ -231,11 +241,12 @@ class Supervisor final : public core::JobDriver {
   const Caller* caller_ = nullptr;  // while an API call is being handled
   std::string crash_at_;            // test-only fault injection (REPVISOR_TEST_CRASH_AT)
   SupervisorObserver* observer_ = nullptr;
-  std::map<std::string, std::unique_ptr<Entry>> entries_;  // ordered by id: prefix lookups
-  std::unordered_map<std::string, std::string> names_;     // name -> id
-  std::deque<std::string> queue_;                          // pending job ids, FIFO
-  std::deque<std::string> finished_;                       // terminal, waiters not yet run
-  std::vector<std::string> ending_;                        // processes gone, cgroup not yet removed
+  std::map<std::string, std::unique_ptr<Entry>> entries_;        // ordered by id: prefix lookups
+  std::unordered_map<std::string, std::string> names_;           // name -> id
+  std::deque<std::string> queue_;                                // pending job ids, FIFO
+  std::map<std::string, std::unique_ptr<PreparedSpawn>> ahead_;  // start_queued()'s spawns under way
+  std::deque<std::string> finished_;                             // terminal, waiters not yet run
+  std::vector<std::string> ending_;                              // processes gone, cgroup not yet removed
   // Jobs whose processes are followed without a cgroup (as session members): the only ones a
   // SIGCHLD can tell anything about. Kept apart so that a SIGCHLD costs nothing per job.
   std::set<std::string> sessions_;

@@ -5,12 +5,12 @@
 
 namespace repvisor::sys {
 
-Spawner::Spawner() {
+Spawner::Spawner(unsigned threads) {
   // Signals stay with the loop's thread (libuv's handlers write into its loop).
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  thread_ = std::thread([this] { run(); });
+  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
@@ -19,36 +19,51 @@ Spawner::~Spawner() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
-  wake_.notify_one();
-  thread_.join();
+  work_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void Spawner::submit(SpawnTask* task) {
+  task->done = false;
+  {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(task);
+  }
+  work_.notify_one();
+}
+
+int Spawner::wait(SpawnTask* task) {
+  std::unique_lock lock(mutex_);
+  done_.wait(lock, [&] { return task->done; });
+  return task->result;
 }
 
 int Spawner::spawn(const SpawnRequest& req, Spawned* out) {
-  std::unique_lock lock(mutex_);
-  req_ = &req;
-  out_ = out;
-  finished_ = false;
-  wake_.notify_one();
-  done_.wait(lock, [&] { return finished_; });
-  req_ = nullptr;
-  return result_;
+  SpawnTask task;
+  task.req = &req;
+  submit(&task);
+  const int r = wait(&task);
+  *out = std::move(task.child);
+  return r;
 }
 
 void Spawner::run() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [&] { return req_ != nullptr || stopping_; });
+    work_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+    // Nothing is queued when we stop: every task is waited for, so the caller is not stopping us.
     if (stopping_) return;
-    // The caller waits, holding nothing; the request and its result are ours until we say done.
-    const SpawnRequest* req = req_;
-    Spawned* out = out_;
-    req_ = nullptr;
+    SpawnTask* task = queue_.front();
+    queue_.pop_front();
+    // The task is ours until we say done; the caller touches it only after.
     lock.unlock();
-    const int r = sys::spawn(*req, out);
+    Spawned child;
+    const int r = sys::spawn(*task->req, &child);
     lock.lock();
-    result_ = r;
-    finished_ = true;
-    done_.notify_one();
+    task->child = std::move(child);
+    task->result = r;
+    task->done = true;
+    done_.notify_all();
   }
 }
 

@@ -1,42 +1,57 @@
-// Starts processes from a thread of its own, so that they are that thread's children.
+// Starts processes from threads of their own, so that they are those threads' children.
 //
 // We are child subreaper: the orphans a job leaves are reparented to our thread group leader,
 // the loop's thread. Were the jobs' main processes also its children, every look for orphans
 // (waitid(P_ALL) on SIGCHLD, the children list read when a job ends) would walk all of them:
 // O(jobs) per job end, ~0.2 ms at 1,000 jobs. Started from here, the loop thread's children
 // are only orphans, and it looks at its own children only (__WNOTHREAD, /proc/thread-self).
-// The caller waits for each spawn as it would for sys::spawn(): nothing else changes for it
-// (waitid on a pidfd works from any thread of the group).
+// waitid on a pidfd works from any thread of the group.
+//
+// A spawn returns once the child has exec'd (vfork semantics: that is how a failed exec is
+// reported), ~0.4 ms on the development machine, nearly all of it the kernel's exec and the
+// wait for a core. A caller with several to start submits them first and waits for each in
+// turn: the threads run the clones meanwhile (several at a time), and the caller does its own
+// work on the ones already done.
 #pragma once
 #include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "sys/spawn.hpp"
 
 namespace repvisor::sys {
 
+// One spawn handed to the Spawner. The caller owns it, and the request it points to, until
+// wait() has returned for it: every submitted task must be waited for.
+struct SpawnTask {
+  const SpawnRequest* req = nullptr;
+  Spawned child;   // the result, once done
+  int result = 0;  // 0 or -errno, as sys::spawn()
+  bool done = false;
+};
+
 class Spawner {
  public:
-  Spawner();   // starts the thread, every signal blocked in it
-  ~Spawner();  // stops it; its children, if any are left, go to another thread of ours
+  explicit Spawner(unsigned threads = 2);  // starts them, every signal blocked in them
+  ~Spawner();  // lets the spawns under way finish; their children, if left, go to another thread
   Spawner(const Spawner&) = delete;
   Spawner& operator=(const Spawner&) = delete;
 
-  // sys::spawn(), run on the spawner's thread; blocks the caller until it returns. One caller
-  // (the loop's thread).
-  int spawn(const SpawnRequest& req, Spawned* out);
+  // One caller thread for everything here (the loop's).
+  void submit(SpawnTask* task);                      // queues it (spawns run in submission order); returns at once
+  int wait(SpawnTask* task);                         // until it is done; its result
+  int spawn(const SpawnRequest& req, Spawned* out);  // submit, then wait
 
  private:
   void run();
 
   std::mutex mutex_;
-  std::condition_variable wake_, done_;
-  const SpawnRequest* req_ = nullptr;  // set: a spawn is asked for
-  Spawned* out_ = nullptr;
-  int result_ = 0;
-  bool finished_ = false, stopping_ = false;
-  std::thread thread_;
+  std::condition_variable work_, done_;
+  std::deque<SpawnTask*> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace repvisor::sys

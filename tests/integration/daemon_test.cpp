@@ -15,6 +15,7 @@
 
 #include "harness.hpp"
 #include "sys/cgroup.hpp"
+#include "sys/proc.hpp"
 
 using namespace repvisor::test;
 namespace fs = std::filesystem;
@@ -306,6 +307,50 @@ TEST(DaemonQueue, PendingJobsWaitForASlotAndCancelWithoutStarting) {
   bus.wait_terminal(third);
   EXPECT_EQ(bus.prop_s(third, "State"), "completed");
   EXPECT_EQ(bus.list({"cancelled"}).size(), 2u);
+}
+
+// Queued jobs that get their slots together are spawned ahead, several at a time
+// (Supervisor::start_queued): each must still get its own process, in its own cgroup, or its
+// own error — one found before the clone, one in the child — and a failed one leaves nothing.
+TEST(DaemonQueue, JobsStartedTogetherEachGetTheirOwnProcessOrError) {
+  Daemon daemon("max_concurrent_jobs = 1");
+  Bus bus(daemon.address());
+  ReadyFifo ready(daemon.dir);
+  auto blocker = bus.submit_ok({"sh", "-c", "echo ready > " + ready.path() + "; exec sleep 1000"});
+  ready.wait_line();
+  const std::string gone = daemon.dir + "/gone";
+  fs::create_directories(gone);
+  std::vector<std::string> good;
+  for (int i = 0; i < 3; ++i) good.push_back(bus.submit_ok({"sleep", "1000"}));
+  auto no_program = bus.submit_ok({"/nonexistent/program"});
+  good.push_back(bus.submit_ok({"sleep", "1000"}));
+  auto no_dir = bus.submit_ok({"sleep", "1000"}, {{"working_directory", gone}});
+  for (int i = 0; i < 4; ++i) good.push_back(bus.submit_ok({"sleep", "1000"}));
+  ASSERT_EQ(bus.prop_s(no_dir, "State"), "pending");
+  fs::remove(gone);  // after its Submit checked it: the child's chdir fails
+  fs::create_directories(daemon.config_path + ".d");
+  std::ofstream(daemon.config_path + ".d/50-more.toml") << "[daemon]\nmax_concurrent_jobs = 20\n";
+  kill(daemon.pid, SIGHUP);  // every queued job gets a slot in one go
+
+  for (const auto& id : good) {
+    bus.wait_state(id, "running");
+    const auto pid = static_cast<pid_t>(bus.prop_i(id, "MainPID"));
+    std::ifstream in("/proc/" + std::to_string(pid) + "/environ");
+    std::string environ((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_NE(environ.find(std::string("REPVISOR_JOB_ID=") + id + '\0'), std::string::npos) << id;
+    EXPECT_NE(repvisor::sys::process_cgroup(pid).find("/job-" + id), std::string::npos) << id;
+  }
+  bus.wait_terminal(no_program);
+  EXPECT_EQ(bus.prop_s(no_program, "State"), "failed");
+  EXPECT_EQ(bus.prop_s(no_program, "StatusText"), "could not start /nonexistent/program: No such file or directory");
+  bus.wait_terminal(no_dir);
+  EXPECT_EQ(bus.prop_s(no_dir, "State"), "failed");
+  EXPECT_EQ(bus.prop_s(no_dir, "StatusText"), "could not start sleep: No such file or directory");
+  EXPECT_FALSE(fs::exists(daemon.cgroup_dir() + "/job-" + no_dir)) << "a failed start's cgroup left behind";
+  EXPECT_EQ(bus.prop_i(no_dir, "MainPID"), 0);
+  good.push_back(blocker);
+  for (const auto& id : good) bus.stop(id, {{"force", true}, {"wait", true}});
+  EXPECT_TRUE(zombie_children(daemon.pid).empty());
 }
 
 TEST(DaemonShutdown, SigtermStopsEveryJobAndExitsZero) {

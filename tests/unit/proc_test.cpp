@@ -89,4 +89,33 @@ TEST(Spawner, ItsChildrenAreNotTheCallingThreadsYetAreWaitedForFromIt) {
   EXPECT_EQ(spawner.spawn(req, &none), -ENOENT);
 }
 
+TEST(Spawner, SpawnsSubmittedTogetherEachReturnTheirOwnResult) {
+  // Several under way at once on its threads (more than it has): each task gets its own child
+  // or error, whatever the order in which they finish.
+  repvisor::sys::Spawner spawner(2);
+  constexpr int kTasks = 7;
+  std::vector<repvisor::sys::SpawnRequest> reqs(kTasks);
+  std::vector<repvisor::sys::SpawnTask> tasks(kTasks);
+  for (int i = 0; i < kTasks; ++i) {
+    reqs[i].executable = i == 3 ? "/nonexistent/program" : "/bin/sh";
+    reqs[i].argv = {"sh", "-c", "exit " + std::to_string(10 + i)};
+    reqs[i].working_directory = i == 5 ? "/nonexistent" : "/";
+    tasks[i].req = &reqs[i];
+    spawner.submit(&tasks[i]);
+  }
+  for (int i = kTasks - 1; i >= 0; --i) {  // waited for in reverse: the order must not matter
+    const int r = spawner.wait(&tasks[i]);
+    if (i == 3 || i == 5) {
+      EXPECT_EQ(r, -ENOENT) << i;
+      EXPECT_FALSE(tasks[i].child.pidfd) << i;
+      continue;
+    }
+    ASSERT_EQ(r, 0) << i;
+    siginfo_t si{};
+    ASSERT_EQ(waitid(P_PIDFD, static_cast<id_t>(tasks[i].child.pidfd.get()), &si, WEXITED), 0) << strerror(errno);
+    EXPECT_EQ(si.si_pid, tasks[i].child.pid);
+    EXPECT_EQ(si.si_status, 10 + i) << "task " << i << " got another task's child";
+  }
+}
+
 }  // namespace

@@ -34,13 +34,13 @@ struct SpawnTask {
 
 class Spawner {
  public:
-  explicit Spawner(unsigned threads = 2);  // starts them, every signal blocked in them
+  explicit Spawner(unsigned threads = 1);  // starts them, every signal blocked in them
   ~Spawner();  // lets the spawns under way finish; their children, if left, go to another thread
   Spawner(const Spawner&) = delete;
   Spawner& operator=(const Spawner&) = delete;
 
   // One caller thread for everything here (the loop's).
-  void submit(SpawnTask* task);                      // queues it (spawns run in submission order); returns at once
+  void submit(SpawnTask* task);                      // queues it (begun in submission order); returns at once
   int wait(SpawnTask* task);                         // until it is done; its result
   int spawn(const SpawnRequest& req, Spawned* out);  // submit, then wait
 

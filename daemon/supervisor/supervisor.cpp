@@ -60,6 +60,7 @@ Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(
   // Four spawns at a time: each mostly waits for its child's exec to get a core (bench/README.md:
   // on 2 cores, 1,000 starts took 0.63 s one at a time, ~0.5 s two at a time, ~0.47 s four).
   spawner_ = std::make_unique<sys::Spawner>(4);
+  remover_ = std::make_unique<sys::Remover>();
   deadlines_ = std::make_unique<Deadlines>(loop_, [this](const std::string& id) {
     auto* job = find_by_id(id);
     if (!job) return;
@@ -714,8 +715,10 @@ void Supervisor::begin_cleanup(core::Job& job) {
   e.progress_poll.reset();
   e.progress_fd.reset();
   if (e.in_cgroup) {
-    // The cgroup is removed once its exiting orphans are reaped: from run_deferred(), for every
-    // job that ended in this loop iteration at once (end_cgroups).
+    // Its cgroup is empty: the remover's thread removes it while we go on (sys/remover.hpp).
+    // Its exiting orphans are reaped, and the removal's result taken, from run_deferred(), for
+    // every job that ended in this loop iteration at once (end_cgroups).
+    e.cgroup_removal = remover_->submit(cgroups_->path_of(cgroup_name(job)));
     ending_.push_back(job.id());
     return;
   }
@@ -738,7 +741,9 @@ void Supervisor::end_cgroups() {
     Entry& e = *it->second;
     core::Job& job = *e.job;
     std::string error;
-    if (int r = cgroups_->remove(cgroup_name(job)); r < 0)
+    const int r = remover_->take(*e.cgroup_removal);  // begin_cleanup() handed it over
+    e.cgroup_removal.reset();
+    if (r < 0)
       error = "cannot remove cgroup " + cgroups_->path_of(cgroup_name(job)) + ": " + strerror(-r);
     else
       event(job, "cleanup", "cgroup " + cgroup_name(job) + " removed");

@@ -20,6 +20,7 @@
 #include "store/store.hpp"
 #include "supervisor/deadlines.hpp"
 #include "sys/cgroup.hpp"
+#include "sys/remover.hpp"
 #include "sys/spawner.hpp"
 #include "sys/volume.hpp"
 #include "util/fd.hpp"
@@ -275,6 +276,7 @@ class Supervisor final : public core::JobDriver {
   UvPtr<uv_timer_t> shutdown_timer_;
   std::unique_ptr<Deadlines> deadlines_;   // the jobs' stop timeouts, by job id
   std::unique_ptr<sys::Spawner> spawner_;  // every process we start is its thread's child
+  std::unique_ptr<sys::Remover> remover_;  // ended jobs' cgroups
 };
 
 }  // namespace repvisor

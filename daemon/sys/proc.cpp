@@ -112,7 +112,14 @@ std::string process_cgroup(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
   std::string line;
   while (std::getline(in, line))
-    if (line.rfind("0::", 0) == 0) return line.substr(3);
+    if (line.rfind("0::", 0) == 0) {
+      // A zombie, or a process between leaving its cgroup and becoming one, still names the
+      // cgroup it was in; once that cgroup is removed the kernel adds " (deleted)"
+      // (proc_cgroup_show). It was still that cgroup's: the job's exiting orphans are found by it.
+      constexpr std::string_view kDeleted = " (deleted)";
+      if (line.ends_with(kDeleted)) line.resize(line.size() - kDeleted.size());
+      return line.substr(3);
+    }
   return {};
 }
 

@@ -13,7 +13,8 @@ namespace repvisor::sys {
 std::vector<pid_t> thread_children();
 // Every process whose session id is sid; zombies too when asked (they are not gone until reaped).
 std::vector<pid_t> session_members(pid_t sid, bool with_zombies = false);
-// The cgroup v2 path from /proc/PID/cgroup; empty when the process is gone.
+// The cgroup v2 path from /proc/PID/cgroup, also when that cgroup has been removed under a
+// zombie; empty when the process is gone.
 std::string process_cgroup(pid_t pid);
 // The session id; -1 when the process is gone.
 pid_t process_session(pid_t pid);

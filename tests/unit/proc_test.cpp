@@ -1,15 +1,21 @@
 // The /proc readers, on real processes: a command name with blanks and parentheses must not
 // shift the fields after it, and a reaped process reads as gone.
 #include "sys/proc.hpp"
+#include "sys/cgroup.hpp"
+#include "sys/remover.hpp"
 #include "sys/spawner.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
+#include <fstream>
 
 namespace {
 
@@ -87,6 +93,101 @@ TEST(Spawner, ItsChildrenAreNotTheCallingThreadsYetAreWaitedForFromIt) {
   req.executable = "/nonexistent/program";
   repvisor::sys::Spawned none;
   EXPECT_EQ(spawner.spawn(req, &none), -ENOENT);
+}
+
+TEST(Proc, AZombieStillNamesTheCgroupRemovedUnderIt) {
+  // The job's cgroup is removed while its orphans may still be exiting (sys/remover.hpp); they
+  // are found by the cgroup they name, which the kernel then marks " (deleted)".
+  const std::string mount = repvisor::sys::find_cgroup2_mount();
+  ASSERT_FALSE(mount.empty());
+  const std::string own = repvisor::sys::process_cgroup(getpid());
+  const std::string cg = (own == "/" ? "" : own) + "/repvisor-test-zombie-" + std::to_string(getpid());
+  const std::string dir = mount + cg;
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << dir << ": " << strerror(errno);
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    char c;
+    close(go[1]);
+    _exit(read(go[0], &c, 1) == 1 ? 0 : 1);
+  }
+  close(go[0]);
+  std::ofstream(dir + "/cgroup.procs") << pid << std::endl;
+  EXPECT_EQ(repvisor::sys::process_cgroup(pid), cg);
+  ASSERT_EQ(write(go[1], "x", 1), 1);
+  close(go[1]);
+  siginfo_t si{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOWAIT), 0);  // a zombie, not reaped
+  ASSERT_EQ(rmdir(dir.c_str()), 0) << strerror(errno);                          // a zombie does not populate it
+  EXPECT_EQ(repvisor::sys::process_cgroup(pid), cg);
+  ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+}
+
+// Directories for the Remover, under a temporary parent.
+class RemoverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/repvisor-remover-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+  std::string dir(int i, bool with_file = false) {
+    std::string d = root_ + "/d" + std::to_string(i);
+    mkdir(d.c_str(), 0755);
+    if (with_file) std::ofstream(d + "/f") << "x";
+    return d;
+  }
+  std::string root_;
+};
+
+TEST_F(RemoverTest, EachRemovalGetsItsOwnResultInAnyOrder) {
+  // Many handed over at once and taken in reverse: some done by the thread, some by take()
+  // before the thread got to them. Either way each result is its own directory's.
+  repvisor::sys::Remover remover;
+  constexpr int kDirs = 300;
+  std::vector<std::shared_ptr<repvisor::sys::Removal>> rs;
+  for (int i = 0; i < kDirs; ++i) rs.push_back(remover.submit(i % 7 == 3 ? root_ + "/never-made" : dir(i, i % 5 == 2)));
+  for (int i = kDirs - 1; i >= 0; --i) {
+    const int r = remover.take(*rs[i]);
+    EXPECT_EQ(r, i % 5 == 2 && i % 7 != 3 ? -ENOTEMPTY : 0) << i;  // gone already is removed
+    EXPECT_EQ(rs[i]->state.load(), repvisor::sys::Remover::kDone);
+  }
+  for (int i = 0; i < kDirs; ++i)
+    EXPECT_EQ(std::filesystem::exists(root_ + "/d" + std::to_string(i)), i % 5 == 2 && i % 7 != 3) << i;
+}
+
+TEST_F(RemoverTest, TheThreadRemovesWhatIsHandedOverWithoutBeingAsked) {
+  repvisor::sys::Remover remover;
+  const std::string d = dir(1);
+  const int in = inotify_init1(IN_CLOEXEC);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(inotify_add_watch(in, root_.c_str(), IN_DELETE), 0);
+  auto r = remover.submit(d);
+  char buf[4096];
+  ASSERT_GT(read(in, buf, sizeof buf), 0);  // the thread removed it; nobody took it yet
+  close(in);
+  EXPECT_FALSE(std::filesystem::exists(d));
+  EXPECT_EQ(remover.take(*r), 0);
+}
+
+TEST_F(RemoverTest, OneNotBegunIsDoneByTakeAtOnce) {
+  // take() claims what the thread has not begun: here one it was never handed.
+  repvisor::sys::Remover remover;
+  repvisor::sys::Removal r;
+  r.path = dir(1);
+  EXPECT_EQ(remover.take(r), 0);
+  EXPECT_FALSE(std::filesystem::exists(r.path));
+}
+
+TEST_F(RemoverTest, WhatIsQueuedIsRemovedBeforeItStops) {
+  std::vector<std::string> dirs;
+  {
+    repvisor::sys::Remover remover;
+    for (int i = 0; i < 50; ++i) remover.submit(dirs.emplace_back(dir(i)));
+  }
+  for (const auto& d : dirs) EXPECT_FALSE(std::filesystem::exists(d)) << d;
 }
 
 TEST(Spawner, SpawnsSubmittedTogetherEachReturnTheirOwnResult) {

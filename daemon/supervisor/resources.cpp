@@ -253,8 +253,9 @@ bool Supervisor::start_server(Entry& e, size_t i) {
   req.pass_fds = {listen_fd.get(), src.fd.get()};
   for (const auto& [bfd, fmt_name] : chain) req.pass_fds.push_back(bfd.get());
   req.listen_fds = 1;  // descriptor 3 is the listening socket; 4, the image, is not one
-  Fd out(::open(log_path(job).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640));
-  if (!out) return fail(fmt::format("cannot open the job log: {}", strerror(errno)));
+  const int log_fd = logs_->open_append(log_path(job));
+  if (log_fd < 0) return fail(fmt::format("cannot open the job log: {}", strerror(-log_fd)));
+  Fd out(log_fd);
   req.output_fd = out.get();
   Fd cg;
   if (cgroups_) {

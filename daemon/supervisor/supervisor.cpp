@@ -87,6 +87,9 @@ void Supervisor::init() {
   }
   lock_state_dir();
   store_ = std::make_unique<store::Store>(cfg_.state_dir + "/repvisor.db");
+  // Deleted jobs' logs, emptied, become new jobs' logs (sys/file_pool.hpp). As many as a large
+  // batch of jobs: more would only leave more empty files about.
+  logs_.emplace(cfg_.state_dir + "/logs/.pool", 1024);
   if (const char* at = getenv("REPVISOR_TEST_CRASH_AT")) crash_at_ = at;
 
   sys::raise_fd_limit();
@@ -395,10 +398,9 @@ void Supervisor::remove_entry(const std::string& id, bool keep_data) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   core::Job& job = *it->second->job;
-  if (!keep_data) {
-    std::error_code ec;
-    fs::remove(log_path(job), ec);
-  }
+  if (!keep_data)
+    if (int r = logs_->release(log_path(job)); r < 0)
+      log::warning("job {}: cannot remove its log {}: {}", id, log_path(job), strerror(-r));
   remove_runtime_dir(id);
   deadlines_->disarm(id);
   if (!job.spec().name.empty()) names_.erase(job.spec().name);
@@ -492,11 +494,11 @@ int Supervisor::prepare_spawn(core::Job& job, PreparedSpawn& p) {
   }
 
   // A file, not a pipe: the job's output does not depend on the daemon staying up.
-  p.out.reset(::open(log_path(job).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640));
-  if (!p.out) {
-    const int r = -errno;
+  if (const int fd = logs_->open_append(log_path(job)); fd < 0) {
     e.progress_fd.reset();
-    return r;
+    return fd;
+  } else {
+    p.out.reset(fd);
   }
   req.output_fd = p.out.get();
 

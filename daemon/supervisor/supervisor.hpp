@@ -20,6 +20,7 @@
 #include "store/store.hpp"
 #include "supervisor/deadlines.hpp"
 #include "sys/cgroup.hpp"
+#include "sys/file_pool.hpp"
 #include "sys/remover.hpp"
 #include "sys/spawner.hpp"
 #include "sys/volume.hpp"
@@ -239,8 +240,9 @@ class Supervisor final : public core::JobDriver {
   std::optional<sys::CgroupTree> cgroups_;
   Fd lock_fd_;
   std::unique_ptr<store::Store> store_;
-  const Caller* caller_ = nullptr;  // while an API call is being handled
-  std::string crash_at_;            // test-only fault injection (REPVISOR_TEST_CRASH_AT)
+  std::optional<sys::FilePool> logs_;  // the jobs' log files, made and removed through it
+  const Caller* caller_ = nullptr;     // while an API call is being handled
+  std::string crash_at_;               // test-only fault injection (REPVISOR_TEST_CRASH_AT)
   SupervisorObserver* observer_ = nullptr;
   std::map<std::string, std::unique_ptr<Entry>> entries_;        // ordered by id: prefix lookups
   std::unordered_map<std::string, std::string> names_;           // name -> id

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "config/config.hpp"
+#include "temp_dir.hpp"
 
 using namespace repvisor;
 using config::ConfigError;
@@ -158,11 +159,8 @@ TEST(Config, BadVolumeSettingsNameTheKeyAndValue) {
 
 namespace {
 struct ConfigDir {
-  std::string dir = [] {
-    char t[] = "/tmp/repvisor-config-XXXXXX";
-    return std::string(mkdtemp(t));
-  }();
-  ~ConfigDir() { std::filesystem::remove_all(dir); }
+  repvisor::test::TempDir tmp{"config"};
+  const std::string& dir = tmp.path();
   void write(const std::string& name, const std::string& text) {
     std::filesystem::create_directories(std::filesystem::path(dir + "/" + name).parent_path());
     std::ofstream(dir + "/" + name) << text;

@@ -2,6 +2,8 @@
 // file is never replaced, the pool is bounded, and a new pool takes over what an old one left.
 #include "sys/file_pool.hpp"
 
+#include "temp_dir.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,12 +18,6 @@ namespace fs = std::filesystem;
 
 class FilePoolTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/repvisor-pool-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(root_); }
   std::string file(const std::string& name, const std::string& content) {
     std::string path = root_ + "/" + name;
     std::ofstream(path) << content;
@@ -39,7 +35,8 @@ class FilePoolTest : public ::testing::Test {
   }
   static void write_fd(int fd, const std::string& s) { ASSERT_EQ(::write(fd, s.data(), s.size()), ssize_t(s.size())); }
   std::string pool_dir() const { return root_ + "/.pool"; }
-  std::string root_;
+  repvisor::test::TempDir tmp_{"pool"};
+  const std::string& root_ = tmp_.path();
 };
 
 TEST_F(FilePoolTest, AReleasedFileIsEmptiedAndBecomesTheNextNewFile) {

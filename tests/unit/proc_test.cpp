@@ -4,6 +4,7 @@
 #include "sys/cgroup.hpp"
 #include "sys/remover.hpp"
 #include "sys/spawner.hpp"
+#include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/inotify.h>
@@ -127,19 +128,14 @@ TEST(Proc, AZombieStillNamesTheCgroupRemovedUnderIt) {
 // Directories for the Remover, under a temporary parent.
 class RemoverTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/repvisor-remover-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(root_); }
   std::string dir(int i, bool with_file = false) {
     std::string d = root_ + "/d" + std::to_string(i);
     mkdir(d.c_str(), 0755);
     if (with_file) std::ofstream(d + "/f") << "x";
     return d;
   }
-  std::string root_;
+  repvisor::test::TempDir tmp_{"remover"};
+  const std::string& root_ = tmp_.path();
 };
 
 TEST_F(RemoverTest, EachRemovalGetsItsOwnResultInAnyOrder) {

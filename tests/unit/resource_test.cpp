@@ -13,6 +13,7 @@
 #include "core/resource.hpp"
 #include "sys/nbd_netlink.hpp"
 #include "sys/volume.hpp"
+#include "temp_dir.hpp"
 
 using namespace repvisor;
 using namespace repvisor::core;
@@ -80,10 +81,8 @@ TEST(ResourceSpecCheck, EachMistakeIsNamed) {
 }
 
 struct VolumeRoot : ::testing::Test {
-  std::string base = [] {
-    char t[] = "/tmp/repvisor-vol-XXXXXX";
-    return std::string(mkdtemp(t));
-  }();
+  repvisor::test::TempDir tmp{"vol"};
+  const std::string& base = tmp.path();
   std::string root = base + "/root", outside = base + "/outside";
   sys::VolumePolicy policy{{base + "/root"}, {}};
   void SetUp() override {
@@ -95,7 +94,6 @@ struct VolumeRoot : ::testing::Test {
     fs::create_symlink(outside + "/secret.img", root + "/link.img");  // a file link that leaves
     fs::create_symlink("sub", root + "/inside");                      // a link that stays inside
   }
-  ~VolumeRoot() override { fs::remove_all(base); }
 };
 
 TEST_F(VolumeRoot, PathsResolveOnlyBeneathTheRoot) {

@@ -9,6 +9,7 @@
 #include "core/job.hpp"
 #include "store/sqlite.hpp"
 #include "store/store.hpp"
+#include "temp_dir.hpp"
 
 using namespace repvisor;
 namespace fs = std::filesystem;
@@ -34,13 +35,10 @@ class NullDriver : public core::JobDriver {
 };
 
 struct StoreFile : ::testing::Test {
-  std::string dir = [] {
-    char t[] = "/tmp/repvisor-store-XXXXXX";
-    return std::string(mkdtemp(t));
-  }();
+  repvisor::test::TempDir tmp{"store"};
+  const std::string& dir = tmp.path();
   std::string path = dir + "/repvisor.db";
   NullDriver driver;
-  ~StoreFile() override { fs::remove_all(dir); }
 
   std::unique_ptr<core::Job> job(const std::string& id) {
     core::JobSpec spec;

@@ -717,16 +717,23 @@ void Supervisor::begin_cleanup(core::Job& job) {
   e.progress_poll.reset();
   e.progress_fd.reset();
   if (e.in_cgroup) {
-    // Its cgroup is empty: the remover's thread removes it while we go on (sys/remover.hpp).
-    // Its exiting orphans are reaped, and the removal's result taken, from run_deferred(), for
-    // every job that ended in this loop iteration at once (end_cgroups).
-    e.cgroup_removal = remover_->submit(cgroups_->path_of(cgroup_name(job)));
+    // Its cgroup is empty. Its exiting orphans are reaped, and the cgroup removed, from
+    // run_deferred(), for every job that ended in this loop iteration at once (end_cgroups).
+    // When several end together, the remover's thread removes their cgroups while we read the
+    // next ends (sys/remover.hpp); a lone job's is removed there, without a thread's wake-up.
     ending_.push_back(job.id());
+    if (ending_.size() == 2) hand_over_cgroup(ending_.front());
+    if (ending_.size() >= 2) hand_over_cgroup(job.id());
     return;
   }
   if (cgroups_ && job.start_error) cgroups_->remove(cgroup_name(job));
   event(job, "cleanup", "processes gone");
   start_resource_cleanup(e, true);
+}
+
+void Supervisor::hand_over_cgroup(const std::string& id) {
+  if (auto it = entries_.find(id); it != entries_.end())
+    it->second->cgroup_removal = remover_->submit(cgroups_->path_of(cgroup_name(*it->second->job)));
 }
 
 void Supervisor::end_cgroups() {
@@ -743,7 +750,7 @@ void Supervisor::end_cgroups() {
     Entry& e = *it->second;
     core::Job& job = *e.job;
     std::string error;
-    const int r = remover_->take(*e.cgroup_removal);  // begin_cleanup() handed it over
+    const int r = e.cgroup_removal ? remover_->take(*e.cgroup_removal) : cgroups_->remove(cgroup_name(job));
     e.cgroup_removal.reset();
     if (r < 0)
       error = "cannot remove cgroup " + cgroups_->path_of(cgroup_name(job)) + ": " + strerror(-r);

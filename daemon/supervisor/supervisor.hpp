@@ -186,6 +186,7 @@ class Supervisor final : public core::JobDriver {
   // Waits for the orphans of these job cgroups that are between leaving the cgroup and becoming
   // zombies; one read of our children list for all of them.
   void reap_exiting_orphans(const std::vector<std::string>& cgroups);
+  void hand_over_cgroup(const std::string& id);  // to the remover (begin_cleanup)
   void start_queued();
   void remove_entry(const std::string& id, bool keep_data);
   bool finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller, std::string* why = nullptr);

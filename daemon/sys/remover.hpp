@@ -6,8 +6,10 @@
 // core while the loop reads the next job's end; the loop takes each result before it reports
 // that job ended, so what a terminal state promises does not change.
 //
-// take() does a removal the thread has not begun itself, at once: a lone job's end never waits
-// for the thread to wake up. It waits only for one the thread is doing (one rmdir at most).
+// take() does a removal the thread has not begun itself, at once, and waits only for one the
+// thread is doing (one rmdir at most). The supervisor hands cgroups over only when several jobs
+// end in one loop iteration: a lone job's end removes its own, as the thread's wake-up would
+// cost about what the rmdir does.
 #pragma once
 #include <atomic>
 #include <condition_variable>

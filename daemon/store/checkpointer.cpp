@@ -1,22 +1,15 @@
 #include "store/checkpointer.hpp"
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <memory>
 
 #include "store/sqlite.hpp"
 #include "util/log.hpp"
+#include "util/thread.hpp"
 
 namespace repvisor::store {
 
 Checkpointer::Checkpointer(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {
-  // Signals stay with the loop's thread: the thread starts with all of them blocked.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  thread_ = std::thread([this] { run(); });
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  thread_ = thread_without_signals([this] { run(); });
   // Replaces the automatic checkpoint (sqlite3_wal_autocheckpoint is itself a WAL hook).
   sqlite3_wal_hook(
       db_,

@@ -494,12 +494,12 @@ int Supervisor::prepare_spawn(core::Job& job, PreparedSpawn& p) {
   }
 
   // A file, not a pipe: the job's output does not depend on the daemon staying up.
-  if (const int fd = logs_->open_append(log_path(job)); fd < 0) {
+  const int log_fd = logs_->open_append(log_path(job));
+  if (log_fd < 0) {
     e.progress_fd.reset();
-    return fd;
-  } else {
-    p.out.reset(fd);
+    return log_fd;
   }
+  p.out.reset(log_fd);
   req.output_fd = p.out.get();
 
   if (cgroups_) {

@@ -1,10 +1,10 @@
 #include "sys/remover.hpp"
 
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
+
+#include "util/thread.hpp"
 
 namespace repvisor::sys {
 
@@ -12,14 +12,7 @@ namespace {
 int remove_dir(const std::string& path) { return ::rmdir(path.c_str()) < 0 && errno != ENOENT ? -errno : 0; }
 }  // namespace
 
-Remover::Remover() {
-  // Signals stay with the loop's thread, as in the Spawner.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  thread_ = std::thread([this] { run(); });
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-}
+Remover::Remover() : thread_(thread_without_signals([this] { run(); })) {}
 
 Remover::~Remover() {
   {

@@ -1,17 +1,11 @@
 #include "sys/spawner.hpp"
 
-#include <pthread.h>
-#include <signal.h>
+#include "util/thread.hpp"
 
 namespace repvisor::sys {
 
 Spawner::Spawner(unsigned threads) {
-  // Signals stay with the loop's thread (libuv's handlers write into its loop).
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  for (unsigned i = 0; i < threads; ++i) threads_.push_back(thread_without_signals([this] { run(); }));
 }
 
 Spawner::~Spawner() {

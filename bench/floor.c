@@ -2,16 +2,26 @@
  * benchmark child, wait until its SIGTERM disposition is installed (/proc/PID/status), then time
  * pidfd_send_signal -> waitid(P_PIDFD). Escalation: SIGTERM, poll the pidfd for the timeout,
  * SIGKILL, waitid; the delay beyond the timeout is reported.
- * Usage: floor CHILD [ITERATIONS] [ESCALATIONS]   Prints one JSON object. */
+ * At scale (SCALE children, 0 skips it): start them one after another until all run, then stop
+ * them all (SIGTERM to each, then reap each), twice: as plain children, and each in a cgroup of
+ * its own (created, entered by clone3(CLONE_INTO_CGROUP), removed once empty), which is the work
+ * a supervisor that keeps one cgroup per job cannot avoid. The host's figures for those phases
+ * bound what any supervisor can reach on it.
+ * Usage: floor CHILD [ITERATIONS] [ESCALATIONS] [SCALE]   Prints one JSON object. */
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <errno.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +54,90 @@ static int start(const char* child, const char* mode, pid_t* pid) {
   return (int)syscall(SYS_pidfd_open, *pid, 0);
 }
 
+/* The cgroup2 mount point, from /proc/self/mountinfo ("... /sys/fs/cgroup rw,... - cgroup2 ...");
+ * NULL if there is none. Paths with blanks (escaped as \040) are not expected here. */
+static char* cgroup2_mount(void) {
+  FILE* f = fopen("/proc/self/mountinfo", "r");
+  char line[4096], point[4096];
+  char* found = NULL;
+  while (f && !found && fgets(line, sizeof line, f)) {
+    const char* sep = strstr(line, " - ");
+    if (sep && !strncmp(sep + 3, "cgroup2 ", 8) && sscanf(line, "%*s %*s %*s %*s %4095s", point) == 1)
+      found = strdup(point);
+  }
+  if (f) fclose(f);
+  return found;
+}
+
+/* Starts CHILD "term" in the cgroup open as dirfd, or by posix_spawn if dirfd < 0; returns its
+ * pidfd. clone3 (fork-like: this program's page tables are few) because posix_spawn cannot name
+ * a cgroup. */
+static int start_in(const char* child, int dirfd, pid_t* pid) {
+  if (dirfd < 0) {
+    char* argv[] = {(char*)child, "term", NULL};
+    if (posix_spawn(pid, child, NULL, NULL, argv, environ) != 0) return -1;
+    return (int)syscall(SYS_pidfd_open, *pid, 0);
+  }
+  int pidfd = -1;
+  struct clone_args args;
+  memset(&args, 0, sizeof args);
+  args.flags = CLONE_PIDFD | CLONE_INTO_CGROUP;
+  args.pidfd = (unsigned long)&pidfd;
+  args.exit_signal = SIGCHLD;
+  args.cgroup = (unsigned long)dirfd;
+  long r = syscall(SYS_clone3, &args, sizeof args);
+  if (r < 0) return -1;
+  if (r == 0) {
+    char* argv[] = {(char*)child, "term", NULL};
+    execve(child, argv, environ);
+    _exit(127);
+  }
+  *pid = (pid_t)r;
+  return pidfd;
+}
+
+/* Start SCALE children one after another, then (once all have their SIGTERM handler, untimed)
+ * stop them all. With a cgroup parent, each child gets a cgroup of its own, removed after. */
+static int scale_run(const char* child, int scale, const char* parent, double* start_ms, double* stop_ms) {
+  int* fds = calloc(scale, sizeof(int));
+  int* dirs = calloc(scale, sizeof(int));
+  pid_t* pids = calloc(scale, sizeof(pid_t));
+  char path[4096];
+  siginfo_t si;
+  int ok = 0;
+  double t0 = now_ms();
+  for (int i = 0; i < scale; ++i) {
+    dirs[i] = -1;
+    if (parent) {
+      snprintf(path, sizeof path, "%s/%d", parent, i);
+      if (mkdir(path, 0755) < 0 || (dirs[i] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) goto out;
+    }
+    if ((fds[i] = start_in(child, dirs[i], &pids[i])) < 0) goto out;
+  }
+  *start_ms = now_ms() - t0;
+  for (int i = 0; i < scale; ++i)
+    while (!term_ready(pids[i])) usleep(100);
+  t0 = now_ms();
+  for (int i = 0; i < scale; ++i) syscall(SYS_pidfd_send_signal, fds[i], SIGTERM, NULL, 0);
+  for (int i = 0; i < scale; ++i) {
+    waitid(P_PIDFD, fds[i], &si, WEXITED);
+    close(fds[i]);
+    if (parent) {
+      close(dirs[i]);
+      snprintf(path, sizeof path, "%s/%d", parent, i);
+      /* A cgroup whose last process was just reaped may still be busy for a moment. */
+      while (rmdir(path) < 0 && errno == EBUSY) usleep(50);
+    }
+  }
+  *stop_ms = now_ms() - t0;
+  ok = 1;
+out:
+  free(fds);
+  free(dirs);
+  free(pids);
+  return ok;
+}
+
 static int cmp(const void* a, const void* b) {
   double x = *(const double*)a, y = *(const double*)b;
   return x < y ? -1 : x > y;
@@ -57,10 +151,14 @@ static void stats(const char* name, double* v, int n, int last) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: floor CHILD [ITERATIONS] [ESCALATIONS]\n");
+    fprintf(stderr, "usage: floor CHILD [ITERATIONS] [ESCALATIONS] [SCALE]\n");
     return 2;
   }
-  int n = argc > 2 ? atoi(argv[2]) : 200, esc = argc > 3 ? atoi(argv[3]) : 5;
+  int n = argc > 2 ? atoi(argv[2]) : 200, esc = argc > 3 ? atoi(argv[3]) : 5, scale = argc > 4 ? atoi(argv[4]) : 1000;
+  struct rlimit nofile;
+  getrlimit(RLIMIT_NOFILE, &nofile);  /* two descriptors per child at scale */
+  nofile.rlim_cur = nofile.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &nofile);
   double* force = calloc(n, sizeof(double));
   double* grace = calloc(n, sizeof(double));
   double* over = calloc(esc, sizeof(double));
@@ -95,7 +193,25 @@ int main(int argc, char** argv) {
   printf("{");
   stats("force_stop", force, n, 0);
   stats("graceful_stop", grace, n, 0);
-  stats("escalation_beyond_1s", over, esc, 1);
+  stats("escalation_beyond_1s", over, esc, scale <= 0);
+  if (scale > 0) {
+    double start_ms = 0, stop_ms = 0, cg_start_ms = 0, cg_stop_ms = 0;
+    if (!scale_run(argv[1], scale, NULL, &start_ms, &stop_ms)) {
+      fprintf(stderr, "floor: starting %d children: %s\n", scale, strerror(errno));
+      return 1;
+    }
+    printf("\"scale\": %d, \"start_all_ms\": %.1f, \"stop_all_ms\": %.1f", scale, start_ms, stop_ms);
+    char* mount = cgroup2_mount();
+    char parent[4096];
+    if (mount) {
+      snprintf(parent, sizeof parent, "%s/repvisor-floor.%d", mount, (int)getpid());
+      if (mkdir(parent, 0755) == 0 && scale_run(argv[1], scale, parent, &cg_start_ms, &cg_stop_ms))
+        printf(", \"start_all_cgroups_ms\": %.1f, \"stop_all_cgroups_ms\": %.1f", cg_start_ms, cg_stop_ms);
+      else
+        fprintf(stderr, "floor: cgroups under %s: %s (figures left out)\n", parent, strerror(errno));
+      rmdir(parent);
+    }
+  }
   printf("}\n");
   return 0;
 }

@@ -9,6 +9,7 @@
  * bound what any supervisor can reach on it.
  * Usage: floor CHILD [ITERATIONS] [ESCALATIONS] [SCALE]   Prints one JSON object. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <poll.h>
@@ -21,7 +22,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <errno.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -156,7 +156,7 @@ int main(int argc, char** argv) {
   }
   int n = argc > 2 ? atoi(argv[2]) : 200, esc = argc > 3 ? atoi(argv[3]) : 5, scale = argc > 4 ? atoi(argv[4]) : 1000;
   struct rlimit nofile;
-  getrlimit(RLIMIT_NOFILE, &nofile);  /* two descriptors per child at scale */
+  getrlimit(RLIMIT_NOFILE, &nofile); /* two descriptors per child at scale */
   nofile.rlim_cur = nofile.rlim_max;
   setrlimit(RLIMIT_NOFILE, &nofile);
   double* force = calloc(n, sizeof(double));

@@ -44,6 +44,7 @@ struct Supervisor::Entry {
   Fd pidfd;
   UvPtr<uv_poll_t> pid_poll;
   UvPtr<uv_fs_event_t> cgroup_watch;
+  Fd cgroup_events;  // its cgroup.events, read on each process and cgroup event while it runs
   std::shared_ptr<sys::Removal> cgroup_removal;  // its cgroup's, if handed over (begin_cleanup)
   Fd notify_fd;  // its own notify socket: only a job started by a daemon older than the shared one
   UvPtr<uv_poll_t> notify_poll;

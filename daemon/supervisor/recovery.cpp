@@ -1,5 +1,6 @@
 // Start-up: every job the store says was not finished is looked at against what the system
 // shows (its cgroup, its recorded main PID), and carried to a consistent end.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -113,6 +114,7 @@ void Supervisor::recover_job(Entry& e) {
     }
   }
   if (have_cgroup) {
+    e.cgroup_events.reset(::open(cgroups_->events_file(cg).c_str(), O_RDONLY | O_CLOEXEC));
     e.cgroup_watch = make_uv<uv_fs_event_t>([&](uv_fs_event_t* w) { return uv_fs_event_init(loop_, w); }, &e);
     uv_fs_event_start(
         e.cgroup_watch.get(),

@@ -550,6 +550,8 @@ int Supervisor::spawn(core::Job& job) {
     if (en) en->owner->on_pidfd(*en);
   });
   if (e.in_cgroup) {
+    // Without it (it cannot fail but for lack of descriptors), check_tree opens it by name.
+    sys::CgroupTree::open_events(p->cgroup_dir.get(), &e.cgroup_events);
     // cgroup.events changes ("populated 0") arrive as inotify modify events.
     e.cgroup_watch = make_uv<uv_fs_event_t>([&](uv_fs_event_t* w) { return uv_fs_event_init(loop_, w); }, &e);
     uv_fs_event_start(
@@ -600,8 +602,13 @@ void Supervisor::check_tree(Entry& e) {
   // zombies still there (one may die between the two steps) as members, so that the session is
   // empty only once every process of it is reaped. Its SIGCHLD brings us back here.
   if (!e.in_cgroup) reap_orphans();
-  const bool alive =
-      e.in_cgroup ? cgroups_->populated(cgroup_name(job)) : !sys::session_members(job.main_pid, true).empty();
+  bool alive;
+  if (!e.in_cgroup)
+    alive = !sys::session_members(job.main_pid, true).empty();
+  else if (e.cgroup_events)
+    alive = sys::CgroupTree::populated(e.cgroup_events.get());
+  else
+    alive = cgroups_->populated(cgroup_name(job));
   if (!alive) job.on_tree_empty();
 }
 
@@ -710,6 +717,7 @@ void Supervisor::begin_cleanup(core::Job& job) {
   sessions_.erase(job.id());
   e.pid_poll.reset();
   e.cgroup_watch.reset();
+  e.cgroup_events.reset();
   if (e.notify_fd) on_notify(e.notify_fd.get(), &e);  // what the job said last still counts
   close_job_notify_socket(e);
   forget_main(job);

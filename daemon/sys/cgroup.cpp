@@ -138,12 +138,22 @@ std::vector<pid_t> CgroupTree::procs(const std::string& name) const {
 }
 
 bool CgroupTree::populated(const std::string& name) const {
-  // Read on every job end and cgroup event: one open and one read, no stream. The file is a
-  // few bytes shown in one piece ("populated N" first), so a single read has all of it.
   Fd fd(::open(events_file(name).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return false;  // gone: nothing in it
+  return fd && populated(fd.get());  // gone: nothing in it
+}
+
+int CgroupTree::open_events(int dir, Fd* events) {
+  Fd fd(::openat(dir, "cgroup.events", O_RDONLY | O_CLOEXEC));
+  if (!fd) return -errno;
+  *events = std::move(fd);
+  return 0;
+}
+
+bool CgroupTree::populated(int events_fd) {
+  // The file is a few bytes rendered in one piece ("populated N" first), so a single read from
+  // offset 0 has all of it, current as of this call.
   char buf[256];
-  const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  const ssize_t n = ::pread(events_fd, buf, sizeof buf, 0);
   return n > 0 && std::string_view(buf, static_cast<size_t>(n)).find("populated 1") != std::string_view::npos;
 }
 

@@ -33,6 +33,10 @@ class CgroupTree {
   int signal_all(const std::string& name, int sig) const;  // each process in cgroup.procs
   std::vector<pid_t> procs(const std::string& name) const;
   bool populated(const std::string& name) const;
+  // cgroup.events of the cgroup open as dir, kept open by a watcher so that each look at it is
+  // one pread (the kernel renders the file afresh from offset 0); -errno.
+  static int open_events(int dir, Fd* events);
+  static bool populated(int events_fd);       // false when unreadable: a removed cgroup holds nothing
   int remove(const std::string& name) const;  // rmdir; 0 when already gone
   std::string events_file(const std::string& name) const { return path_of(name) + "/cgroup.events"; }
 

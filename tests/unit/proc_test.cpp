@@ -6,6 +6,7 @@
 #include "sys/spawner.hpp"
 #include "temp_dir.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
@@ -123,6 +124,39 @@ TEST(Proc, AZombieStillNamesTheCgroupRemovedUnderIt) {
   ASSERT_EQ(rmdir(dir.c_str()), 0) << strerror(errno);                          // a zombie does not populate it
   EXPECT_EQ(repvisor::sys::process_cgroup(pid), cg);
   ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+}
+
+TEST(Cgroup, ItsEventsFileKeptOpenTellsEachChange) {
+  // The supervisor opens a job's cgroup.events once and preads it on every event: each read must
+  // be current, and the open file must not keep the cgroup from being removed.
+  const std::string mount = repvisor::sys::find_cgroup2_mount();
+  ASSERT_FALSE(mount.empty());
+  const std::string own = repvisor::sys::process_cgroup(getpid());
+  const std::string dir = mount + (own == "/" ? "" : own) + "/repvisor-test-events-" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << dir << ": " << strerror(errno);
+  repvisor::Fd dirfd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)), events;
+  ASSERT_TRUE(dirfd);
+  ASSERT_EQ(repvisor::sys::CgroupTree::open_events(dirfd.get(), &events), 0);
+  EXPECT_FALSE(repvisor::sys::CgroupTree::populated(events.get()));
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    char c;
+    close(go[1]);
+    _exit(read(go[0], &c, 1) == 1 ? 0 : 1);
+  }
+  close(go[0]);
+  std::ofstream(dir + "/cgroup.procs") << pid << std::endl;
+  EXPECT_TRUE(repvisor::sys::CgroupTree::populated(events.get()));
+  EXPECT_TRUE(repvisor::sys::CgroupTree::populated(events.get()));  // read again, from the start
+  ASSERT_EQ(write(go[1], "x", 1), 1);
+  close(go[1]);
+  ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+  EXPECT_FALSE(repvisor::sys::CgroupTree::populated(events.get()));
+  EXPECT_EQ(rmdir(dir.c_str()), 0) << strerror(errno);
+  EXPECT_FALSE(repvisor::sys::CgroupTree::populated(events.get()));  // removed: holds nothing
+  EXPECT_EQ(repvisor::sys::CgroupTree::open_events(dirfd.get(), &events), -ENOENT);
 }
 
 // Directories for the Remover, under a temporary parent.

@@ -397,6 +397,26 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    if (getenv("STOP_ONLY")) {
+      // A profiling aid (perf record -p DAEMON_PID meanwhile): ITERATIONS force stops and
+      // nothing else; their latency and the daemon's CPU time per stop.
+      std::vector<double> lat, cpu;
+      for (int i = 0; i < n; ++i) {
+        const std::string job = submit(child, "term", 30'000'000);
+        wait_ready(job, child);
+        long rss = 0;
+        double c0 = 0, c1 = 0;
+        usage(daemon, &rss, &c0);
+        const double t0 = now_ms();
+        stop(job, true, true);
+        lat.push_back(now_ms() - t0);
+        usage(daemon, &rss, &c1);
+        cpu.push_back(c1 - c0);
+        remove_job(job);
+      }
+      printf("{\"force_stop\": %s, \"force_stop_daemon_cpu\": %s}\n", stats(lat).c_str(), stats(cpu).c_str());
+      return 0;
+    }
     std::vector<double> force, grace, over, status_rt, timeout_cpu, force_cpu;
     for (int i = 0; i < n; ++i) {
       for (bool f : {true, false}) {

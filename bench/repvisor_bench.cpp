@@ -343,6 +343,25 @@ double machine_busy_ms() {
   return static_cast<double>(user + nice + system + irq + softirq) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// One job of `child` started and its SIGTERM disposition set, then stopped (waiting for it to
+// end) and deleted: the stop's latency and the daemon's CPU time meanwhile, both in ms.
+struct TimedStop {
+  double ms, daemon_cpu_ms;
+};
+TimedStop timed_stop(pid_t daemon, const std::string& child, const char* mode, uint64_t stop_timeout_usec, bool force) {
+  const std::string job = submit(child, mode, stop_timeout_usec);
+  wait_ready(job, child);
+  long rss = 0;
+  double c0 = 0, c1 = 0;
+  usage(daemon, &rss, &c0);
+  const double t0 = now_ms();
+  stop(job, force, true);
+  const double ms = now_ms() - t0;
+  usage(daemon, &rss, &c1);
+  remove_job(job);
+  return {ms, c1 - c0};
+}
+
 int number(const char* s, const char* what) {
   char* end = nullptr;
   const long v = strtol(s, &end, 10);
@@ -402,17 +421,9 @@ int main(int argc, char** argv) {
       // nothing else; their latency and the daemon's CPU time per stop.
       std::vector<double> lat, cpu;
       for (int i = 0; i < n; ++i) {
-        const std::string job = submit(child, "term", 30'000'000);
-        wait_ready(job, child);
-        long rss = 0;
-        double c0 = 0, c1 = 0;
-        usage(daemon, &rss, &c0);
-        const double t0 = now_ms();
-        stop(job, true, true);
-        lat.push_back(now_ms() - t0);
-        usage(daemon, &rss, &c1);
-        cpu.push_back(c1 - c0);
-        remove_job(job);
+        const TimedStop t = timed_stop(daemon, child, "term", 30'000'000, true);
+        lat.push_back(t.ms);
+        cpu.push_back(t.daemon_cpu_ms);
       }
       printf("{\"force_stop\": %s, \"force_stop_daemon_cpu\": %s}\n", stats(lat).c_str(), stats(cpu).c_str());
       return 0;
@@ -420,17 +431,9 @@ int main(int argc, char** argv) {
     std::vector<double> force, grace, over, status_rt, timeout_cpu, force_cpu;
     for (int i = 0; i < n; ++i) {
       for (bool f : {true, false}) {
-        const std::string job = submit(child, "term", 30'000'000);
-        wait_ready(job, child);
-        long rss = 0;
-        double c0 = 0, c1 = 0;
-        usage(daemon, &rss, &c0);
-        const double t0 = now_ms();
-        stop(job, f, true);
-        (f ? force : grace).push_back(now_ms() - t0);
-        usage(daemon, &rss, &c1);
-        if (f) force_cpu.push_back(c1 - c0);  // the daemon's share of the latency
-        remove_job(job);
+        const TimedStop t = timed_stop(daemon, child, "term", 30'000'000, f);
+        (f ? force : grace).push_back(t.ms);
+        if (f) force_cpu.push_back(t.daemon_cpu_ms);  // the daemon's share of the latency
       }
     }
 
@@ -454,17 +457,9 @@ int main(int argc, char** argv) {
     watch.reset();
     // Escalation with `scale` idle jobs running: the target is "within 2 ms at 1,000 jobs".
     for (int i = 0; i < esc; ++i) {
-      const std::string job = submit(child, "ignore", 1'000'000);
-      wait_ready(job, child);
-      long rss = 0;
-      double c0 = 0, c1 = 0;
-      usage(daemon, &rss, &c0);
-      const double t0 = now_ms();
-      stop(job, false, true);
-      over.push_back(now_ms() - t0 - 1000.0);
-      usage(daemon, &rss, &c1);
-      timeout_cpu.push_back(c1 - c0);  // what waiting out the timeout cost the daemon
-      remove_job(job);
+      const TimedStop t = timed_stop(daemon, child, "ignore", 1'000'000, false);
+      over.push_back(t.ms - 1000.0);
+      timeout_cpu.push_back(t.daemon_cpu_ms);  // what waiting out the timeout cost the daemon
     }
     for (int i = 0; i < 1000; ++i) {
       uint32_t pid = 0;

@@ -7,7 +7,12 @@
  * its own (created, entered by clone3(CLONE_INTO_CGROUP), removed once empty), which is the work
  * a supervisor that keeps one cgroup per job cannot avoid. The host's figures for those phases
  * bound what any supervisor can reach on it.
- * Usage: floor CHILD [ITERATIONS] [ESCALATIONS] [SCALE]   Prints one JSON object. */
+ * With DURABLE_DIR, a force stop is also timed with the least work a supervisor that keeps
+ * repvisord's promises must do: the child in a cgroup of its own, killed whole (cgroup.kill),
+ * the request recorded, the child reaped, its cgroup removed, the end recorded and both records
+ * synced (4 KiB each, pwrite into a preallocated file in DURABLE_DIR, one fdatasync) before the
+ * stop counts as done. No IPC and no database: a floor, not a supervisor.
+ * Usage: floor CHILD [ITERATIONS] [ESCALATIONS] [SCALE] [DURABLE_DIR]   Prints one JSON object. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -138,6 +143,60 @@ out:
   return ok;
 }
 
+/* The durable force stop above, n times, under the cgroup `parent` (created and removed here),
+ * recording into DURABLE_DIR/floor.records; times into v. */
+static int durable_force(const char* child, int n, const char* parent, const char* dir, double* v) {
+  enum { kRecord = 4096, kSlots = 512 };
+  static char record[kRecord];
+  char path[4200], file[4200];
+  snprintf(file, sizeof file, "%s/floor.records", dir);
+  int rec = open(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (rec < 0) {
+    fprintf(stderr, "floor: %s: %s (durable figures left out)\n", file, strerror(errno));
+    return 0;
+  }
+  /* Preallocated and synced first, as a database's log is once it has been used: an append
+   * would make each sync write the file's size too. */
+  for (int i = 0; i < 2 * kSlots; ++i)
+    if (pwrite(rec, record, kRecord, (off_t)i * kRecord) != kRecord) goto fail;
+  if (fsync(rec) < 0 || mkdir(parent, 0755) < 0) goto fail;
+  for (int i = 0; i < n; ++i) {
+    snprintf(path, sizeof path, "%s/%d", parent, i);
+    int dirfd = -1;
+    pid_t pid;
+    if (mkdir(path, 0755) < 0 || (dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) goto fail_cg;
+    int pidfd = start_in(child, dirfd, &pid);
+    close(dirfd);
+    if (pidfd < 0) goto fail_cg;
+    while (!term_ready(pid)) usleep(100);
+    char kill_path[4300];
+    snprintf(kill_path, sizeof kill_path, "%s/cgroup.kill", path);
+    const off_t at = (off_t)(i % kSlots) * 2 * kRecord;
+    siginfo_t si;
+    double t0 = now_ms();
+    int k = open(kill_path, O_WRONLY | O_CLOEXEC);
+    if (k < 0 || write(k, "1", 1) != 1) goto fail_cg;
+    close(k);
+    if (pwrite(rec, record, kRecord, at) != kRecord) goto fail_cg;
+    waitid(P_PIDFD, pidfd, &si, WEXITED);
+    while (rmdir(path) < 0 && errno == EBUSY) continue; /* busy for a moment after the reap */
+    if (pwrite(rec, record, kRecord, at + kRecord) != kRecord || fdatasync(rec) < 0) goto fail_cg;
+    v[i] = now_ms() - t0;
+    close(pidfd);
+  }
+  rmdir(parent);
+  close(rec);
+  unlink(file);
+  return 1;
+fail_cg:
+  rmdir(parent);
+fail:
+  fprintf(stderr, "floor: durable force stop (%s, %s): %s (figures left out)\n", parent, file, strerror(errno));
+  close(rec);
+  unlink(file);
+  return 0;
+}
+
 static int cmp(const void* a, const void* b) {
   double x = *(const double*)a, y = *(const double*)b;
   return x < y ? -1 : x > y;
@@ -151,7 +210,7 @@ static void stats(const char* name, double* v, int n, int last) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: floor CHILD [ITERATIONS] [ESCALATIONS] [SCALE]\n");
+    fprintf(stderr, "usage: floor CHILD [ITERATIONS] [ESCALATIONS] [SCALE] [DURABLE_DIR]\n");
     return 2;
   }
   int n = argc > 2 ? atoi(argv[2]) : 200, esc = argc > 3 ? atoi(argv[3]) : 5, scale = argc > 4 ? atoi(argv[4]) : 1000;
@@ -190,8 +249,20 @@ int main(int argc, char** argv) {
     over[i] = now_ms() - t0 - 1000.0;
     close(fd);
   }
+  char* mount = cgroup2_mount();
+  double* durable = NULL;
+  if (argc > 5 && mount) {
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s/repvisor-floor-durable.%d", mount, (int)getpid());
+    durable = calloc(n, sizeof(double));
+    if (!durable_force(argv[1], n, parent, argv[5], durable)) {
+      free(durable);
+      durable = NULL;
+    }
+  }
   printf("{");
   stats("force_stop", force, n, 0);
+  if (durable) stats("force_stop_durable", durable, n, 0);
   stats("graceful_stop", grace, n, 0);
   stats("escalation_beyond_1s", over, esc, scale <= 0);
   if (scale > 0) {
@@ -201,7 +272,6 @@ int main(int argc, char** argv) {
       return 1;
     }
     printf("\"scale\": %d, \"start_all_ms\": %.1f, \"stop_all_ms\": %.1f", scale, start_ms, stop_ms);
-    char* mount = cgroup2_mount();
     char parent[4096];
     if (mount) {
       snprintf(parent, sizeof parent, "%s/repvisor-floor.%d", mount, (int)getpid());

@@ -42,7 +42,8 @@ build/daemon/repvisord --config "$tmp/repvisord.toml" --state-dir "$tmp/state" -
 daemon_pid=$!
 for _ in $(seq 200); do [[ -S $run/private ]] && break; sleep 0.05; done
 child=$(realpath build/bench/bench-child)
-floor=$(build/bench/bench-floor "$child" "$ITERATIONS" "$ESCALATIONS" "$SCALE")
+# The floor's durable stop records into the same file system as the daemon's state.
+floor=$(build/bench/bench-floor "$child" "$ITERATIONS" "$ESCALATIONS" "$SCALE" "$tmp")
 repvisor=$(REPVISORCTL=$(realpath build/ctl/repvisorctl) REPVISOR_COPY=$(realpath build/worker/repvisor-copy) \
   COPY_SOURCE="nbd+unix:///?socket=$tmp/source.sock" COPY_DIR="$tmp/volumes" COPY_STOPS=$COPY_STOPS \
   build/bench/repvisor-bench "unix:path=$run/private" "$daemon_pid" "$child" "$ITERATIONS" "$ESCALATIONS" "$SCALE")

@@ -479,6 +479,12 @@ int main(int argc, char** argv) {
       for (int i = 0; i < 100; ++i) v.push_back(run_cold({ctl, "--address", address, "status", id}));
       cold = ", \"ctl_status_cold\": " + stats(v);
     }
+    if (const char* floor_client = getenv("COLD_CLIENT")) {
+      // The same query's floor on this machine (bench/cold_client.c), timed the same way.
+      std::vector<double> v;
+      for (int i = 0; i < 100; ++i) v.push_back(run_cold({floor_client, address, jobs[0]}));
+      cold += ", \"ctl_status_cold_floor\": " + stats(v);
+    }
     long rss0 = 0, rss1 = 0;
     double cpu0 = 0, cpu1 = 0;
     usage(daemon, &rss0, &cpu0);

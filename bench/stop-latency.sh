@@ -13,7 +13,7 @@ if [[ $PEERS == 1 ]] && ! command -v supervisord >/dev/null || ! command -v s6-s
   [[ $PEERS == 1 ]] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends supervisor s6 >/dev/null
 fi
 cmake -S . -B build -G Ninja >/dev/null
-cmake --build build --target repvisord repvisorctl repvisor-copy bench-child bench-floor repvisor-bench >/dev/null
+cmake --build build --target repvisord repvisorctl repvisor-copy bench-child bench-floor bench-cold-client repvisor-bench >/dev/null
 ulimit -n "$(ulimit -Hn)"  # supervisord keeps ~4 descriptors per program
 # As deployed: the state directory (SQLite, logs) on disk, so commits pay their fsync; the
 # runtime directory (sockets) on a tmpfs, as systemd's RuntimeDirectory=/run/repvisor is.
@@ -44,7 +44,7 @@ for _ in $(seq 200); do [[ -S $run/private ]] && break; sleep 0.05; done
 child=$(realpath build/bench/bench-child)
 # The floor's durable stop records into the same file system as the daemon's state.
 floor=$(build/bench/bench-floor "$child" "$ITERATIONS" "$ESCALATIONS" "$SCALE" "$tmp")
-repvisor=$(REPVISORCTL=$(realpath build/ctl/repvisorctl) REPVISOR_COPY=$(realpath build/worker/repvisor-copy) \
+repvisor=$(REPVISORCTL=$(realpath build/ctl/repvisorctl) COLD_CLIENT=$(realpath build/bench/bench-cold-client) REPVISOR_COPY=$(realpath build/worker/repvisor-copy) \
   COPY_SOURCE="nbd+unix:///?socket=$tmp/source.sock" COPY_DIR="$tmp/volumes" COPY_STOPS=$COPY_STOPS \
   build/bench/repvisor-bench "unix:path=$run/private" "$daemon_pid" "$child" "$ITERATIONS" "$ESCALATIONS" "$SCALE")
 kill -TERM "$daemon_pid" && wait "$daemon_pid" || true

@@ -74,12 +74,12 @@ static char* cgroup2_mount(void) {
   return found;
 }
 
-/* Starts CHILD "term" in the cgroup open as dirfd, or by posix_spawn if dirfd < 0; returns its
+/* Starts CHILD `mode` ("term", "ignore") in the cgroup open as dirfd, or by posix_spawn if dirfd < 0; returns its
  * pidfd. clone3 (fork-like: this program's page tables are few) because posix_spawn cannot name
  * a cgroup. */
-static int start_in(const char* child, int dirfd, pid_t* pid) {
+static int start_in(const char* child, const char* mode, int dirfd, pid_t* pid) {
   if (dirfd < 0) {
-    char* argv[] = {(char*)child, "term", NULL};
+    char* argv[] = {(char*)child, (char*)mode, NULL};
     if (posix_spawn(pid, child, NULL, NULL, argv, environ) != 0) return -1;
     return (int)syscall(SYS_pidfd_open, *pid, 0);
   }
@@ -93,7 +93,7 @@ static int start_in(const char* child, int dirfd, pid_t* pid) {
   long r = syscall(SYS_clone3, &args, sizeof args);
   if (r < 0) return -1;
   if (r == 0) {
-    char* argv[] = {(char*)child, "term", NULL};
+    char* argv[] = {(char*)child, (char*)mode, NULL};
     execve(child, argv, environ);
     _exit(127);
   }
@@ -117,7 +117,7 @@ static int scale_run(const char* child, int scale, const char* parent, double* s
       snprintf(path, sizeof path, "%s/%d", parent, i);
       if (mkdir(path, 0755) < 0 || (dirs[i] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) goto out;
     }
-    if ((fds[i] = start_in(child, dirs[i], &pids[i])) < 0) goto out;
+    if ((fds[i] = start_in(child, "term", dirs[i], &pids[i])) < 0) goto out;
   }
   *start_ms = now_ms() - t0;
   for (int i = 0; i < scale; ++i)
@@ -143,9 +143,21 @@ out:
   return ok;
 }
 
-/* The durable force stop above, n times, under the cgroup `parent` (created and removed here),
- * recording into DURABLE_DIR/floor.records; times into v. */
-static int durable_force(const char* child, int n, const char* parent, const char* dir, double* v) {
+static int cgroup_kill(const char* cgroup) {
+  char path[4300];
+  snprintf(path, sizeof path, "%s/cgroup.kill", cgroup);
+  int k = open(path, O_WRONLY | O_CLOEXEC);
+  int ok = k >= 0 && write(k, "1", 1) == 1;
+  if (k >= 0) close(k);
+  return ok;
+}
+
+/* The durable stop above, n times, under the cgroup `parent` (created and removed here),
+ * recording into DURABLE_DIR/floor.records; times into v. A force stop kills at once; an
+ * escalation (`escalate`, a child that ignores SIGTERM) sends SIGTERM, records and syncs that,
+ * waits out a 1 s timeout on the pidfd (ppoll: no millisecond rounding), then kills, and v
+ * holds the delay beyond the timeout. */
+static int durable_stop(const char* child, int n, const char* parent, const char* dir, int escalate, double* v) {
   enum { kRecord = 4096, kSlots = 512 };
   static char record[kRecord];
   char path[4200], file[4200];
@@ -165,23 +177,27 @@ static int durable_force(const char* child, int n, const char* parent, const cha
     int dirfd = -1;
     pid_t pid;
     if (mkdir(path, 0755) < 0 || (dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) goto fail_cg;
-    int pidfd = start_in(child, dirfd, &pid);
+    int pidfd = start_in(child, escalate ? "ignore" : "term", dirfd, &pid);
     close(dirfd);
     if (pidfd < 0) goto fail_cg;
     while (!term_ready(pid)) usleep(100);
-    char kill_path[4300];
-    snprintf(kill_path, sizeof kill_path, "%s/cgroup.kill", path);
     const off_t at = (off_t)(i % kSlots) * 2 * kRecord;
     siginfo_t si;
     double t0 = now_ms();
-    int k = open(kill_path, O_WRONLY | O_CLOEXEC);
-    if (k < 0 || write(k, "1", 1) != 1) goto fail_cg;
-    close(k);
+    if (escalate) {
+      syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, NULL, 0);
+      if (pwrite(rec, record, kRecord, at) != kRecord || fdatasync(rec) < 0) goto fail_cg;
+      const double left = 1000.0 - (now_ms() - t0);
+      struct timespec timeout = {(time_t)(left / 1000), (long)((left - (time_t)(left / 1000) * 1000) * 1e6)};
+      struct pollfd p = {pidfd, POLLIN, 0};
+      if (left > 0) ppoll(&p, 1, &timeout, NULL);
+    }
+    if (!cgroup_kill(path)) goto fail_cg;
     if (pwrite(rec, record, kRecord, at) != kRecord) goto fail_cg;
     waitid(P_PIDFD, pidfd, &si, WEXITED);
     while (rmdir(path) < 0 && errno == EBUSY) continue; /* busy for a moment after the reap */
     if (pwrite(rec, record, kRecord, at + kRecord) != kRecord || fdatasync(rec) < 0) goto fail_cg;
-    v[i] = now_ms() - t0;
+    v[i] = now_ms() - t0 - (escalate ? 1000.0 : 0.0);
     close(pidfd);
   }
   rmdir(parent);
@@ -191,7 +207,8 @@ static int durable_force(const char* child, int n, const char* parent, const cha
 fail_cg:
   rmdir(parent);
 fail:
-  fprintf(stderr, "floor: durable force stop (%s, %s): %s (figures left out)\n", parent, file, strerror(errno));
+  fprintf(stderr, "floor: durable %s (%s, %s): %s (figures left out)\n", escalate ? "escalation" : "force stop", parent,
+          file, strerror(errno));
   close(rec);
   unlink(file);
   return 0;
@@ -250,20 +267,26 @@ int main(int argc, char** argv) {
     close(fd);
   }
   char* mount = cgroup2_mount();
-  double* durable = NULL;
+  double *durable = NULL, *durable_over = NULL;
   if (argc > 5 && mount) {
     char parent[4096];
     snprintf(parent, sizeof parent, "%s/repvisor-floor-durable.%d", mount, (int)getpid());
     durable = calloc(n, sizeof(double));
-    if (!durable_force(argv[1], n, parent, argv[5], durable)) {
+    durable_over = calloc(esc, sizeof(double));
+    if (!durable_stop(argv[1], n, parent, argv[5], 0, durable)) {
       free(durable);
       durable = NULL;
+    }
+    if (esc <= 0 || !durable_stop(argv[1], esc, parent, argv[5], 1, durable_over)) {
+      free(durable_over);
+      durable_over = NULL;
     }
   }
   printf("{");
   stats("force_stop", force, n, 0);
   if (durable) stats("force_stop_durable", durable, n, 0);
   stats("graceful_stop", grace, n, 0);
+  if (durable_over) stats("escalation_beyond_1s_durable", durable_over, esc, 0);
   stats("escalation_beyond_1s", over, esc, scale <= 0);
   if (scale > 0) {
     double start_ms = 0, stop_ms = 0, cg_start_ms = 0, cg_stop_ms = 0;

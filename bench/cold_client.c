@@ -3,6 +3,7 @@
  * `repvisorctl status` costs beyond it is the CLI's own (C++ runtime, option parsing, output).
  * Usage: bench-cold-client ADDRESS JOB_PATH   Prints nothing; exit 0 when the reply came. */
 #include <stdio.h>
+#include <string.h>
 #include <systemd/sd-bus.h>
 
 int main(int argc, char** argv) {
@@ -17,11 +18,14 @@ int main(int argc, char** argv) {
   if (r >= 0) r = sd_bus_set_address(bus, argv[1]);
   if (r >= 0) r = sd_bus_set_bus_client(bus, 1);
   if (r >= 0) r = sd_bus_start(bus);
-  if (r >= 0)
-    r = sd_bus_call_method(bus, "org.repvisor1", argv[2], "org.freedesktop.DBus.Properties", "GetAll", &err, &reply,
-                           "s", "org.repvisor1.Job");
   if (r < 0) {
-    fprintf(stderr, "bench-cold-client: %s: %s\n", argv[2], err.message ? err.message : "cannot connect");
+    fprintf(stderr, "bench-cold-client: cannot connect to %s: %s\n", argv[1], strerror(-r));
+    return 1;
+  }
+  r = sd_bus_call_method(bus, "org.repvisor1", argv[2], "org.freedesktop.DBus.Properties", "GetAll", &err, &reply, "s",
+                         "org.repvisor1.Job");
+  if (r < 0) {
+    fprintf(stderr, "bench-cold-client: GetAll on %s: %s\n", argv[2], err.message ? err.message : strerror(-r));
     return 1;
   }
   sd_bus_message_unref(reply);

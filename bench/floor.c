@@ -219,6 +219,18 @@ static int cmp(const void* a, const void* b) {
   return x < y ? -1 : x > y;
 }
 
+/* A count argument: a whole number from 1 to 1,000,000, or exit 2 naming it. */
+static int count(const char* s, const char* what) {
+  char* end = NULL;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (end == s || *end != 0 || errno != 0 || v < 1 || v > 1000000) {
+    fprintf(stderr, "floor: %s: '%s' is not a whole number from 1 to 1000000\n", what, s);
+    exit(2);
+  }
+  return (int)v;
+}
+
 static void stats(const char* name, double* v, int n, int last) {
   qsort(v, n, sizeof *v, cmp);
   printf("\"%s\": {\"n\": %d, \"median_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f}%s", name, n, v[n / 2],
@@ -230,7 +242,21 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: floor CHILD [ITERATIONS] [ESCALATIONS] [SCALE] [DURABLE_DIR]\n");
     return 2;
   }
-  int n = argc > 2 ? atoi(argv[2]) : 200, esc = argc > 3 ? atoi(argv[3]) : 5, scale = argc > 4 ? atoi(argv[4]) : 1000;
+  int n = argc > 2 ? count(argv[2], "ITERATIONS") : 200, esc = argc > 3 ? count(argv[3], "ESCALATIONS") : 5,
+      scale = argc > 4 ? count(argv[4], "SCALE") : 1000;
+  if (access(argv[1], X_OK) != 0) {
+    fprintf(stderr, "floor: CHILD: '%s': %s\n", argv[1], strerror(errno));
+    return 2;
+  }
+  struct stat dir_st;
+  if (argc > 5 && stat(argv[5], &dir_st) != 0) {
+    fprintf(stderr, "floor: DURABLE_DIR: '%s': %s\n", argv[5], strerror(errno));
+    return 2;
+  }
+  if (argc > 5 && !S_ISDIR(dir_st.st_mode)) {
+    fprintf(stderr, "floor: DURABLE_DIR: '%s': not a directory\n", argv[5]);
+    return 2;
+  }
   struct rlimit nofile;
   getrlimit(RLIMIT_NOFILE, &nofile); /* two descriptors per child at scale */
   nofile.rlim_cur = nofile.rlim_max;

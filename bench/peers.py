@@ -35,7 +35,10 @@ import xmlrpc.client
 
 sys.path.insert(0, "/usr/lib/python3/dist-packages")
 IDLE_SECONDS = float(os.environ.get("IDLE_SECONDS", "10"))
-from supervisor.xmlrpc import SupervisorTransport  # noqa: E402
+try:  # Debian's supervisor package; checked in main() so bad arguments are named first
+    from supervisor.xmlrpc import SupervisorTransport  # noqa: E402
+except ImportError:
+    SupervisorTransport = None
 
 
 def now_ms():
@@ -397,17 +400,28 @@ def s6(tmp, child, n, esc, scale):
             scanner.wait()
 
 
+def count(name, text):
+    """A count argument: a whole number from 1 to 1,000,000, or exit 2 naming it."""
+    if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+        print(f"peers.py: {name}: '{text}' is not a whole number from 1 to 1000000", file=sys.stderr)
+        sys.exit(2)
+    return int(text)
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit("usage: peers.py TMPDIR CHILD [ITERATIONS] [ESCALATIONS] [SCALE]")
     tmp, child = sys.argv[1], os.path.realpath(sys.argv[2])
-    n, esc, scale = (int(a) for a in (sys.argv[3:6] + ["200", "5", "1000"][len(sys.argv[3:6]):]))
+    n, esc, scale = (count(name, a) for name, a in zip(("ITERATIONS", "ESCALATIONS", "SCALE"),
+                                                        sys.argv[3:6] + ["200", "5", "1000"][len(sys.argv[3:6]):]))
+    if not os.access(child, os.X_OK):
+        sys.exit(f"peers.py: CHILD: '{sys.argv[2]}' is not an executable file")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max(soft, 4 * scale + 1024)
     if hard != resource.RLIM_INFINITY:
         want = min(want, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    if shutil.which("supervisord") is None or shutil.which("s6-svscan") is None:
+    if SupervisorTransport is None or shutil.which("supervisord") is None or shutil.which("s6-svscan") is None:
         sys.exit("peers.py: supervisord and s6-svscan are needed (apt install supervisor s6)")
     print(json.dumps({"supervisord": supervisord(tmp, child, n, esc, scale), "s6": s6(tmp, child, n, esc, scale)}))
 

@@ -9,8 +9,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERATIONS=${ITERATIONS:-200} ESCALATIONS=${ESCALATIONS:-5} SCALE=${SCALE:-1000}
 COPY_STOPS=${COPY_STOPS:-5} PEERS=${PEERS:-1}
-if [[ $PEERS == 1 ]] && ! command -v supervisord >/dev/null || ! command -v s6-svscan >/dev/null; then
-  [[ $PEERS == 1 ]] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends supervisor s6 >/dev/null
+# Every count is checked here, before anything is built or started.
+for name in ITERATIONS ESCALATIONS SCALE COPY_STOPS; do
+  if [[ ! ${!name} =~ ^[1-9][0-9]{0,5}$ ]] || ((${!name} > 1000000)); then
+    echo "stop-latency.sh: $name: '${!name}' is not a whole number from 1 to 1000000" >&2
+    exit 2
+  fi
+done
+if [[ $PEERS != 0 && $PEERS != 1 ]]; then
+  echo "stop-latency.sh: PEERS: '$PEERS' is neither 0 nor 1" >&2
+  exit 2
+fi
+if [[ $PEERS == 1 ]] && ! { command -v supervisord && command -v s6-svscan; } >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends supervisor s6 >/dev/null
 fi
 cmake -S . -B build -G Ninja >/dev/null
 cmake --build build --target repvisord repvisorctl repvisor-copy bench-child bench-floor bench-cold-client repvisor-bench >/dev/null
@@ -19,7 +30,7 @@ ulimit -n "$(ulimit -Hn)"  # supervisord keeps ~4 descriptors per program
 # runtime directory (sockets) on a tmpfs, as systemd's RuntimeDirectory=/run/repvisor is.
 tmp=$(mktemp -d /var/tmp/repvisor-bench.XXXXXX)
 run=$(mktemp -d /dev/shm/repvisor-bench-run.XXXXXX)
-daemon_pid= nbdkit_pid=
+daemon_pid='' nbdkit_pid=''
 cleanup() {
   [[ -n $daemon_pid ]] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
   [[ -n $nbdkit_pid ]] && kill -TERM "$nbdkit_pid" 2>/dev/null || true
@@ -48,7 +59,7 @@ repvisor=$(REPVISORCTL=$(realpath build/ctl/repvisorctl) COLD_CLIENT=$(realpath 
   COPY_SOURCE="nbd+unix:///?socket=$tmp/source.sock" COPY_DIR="$tmp/volumes" COPY_STOPS=$COPY_STOPS \
   build/bench/repvisor-bench "unix:path=$run/private" "$daemon_pid" "$child" "$ITERATIONS" "$ESCALATIONS" "$SCALE")
 kill -TERM "$daemon_pid" && wait "$daemon_pid" || true
-daemon_pid=
+daemon_pid=''
 peers='{}'
 if [[ $PEERS == 1 ]]; then
   mkdir "$tmp/peers"

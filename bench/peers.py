@@ -415,7 +415,8 @@ def main():
     n, esc, scale = (count(name, a) for name, a in zip(("ITERATIONS", "ESCALATIONS", "SCALE"),
                                                         sys.argv[3:6] + ["200", "5", "1000"][len(sys.argv[3:6]):]))
     if not os.access(child, os.X_OK):
-        sys.exit(f"peers.py: CHILD: '{sys.argv[2]}' is not an executable file")
+        print(f"peers.py: CHILD: '{sys.argv[2]}' is not an executable file", file=sys.stderr)
+        sys.exit(2)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max(soft, 4 * scale + 1024)
     if hard != resource.RLIM_INFINITY:

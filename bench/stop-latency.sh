@@ -11,7 +11,7 @@ ITERATIONS=${ITERATIONS:-200} ESCALATIONS=${ESCALATIONS:-5} SCALE=${SCALE:-1000}
 COPY_STOPS=${COPY_STOPS:-5} PEERS=${PEERS:-1}
 # Every count is checked here, before anything is built or started.
 for name in ITERATIONS ESCALATIONS SCALE COPY_STOPS; do
-  if [[ ! ${!name} =~ ^[1-9][0-9]{0,5}$ ]] || ((${!name} > 1000000)); then
+  if [[ ! ${!name} =~ ^[1-9][0-9]{0,6}$ ]] || ((${!name} > 1000000)); then
     echo "stop-latency.sh: $name: '${!name}' is not a whole number from 1 to 1000000" >&2
     exit 2
   fi

@@ -249,12 +249,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   struct stat dir_st;
-  if (argc > 5 && stat(argv[5], &dir_st) != 0) {
-    fprintf(stderr, "floor: DURABLE_DIR: '%s': %s\n", argv[5], strerror(errno));
-    return 2;
-  }
-  if (argc > 5 && !S_ISDIR(dir_st.st_mode)) {
-    fprintf(stderr, "floor: DURABLE_DIR: '%s': not a directory\n", argv[5]);
+  const int dir_error = argc <= 5 ? 0 : stat(argv[5], &dir_st) != 0 ? errno : S_ISDIR(dir_st.st_mode) ? 0 : ENOTDIR;
+  if (dir_error) {
+    fprintf(stderr, "floor: DURABLE_DIR: '%s': %s\n", argv[5], strerror(dir_error));
     return 2;
   }
   struct rlimit nofile;

@@ -14,6 +14,9 @@
 #include "core/notify.hpp"
 #include "store/store.hpp"
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 using namespace repvisor;
 
 namespace {
@@ -103,6 +106,57 @@ void StateChange(benchmark::State& state, bool durable) {
   unlink((path + "/repvisor.db-shm").c_str());
   rmdir(path.c_str());
 }
+// The commit that ends a force stop (what the reply waits for, before the sync): the job's row
+// and the three events of its end (exited, cleanup, cancelled), on a store that already holds
+// the history of 10,000 jobs, so that the indexes are as deep as on a server that has run for a
+// while. Run it under callgrind for an instruction count that the machine's load cannot move.
+// Its own function, so that callgrind counts one iteration and nothing of the set-up:
+//   valgrind --tool=callgrind --toggle-collect='*stop_end_commit*' build/bench/bench-micro
+//       --benchmark_filter=StopEnd
+[[gnu::noinline]] void stop_end_commit(store::Store& st, core::Job& job, uint64_t n, const nlohmann::json& who) {
+  job.set_checkpoint("repvisor-copy/1 done=" + std::to_string(n) + " size=10737418240");
+  st.append({n, job.id(), "exited", "main process killed by SIGKILL", nlohmann::json::object()});
+  st.append({n, job.id(), "cleanup", "cgroup job-" + job.id() + " removed", nlohmann::json::object()});
+  st.append({n, job.id(), "cancelled", "stopped on request (force, reason user_request)", who});
+  st.commit();
+}
+
+void BM_CommittedStopEnd(benchmark::State& state) {
+  const char* dir = getenv("BENCH_DIR");
+  std::string path = std::string(dir ? dir : "/var/tmp") + "/repvisor-bench-XXXXXX";
+  if (!mkdtemp(path.data())) {
+    state.SkipWithError("mkdtemp");
+    return;
+  }
+  {
+    store::Store st(path + "/repvisor.db");
+    NullDriver d;
+    d.store = &st;
+    const nlohmann::json who = {{"uid", 0}, {"pid", 4242}, {"comm", "repvisorctl"}};
+    // Ids spread over the index, as random ones are.
+    auto id_of = [](uint64_t n) { return fmt::format("{:032x}", n * 0x9e3779b97f4a7c15ULL); };
+    for (uint64_t n = 0; n < 10000; ++n)
+      for (const char* type : {"submitted", "started", "stop-requested", "signal", "exited", "cleanup", "cancelled"})
+        st.append({n, id_of(n), type, "a message of the usual length, naming the job's main process", who});
+    st.commit();
+    // A few commits of the usual size after that big one, so that what its end costs once (the
+    // allocator consolidating what it freed) is not counted as the first iteration's.
+    for (uint64_t n = 10000; n < 10100; ++n) {
+      st.append({n, id_of(n), "submitted", "a message of the usual length, naming the job's main process", who});
+      st.commit();
+    }
+    core::Job job(d, id_of(10001), spec(), 10 * USEC_PER_SEC);
+    job.start();
+    st.commit();
+    st.sync();
+    uint64_t n = 20000;
+    for (auto _ : state) stop_end_commit(st, job, ++n, who);
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) unlink((path + "/repvisor.db" + suffix).c_str());
+  rmdir(path.c_str());
+}
+BENCHMARK(BM_CommittedStopEnd)->Unit(benchmark::kMicrosecond);
+
 void BM_DurableStateChange(benchmark::State& state) { StateChange(state, true); }
 void BM_CommittedStateChange(benchmark::State& state) { StateChange(state, false); }
 BENCHMARK(BM_DurableStateChange)->Unit(benchmark::kMicrosecond);

@@ -45,6 +45,7 @@ struct Supervisor::Entry {
   UvPtr<uv_poll_t> pid_poll;
   UvPtr<uv_fs_event_t> cgroup_watch;
   Fd cgroup_events;  // its cgroup.events, read on each process and cgroup event while it runs
+  Fd cgroup_kill;    // its cgroup.kill while it runs: a stop's kill is one write
   std::shared_ptr<sys::Removal> cgroup_removal;  // its cgroup's, if handed over (begin_cleanup)
   Fd notify_fd;  // its own notify socket: only a job started by a daemon older than the shared one
   UvPtr<uv_poll_t> notify_poll;
@@ -53,6 +54,9 @@ struct Supervisor::Entry {
   bool pidfd_is_child = true;  // false for a main process taken over after a daemon restart
   bool deleting = false;
   bool counted_active = false;  // included in Supervisor::active_
+  // Its runtime directory may exist: false only while it is known not to (a job submitted to
+  // this daemon that has made none), so that the end of a job without one costs no rmdir.
+  bool runtime_dir = true;
   Supervisor* owner = nullptr;
   RejectLog rejects;  // its notify messages dropped
 

@@ -22,21 +22,27 @@ namespace fs = std::filesystem;
 
 std::string Supervisor::runtime_dir_of(const std::string& id) const { return cfg_.runtime_dir + "/jobs/" + id; }
 
-int Supervisor::make_runtime_dir(const std::string& id) {
+int Supervisor::make_runtime_dir(Entry& e) {
   // One mkdir on every start; the parents only when they are missing (removed under us).
-  const std::string dir = runtime_dir_of(id);
+  e.runtime_dir = true;
+  const std::string dir = runtime_dir_of(e.job->id());
   if (::mkdir(dir.c_str(), 0777) == 0 || errno == EEXIST) return 0;
   std::error_code ec;
   fs::create_directories(dir, ec);
   return ec ? -ec.value() : 0;
 }
 
-void Supervisor::remove_runtime_dir(const std::string& id) {
-  // Normally empty by now (the sockets are unlinked as they close): one rmdir on every job end.
-  const std::string dir = runtime_dir_of(id);
-  if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
-  std::error_code ec;
-  fs::remove_all(dir, ec);
+void Supervisor::remove_runtime_dir(Entry& e) {
+  // Normally empty by now (the sockets are unlinked as they close): one rmdir on every end of a
+  // job that made one.
+  if (!e.runtime_dir) return;
+  const std::string dir = runtime_dir_of(e.job->id());
+  if (::rmdir(dir.c_str()) < 0 && errno != ENOENT) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    if (ec) return;  // tried again at the next end of it (its deletion, a restart)
+  }
+  e.runtime_dir = false;
 }
 
 // ---- notify sockets -----------------------------------------------------------------------

@@ -56,7 +56,7 @@ void Supervisor::recover_job(Entry& e) {
       start_resource_cleanup(e, false);
       return;
     }
-    remove_runtime_dir(id);
+    remove_runtime_dir(e);
     if (job.delete_requested) finish_delete(job, job.delete_keep_data, job.delete_uid, nullptr);
     return;
   }
@@ -115,6 +115,7 @@ void Supervisor::recover_job(Entry& e) {
   }
   if (have_cgroup) {
     e.cgroup_events.reset(::open(cgroups_->events_file(cg).c_str(), O_RDONLY | O_CLOEXEC));
+    e.cgroup_kill.reset(::open((cgroups_->path_of(cg) + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC));
     e.cgroup_watch = make_uv<uv_fs_event_t>([&](uv_fs_event_t* w) { return uv_fs_event_init(loop_, w); }, &e);
     uv_fs_event_start(
         e.cgroup_watch.get(),

@@ -137,7 +137,7 @@ void Supervisor::begin_setup(core::Job& job) {
   e.phase = ResourcePhase::Setup;
   ++e.generation;
   e.cleanup_failed = false;
-  if (int r = make_runtime_dir(job.id()); r < 0)
+  if (int r = make_runtime_dir(e); r < 0)
     return fail_setup(e, fmt::format("cannot create {}: {}", runtime_dir_of(job.id()), strerror(-r)));
   const auto& specs = job.spec().resources;
   // Volumes first: a server may export one of them; devices last: they connect to servers.
@@ -886,7 +886,7 @@ void Supervisor::finish_resource_cleanup(Entry& e) {
   core::Job& job = *e.job;
   e.phase = ResourcePhase::None;
   uv_timer_stop(e.res_timer.get());
-  if (!e.cleanup_failed) remove_runtime_dir(job.id());
+  if (!e.cleanup_failed) remove_runtime_dir(e);
   job.cleanup_state = e.cleanup_failed ? "failed" : "done";
   if (!e.cleanup_failed) job.cleanup_error.clear();
   changed(job, core::kChangedResources);

@@ -239,6 +239,7 @@ const core::Job& Supervisor::submit(core::JobSpec spec, const Caller& caller) {
 
   CallerScope scope(caller_, &caller);
   Entry& e = add_entry(std::make_unique<core::Job>(*this, id, std::move(spec), cfg_.final_kill_timeout));
+  e.runtime_dir = false;  // a new id: nothing of it exists yet
   core::Job& job = *e.job;
   store_->save(job);
   store_->append({job.created_usec, id, "submitted",
@@ -401,7 +402,7 @@ void Supervisor::remove_entry(const std::string& id, bool keep_data) {
   if (!keep_data)
     if (int r = logs_->release(log_path(job)); r < 0)
       log::warning("job {}: cannot remove its log {}: {}", id, log_path(job), strerror(-r));
-  remove_runtime_dir(id);
+  remove_runtime_dir(*it->second);
   deadlines_->disarm(id);
   if (!job.spec().name.empty()) names_.erase(job.spec().name);
   store_->remove(id);
@@ -552,6 +553,7 @@ int Supervisor::spawn(core::Job& job) {
   if (e.in_cgroup) {
     // Without it (it cannot fail but for lack of descriptors), check_tree opens it by name.
     sys::CgroupTree::open_events(p->cgroup_dir.get(), &e.cgroup_events);
+    sys::CgroupTree::open_kill(p->cgroup_dir.get(), &e.cgroup_kill);  // without it: by name, at the kill
     // cgroup.events changes ("populated 0") arrive as inotify modify events.
     e.cgroup_watch = make_uv<uv_fs_event_t>([&](uv_fs_event_t* w) { return uv_fs_event_init(loop_, w); }, &e);
     uv_fs_event_start(
@@ -657,7 +659,7 @@ void Supervisor::reap_exiting_orphans(const std::vector<std::string>& cgroups) {
   // reported finished while a zombie of it remains. The wait is bounded by the kernel's own
   // exit path, not by anything the job does. One read of this thread's children list (the
   // orphans only: sys/spawner.hpp) serves every job that ended in this loop iteration.
-  if (cgroups.empty()) return;
+  if (cgroups.empty() || !sys::thread_has_children()) return;  // the usual case: no orphan at all
   for (pid_t pid : sys::thread_children()) {
     const std::string cg = sys::process_cgroup(pid);
     const bool ours = std::any_of(cgroups.begin(), cgroups.end(), [&](const std::string& job_cg) {
@@ -694,7 +696,7 @@ int Supervisor::signal_tree(core::Job& job, int sig) {
 int Supervisor::kill_tree(core::Job& job) {
   Entry& e = entry(job);
   if (e.in_cgroup) {
-    int r = cgroups_->kill(cgroup_name(job));
+    int r = e.cgroup_kill ? sys::CgroupTree::kill(e.cgroup_kill.get()) : cgroups_->kill(cgroup_name(job));
     if (r < 0) r = cgroups_->signal_all(cgroup_name(job), SIGKILL);  // kernels without cgroup.kill
     return r;
   }
@@ -718,6 +720,7 @@ void Supervisor::begin_cleanup(core::Job& job) {
   e.pid_poll.reset();
   e.cgroup_watch.reset();
   e.cgroup_events.reset();
+  e.cgroup_kill.reset();
   if (e.notify_fd) on_notify(e.notify_fd.get(), &e);  // what the job said last still counts
   close_job_notify_socket(e);
   forget_main(job);

@@ -162,8 +162,8 @@ class Supervisor final : public core::JobDriver {
   // that it never stays a zombie (the orphan reaper does not see the spawner thread's children).
   void reap_when_gone(Fd pidfd);
   std::string runtime_dir_of(const std::string& id) const;
-  int make_runtime_dir(const std::string& id);  // 0 or -errno
-  void remove_runtime_dir(const std::string& id);
+  int make_runtime_dir(Entry& e);  // 0 or -errno
+  void remove_runtime_dir(Entry& e);
   // The notify socket every job is given (notify_socket.cpp), and the one of its own that a job
   // started by an older daemon still sends to.
   std::string notify_socket_path() const;

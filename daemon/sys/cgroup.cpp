@@ -112,10 +112,16 @@ int CgroupTree::create(const std::string& name, Fd* dir) const {
   return 0;
 }
 
-int CgroupTree::kill(const std::string& name) const {
-  int r = write_file(path_of(name) + "/cgroup.kill", "1");
-  return r == -ENOENT ? 0 : r;
+int CgroupTree::kill(const std::string& name) const { return write_file(path_of(name) + "/cgroup.kill", "1"); }
+
+int CgroupTree::open_kill(int dir, Fd* kill) {
+  Fd fd(::openat(dir, "cgroup.kill", O_WRONLY | O_CLOEXEC));
+  if (!fd) return -errno;
+  *kill = std::move(fd);
+  return 0;
 }
+
+int CgroupTree::kill(int kill_fd) { return ::write(kill_fd, "1", 1) < 0 ? -errno : 0; }
 
 int CgroupTree::signal_all(const std::string& name, int sig) const {
   int result = 0;

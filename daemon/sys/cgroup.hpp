@@ -29,7 +29,13 @@ class CgroupTree {
 
   // Creates (or reuses an empty) child cgroup and returns an O_DIRECTORY fd for clone3; -errno.
   int create(const std::string& name, Fd* dir) const;
-  int kill(const std::string& name) const;                 // cgroup.kill
+  // cgroup.kill; -ENOENT on kernels without it (before 5.14) and for a cgroup gone: either way
+  // signal_all is the fallback, and finds nothing in a cgroup gone.
+  int kill(const std::string& name) const;
+  // cgroup.kill of the cgroup open as dir, kept open while the job runs, so that a stop's kill
+  // is one write instead of a walk of the whole path first; -errno (-ENOENT: no cgroup.kill).
+  static int open_kill(int dir, Fd* kill);
+  static int kill(int kill_fd);
   int signal_all(const std::string& name, int sig) const;  // each process in cgroup.procs
   std::vector<pid_t> procs(const std::string& name) const;
   bool populated(const std::string& name) const;

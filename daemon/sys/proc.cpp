@@ -2,8 +2,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -53,6 +55,13 @@ bool read_stat(pid_t pid, char* state, pid_t* sid) {
   return true;
 }
 }  // namespace
+
+bool thread_has_children() {
+  // WNOWAIT: a zombie is only looked at, left for whoever reaps it. ECHILD is the one answer
+  // that says "none"; any other (a child still running, a zombie, an error) says look.
+  siginfo_t si{};
+  return ::waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT | __WALL | __WNOTHREAD) == 0 || errno != ECHILD;
+}
 
 std::vector<pid_t> thread_children() {
   std::vector<pid_t> out;

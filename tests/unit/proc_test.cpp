@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
@@ -85,6 +86,7 @@ TEST(Spawner, ItsChildrenAreNotTheCallingThreadsYetAreWaitedForFromIt) {
   ASSERT_GT(child.pid, 0);
   const auto children = repvisor::sys::thread_children();
   EXPECT_EQ(std::find(children.begin(), children.end(), child.pid), children.end());
+  EXPECT_FALSE(repvisor::sys::thread_has_children());  // so the end of a job reads no children list
   siginfo_t si{};
   ASSERT_EQ(waitid(P_PIDFD, static_cast<id_t>(child.pidfd.get()), &si, WEXITED), 0) << strerror(errno);
   EXPECT_EQ(si.si_pid, child.pid);
@@ -157,6 +159,89 @@ TEST(Cgroup, ItsEventsFileKeptOpenTellsEachChange) {
   EXPECT_EQ(rmdir(dir.c_str()), 0) << strerror(errno);
   EXPECT_FALSE(repvisor::sys::CgroupTree::populated(events.get()));  // removed: holds nothing
   EXPECT_EQ(repvisor::sys::CgroupTree::open_events(dirfd.get(), &events), -ENOENT);
+}
+
+TEST(Proc, ThreadHasChildrenWhileOneRunsAndUntilItIsReaped) {
+  // The supervisor skips its scan for exiting orphans when this says none: a child still
+  // running, or a zombie not yet reaped, must count, and looking must not reap it.
+  EXPECT_FALSE(repvisor::sys::thread_has_children());
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    char c;
+    close(go[1]);
+    _exit(read(go[0], &c, 1) == 1 ? 0 : 1);
+  }
+  close(go[0]);
+  EXPECT_TRUE(repvisor::sys::thread_has_children());  // running
+  ASSERT_EQ(write(go[1], "x", 1), 1);
+  close(go[1]);
+  siginfo_t si{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOWAIT), 0);  // now a zombie
+  EXPECT_TRUE(repvisor::sys::thread_has_children());
+  EXPECT_TRUE(repvisor::sys::thread_has_children());  // still: looking did not reap it
+  const auto children = repvisor::sys::thread_children();
+  EXPECT_NE(std::find(children.begin(), children.end(), pid), children.end());
+  ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+  EXPECT_FALSE(repvisor::sys::thread_has_children());
+}
+
+TEST(Cgroup, ItsKillFileKeptOpenKillsTheTreeAndDoesNotKeepTheCgroup) {
+  // A stop's kill is one write to the cgroup.kill opened when the job started: it must reach a
+  // process and the child it forked, and the open file must not keep the cgroup from removal.
+  const std::string mount = repvisor::sys::find_cgroup2_mount();
+  ASSERT_FALSE(mount.empty());
+  const std::string own = repvisor::sys::process_cgroup(getpid());
+  const std::string name = "repvisor-test-kill-" + std::to_string(getpid());
+  const std::string dir = mount + (own == "/" ? "" : own) + "/" + name;
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << dir << ": " << strerror(errno);
+  repvisor::Fd dirfd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)), kill_fd, events;
+  ASSERT_TRUE(dirfd);
+  ASSERT_EQ(repvisor::sys::CgroupTree::open_kill(dirfd.get(), &kill_fd), 0) << "kernel without cgroup.kill?";
+  ASSERT_EQ(repvisor::sys::CgroupTree::open_events(dirfd.get(), &events), 0);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(ready[0]);
+    if (fork() == 0) {  // the grandchild: also in the cgroup, and ignores SIGTERM
+      signal(SIGTERM, SIG_IGN);
+      (void)!write(ready[1], "g", 1);
+      for (;;) pause();
+    }
+    (void)!write(ready[1], "c", 1);
+    for (;;) pause();
+  }
+  close(ready[1]);
+  std::ofstream(dir + "/cgroup.procs") << pid << std::endl;  // before it forks: both are in it
+  char c[2];
+  ASSERT_EQ(read(ready[0], c, 1), 1);
+  ASSERT_EQ(read(ready[0], c + 1, 1), 1);
+  close(ready[0]);
+  EXPECT_TRUE(repvisor::sys::CgroupTree::populated(events.get()));
+  ASSERT_EQ(repvisor::sys::CgroupTree::kill(kill_fd.get()), 0);
+  siginfo_t si{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED), 0);
+  EXPECT_EQ(si.si_code, CLD_KILLED);
+  EXPECT_EQ(si.si_status, SIGKILL);
+  // The grandchild is init's now (or a subreaper's): its end shows as the cgroup emptying.
+  int fd = inotify_init1(IN_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_GE(inotify_add_watch(fd, (dir + "/cgroup.events").c_str(), IN_MODIFY), 0);
+  while (repvisor::sys::CgroupTree::populated(events.get())) {
+    char buf[256];
+    ASSERT_GT(read(fd, buf, sizeof buf), 0);
+  }
+  close(fd);
+  EXPECT_EQ(rmdir(dir.c_str()), 0) << strerror(errno);           // the open cgroup.kill does not keep it
+  EXPECT_LT(repvisor::sys::CgroupTree::kill(kill_fd.get()), 0);  // a removed cgroup: an error, not a hang
+  // By name, a removed cgroup reads as no cgroup.kill, for which the fallback finds nothing.
+  std::string why;
+  auto tree = repvisor::sys::CgroupTree::open(own, &why);  // our own cgroup, as the parent
+  ASSERT_TRUE(tree) << why;
+  EXPECT_EQ(tree->kill(name), -ENOENT);
+  EXPECT_EQ(tree->signal_all(name, SIGKILL), 0);
 }
 
 // Directories for the Remover, under a temporary parent.

@@ -200,12 +200,16 @@ TEST(Cgroup, ItsKillFileKeptOpenKillsTheTreeAndDoesNotKeepTheCgroup) {
   ASSERT_TRUE(dirfd);
   ASSERT_EQ(repvisor::sys::CgroupTree::open_kill(dirfd.get(), &kill_fd), 0) << "kernel without cgroup.kill?";
   ASSERT_EQ(repvisor::sys::CgroupTree::open_events(dirfd.get(), &events), 0);
-  int ready[2];
+  int ready[2], moved[2];
   ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(moved), 0);
   const pid_t pid = fork();
   if (pid == 0) {
     close(ready[0]);
-    if (fork() == 0) {  // the grandchild: also in the cgroup, and ignores SIGTERM
+    close(moved[1]);
+    char m;
+    if (read(moved[0], &m, 1) != 1) _exit(1);  // in the cgroup now: the grandchild is born in it
+    if (fork() == 0) {                         // the grandchild, which ignores SIGTERM
       signal(SIGTERM, SIG_IGN);
       (void)!write(ready[1], "g", 1);
       for (;;) pause();
@@ -214,7 +218,10 @@ TEST(Cgroup, ItsKillFileKeptOpenKillsTheTreeAndDoesNotKeepTheCgroup) {
     for (;;) pause();
   }
   close(ready[1]);
-  std::ofstream(dir + "/cgroup.procs") << pid << std::endl;  // before it forks: both are in it
+  close(moved[0]);
+  std::ofstream(dir + "/cgroup.procs") << pid << std::endl;
+  ASSERT_EQ(write(moved[1], "m", 1), 1);
+  close(moved[1]);
   char c[2];
   ASSERT_EQ(read(ready[0], c, 1), 1);
   ASSERT_EQ(read(ready[0], c + 1, 1), 1);

@@ -116,13 +116,7 @@ void Supervisor::recover_job(Entry& e) {
   if (have_cgroup) {
     e.cgroup_events.reset(::open(cgroups_->events_file(cg).c_str(), O_RDONLY | O_CLOEXEC));
     e.cgroup_kill.reset(::open((cgroups_->path_of(cg) + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC));
-    e.cgroup_watch = make_uv<uv_fs_event_t>([&](uv_fs_event_t* w) { return uv_fs_event_init(loop_, w); }, &e);
-    uv_fs_event_start(
-        e.cgroup_watch.get(),
-        [](uv_fs_event_t* w, const char*, int, int) {
-          if (auto* en = static_cast<Entry*>(w->data)) en->owner->on_cgroup_event(*en);
-        },
-        cgroups_->events_file(cg).c_str(), 0);
+    watch_cgroup(e);
   }
   // The job keeps its NOTIFY_SOCKET path. The shared one is bound again already; a job started
   // by a daemon from before it has a socket of its own, which that daemon left behind: bind it

@@ -554,15 +554,7 @@ int Supervisor::spawn(core::Job& job) {
     // Without it (it cannot fail but for lack of descriptors), check_tree opens it by name.
     sys::CgroupTree::open_events(p->cgroup_dir.get(), &e.cgroup_events);
     sys::CgroupTree::open_kill(p->cgroup_dir.get(), &e.cgroup_kill);  // without it: by name, at the kill
-    // cgroup.events changes ("populated 0") arrive as inotify modify events.
-    e.cgroup_watch = make_uv<uv_fs_event_t>([&](uv_fs_event_t* w) { return uv_fs_event_init(loop_, w); }, &e);
-    uv_fs_event_start(
-        e.cgroup_watch.get(),
-        [](uv_fs_event_t* w, const char*, int, int) {
-          auto* en = static_cast<Entry*>(w->data);
-          if (en) en->owner->on_cgroup_event(*en);
-        },
-        cgroups_->events_file(cgroup_name(job)).c_str(), 0);
+    // Its cgroup is watched only if its tree outlives its main process (check_tree).
   }
   return 0;
 }
@@ -598,19 +590,35 @@ void Supervisor::on_cgroup_event(Entry& e) {
   if (e.job->tree_alive) check_tree(e);
 }
 
+void Supervisor::watch_cgroup(Entry& e) {
+  // cgroup.events changes ("populated 0") arrive as inotify modify events.
+  e.cgroup_watch = make_uv<uv_fs_event_t>([&](uv_fs_event_t* w) { return uv_fs_event_init(loop_, w); }, &e);
+  uv_fs_event_start(
+      e.cgroup_watch.get(),
+      [](uv_fs_event_t* w, const char*, int, int) {
+        if (auto* en = static_cast<Entry*>(w->data)) en->owner->on_cgroup_event(*en);
+      },
+      cgroups_->events_file(cgroup_name(*e.job)).c_str(), 0);
+}
+
 void Supervisor::check_tree(Entry& e) {
   core::Job& job = *e.job;
   // Without cgroups, orphans of the session come to us: reap the dead ones, and count the
   // zombies still there (one may die between the two steps) as members, so that the session is
   // empty only once every process of it is reaped. Its SIGCHLD brings us back here.
   if (!e.in_cgroup) reap_orphans();
-  bool alive;
-  if (!e.in_cgroup)
-    alive = !sys::session_members(job.main_pid, true).empty();
-  else if (e.cgroup_events)
-    alive = sys::CgroupTree::populated(e.cgroup_events.get());
-  else
-    alive = cgroups_->populated(cgroup_name(job));
+  auto populated = [&] {
+    return e.cgroup_events ? sys::CgroupTree::populated(e.cgroup_events.get()) : cgroups_->populated(cgroup_name(job));
+  };
+  bool alive = e.in_cgroup ? populated() : !sys::session_members(job.main_pid, true).empty();
+  if (alive && e.in_cgroup && !e.cgroup_watch) {
+    // A cgroup is watched only once its main process has ended with the rest of its tree still
+    // there: before, the tree cannot be empty, and most trees (a force stop's, with cgroup.kill)
+    // end with their main process, so most jobs never add or remove an inotify watch. An end
+    // before the watch was set is seen by this second look; one after, by the watch.
+    watch_cgroup(e);
+    alive = populated();
+  }
   if (!alive) job.on_tree_empty();
 }
 

@@ -155,6 +155,7 @@ class Supervisor final : public core::JobDriver {
   Entry& entry(const core::Job& job);
   void on_pidfd(Entry& e);
   void on_cgroup_event(Entry& e);
+  void watch_cgroup(Entry& e);  // its cgroup.events, through inotify
   void check_tree(Entry& e);
   void on_sigchld();
   void reap_orphans();

@@ -115,7 +115,7 @@ void Supervisor::recover_job(Entry& e) {
   }
   if (have_cgroup) {
     e.cgroup_events.reset(::open(cgroups_->events_file(cg).c_str(), O_RDONLY | O_CLOEXEC));
-    e.cgroup_kill.reset(::open((cgroups_->path_of(cg) + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC));
+    e.cgroup_kill.reset(::open(cgroups_->kill_file(cg).c_str(), O_WRONLY | O_CLOEXEC));
     watch_cgroup(e);
   }
   // The job keeps its NOTIFY_SOCKET path. The shared one is bound again already; a job started

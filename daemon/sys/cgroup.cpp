@@ -112,7 +112,7 @@ int CgroupTree::create(const std::string& name, Fd* dir) const {
   return 0;
 }
 
-int CgroupTree::kill(const std::string& name) const { return write_file(path_of(name) + "/cgroup.kill", "1"); }
+int CgroupTree::kill(const std::string& name) const { return write_file(kill_file(name), "1"); }
 
 int CgroupTree::open_kill(int dir, Fd* kill) {
   Fd fd(::openat(dir, "cgroup.kill", O_WRONLY | O_CLOEXEC));

@@ -45,6 +45,7 @@ class CgroupTree {
   static bool populated(int events_fd);       // false when unreadable: a removed cgroup holds nothing
   int remove(const std::string& name) const;  // rmdir; 0 when already gone
   std::string events_file(const std::string& name) const { return path_of(name) + "/cgroup.events"; }
+  std::string kill_file(const std::string& name) const { return path_of(name) + "/cgroup.kill"; }
 
  private:
   CgroupTree(std::string mount, std::string root) : mount_(std::move(mount)), root_(std::move(root)) {}

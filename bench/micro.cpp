@@ -76,18 +76,40 @@ void BM_StopCycleStateMachine(benchmark::State& state) {
 }
 BENCHMARK(BM_StopCycleStateMachine);
 
+// A store's directory for one benchmark, in BENCH_DIR, removed with the store's files after.
+class StoreDir {
+ public:
+  StoreDir() {
+    const char* dir = getenv("BENCH_DIR");
+    path_ = std::string(dir ? dir : "/var/tmp") + "/repvisor-bench-XXXXXX";
+    ok_ = mkdtemp(path_.data()) != nullptr;
+  }
+  ~StoreDir() {
+    if (!ok_) return;
+    for (const char* suffix : {"", "-wal", "-shm"}) unlink(db().append(suffix).c_str());
+    rmdir(path_.c_str());
+  }
+  StoreDir(const StoreDir&) = delete;
+  StoreDir& operator=(const StoreDir&) = delete;
+  bool ok() const { return ok_; }
+  std::string db() const { return path_ + "/repvisor.db"; }
+
+ private:
+  std::string path_;
+  bool ok_ = false;
+};
+
 // One state change saved and committed; with `durable`, also synced (Store::sync, one
 // fdatasync of the WAL): what a reply waits for. Without, what each further change in the same
 // loop iteration costs (they share the iteration's one sync).
 void StateChange(benchmark::State& state, bool durable) {
-  const char* dir = getenv("BENCH_DIR");
-  std::string path = std::string(dir ? dir : "/var/tmp") + "/repvisor-bench-XXXXXX";
-  if (!mkdtemp(path.data())) {
+  StoreDir dir;
+  if (!dir.ok()) {
     state.SkipWithError("mkdtemp");
     return;
   }
   {
-    store::Store st(path + "/repvisor.db");
+    store::Store st(dir.db());
     NullDriver d;
     d.store = &st;
     core::Job job(d, "0123456789abcdef0123456789abcdef", spec(), 10 * USEC_PER_SEC);
@@ -101,11 +123,8 @@ void StateChange(benchmark::State& state, bool durable) {
       if (durable) st.sync();
     }
   }
-  unlink((path + "/repvisor.db").c_str());
-  unlink((path + "/repvisor.db-wal").c_str());
-  unlink((path + "/repvisor.db-shm").c_str());
-  rmdir(path.c_str());
 }
+
 // The commit that ends a force stop (what the reply waits for, before the sync): the job's row
 // and the three events of its end (exited, cleanup, cancelled), on a store that already holds
 // the history of 10,000 jobs, so that the indexes are as deep as on a server that has run for a
@@ -122,14 +141,13 @@ void StateChange(benchmark::State& state, bool durable) {
 }
 
 void BM_CommittedStopEnd(benchmark::State& state) {
-  const char* dir = getenv("BENCH_DIR");
-  std::string path = std::string(dir ? dir : "/var/tmp") + "/repvisor-bench-XXXXXX";
-  if (!mkdtemp(path.data())) {
+  StoreDir dir;
+  if (!dir.ok()) {
     state.SkipWithError("mkdtemp");
     return;
   }
   {
-    store::Store st(path + "/repvisor.db");
+    store::Store st(dir.db());
     NullDriver d;
     d.store = &st;
     const nlohmann::json who = {{"uid", 0}, {"pid", 4242}, {"comm", "repvisorctl"}};
@@ -152,8 +170,6 @@ void BM_CommittedStopEnd(benchmark::State& state) {
     uint64_t n = 20000;
     for (auto _ : state) stop_end_commit(st, job, ++n, who);
   }
-  for (const char* suffix : {"", "-wal", "-shm"}) unlink((path + "/repvisor.db" + suffix).c_str());
-  rmdir(path.c_str());
 }
 BENCHMARK(BM_CommittedStopEnd)->Unit(benchmark::kMicrosecond);
 

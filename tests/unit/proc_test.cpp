@@ -46,6 +46,21 @@ pid_t hostile_child(int* release_fd) {
   return pid;
 }
 
+// A child that exits (status 0) once a byte is written to *go_fd; -1 when it cannot be made.
+pid_t child_until_told(int* go_fd) {
+  int go[2];
+  if (pipe(go) < 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    char c;
+    close(go[1]);
+    _exit(read(go[0], &c, 1) == 1 ? 0 : 1);
+  }
+  close(go[0]);
+  *go_fd = go[1];
+  return pid;
+}
+
 TEST(Proc, FieldsAfterAHostileCommandName) {
   int release = -1;
   const pid_t pid = hostile_child(&release);
@@ -108,19 +123,13 @@ TEST(Proc, AZombieStillNamesTheCgroupRemovedUnderIt) {
   const std::string cg = (own == "/" ? "" : own) + "/repvisor-test-zombie-" + std::to_string(getpid());
   const std::string dir = mount + cg;
   ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << dir << ": " << strerror(errno);
-  int go[2];
-  ASSERT_EQ(pipe(go), 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    char c;
-    close(go[1]);
-    _exit(read(go[0], &c, 1) == 1 ? 0 : 1);
-  }
-  close(go[0]);
+  int go = -1;
+  const pid_t pid = child_until_told(&go);
+  ASSERT_GT(pid, 0) << strerror(errno);
   std::ofstream(dir + "/cgroup.procs") << pid << std::endl;
   EXPECT_EQ(repvisor::sys::process_cgroup(pid), cg);
-  ASSERT_EQ(write(go[1], "x", 1), 1);
-  close(go[1]);
+  ASSERT_EQ(write(go, "x", 1), 1);
+  close(go);
   siginfo_t si{};
   ASSERT_EQ(waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOWAIT), 0);  // a zombie, not reaped
   ASSERT_EQ(rmdir(dir.c_str()), 0) << strerror(errno);                          // a zombie does not populate it
@@ -140,20 +149,14 @@ TEST(Cgroup, ItsEventsFileKeptOpenTellsEachChange) {
   ASSERT_TRUE(dirfd);
   ASSERT_EQ(repvisor::sys::CgroupTree::open_events(dirfd.get(), &events), 0);
   EXPECT_FALSE(repvisor::sys::CgroupTree::populated(events.get()));
-  int go[2];
-  ASSERT_EQ(pipe(go), 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    char c;
-    close(go[1]);
-    _exit(read(go[0], &c, 1) == 1 ? 0 : 1);
-  }
-  close(go[0]);
+  int go = -1;
+  const pid_t pid = child_until_told(&go);
+  ASSERT_GT(pid, 0) << strerror(errno);
   std::ofstream(dir + "/cgroup.procs") << pid << std::endl;
   EXPECT_TRUE(repvisor::sys::CgroupTree::populated(events.get()));
   EXPECT_TRUE(repvisor::sys::CgroupTree::populated(events.get()));  // read again, from the start
-  ASSERT_EQ(write(go[1], "x", 1), 1);
-  close(go[1]);
+  ASSERT_EQ(write(go, "x", 1), 1);
+  close(go);
   ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
   EXPECT_FALSE(repvisor::sys::CgroupTree::populated(events.get()));
   EXPECT_EQ(rmdir(dir.c_str()), 0) << strerror(errno);
@@ -165,18 +168,12 @@ TEST(Proc, ThreadHasChildrenWhileOneRunsAndUntilItIsReaped) {
   // The supervisor skips its scan for exiting orphans when this says none: a child still
   // running, or a zombie not yet reaped, must count, and looking must not reap it.
   EXPECT_FALSE(repvisor::sys::thread_has_children());
-  int go[2];
-  ASSERT_EQ(pipe(go), 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    char c;
-    close(go[1]);
-    _exit(read(go[0], &c, 1) == 1 ? 0 : 1);
-  }
-  close(go[0]);
+  int go = -1;
+  const pid_t pid = child_until_told(&go);
+  ASSERT_GT(pid, 0) << strerror(errno);
   EXPECT_TRUE(repvisor::sys::thread_has_children());  // running
-  ASSERT_EQ(write(go[1], "x", 1), 1);
-  close(go[1]);
+  ASSERT_EQ(write(go, "x", 1), 1);
+  close(go);
   siginfo_t si{};
   ASSERT_EQ(waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOWAIT), 0);  // now a zombie
   EXPECT_TRUE(repvisor::sys::thread_has_children());

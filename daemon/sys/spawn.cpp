@@ -12,8 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 namespace repvisor::sys {
 
@@ -34,10 +36,6 @@ bool nofile_raised = false;
   _exit(127);
 }
 
-// Runs in the child between clone3() and execve(), in the parent's memory (CLONE_VM) on its own
-// stack: async-signal-safe calls only, no allocation. All it writes of the parent's memory is
-// errno (the parent's thread-local one: the parent, asleep meanwhile, reads it only for a failed
-// clone, when no child ran) and the LISTEN_PID slot the parent built for it.
 // Writes "LISTEN_PID=<pid>" into `slot` (sized for any PID) without allocating.
 CHILD_CODE void format_listen_pid(char* slot, pid_t pid) {
   char digits[16];
@@ -49,8 +47,27 @@ CHILD_CODE void format_listen_pid(char* slot, pid_t pid) {
   *p = '\0';
 }
 
-[[noreturn]] CHILD_CODE void child(const SpawnRequest& req, char* const* argv, char* const* envp, char* listen_pid_slot,
-                                   int errpipe) {
+// What the child is given, by the numbers it has them under (the parent's slots).
+struct ChildContext {
+  const SpawnRequest* req;
+  char* const* argv;
+  char* const* envp;
+  char* listen_pid_slot;
+  int keep_below;  // the child's table keeps only the numbers below this
+  int errpipe;
+  int output;  // -1: none
+  int pass[kMaxPassFds];
+};
+
+// Runs in the child between clone3() and execve(), in the parent's memory (CLONE_VM) on its own
+// stack: async-signal-safe calls only, no allocation. All it writes of the parent's memory is
+// errno (the parent's thread-local one: the parent, asleep meanwhile, reads it only for a failed
+// clone, when no child ran) and the LISTEN_PID slot the parent built for it.
+[[noreturn]] CHILD_CODE void child(const ChildContext& c) {
+  // First a table of our own, holding no number above the slots: until then we share the
+  // parent's, which its other threads go on using.
+  if (close_range(static_cast<unsigned>(c.keep_below), ~0U, CLOSE_RANGE_UNSHARE) < 0) child_fail(c.errpipe);
+
   // Handlers first, then the mask: the parent's handlers must never run here (see spawn()).
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
@@ -59,48 +76,37 @@ CHILD_CODE void format_listen_pid(char* slot, pid_t pid) {
   sigfillset(&all);
   sigprocmask(SIG_UNBLOCK, &all, nullptr);
 
+  // Passed descriptors go to 3, 4, ...: the error pipe and they first out of the way (a slot may
+  // sit on a target number), then into place; dup2() clears close-on-exec on the copy.
+  const int npass = static_cast<int>(c.req->pass_fds.size());
+  const int errpipe = fcntl(c.errpipe, F_DUPFD_CLOEXEC, 3 + npass);
+  if (errpipe < 0) child_fail(c.errpipe);
+
   // A session of its own: no terminal signals from us, and in fallback mode the session id
   // names the job's processes.
   if (setsid() < 0) child_fail(errpipe);
 
   int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0) child_fail(errpipe);
-  if (req.output_fd >= 0) {
-    if (dup2(req.output_fd, STDOUT_FILENO) < 0 || dup2(req.output_fd, STDERR_FILENO) < 0) child_fail(errpipe);
+  if (c.output >= 0) {
+    if (dup2(c.output, STDOUT_FILENO) < 0 || dup2(c.output, STDERR_FILENO) < 0) child_fail(errpipe);
   }
-  if (chdir(req.working_directory.c_str()) < 0) child_fail(errpipe);
+  if (chdir(c.req->working_directory.c_str()) < 0) child_fail(errpipe);
   if (nofile_raised && setrlimit(RLIMIT_NOFILE, &original_nofile) < 0) child_fail(errpipe);
-  // Passed descriptors go to 3, 4, ...: first out of the way (a source may sit on a target
-  // number), then into place; dup2() clears close-on-exec on the copy.
-  const int npass = static_cast<int>(req.pass_fds.size());
-  int moved[16];
-  if (npass > 16) {
-    errno = E2BIG;
-    child_fail(errpipe);
-  }
+  int moved[kMaxPassFds];
   for (int i = 0; i < npass; ++i)
-    if ((moved[i] = fcntl(req.pass_fds[i], F_DUPFD_CLOEXEC, 3 + npass)) < 0) child_fail(errpipe);
+    if ((moved[i] = fcntl(c.pass[i], F_DUPFD_CLOEXEC, 3 + npass)) < 0) child_fail(errpipe);
   for (int i = 0; i < npass; ++i)
     if (dup2(moved[i], 3 + i) < 0) child_fail(errpipe);
-  if (listen_pid_slot) format_listen_pid(listen_pid_slot, getpid());
-  // Nothing of the daemon's (bus sockets, other jobs' pidfds) leaks into the job.
+  if (c.listen_pid_slot) format_listen_pid(c.listen_pid_slot, getpid());
+  // Nothing of the daemon's (its low descriptors, the slots) leaks into the job; the error pipe
+  // stays open until the exec.
   if (close_range(3 + npass, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(errpipe);
-  execve(req.executable.c_str(), argv, envp);
+  execve(c.req->executable.c_str(), c.argv, c.envp);
   child_fail(errpipe);
 }
 
-struct ChildContext {
-  const SpawnRequest* req;
-  char* const* argv;
-  char* const* envp;
-  char* listen_pid_slot;
-  int errpipe;
-};
-
-[[noreturn]] CHILD_CODE void child_entry(void* p) {
-  const auto* c = static_cast<const ChildContext*>(p);
-  child(*c->req, c->argv, c->envp, c->listen_pid_slot, c->errpipe);
-}
+[[noreturn]] CHILD_CODE void child_entry(void* p) { child(*static_cast<const ChildContext*>(p)); }
 
 #if defined(__x86_64__)
 // clone3() with CLONE_VM: the child shares our memory (no copy of the daemon's page tables, the
@@ -129,6 +135,29 @@ CHILD_CODE long clone3_vm(clone_args* args, void (*entry)(void*), void* arg) {
 
 }  // namespace
 
+SpawnSlots::SpawnSlots() {
+  null_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!null_) throw std::system_error(errno, std::generic_category(), "opening /dev/null");
+  for (Fd& slot : slots_) {
+    // Above 0-2, which the child's own stdin, stdout and stderr take over.
+    slot.reset(fcntl(null_.get(), F_DUPFD_CLOEXEC, 3));
+    if (!slot) throw std::system_error(errno, std::generic_category(), "holding descriptors for spawns");
+    end_ = std::max(end_, slot.get() + 1);
+  }
+}
+
+int SpawnSlots::put(int slot, int fd) {
+  used_ = std::max(used_, slot + 1);
+  const int number = slots_[static_cast<size_t>(slot)].get();
+  return dup3(fd, number, O_CLOEXEC) < 0 ? -errno : number;
+}
+
+void SpawnSlots::clear() {
+  // dup3 onto a slot cannot fail for want of a number: it is held.
+  for (int i = 0; i < used_; ++i) dup3(null_.get(), slots_[static_cast<size_t>(i)].get(), O_CLOEXEC);
+  used_ = 0;
+}
+
 void raise_fd_limit() {
   if (getrlimit(RLIMIT_NOFILE, &original_nofile) < 0 || original_nofile.rlim_cur >= original_nofile.rlim_max) return;
   rlimit raised = original_nofile;
@@ -136,7 +165,7 @@ void raise_fd_limit() {
   nofile_raised = setrlimit(RLIMIT_NOFILE, &raised) == 0;
 }
 
-int spawn(const SpawnRequest& req, Spawned* out) {
+int spawn(const SpawnRequest& req, SpawnSlots& slots, Spawned* out) {
   // Everything the child needs is built before the clone: it must not allocate.
   std::vector<char*> argv, envp;
   for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
@@ -153,13 +182,26 @@ int spawn(const SpawnRequest& req, Spawned* out) {
   }
   envp.push_back(nullptr);
 
+  const int npass = static_cast<int>(req.pass_fds.size());
+  if (npass > kMaxPassFds) return -E2BIG;
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) < 0) return -errno;
   Fd rd(pipefd[0]), wr(pipefd[1]);
 
+  // What the child is given goes into the slots: past the clone it sees no higher number.
+  ChildContext ctx{&req, argv.data(), envp.data(), listen_pid_slot, slots.end(), -1, -1, {}};
+  int placed = ctx.errpipe = slots.put(0, wr.get());
+  if (placed >= 0 && req.output_fd >= 0) placed = ctx.output = slots.put(1, req.output_fd);
+  for (int i = 0; i < npass && placed >= 0; ++i) placed = ctx.pass[i] = slots.put(2 + i, req.pass_fds[i]);
+  if (placed < 0) {
+    slots.clear();
+    return placed;
+  }
+
   int pidfd = -1;
   clone_args args{};
-  args.flags = CLONE_PIDFD | CLONE_VFORK;
+  // CLONE_FILES: the child shares our descriptor table until it takes its small copy (child()).
+  args.flags = CLONE_PIDFD | CLONE_VFORK | CLONE_FILES;
   args.pidfd = reinterpret_cast<uintptr_t>(&pidfd);
   args.exit_signal = SIGCHLD;
   if (req.cgroup_fd >= 0) {
@@ -168,13 +210,15 @@ int spawn(const SpawnRequest& req, Spawned* out) {
   }
   // CLONE_VFORK: we resume only once the child has exec'd or died, so the error pipe below can
   // be read without blocking.
-  ChildContext ctx{&req, argv.data(), envp.data(), listen_pid_slot, wr.get()};
   long pid;
 #if defined(__x86_64__)
   // The child's stack; ours is shared with it, but we sleep until it has exec'd.
   constexpr size_t kStack = size_t{64} << 10;
   void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) return -errno;
+  if (stack == MAP_FAILED) {
+    slots.clear();
+    return -errno;
+  }
   args.flags |= CLONE_VM;
   args.stack = reinterpret_cast<uintptr_t>(stack);
   args.stack_size = kStack;
@@ -187,13 +231,15 @@ int spawn(const SpawnRequest& req, Spawned* out) {
   const int clone_errno = pid < 0 ? static_cast<int>(-pid) : 0;
   pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   munmap(stack, kStack);
-  if (pid < 0) return -clone_errno;
 #else
   // Elsewhere: a child with its own copy of our memory (page tables copied, then dropped at exec).
   pid = syscall(SYS_clone3, &args, sizeof args);
-  if (pid < 0) return -errno;
+  const int clone_errno = pid < 0 ? errno : 0;
   if (pid == 0) child_entry(&ctx);
 #endif
+  // Before the read: a slot still holding the pipe's write end would keep it from ending.
+  slots.clear();
+  if (pid < 0) return -clone_errno;
 
   Fd owned_pidfd(pidfd);
   wr.reset();

@@ -5,7 +5,10 @@
 namespace repvisor::sys {
 
 Spawner::Spawner(unsigned threads) {
-  for (unsigned i = 0; i < threads; ++i) threads_.push_back(thread_without_signals([this] { run(); }));
+  // The slots are made here, on the caller's thread at its start-up, so that they sit low.
+  for (unsigned i = 0; i < threads; ++i) slots_.push_back(std::make_unique<SpawnSlots>());
+  for (unsigned i = 0; i < threads; ++i)
+    threads_.push_back(thread_without_signals([this, s = slots_[i].get()] { run(*s); }));
 }
 
 Spawner::~Spawner() {
@@ -41,7 +44,7 @@ int Spawner::spawn(const SpawnRequest& req, Spawned* out) {
   return r;
 }
 
-void Spawner::run() {
+void Spawner::run(SpawnSlots& slots) {
   std::unique_lock lock(mutex_);
   for (;;) {
     work_.wait(lock, [&] { return !queue_.empty() || stopping_; });
@@ -52,7 +55,7 @@ void Spawner::run() {
     // The task is ours until we say done; the caller touches it only after.
     lock.unlock();
     Spawned child;
-    const int r = sys::spawn(*task->req, &child);
+    const int r = sys::spawn(*task->req, slots, &child);
     lock.lock();
     task->child = std::move(child);
     task->result = r;

@@ -15,6 +15,7 @@
 #pragma once
 #include <condition_variable>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -45,12 +46,13 @@ class Spawner {
   int spawn(const SpawnRequest& req, Spawned* out);  // submit, then wait
 
  private:
-  void run();
+  void run(SpawnSlots& slots);
 
   std::mutex mutex_;
   std::condition_variable work_, done_;
   std::deque<SpawnTask*> queue_;
   bool stopping_ = false;
+  std::vector<std::unique_ptr<SpawnSlots>> slots_;  // one each thread's, made before any starts
   std::vector<std::thread> threads_;
 };
 

@@ -19,6 +19,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 namespace {
 
@@ -307,6 +308,81 @@ TEST_F(RemoverTest, WhatIsQueuedIsRemovedBeforeItStops) {
     for (int i = 0; i < 50; ++i) remover.submit(dirs.emplace_back(dir(i)));
   }
   for (const auto& d : dirs) EXPECT_FALSE(std::filesystem::exists(d)) << d;
+}
+
+// What /proc/PID/fd (or /proc/self/fd) says each open descriptor refers to.
+std::map<int, std::string> open_descriptors(const std::string& dir) {
+  std::map<int, std::string> fds;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(e.path(), ec);
+    if (!ec) fds[std::stoi(e.path().filename().string())] = target.string();
+  }
+  return fds;
+}
+
+TEST(Spawner, AChildGetsItsOutputAndPassedDescriptorsInPlaceAndNothingElse) {
+  // The child starts on our descriptor table and keeps only its slots (sys/spawn.hpp): what it
+  // is given must arrive at 0-4 whatever numbers it had here, and none of the many descriptors
+  // we hold (close-on-exec or not) may follow it.
+  repvisor::test::TempDir dir("spawn-fds");
+  repvisor::sys::Spawner spawner;
+  std::vector<repvisor::Fd> ours;  // the daemon's per-job descriptors, above the slots
+  for (int i = 0; i < 300; ++i) ours.emplace_back(open("/dev/null", O_RDONLY));
+  const std::string out_path = dir.path() + "/out", a_path = dir.path() + "/a", b_path = dir.path() + "/b";
+  repvisor::Fd out(open(out_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  repvisor::Fd a(open(a_path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600));
+  repvisor::Fd b(open(b_path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(out && a && b);
+  repvisor::Fd a_high(dup3(a.get(), 1000, O_CLOEXEC));  // far above anything the child copies
+  ASSERT_EQ(a_high.get(), 1000) << strerror(errno);
+
+  repvisor::sys::SpawnRequest req;
+  req.executable = "/bin/ls";
+  req.argv = {"ls", "-n", "/proc/self/fd"};  // -n: no user database opened while it lists
+  req.working_directory = "/";
+  req.output_fd = out.get();
+  req.pass_fds = {a_high.get(), b.get()};
+  repvisor::sys::Spawned child;
+  ASSERT_EQ(spawner.spawn(req, &child), 0);
+  siginfo_t si{};
+  ASSERT_EQ(waitid(P_PIDFD, static_cast<id_t>(child.pidfd.get()), &si, WEXITED), 0) << strerror(errno);
+  ASSERT_EQ(si.si_status, 0);
+
+  std::map<int, std::string> seen;
+  std::ifstream listing(out_path);
+  for (std::string line; std::getline(listing, line);) {
+    const auto arrow = line.find(" -> ");
+    if (arrow == std::string::npos) continue;
+    const auto name = line.rfind(' ', arrow - 1);
+    seen[std::stoi(line.substr(name + 1, arrow - name - 1))] = line.substr(arrow + 4);
+  }
+  listing.close();
+  ASSERT_EQ(seen.size(), 6u) << "ls's own directory is the 6th: any more leaked from us";
+  EXPECT_EQ(seen[0], "/dev/null");
+  EXPECT_EQ(seen[1], out_path);
+  EXPECT_EQ(seen[2], out_path);
+  EXPECT_EQ(seen[3], a_path);
+  EXPECT_EQ(seen[4], b_path);
+  EXPECT_EQ(seen[5].rfind("/proc/", 0), 0u) << seen[5];
+
+  // Our table is as it was: the slots let go of what they held for the child.
+  const auto mine = open_descriptors("/proc/self/fd");
+  EXPECT_EQ(std::count_if(mine.begin(), mine.end(), [&](const auto& fd) { return fd.second == out_path; }), 1);
+  EXPECT_EQ(std::count_if(mine.begin(), mine.end(), [&](const auto& fd) { return fd.second == a_path; }), 2);
+  EXPECT_EQ(mine.at(1000), a_path);
+}
+
+TEST(Spawner, TooManyPassedDescriptorsAreRefusedBeforeAnyChild) {
+  repvisor::sys::Spawner spawner;
+  repvisor::sys::SpawnRequest req;
+  req.executable = "/bin/true";
+  req.argv = {"true"};
+  req.working_directory = "/";
+  req.pass_fds.assign(repvisor::sys::kMaxPassFds + 1, STDIN_FILENO);
+  repvisor::sys::Spawned none;
+  EXPECT_EQ(spawner.spawn(req, &none), -E2BIG);
+  EXPECT_FALSE(repvisor::sys::thread_has_children());
 }
 
 TEST(Spawner, SpawnsSubmittedTogetherEachReturnTheirOwnResult) {

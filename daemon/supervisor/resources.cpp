@@ -269,7 +269,7 @@ bool Supervisor::start_server(Entry& e, size_t i) {
     return fail(fmt::format("cannot start {}: {}", prog, strerror(-rc)));
   }
   r.pid = child.pid;
-  r.start_time = sys::process_start_time(child.pid);
+  r.start_time = child.start_time;
   r.endpoint = "nbd+unix:///?socket=" + sock;
   h.listen = std::move(listen_fd);
   h.pidfd = std::move(child.pidfd);

@@ -540,7 +540,7 @@ int Supervisor::spawn(core::Job& job) {
     });
   }
   job.main_pid = child.pid;
-  job.main_start_time = sys::process_start_time(child.pid);
+  job.main_start_time = child.start_time;
   track_main(job);
   e.pidfd = std::move(child.pidfd);
   e.in_cgroup = cgroups_.has_value();

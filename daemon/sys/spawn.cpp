@@ -1,5 +1,7 @@
 #include "sys/spawn.hpp"
 
+#include "sys/proc.hpp"
+
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <pthread.h>
@@ -135,7 +137,7 @@ CHILD_CODE long clone3_vm(clone_args* args, void (*entry)(void*), void* arg) {
 
 }  // namespace
 
-SpawnSlots::SpawnSlots() {
+SpawnContext::SpawnContext() {
   null_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!null_) throw std::system_error(errno, std::generic_category(), "opening /dev/null");
   for (Fd& slot : slots_) {
@@ -144,15 +146,19 @@ SpawnSlots::SpawnSlots() {
     if (!slot) throw std::system_error(errno, std::generic_category(), "holding descriptors for spawns");
     end_ = std::max(end_, slot.get() + 1);
   }
+  stack_ = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack_ == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mapping a stack for spawns");
 }
 
-int SpawnSlots::put(int slot, int fd) {
+SpawnContext::~SpawnContext() { munmap(stack_, kStackSize); }
+
+int SpawnContext::put(int slot, int fd) {
   used_ = std::max(used_, slot + 1);
   const int number = slots_[static_cast<size_t>(slot)].get();
   return dup3(fd, number, O_CLOEXEC) < 0 ? -errno : number;
 }
 
-void SpawnSlots::clear() {
+void SpawnContext::clear() {
   // dup3 onto a slot cannot fail for want of a number: it is held.
   for (int i = 0; i < used_; ++i) dup3(null_.get(), slots_[static_cast<size_t>(i)].get(), O_CLOEXEC);
   used_ = 0;
@@ -165,7 +171,7 @@ void raise_fd_limit() {
   nofile_raised = setrlimit(RLIMIT_NOFILE, &raised) == 0;
 }
 
-int spawn(const SpawnRequest& req, SpawnSlots& slots, Spawned* out) {
+int spawn(const SpawnRequest& req, SpawnContext& spawning, Spawned* out) {
   // Everything the child needs is built before the clone: it must not allocate.
   std::vector<char*> argv, envp;
   for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
@@ -189,12 +195,12 @@ int spawn(const SpawnRequest& req, SpawnSlots& slots, Spawned* out) {
   Fd rd(pipefd[0]), wr(pipefd[1]);
 
   // What the child is given goes into the slots: past the clone it sees no higher number.
-  ChildContext ctx{&req, argv.data(), envp.data(), listen_pid_slot, slots.end(), -1, -1, {}};
-  int placed = ctx.errpipe = slots.put(0, wr.get());
-  if (placed >= 0 && req.output_fd >= 0) placed = ctx.output = slots.put(1, req.output_fd);
-  for (int i = 0; i < npass && placed >= 0; ++i) placed = ctx.pass[i] = slots.put(2 + i, req.pass_fds[i]);
+  ChildContext ctx{&req, argv.data(), envp.data(), listen_pid_slot, spawning.end(), -1, -1, {}};
+  int placed = ctx.errpipe = spawning.put(0, wr.get());
+  if (placed >= 0 && req.output_fd >= 0) placed = ctx.output = spawning.put(1, req.output_fd);
+  for (int i = 0; i < npass && placed >= 0; ++i) placed = ctx.pass[i] = spawning.put(2 + i, req.pass_fds[i]);
   if (placed < 0) {
-    slots.clear();
+    spawning.clear();
     return placed;
   }
 
@@ -212,16 +218,11 @@ int spawn(const SpawnRequest& req, SpawnSlots& slots, Spawned* out) {
   // be read without blocking.
   long pid;
 #if defined(__x86_64__)
-  // The child's stack; ours is shared with it, but we sleep until it has exec'd.
-  constexpr size_t kStack = size_t{64} << 10;
-  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) {
-    slots.clear();
-    return -errno;
-  }
+  // The child runs on this thread's spawn stack; ours is shared with it, but we sleep until it
+  // has exec'd.
   args.flags |= CLONE_VM;
-  args.stack = reinterpret_cast<uintptr_t>(stack);
-  args.stack_size = kStack;
+  args.stack = reinterpret_cast<uintptr_t>(spawning.stack());
+  args.stack_size = SpawnContext::kStackSize;
   // Sharing our memory, the child must not run any of our signal handlers (libuv's would write
   // into our loop): everything stays blocked until it has reset them to the default.
   sigset_t all, old_mask;
@@ -230,7 +231,6 @@ int spawn(const SpawnRequest& req, SpawnSlots& slots, Spawned* out) {
   pid = clone3_vm(&args, child_entry, &ctx);
   const int clone_errno = pid < 0 ? static_cast<int>(-pid) : 0;
   pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-  munmap(stack, kStack);
 #else
   // Elsewhere: a child with its own copy of our memory (page tables copied, then dropped at exec).
   pid = syscall(SYS_clone3, &args, sizeof args);
@@ -238,7 +238,7 @@ int spawn(const SpawnRequest& req, SpawnSlots& slots, Spawned* out) {
   if (pid == 0) child_entry(&ctx);
 #endif
   // Before the read: a slot still holding the pipe's write end would keep it from ending.
-  slots.clear();
+  spawning.clear();
   if (pid < 0) return -clone_errno;
 
   Fd owned_pidfd(pidfd);
@@ -254,6 +254,8 @@ int spawn(const SpawnRequest& req, SpawnSlots& slots, Spawned* out) {
   }
   out->pid = static_cast<pid_t>(pid);
   out->pidfd = std::move(owned_pidfd);
+  // Here, on the spawning thread rather than the caller's: /proc/PID/stat is ~15 us to read.
+  out->start_time = process_start_time(out->pid);
   return 0;
 }
 

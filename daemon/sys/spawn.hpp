@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,38 +33,50 @@ void raise_fd_limit();
 
 constexpr int kMaxPassFds = 16;
 
-// Descriptor numbers held for one spawning thread, low in the table, where its children find
-// what they are given. A child shares our table at the clone and first takes a copy of only the
-// numbers up to these (close_range CLOSE_RANGE_UNSHARE). Copying the whole table, as a fork does,
-// and closing it all again at exec is O(the daemon's descriptors), ~4 a job: at 1,000 jobs it was
-// ~0.1 ms of CPU a start (bench/README.md, session 18).
-class SpawnSlots {
+// What one spawning thread keeps from one spawn to the next.
+//
+// Descriptor slots, low in the table, where its children find what they are given. A child
+// shares our table at the clone and first takes a copy of only the numbers up to the slots
+// (close_range CLOSE_RANGE_UNSHARE). Copying the whole table, as a fork does, and closing it all
+// again at exec is O(the daemon's descriptors), ~4 a job: at 1,000 jobs it was ~0.1 ms of CPU a
+// start (bench/README.md, session 18).
+//
+// The stack its children run on until they exec: one spawn at a time per thread, and the thread
+// sleeps until its child has exec'd (CLONE_VFORK), so one stack serves them all. A mapping made
+// and unmapped per spawn cost an mmap and a munmap, whose TLB shootdown interrupts every core
+// the daemon runs on.
+class SpawnContext {
  public:
-  static constexpr int kCount = 2 + kMaxPassFds;  // the error pipe, the output, the passed ones
+  static constexpr int kSlots = 2 + kMaxPassFds;  // the error pipe, the output, the passed ones
+  static constexpr size_t kStackSize = size_t{64} << 10;
 
-  SpawnSlots();  // each number held by /dev/null; throws if it cannot open them
-  SpawnSlots(const SpawnSlots&) = delete;
-  SpawnSlots& operator=(const SpawnSlots&) = delete;
+  SpawnContext();  // each slot held by /dev/null; throws if it cannot open them or map the stack
+  ~SpawnContext();
+  SpawnContext(const SpawnContext&) = delete;
+  SpawnContext& operator=(const SpawnContext&) = delete;
 
   int put(int slot, int fd);        // the slot's number, now referring to fd's file; or -errno
   void clear();                     // what put() placed back to /dev/null: no file is held past a spawn
-  int end() const { return end_; }  // one past the highest number
+  int end() const { return end_; }  // one past the highest slot
+  void* stack() const { return stack_; }
 
  private:
   Fd null_;
-  std::array<Fd, kCount> slots_;
+  std::array<Fd, kSlots> slots_;
   int used_ = 0;  // slots [0, used_) may hold a file
   int end_ = 0;
+  void* stack_ = nullptr;
 };
 
 struct Spawned {
   pid_t pid = 0;
   Fd pidfd;
+  uint64_t start_time = 0;  // sys::process_start_time(pid), read once it has exec'd; 0 if unknown
 };
 
 // 0 or -errno. The errno of a failed chdir/exec in the child is reported here, not as an exit.
-// `slots` is the calling thread's own: no other spawn may use it meanwhile.
-int spawn(const SpawnRequest& req, SpawnSlots& slots, Spawned* out);
+// `ctx` is the calling thread's own: no other spawn may use it meanwhile.
+int spawn(const SpawnRequest& req, SpawnContext& ctx, Spawned* out);
 
 // Resolves argv[0] the way execvp would, against `path_env`; empty when not found.
 std::string find_executable(const std::string& name, const std::string& path_env, int* error);

@@ -5,10 +5,10 @@
 namespace repvisor::sys {
 
 Spawner::Spawner(unsigned threads) {
-  // The slots are made here, on the caller's thread at its start-up, so that they sit low.
-  for (unsigned i = 0; i < threads; ++i) slots_.push_back(std::make_unique<SpawnSlots>());
+  // Made here, on the caller's thread at its start-up, so that their slots sit low.
+  for (unsigned i = 0; i < threads; ++i) contexts_.push_back(std::make_unique<SpawnContext>());
   for (unsigned i = 0; i < threads; ++i)
-    threads_.push_back(thread_without_signals([this, s = slots_[i].get()] { run(*s); }));
+    threads_.push_back(thread_without_signals([this, c = contexts_[i].get()] { run(*c); }));
 }
 
 Spawner::~Spawner() {
@@ -44,7 +44,7 @@ int Spawner::spawn(const SpawnRequest& req, Spawned* out) {
   return r;
 }
 
-void Spawner::run(SpawnSlots& slots) {
+void Spawner::run(SpawnContext& spawning) {
   std::unique_lock lock(mutex_);
   for (;;) {
     work_.wait(lock, [&] { return !queue_.empty() || stopping_; });
@@ -55,7 +55,7 @@ void Spawner::run(SpawnSlots& slots) {
     // The task is ours until we say done; the caller touches it only after.
     lock.unlock();
     Spawned child;
-    const int r = sys::spawn(*task->req, slots, &child);
+    const int r = sys::spawn(*task->req, spawning, &child);
     lock.lock();
     task->child = std::move(child);
     task->result = r;

@@ -46,13 +46,13 @@ class Spawner {
   int spawn(const SpawnRequest& req, Spawned* out);  // submit, then wait
 
  private:
-  void run(SpawnSlots& slots);
+  void run(SpawnContext& spawning);
 
   std::mutex mutex_;
   std::condition_variable work_, done_;
   std::deque<SpawnTask*> queue_;
   bool stopping_ = false;
-  std::vector<std::unique_ptr<SpawnSlots>> slots_;  // one each thread's, made before any starts
+  std::vector<std::unique_ptr<SpawnContext>> contexts_;  // one each thread's, made before any starts
   std::vector<std::thread> threads_;
 };
 

@@ -100,6 +100,9 @@ TEST(Spawner, ItsChildrenAreNotTheCallingThreadsYetAreWaitedForFromIt) {
   repvisor::sys::Spawned child;
   ASSERT_EQ(spawner.spawn(req, &child), 0);
   ASSERT_GT(child.pid, 0);
+  // Read on the spawner's thread; unreaped, the child is still there to compare with.
+  EXPECT_NE(child.start_time, 0u);
+  EXPECT_EQ(child.start_time, repvisor::sys::process_start_time(child.pid));
   const auto children = repvisor::sys::thread_children();
   EXPECT_EQ(std::find(children.begin(), children.end(), child.pid), children.end());
   EXPECT_FALSE(repvisor::sys::thread_has_children());  // so the end of a job reads no children list

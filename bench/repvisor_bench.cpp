@@ -262,6 +262,32 @@ size_t running(double* ms) {
   return n;
 }
 
+// Turns a `perf record --control fifo:PATH` on for one phase of SCALE_ONLY, and off after it.
+class PerfControl {
+ public:
+  PerfControl(const char* fifo, std::string phase) : phase_(std::move(phase)) {
+    if (!fifo) return;
+    fd_ = open(fifo, O_WRONLY | O_CLOEXEC);
+    if (fd_ < 0) throw std::runtime_error(std::string("PERF_CTL ") + fifo + ": " + strerror(errno));
+    if (phase_ != "start" && phase_ != "stop") throw std::runtime_error("PHASE: '" + phase_ + "' is not start or stop");
+  }
+  ~PerfControl() {
+    if (fd_ >= 0) close(fd_);
+  }
+  PerfControl(const PerfControl&) = delete;
+  PerfControl& operator=(const PerfControl&) = delete;
+  void begin(const std::string& phase) const { say(phase, "enable\n"); }
+  void end(const std::string& phase) const { say(phase, "disable\n"); }
+
+ private:
+  void say(const std::string& phase, const std::string& what) const {
+    if (fd_ >= 0 && phase == phase_ && write(fd_, what.data(), what.size()) != static_cast<ssize_t>(what.size()))
+      throw std::runtime_error(std::string("PERF_CTL: ") + strerror(errno));
+  }
+  int fd_ = -1;
+  std::string phase_;
+};
+
 // Counts the jobs the daemon announced running: PropertiesChanged of org.repvisor1.Job with
 // State "running" (sent once the state is recorded). Event-driven, as the peers' starts are
 // timed (s6's event FIFOs, supervisord's blocking startProcessGroup): polling List every
@@ -391,19 +417,26 @@ int main(int argc, char** argv) {
       // A profiling aid (perf record -p DAEMON_PID meanwhile): pipelined start and stop-all of
       // `scale` jobs, ROUNDS times, and nothing else.
       const int rounds = getenv("ROUNDS") ? number(getenv("ROUNDS"), "ROUNDS") : 1;
+      // PERF_CTL=FIFO PHASE=start|stop: the phase's start and end are written to `perf record
+      // -D -1 --control fifo:FIFO` as "enable" and "disable", so that it profiles that phase alone.
+      const PerfControl perf(getenv("PERF_CTL"), getenv("PHASE") ? getenv("PHASE") : "");
       for (int r = 0; r < rounds; ++r) {
         long rss = 0;
         double c0 = 0, c1 = 0, c2 = 0;
         usage(daemon, &rss, &c0);
         const double m0 = machine_busy_ms();
         RunningWatch watch;
+        perf.begin("start");
         const double s0 = now_ms();
         auto jobs = submit_pipelined(child, "term", scale);
         watch.wait(static_cast<size_t>(scale));
         const double started = now_ms() - s0;
+        perf.end("start");
         usage(daemon, &rss, &c1);
         const double m1 = machine_busy_ms();
+        perf.begin("stop");
         const double stopped = stop_all(jobs);
+        perf.end("stop");
         usage(daemon, &rss, &c2);
         const double m2 = machine_busy_ms();
         for (const auto& j : jobs) remove_job(j);

@@ -8,9 +8,10 @@
 // (its data freed at once, as an unlink frees it) and renamed into the pool; a new job's log is
 // renamed out of it. On other file systems a rename costs what a create and an unlink cost.
 //
-// Files in the pool are always empty: one is truncated before it is renamed in, and truncated
-// again when it is taken (and given a new file's owner and mode). A crash between the truncation
-// and the rename leaves an empty file under its old name.
+// Files in the pool are always empty: one is truncated before it is renamed in. One taken is
+// made what a new file would be (emptied if someone wrote into it meanwhile, given a new file's
+// owner, mode and times). A crash between the truncation and the rename leaves an empty file
+// under its old name.
 #pragma once
 #include <sys/types.h>
 
@@ -37,8 +38,12 @@ class FilePool {
   size_t size() const { return names_.size(); }
 
  private:
+  int renew(int fd) const;  // a file taken from the pool made as a new one would be; 0 or -errno
+
   std::string dir_;
   size_t capacity_;
+  uid_t uid_;  // a new file's owner: ours
+  gid_t gid_;
   std::vector<std::string> names_;  // the files in dir_
 };
 

@@ -4,10 +4,12 @@
 
 #include "temp_dir.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -61,6 +63,32 @@ TEST_F(FilePoolTest, AReleasedFileIsEmptiedAndBecomesTheNextNewFile) {
   EXPECT_EQ(read(new_log), "new\n");
   EXPECT_EQ(pool.size(), 0u);
   EXPECT_TRUE(fs::is_empty(pool_dir()));
+}
+
+TEST_F(FilePoolTest, AFileTamperedWithInThePoolIsTakenAsANewFileWouldBe) {
+  // Only what differs from a new file is changed (sys/file_pool.cpp): each part is checked here.
+  repvisor::sys::FilePool pool(pool_dir(), 4);
+  ASSERT_EQ(pool.release(file("a.log", "old")), 0);
+  const std::string kept = pool_dir() + "/a.log";
+  std::ofstream(kept) << "written into the pool by hand\n";
+  ASSERT_EQ(chown(kept.c_str(), 65534, 65534), 0) << strerror(errno);
+  ASSERT_EQ(chmod(kept.c_str(), 02666), 0);
+  const timespec long_ago[2] = {{1, 0}, {1, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, kept.c_str(), long_ago, 0), 0);
+  const time_t before = time(nullptr);
+
+  const std::string new_log = root_ + "/b.log";
+  const int fd = pool.open_append(new_log);
+  ASSERT_GE(fd, 0) << strerror(-fd);
+  close(fd);
+  struct stat st {};
+  ASSERT_EQ(stat(new_log.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+  EXPECT_EQ(st.st_uid, geteuid());
+  EXPECT_EQ(st.st_gid, getegid());
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  EXPECT_GE(st.st_mtime, before);
+  EXPECT_GE(st.st_atime, before);
 }
 
 TEST_F(FilePoolTest, AnExistingFileIsOpenedAsItIsAndTheKeptOnesStay) {

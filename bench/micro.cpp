@@ -99,19 +99,26 @@ class StoreDir {
   bool ok_ = false;
 };
 
-// One state change saved and committed; with `durable`, also synced (Store::sync, one
-// fdatasync of the WAL): what a reply waits for. Without, what each further change in the same
-// loop iteration costs (they share the iteration's one sync).
-void StateChange(benchmark::State& state, bool durable) {
+// Runs body(store, driver) on a store of its own in a StoreDir, the driver saving into it; the
+// benchmark is skipped when the directory cannot be made. Both go before the files do.
+template <typename Body>
+void with_store(benchmark::State& state, Body body) {
   StoreDir dir;
   if (!dir.ok()) {
     state.SkipWithError("mkdtemp");
     return;
   }
-  {
-    store::Store st(dir.db());
-    NullDriver d;
-    d.store = &st;
+  store::Store st(dir.db());
+  NullDriver d;
+  d.store = &st;
+  body(st, d);
+}
+
+// One state change saved and committed; with `durable`, also synced (Store::sync, one
+// fdatasync of the WAL): what a reply waits for. Without, what each further change in the same
+// loop iteration costs (they share the iteration's one sync).
+void StateChange(benchmark::State& state, bool durable) {
+  with_store(state, [&](store::Store& st, NullDriver& d) {
     core::Job job(d, "0123456789abcdef0123456789abcdef", spec(), 10 * USEC_PER_SEC);
     job.start();
     st.commit();
@@ -122,7 +129,7 @@ void StateChange(benchmark::State& state, bool durable) {
       st.commit();
       if (durable) st.sync();
     }
-  }
+  });
 }
 
 // The commit that ends a force stop (what the reply waits for, before the sync): the job's row
@@ -141,15 +148,7 @@ void StateChange(benchmark::State& state, bool durable) {
 }
 
 void BM_CommittedStopEnd(benchmark::State& state) {
-  StoreDir dir;
-  if (!dir.ok()) {
-    state.SkipWithError("mkdtemp");
-    return;
-  }
-  {
-    store::Store st(dir.db());
-    NullDriver d;
-    d.store = &st;
+  with_store(state, [&](store::Store& st, NullDriver& d) {
     const nlohmann::json who = {{"uid", 0}, {"pid", 4242}, {"comm", "repvisorctl"}};
     // Ids spread over the index, as random ones are.
     auto id_of = [](uint64_t n) { return fmt::format("{:032x}", n * 0x9e3779b97f4a7c15ULL); };
@@ -169,7 +168,7 @@ void BM_CommittedStopEnd(benchmark::State& state) {
     st.sync();
     uint64_t n = 20000;
     for (auto _ : state) stop_end_commit(st, job, ++n, who);
-  }
+  });
 }
 BENCHMARK(BM_CommittedStopEnd)->Unit(benchmark::kMicrosecond);
 

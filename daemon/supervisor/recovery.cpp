@@ -114,8 +114,11 @@ void Supervisor::recover_job(Entry& e) {
     }
   }
   if (have_cgroup) {
-    e.cgroup_events.reset(::open(cgroups_->events_file(cg).c_str(), O_RDONLY | O_CLOEXEC));
-    e.cgroup_kill.reset(::open(cgroups_->kill_file(cg).c_str(), O_WRONLY | O_CLOEXEC));
+    // Opened as a start opens them; without them, check_tree and the kill go by name.
+    if (Fd dir(::open(cgroups_->path_of(cg).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)); dir) {
+      sys::CgroupTree::open_events(dir.get(), &e.cgroup_events);
+      sys::CgroupTree::open_kill(dir.get(), &e.cgroup_kill);
+    }
     watch_cgroup(e);
   }
   // The job keeps its NOTIFY_SOCKET path. The shared one is bound again already; a job started

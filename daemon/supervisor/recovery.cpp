@@ -216,6 +216,8 @@ void Supervisor::watch_stray(const std::string& name) {
       },
       cgroups_->events_file(name).c_str(), 0);
   strays_.push_back(std::move(sw));
+  // It may have emptied before the watch was there, and then no event comes: look once more.
+  if (!cgroups_->populated(name) && cgroups_->remove(name) == 0) strays_.pop_back();
 }
 
 }  // namespace repvisor

@@ -268,6 +268,7 @@ bool Supervisor::start_server(Entry& e, size_t i) {
     if (cgroups_) cgroups_->remove(server_cgroup(job, i));
     return fail(fmt::format("cannot start {}: {}", prog, strerror(-rc)));
   }
+  crash_point("server-spawned");  // running in its cgroup, not yet recorded
   r.pid = child.pid;
   r.start_time = child.start_time;
   r.endpoint = "nbd+unix:///?socket=" + sock;
@@ -665,9 +666,13 @@ void Supervisor::enter_phase(Entry& e, ResourcePhase phase) {
           }
         }
         if (!h.pidfd) {
-          // Gone already. A server that died under the job keeps its "failed" (and why).
-          if (r.pid > 0 || !r.socket.empty()) {
-            release_server(e, i);
+          // Gone already, or never recorded as started. Its cgroup goes either way: a daemon
+          // killed between starting a server and recording it leaves one that nothing on record
+          // names, perhaps with the server still in it. A server that died under the job keeps
+          // its "failed" (and why).
+          const bool recorded = r.pid > 0 || !r.socket.empty();
+          release_server(e, i);
+          if (recorded) {
             event(job, "resource-stopped", fmt::format("nbd-server '{}' was already gone", specs[i].name));
             r.state = ResourceState::Released;
           } else if (r.state != ResourceState::Failed) {

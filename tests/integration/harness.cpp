@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -537,6 +538,29 @@ std::vector<std::string> child_cgroups(const std::string& dir) {
   for (const auto& e : fs::directory_iterator(dir, ec))
     if (e.is_directory()) out.push_back(e.path().filename());
   return out;
+}
+
+bool wait_no_child_cgroups(const std::string& dir) {
+  // A cgroup's removal is an IN_DELETE on its parent: watched before the first look, so that a
+  // removal between the look and the wait is not missed.
+  const int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (fd < 0 || inotify_add_watch(fd, dir.c_str(), IN_DELETE) < 0) {
+    if (fd >= 0) close(fd);
+    return child_cgroups(dir).empty();
+  }
+  const uint64_t deadline = mono_usec() + kDeadlineUsec;
+  bool empty;
+  while (!(empty = child_cgroups(dir).empty())) {
+    const uint64_t now = mono_usec();
+    if (now >= deadline) break;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>((deadline - now) / 1000) + 1) <= 0) continue;
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+  }
+  close(fd);
+  return empty;
 }
 
 bool pid_alive(pid_t pid) {

@@ -93,6 +93,8 @@ std::vector<pid_t> zombie_children(pid_t parent);
 std::vector<pid_t> cgroup_pids(const std::string& dir);
 // Job cgroups left under the root.
 std::vector<std::string> child_cgroups(const std::string& dir);
+// Event-driven: true once no cgroup is left under `dir` (false at the deadline).
+bool wait_no_child_cgroups(const std::string& dir);
 bool pid_alive(pid_t pid);
 
 // A FIFO that a job writes to when it is ready (after installing its traps).

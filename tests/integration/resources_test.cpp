@@ -82,7 +82,10 @@ struct ResourcesTest : ::testing::Test {
   // A copy that stops half-way with its NBD connection open: nbdcopy streams the source into
   // a pipe whose reader writes the first 4 MiB to the target, says so, and then reads no more.
   std::string mid_copy_job(const std::string& on_stop, const std::string& server = "qemu-nbd") {
-    return submit_file(
+    return submit_file(mid_copy_toml(on_stop, server));
+  }
+  std::string mid_copy_toml(const std::string& on_stop, const std::string& server = "qemu-nbd") {
+    return std::string(
         "argv = [\"/bin/sh\", \"-c\", \"nbdcopy {nbd.src} - | { head -c 4194304 > {volume.dst} && sync && echo "
         "\\\"$REPVISOR_CHECKPOINT\\\" > " +
         fifo.path() +
@@ -315,6 +318,42 @@ TEST_F(ResourcesTest, HeldLoopDeviceFailsCleanupThenRetrySucceeds) {
   EXPECT_TRUE(loops_of(dst).empty());
   EXPECT_EQ(res(id, "dst")["state"], "kept");
   EXPECT_TRUE(b2.remove(id, {}).ok);
+}
+
+// A crash just after an NBD server was started, before the daemon recorded it: nothing on
+// record names the server or its cgroup, yet neither may outlive the job. The source is gone
+// when the daemon comes back, so the setup it runs again fails before any server of its own.
+TEST_F(ResourcesTest, AServerStartedButNotRecordedBeforeACrashGoesWithTheJob) {
+  ASSERT_EQ(daemon.terminate(), 0);
+  daemon.start("server-spawned");
+  // Unanswered: the daemon dies before its reply (which waits for the start). The submit was
+  // committed, so the job comes back with the daemon.
+  const std::string file = daemon.dir + "/crash.toml";
+  std::ofstream(file) << mid_copy_toml("keep");
+  std::string out;
+  run_command(ctl(daemon, "submit -F " + file), &out);
+  EXPECT_EQ(daemon.wait_exit(), 128 + SIGKILL) << "the crash point server-spawned was not reached: " << out;
+  std::vector<int> servers;  // the unrecorded server, running on in its cgroup
+  for (const auto& cg : child_cgroups(daemon.cgroup_dir()))
+    for (pid_t pid : cgroup_pids(daemon.cgroup_dir() + "/" + cg)) servers.push_back(pidfd_of(pid));
+  ASSERT_FALSE(servers.empty()) << "no server was left running by the crash";
+  ASSERT_TRUE(fs::remove(src));  // the server has it open: it serves on
+
+  daemon.start();
+  Bus b(daemon.address());
+  const auto jobs = b.list();
+  ASSERT_EQ(jobs.size(), 1u);
+  const std::string id = jobs[0][0];
+  b.wait_until(id, [&](Bus& x) { return x.prop_s(id, "CleanupState") == "done"; });
+  EXPECT_EQ(b.prop_s(id, "State"), "failed");
+  for (int fd : servers) {
+    EXPECT_TRUE(wait_gone(fd)) << "the unrecorded NBD server outlived its job";
+    close(fd);
+  }
+  EXPECT_TRUE(wait_no_child_cgroups(daemon.cgroup_dir()));
+  for (const auto& cg : child_cgroups(daemon.cgroup_dir())) ADD_FAILURE() << "cgroup left: " << cg;
+  EXPECT_TRUE(loops_of(dst).empty());
+  EXPECT_TRUE(b.remove(id, {}).ok);
 }
 
 // A crash at the start of teardown, and between the volume flush and the server stop: the

@@ -53,6 +53,11 @@ ROWS = [  # label, key, field, unit, target (in the unit; None: no target)[, the
     (f"start {scale} jobs, until all run (repvisord: Submits pipelined)", "start_all_ms", None, "ms", 500.0),
     (f"start {scale} jobs, one Submit at a time", "start_all_sequential_ms", None, "ms", None),
     (f"stop all {scale}, until all terminal", "stop_all_ms", None, "ms", 100.0),
+    # Where a stop-all's time goes: the daemon's CPU, and its loop thread running or ready but
+    # waiting for a core (the children it signalled exit on it).
+    (f"stop all {scale}: daemon CPU", "stop_all_cpu_ms", None, "ms", None),
+    (f"stop all {scale}: the loop thread on a CPU", "stop_all_loop_cpu_ms", None, "ms", None),
+    (f"stop all {scale}: the loop thread ready, waiting for a CPU", "stop_all_loop_wait_ms", None, "ms", None),
     # The floor's own cost of one cgroup per child (what repvisord keeps per job): no peer has it.
     (f"start {scale}, floor with a cgroup per child", "start_all_cgroups_ms", None, "ms", None),
     (f"stop all {scale}, floor with a cgroup per child (removed after)", "stop_all_cgroups_ms", None, "ms", None),

@@ -38,6 +38,19 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* CPU time (ms) every CPU of the machine has spent busy (user, nice, system, irq, softirq) from
+ * /proc/stat, in clock ticks: only for phases of many ticks. A stop-all's children exit on every
+ * core, so its wall time is bounded by this over the number of cores, not by our own work alone. */
+static double machine_busy_ms(void) {
+  unsigned long long user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+  FILE* f = fopen("/proc/stat", "r");
+  if (!f) return 0;
+  if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle, &iowait, &irq, &softirq) != 7)
+    user = nice = sys = irq = softirq = 0;
+  fclose(f);
+  return (double)(user + nice + sys + irq + softirq) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Whether SIGTERM (bit 15) is caught or ignored yet, per /proc/PID/status. */
 static int term_ready(pid_t pid) {
   char path[64], line[256];
@@ -103,7 +116,8 @@ static int start_in(const char* child, const char* mode, int dirfd, pid_t* pid) 
 
 /* Start SCALE children one after another, then (once all have their SIGTERM handler, untimed)
  * stop them all. With a cgroup parent, each child gets a cgroup of its own, removed after. */
-static int scale_run(const char* child, int scale, const char* parent, double* start_ms, double* stop_ms) {
+static int scale_run(const char* child, int scale, const char* parent, double* start_ms, double* stop_ms,
+                     double* stop_cpu_ms) {
   int* fds = calloc(scale, sizeof(int));
   int* dirs = calloc(scale, sizeof(int));
   pid_t* pids = calloc(scale, sizeof(pid_t));
@@ -123,6 +137,7 @@ static int scale_run(const char* child, int scale, const char* parent, double* s
   for (int i = 0; i < scale; ++i)
     while (!term_ready(pids[i])) usleep(100);
   t0 = now_ms();
+  const double busy0 = machine_busy_ms();
   for (int i = 0; i < scale; ++i) syscall(SYS_pidfd_send_signal, fds[i], SIGTERM, NULL, 0);
   for (int i = 0; i < scale; ++i) {
     waitid(P_PIDFD, fds[i], &si, WEXITED);
@@ -135,6 +150,7 @@ static int scale_run(const char* child, int scale, const char* parent, double* s
     }
   }
   *stop_ms = now_ms() - t0;
+  *stop_cpu_ms = machine_busy_ms() - busy0;
   ok = 1;
 out:
   free(fds);
@@ -312,17 +328,21 @@ int main(int argc, char** argv) {
   if (durable_over) stats("escalation_beyond_1s_durable", durable_over, esc, 0);
   stats("escalation_beyond_1s", over, esc, scale <= 0);
   if (scale > 0) {
-    double start_ms = 0, stop_ms = 0, cg_start_ms = 0, cg_stop_ms = 0;
-    if (!scale_run(argv[1], scale, NULL, &start_ms, &stop_ms)) {
+    double start_ms = 0, stop_ms = 0, stop_cpu = 0, cg_start_ms = 0, cg_stop_ms = 0, cg_stop_cpu = 0;
+    if (!scale_run(argv[1], scale, NULL, &start_ms, &stop_ms, &stop_cpu)) {
       fprintf(stderr, "floor: starting %d children: %s\n", scale, strerror(errno));
       return 1;
     }
-    printf("\"scale\": %d, \"start_all_ms\": %.1f, \"stop_all_ms\": %.1f", scale, start_ms, stop_ms);
+    printf("\"scale\": %d, \"start_all_ms\": %.1f, \"stop_all_ms\": %.1f, \"stop_all_machine_cpu_ms\": %.0f", scale,
+           start_ms, stop_ms, stop_cpu);
     char parent[4096];
     if (mount) {
       snprintf(parent, sizeof parent, "%s/repvisor-floor.%d", mount, (int)getpid());
-      if (mkdir(parent, 0755) == 0 && scale_run(argv[1], scale, parent, &cg_start_ms, &cg_stop_ms))
-        printf(", \"start_all_cgroups_ms\": %.1f, \"stop_all_cgroups_ms\": %.1f", cg_start_ms, cg_stop_ms);
+      if (mkdir(parent, 0755) == 0 && scale_run(argv[1], scale, parent, &cg_start_ms, &cg_stop_ms, &cg_stop_cpu))
+        printf(
+            ", \"start_all_cgroups_ms\": %.1f, \"stop_all_cgroups_ms\": %.1f, \"stop_all_cgroups_machine_cpu_ms\": "
+            "%.0f",
+            cg_start_ms, cg_stop_ms, cg_stop_cpu);
       else
         fprintf(stderr, "floor: cgroups under %s: %s (figures left out)\n", parent, strerror(errno));
       rmdir(parent);

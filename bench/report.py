@@ -61,6 +61,11 @@ ROWS = [  # label, key, field, unit, target (in the unit; None: no target)[, the
     # The floor's own cost of one cgroup per child (what repvisord keeps per job): no peer has it.
     (f"start {scale}, floor with a cgroup per child", "start_all_cgroups_ms", None, "ms", None),
     (f"stop all {scale}, floor with a cgroup per child (removed after)", "stop_all_cgroups_ms", None, "ms", None),
+    # Busy CPU of the whole machine meanwhile (the children's exits too): divided by the cores, the
+    # least wall time that work allows.
+    (f"stop all {scale}: the machine's busy CPU", "stop_all_machine_cpu_ms", None, "ms", None),
+    (f"stop all {scale}, floor with a cgroup per child: the machine's busy CPU", "stop_all_cgroups_machine_cpu_ms",
+     None, "ms", None),
     (f"RSS with {scale} idle jobs", "idle_rss_kib", None, "MiB", 20 * 1024),
     ("CPU over 10 s with those jobs idle", "idle_cpu_ms_per_10s", None, "ms", None),
     # "Zero CPU while waiting out a stop timeout": the figure includes the stop's own work (request,

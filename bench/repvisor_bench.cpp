@@ -590,7 +590,9 @@ int main(int argc, char** argv) {
     double cpu2 = 0, cpu3 = 0;
     usage(daemon, &rss1, &cpu2);
     const LoopTime loop0 = loop_time(daemon);
+    const double busy0 = machine_busy_ms();
     const double stop_all_ms = stop_all(jobs);
+    const double stop_all_machine_cpu = machine_busy_ms() - busy0;
     const LoopTime loop1 = loop_time(daemon);
     usage(daemon, &rss1, &cpu3);
     for (const auto& j : jobs) remove_job(j);
@@ -636,14 +638,15 @@ int main(int argc, char** argv) {
     printf(
         "{\"force_stop\": %s, \"graceful_stop\": %s, \"escalation_beyond_1s\": %s, \"scale\": %d, "
         "\"start_all_ms\": %.1f, \"start_all_sequential_ms\": %.1f, \"stop_all_ms\": %.1f, \"stop_all_cpu_ms\": %.1f, "
-        "\"stop_all_loop_cpu_ms\": %.1f, \"stop_all_loop_wait_ms\": %.1f, \"idle_rss_kib\": %ld, "
+        "\"stop_all_loop_cpu_ms\": %.1f, \"stop_all_loop_wait_ms\": %.1f, \"stop_all_machine_cpu_ms\": %.0f, "
+        "\"idle_rss_kib\": %ld, "
         "\"idle_cpu_ms_per_10s\": %.1f, "
         "\"status_roundtrip\": %s, \"list_ms\": %.3f, \"stop_timeout_cpu_ms\": %s, \"force_stop_cpu_ms\": %s, "
         "\"list_many_jobs\": %d, \"list_many\": %s%s%s}\n",
         stats(force).c_str(), stats(grace).c_str(), stats(over).c_str(), scale, start_all, start_all_sequential,
-        stop_all_ms, cpu3 - cpu2, loop1.run_ms - loop0.run_ms, loop1.wait_ms - loop0.wait_ms, rss1, cpu1 - cpu0,
-        stats(status_rt).c_str(), list_ms, stats(timeout_cpu).c_str(), stats(force_cpu).c_str(), list_jobs,
-        stats(list_many).c_str(), cold.c_str(), copy.c_str());
+        stop_all_ms, cpu3 - cpu2, loop1.run_ms - loop0.run_ms, loop1.wait_ms - loop0.wait_ms, stop_all_machine_cpu,
+        rss1, cpu1 - cpu0, stats(status_rt).c_str(), list_ms, stats(timeout_cpu).c_str(), stats(force_cpu).c_str(),
+        list_jobs, stats(list_many).c_str(), cold.c_str(), copy.c_str());
   } catch (const std::exception& e) {
     fprintf(stderr, "repvisor-bench: %s\n", e.what());
     return 1;

@@ -479,6 +479,8 @@ int main(int argc, char** argv) {
       // PERF_CTL=FIFO PHASE=start|stop: the phase's start and end are written to `perf record
       // -D -1 --control fifo:FIFO` as "enable" and "disable", so that it profiles that phase alone.
       const PerfControl perf(getenv("PERF_CTL"), getenv("PHASE") ? getenv("PHASE") : "");
+      // IDLE_SECONDS=N: the jobs sit idle that long before the stop-all, as in the full run.
+      const int idle_seconds = getenv("IDLE_SECONDS") ? number(getenv("IDLE_SECONDS"), "IDLE_SECONDS") : 0;
       for (int r = 0; r < rounds; ++r) {
         long rss = 0;
         double c0 = 0, c1 = 0, c2 = 0;
@@ -493,6 +495,10 @@ int main(int argc, char** argv) {
         perf.end("start");
         usage(daemon, &rss, &c1);
         const double m1 = machine_busy_ms();
+        std::this_thread::sleep_for(std::chrono::seconds(idle_seconds));
+        double c1b = 0;
+        usage(daemon, &rss, &c1b);
+        const double m1b = machine_busy_ms();
         const LoopTime l0 = loop_time(daemon);
         perf.begin("stop");
         const double stopped = stop_all(jobs);
@@ -507,7 +513,7 @@ int main(int argc, char** argv) {
             "{\"start_all_ms\": %.1f, \"start_cpu_ms\": %.1f, \"start_machine_cpu_ms\": %.0f, \"stop_all_ms\": %.1f, "
             "\"stop_cpu_ms\": %.1f, \"stop_loop_cpu_ms\": %.1f, \"stop_loop_wait_ms\": %.1f, "
             "\"stop_machine_cpu_ms\": %.0f, \"cpus\": %ld}\n",
-            started, c1 - c0, m1 - m0, stopped, c2 - c1, l1.run_ms - l0.run_ms, l1.wait_ms - l0.wait_ms, m2 - m1,
+            started, c1 - c0, m1 - m0, stopped, c2 - c1b, l1.run_ms - l0.run_ms, l1.wait_ms - l0.wait_ms, m2 - m1b,
             sysconf(_SC_NPROCESSORS_ONLN));
       }
       return 0;

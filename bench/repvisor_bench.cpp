@@ -592,15 +592,15 @@ int main(int argc, char** argv) {
     usage(daemon, &rss0, &cpu0);
     std::this_thread::sleep_for(
         std::chrono::seconds(getenv("IDLE_SECONDS") ? number(getenv("IDLE_SECONDS"), "IDLE_SECONDS") : 10));
-    usage(daemon, &rss1, &cpu1);
-    double cpu2 = 0, cpu3 = 0;
-    usage(daemon, &rss1, &cpu2);
+    usage(daemon, &rss1, &cpu1);  // RSS with the jobs idle; CPU up to the stop-all's start
     const LoopTime loop0 = loop_time(daemon);
     const double busy0 = machine_busy_ms();
     const double stop_all_ms = stop_all(jobs);
     const double stop_all_machine_cpu = machine_busy_ms() - busy0;
     const LoopTime loop1 = loop_time(daemon);
-    usage(daemon, &rss1, &cpu3);
+    long rss_after = 0;
+    double cpu_after = 0;
+    usage(daemon, &rss_after, &cpu_after);
     for (const auto& j : jobs) remove_job(j);
 
     // List of many recorded jobs (LIST_JOBS, default 10,000): short jobs run to completion, then
@@ -650,7 +650,7 @@ int main(int argc, char** argv) {
         "\"status_roundtrip\": %s, \"list_ms\": %.3f, \"stop_timeout_cpu_ms\": %s, \"force_stop_cpu_ms\": %s, "
         "\"list_many_jobs\": %d, \"list_many\": %s%s%s}\n",
         stats(force).c_str(), stats(grace).c_str(), stats(over).c_str(), scale, start_all, start_all_sequential,
-        stop_all_ms, cpu3 - cpu2, loop1.run_ms - loop0.run_ms, loop1.wait_ms - loop0.wait_ms, stop_all_machine_cpu,
+        stop_all_ms, cpu_after - cpu1, loop1.run_ms - loop0.run_ms, loop1.wait_ms - loop0.wait_ms, stop_all_machine_cpu,
         rss1, cpu1 - cpu0, stats(status_rt).c_str(), list_ms, stats(timeout_cpu).c_str(), stats(force_cpu).c_str(),
         list_jobs, stats(list_many).c_str(), cold.c_str(), copy.c_str());
   } catch (const std::exception& e) {

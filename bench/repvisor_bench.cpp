@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -141,6 +142,72 @@ uint32_t jobs_active() {
   return n;
 }
 
+// One property of an interface as PropertiesChanged signals announce it (the daemon sends them
+// once the change is recorded): `on_value` gets each such signal positioned at the property's
+// variant. Waiting on them, not polling, keeps the observer's own calls off the loop it times
+// (polling List every millisecond while 1,000 jobs started loaded the daemon with its own work)
+// and has no polling period to round a figure up to; the peers' figures are event-driven too
+// (s6's event FIFOs, supervisord's blocking calls).
+class PropertyWatch {
+ public:
+  using OnValue = std::function<void(sd_bus_message*)>;
+  PropertyWatch(const char* iface, const char* property, OnValue on_value)
+      : iface_(iface), property_(property), on_value_(std::move(on_value)) {
+    check(sd_bus_add_filter(bus, &slot_, on_message, this), "filter");
+  }
+  ~PropertyWatch() { sd_bus_slot_unref(slot_); }
+  PropertyWatch(const PropertyWatch&) = delete;
+  PropertyWatch& operator=(const PropertyWatch&) = delete;
+  void wait_until(const std::function<bool()>& done) {
+    while (!done()) {
+      const int r = sd_bus_process(bus, nullptr);
+      check(r, "process");
+      if (r == 0) check(sd_bus_wait(bus, UINT64_MAX), "wait");
+    }
+  }
+
+ private:
+  // No exception may cross sd-bus's C frames: a value that does not parse is skipped.
+  static int on_message(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    auto* self = static_cast<PropertyWatch*>(userdata);
+    if (!sd_bus_message_is_signal(m, "org.freedesktop.DBus.Properties", "PropertiesChanged")) return 0;
+    const char* iface = nullptr;
+    if (sd_bus_message_read(m, "s", &iface) < 0 || strcmp(iface, self->iface_) != 0) return 0;
+    if (sd_bus_message_enter_container(m, 'a', "{sv}") < 0) return 0;
+    while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+      const char* name = nullptr;
+      if (sd_bus_message_read(m, "s", &name) < 0) return 0;
+      if (strcmp(name, self->property_) == 0) {
+        self->on_value_(m);
+        return 0;
+      }
+      if (sd_bus_message_skip(m, "v") < 0 || sd_bus_message_exit_container(m) < 0) return 0;
+    }
+    return 0;
+  }
+  const char* iface_;
+  const char* property_;
+  OnValue on_value_;
+  sd_bus_slot* slot_ = nullptr;
+};
+
+// Counts the jobs the daemon announced running (State "running").
+class RunningWatch {
+ public:
+  // Until `n` distinct jobs were announced running.
+  void wait(size_t n) {
+    watch_.wait_until([&] { return seen_.size() >= n; });
+  }
+
+ private:
+  std::set<std::string> seen_;
+  PropertyWatch watch_{"org.repvisor1.Job", "State", [this](sd_bus_message* m) {
+                         const char* value = nullptr;
+                         if (sd_bus_message_read(m, "v", "s", &value) >= 0 && strcmp(value, "running") == 0)
+                           seen_.insert(sd_bus_message_get_path(m));
+                       }};
+};
+
 // Every Submit sent before any reply is read; returns the jobs' paths once all replies are in.
 std::vector<std::string> submit_pipelined(const std::string& exe, const char* arg, int n) {
   std::vector<std::string> paths;
@@ -180,54 +247,14 @@ std::vector<std::string> submit_pipelined(const std::string& exe, const char* ar
   return paths;
 }
 
-// The Manager's JobsActive as its PropertiesChanged signals tell it (sent once the change is
-// recorded). Waiting on them, not polling the property, keeps the observer's own calls off the
-// loop it times and has no polling period to round the figure up to.
-class ActiveWatch {
- public:
-  ActiveWatch() { check(sd_bus_add_filter(bus, &slot_, on_message, this), "filter"); }
-  ~ActiveWatch() { sd_bus_slot_unref(slot_); }
-  ActiveWatch(const ActiveWatch&) = delete;
-  ActiveWatch& operator=(const ActiveWatch&) = delete;
-  void wait_zero() {
-    while (!zero_) {
-      const int r = sd_bus_process(bus, nullptr);
-      check(r, "process");
-      if (r == 0) check(sd_bus_wait(bus, UINT64_MAX), "wait");
-    }
-  }
-
- private:
-  static int on_message(sd_bus_message* m, void* userdata, sd_bus_error*) {
-    auto* self = static_cast<ActiveWatch*>(userdata);
-    if (!sd_bus_message_is_signal(m, "org.freedesktop.DBus.Properties", "PropertiesChanged") ||
-        strcmp(sd_bus_message_get_path(m), "/org/repvisor1") != 0)
-      return 0;
-    const char* iface = nullptr;
-    if (sd_bus_message_read(m, "s", &iface) < 0 || strcmp(iface, "org.repvisor1.Manager") != 0) return 0;
-    if (sd_bus_message_enter_container(m, 'a', "{sv}") < 0) return 0;
-    while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
-      const char* name = nullptr;
-      uint32_t value = 0;
-      if (sd_bus_message_read(m, "s", &name) < 0) return 0;
-      if (strcmp(name, "JobsActive") == 0) {
-        if (sd_bus_message_read(m, "v", "u", &value) < 0) return 0;
-        self->zero_ = value == 0;
-      } else if (sd_bus_message_skip(m, "v") < 0) {
-        return 0;
-      }
-      if (sd_bus_message_exit_container(m) < 0) return 0;
-    }
-    return 0;
-  }
-  sd_bus_slot* slot_ = nullptr;
-  bool zero_ = false;
-};
-
 // Every Stop sent (graceful, the default), then until no job is active; its duration.
 double stop_all(const std::vector<std::string>& jobs) {
   if (jobs_active() == 0) throw std::runtime_error("stop-all: no job is active");
-  ActiveWatch watch;
+  bool none_active = false;
+  PropertyWatch watch("org.repvisor1.Manager", "JobsActive", [&](sd_bus_message* m) {
+    uint32_t n = 0;
+    if (sd_bus_message_read(m, "v", "u", &n) >= 0) none_active = n == 0;
+  });
   const double t0 = now_ms();
   for (const auto& j : jobs) {
     sd_bus_message* m = nullptr;
@@ -237,7 +264,7 @@ double stop_all(const std::vector<std::string>& jobs) {
     sd_bus_message_unref(m);
   }
   check(sd_bus_flush(bus), "flush");
-  watch.wait_zero();
+  watch.wait_until([&] { return none_active; });
   return now_ms() - t0;
 }
 
@@ -332,50 +359,6 @@ class PerfControl {
   }
   int fd_ = -1;
   std::string phase_;
-};
-
-// Counts the jobs the daemon announced running: PropertiesChanged of org.repvisor1.Job with
-// State "running" (sent once the state is recorded). Event-driven, as the peers' starts are
-// timed (s6's event FIFOs, supervisord's blocking startProcessGroup): polling List every
-// millisecond while 1,000 jobs start loaded the daemon with the observer's own work.
-class RunningWatch {
- public:
-  RunningWatch() { check(sd_bus_add_filter(bus, &slot_, on_message, this), "filter"); }
-  ~RunningWatch() { sd_bus_slot_unref(slot_); }
-  RunningWatch(const RunningWatch&) = delete;
-  RunningWatch& operator=(const RunningWatch&) = delete;
-  // Until `n` distinct jobs were announced running.
-  void wait(size_t n) {
-    while (seen_.size() < n) {
-      const int r = sd_bus_process(bus, nullptr);
-      check(r, "process");
-      if (r == 0) check(sd_bus_wait(bus, UINT64_MAX), "wait");
-    }
-  }
-
- private:
-  static int on_message(sd_bus_message* m, void* userdata, sd_bus_error*) {
-    auto* self = static_cast<RunningWatch*>(userdata);
-    if (!sd_bus_message_is_signal(m, "org.freedesktop.DBus.Properties", "PropertiesChanged")) return 0;
-    const char* iface = nullptr;
-    if (sd_bus_message_read(m, "s", &iface) < 0 || strcmp(iface, "org.repvisor1.Job") != 0) return 0;
-    if (sd_bus_message_enter_container(m, 'a', "{sv}") < 0) return 0;
-    while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
-      const char* name = nullptr;
-      const char* value = nullptr;
-      if (sd_bus_message_read(m, "s", &name) < 0) return 0;
-      if (strcmp(name, "State") == 0) {
-        if (sd_bus_message_read(m, "v", "s", &value) < 0) return 0;
-        if (strcmp(value, "running") == 0) self->seen_.insert(sd_bus_message_get_path(m));
-      } else if (sd_bus_message_skip(m, "v") < 0) {
-        return 0;
-      }
-      if (sd_bus_message_exit_container(m) < 0) return 0;
-    }
-    return 0;
-  }
-  sd_bus_slot* slot_ = nullptr;
-  std::set<std::string> seen_;
 };
 
 std::string stats(std::vector<double> v) {

@@ -194,13 +194,11 @@ void Api::flush(const std::string& commit_error) {
       sd_bus_send(nullptr, p.reply.get(), nullptr);  // the caller may be gone: nothing to do then
     else if (p.undo) {
       p.undo();
-      sd_bus_reply_method_errorf(p.call.get(), SD_BUS_ERROR_FAILED, "nothing was done: cannot record it (%s)",
-                                 commit_error.c_str());
+      reply_error(p.call.get(), SD_BUS_ERROR_FAILED, "nothing was done: cannot record it (" + commit_error + ")");
     } else {
-      sd_bus_reply_method_errorf(p.call.get(), SD_BUS_ERROR_FAILED,
-                                 "the change took effect but could not be recorded yet (%s); the daemon keeps "
-                                 "trying to record it",
-                                 commit_error.c_str());
+      reply_error(p.call.get(), SD_BUS_ERROR_FAILED,
+                  "the change took effect but could not be recorded yet (" + commit_error +
+                      "); the daemon keeps trying to record it");
     }
   }
   if (!commit_error.empty()) return;  // signals wait for the state to be on disk too

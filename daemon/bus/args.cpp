@@ -8,6 +8,7 @@
 
 #include "core/errors.hpp"
 #include "util/id.hpp"
+#include "util/text.hpp"
 
 namespace repvisor::bus {
 
@@ -124,20 +125,20 @@ void validate_job_spec(const core::JobSpec& spec) {
   if (spec.argv.empty()) invalid("argv: required, and must hold at least the command");
   if (spec.argv[0].empty()) invalid("argv: the command (argv[0]) is empty");
   if (spec.argv[0].find('/') != std::string::npos && spec.argv[0][0] != '/')
-    invalid("argv: the command '" + spec.argv[0] +
-            "' is a relative path; give an absolute path or a command name looked up in PATH");
+    invalid("argv: the command " + quote(spec.argv[0]) +
+            " is a relative path; give an absolute path or a command name looked up in PATH");
   if (!spec.name.empty())
-    if (auto why = check_job_name(spec.name); !why.empty()) invalid("name: '" + spec.name + "': " + why);
+    if (auto why = check_job_name(spec.name); !why.empty()) invalid("name: " + quote(spec.name) + ": " + why);
   for (const auto& [k, v] : spec.env) {
     if (k.empty() || k.find('=') != std::string::npos || (k[0] >= '0' && k[0] <= '9'))
-      invalid("env: '" + k + "' is not a valid variable name");
-    if (k.rfind("REPVISOR_", 0) == 0) invalid("env: '" + k + "': the REPVISOR_ prefix is reserved");
+      invalid("env: " + quote(k) + " is not a valid variable name");
+    if (k.rfind("REPVISOR_", 0) == 0) invalid("env: " + quote(k) + ": the REPVISOR_ prefix is reserved");
   }
   if (spec.working_directory.empty() || spec.working_directory[0] != '/')
-    invalid("working_directory: '" + spec.working_directory + "' is not an absolute path");
+    invalid("working_directory: " + quote(spec.working_directory) + " is not an absolute path");
   struct stat st {};
   if (stat(spec.working_directory.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
-    invalid("working_directory: '" + spec.working_directory + "' is not an existing directory");
+    invalid("working_directory: " + quote(spec.working_directory) + " is not an existing directory");
   if (spec.stop_signal <= 0 || spec.stop_signal >= SIGRTMAX || spec.stop_signal == SIGSTOP)
     invalid(fmt::format("stop_signal: {} is not a signal that can stop a job", spec.stop_signal));
   if (spec.stop_timeout == 0) invalid("stop_timeout_usec: must be greater than 0");
@@ -154,12 +155,12 @@ void validate_job_spec(const core::JobSpec& spec) {
         for (const auto& r : spec.resources)
           found |= r.name == name && (r.kind == core::ResourceKind::NbdServer) == want_server;
         if (!found)
-          invalid(fmt::format("argv: '{}' names no {} resource of this job", a.substr(at, close - at + 1),
+          invalid(fmt::format("argv: {} names no {} resource of this job", quote(a.substr(at, close - at + 1)),
                               want_server ? "nbd-server" : "file, loop or nbd-device"));
       }
   if (spec.progress == core::ProgressSource::Nbdcopy && spec.argv[0] != "nbdcopy" &&
       (spec.argv[0].size() < 8 || spec.argv[0].compare(spec.argv[0].size() - 8, 8, "/nbdcopy") != 0))
-    invalid("progress: \"nbdcopy\" reads nbdcopy's --progress output, but the command is '" + spec.argv[0] + "'");
+    invalid("progress: \"nbdcopy\" reads nbdcopy's --progress output, but the command is " + quote(spec.argv[0]));
 }
 
 namespace {
@@ -171,7 +172,7 @@ core::ResourceSpec parse_resource(size_t index, sd_bus_message* m) {
     const std::string k = v.key();
     auto enum_value = [&](auto parse, auto* out, const char* allowed) {
       const std::string s = v.str();
-      if (!parse(s, out)) invalid(fmt::format("{}.{}: '{}' is not one of {}", at, k, s, allowed));
+      if (!parse(s, out)) invalid(fmt::format("{}.{}: {} is not one of {}", at, k, quote(s), allowed));
     };
     if (k == "kind") {
       enum_value(core::resource_kind_from_string, &r.kind, "nbd-server, nbd-device, file, loop");
@@ -191,7 +192,7 @@ core::ResourceSpec parse_resource(size_t index, sd_bus_message* m) {
     } else if (k == "export") {
       r.export_of = v.str();
     } else {
-      invalid(fmt::format("{}: unknown key '{}'", at, k));
+      invalid(fmt::format("{}: unknown key {}", at, quote(k)));
     }
   });
   if (!have_kind) invalid(at + ".kind: required key is missing");
@@ -200,7 +201,7 @@ core::ResourceSpec parse_resource(size_t index, sd_bus_message* m) {
 }  // namespace
 
 void parse_resume_options(sd_bus_message* m) {
-  read_dict(m, [&](Value& v) { invalid("unknown key '" + v.key() + "' in resume options"); });
+  read_dict(m, [&](Value& v) { invalid("unknown key " + quote(v.key()) + " in resume options"); });
 }
 
 core::JobSpec parse_job_spec(sd_bus_message* m, const config::Config& cfg, bool* from_template) {
@@ -239,38 +240,39 @@ core::JobSpec parse_job_spec(sd_bus_message* m, const config::Config& cfg, bool*
     } else if (k == "progress") {
       const std::string s = v.str();
       if (!core::progress_source_from_string(s, &spec.progress))
-        invalid("progress: '" + s + "' is not one of notify, nbdcopy");
+        invalid("progress: " + quote(s) + " is not one of notify, nbdcopy");
     } else if (k == "kill_mode") {
       const std::string s = v.str();
       if (!core::kill_mode_from_string(s, &spec.kill_mode))
-        invalid("kill_mode: '" + s + "' is not one of mixed, control-group");
+        invalid("kill_mode: " + quote(s) + " is not one of mixed, control-group");
     } else {
-      invalid("unknown key '" + k + "' in job spec");
+      invalid("unknown key " + quote(k) + " in job spec");
     }
   });
   if (!template_name.empty()) {
     if (!raw_keys.empty())
-      invalid("template: '" + raw_keys.front() + "' cannot be given with a template (the template fixes it)");
+      invalid("template: " + quote(raw_keys.front()) + " cannot be given with a template (the template fixes it)");
     auto it = cfg.templates.find(template_name);
     if (it == cfg.templates.end()) {
       std::string known;
       for (const auto& [n, t] : cfg.templates) known += (known.empty() ? "" : ", ") + n;
-      invalid("template: no template '" + template_name + "' (configured: " + (known.empty() ? "none" : known) + ")");
+      invalid("template: no template " + quote(template_name) + " (configured: " + (known.empty() ? "none" : known) +
+              ")");
     }
     const config::JobTemplate& t = it->second;
     for (const auto& [k, val] : params)
-      if (!t.params.count(k)) invalid("params." + k + ": not a parameter of template '" + template_name + "'");
+      if (!t.params.count(k)) invalid("params." + escape(k) + ": not a parameter of template " + quote(template_name));
     std::map<std::string, std::string> values;
     for (const auto& [pname, p] : t.params) {
       auto given = params.find(pname);
       if (given == params.end()) {
-        if (!p.default_value) invalid("params." + pname + ": required by template '" + template_name + "'");
+        if (!p.default_value) invalid("params." + pname + ": required by template " + quote(template_name));
         values[pname] = *p.default_value;
         continue;
       }
       if (!std::regex_match(given->second, std::regex(p.pattern)))
-        invalid(
-            fmt::format("params.{}: '{}' does not match the template's pattern '{}'", pname, given->second, p.pattern));
+        invalid(fmt::format("params.{}: {} does not match the template's pattern '{}'", pname, quote(given->second),
+                            p.pattern));
       values[pname] = given->second;
     }
     spec.argv.clear();
@@ -315,7 +317,7 @@ core::StopRequest parse_stop_options(sd_bus_message* m, bool* wait) {
     } else if (k == "wait") {
       *wait = v.boolean();
     } else {
-      invalid("unknown key '" + k + "' in stop options");
+      invalid("unknown key " + quote(k) + " in stop options");
     }
   });
   return req;
@@ -330,7 +332,7 @@ DeleteOptions parse_delete_options(sd_bus_message* m) {
     else if (k == "keep_data")
       opts.keep_data = v.boolean();
     else
-      invalid("unknown key '" + k + "' in delete options");
+      invalid("unknown key " + quote(k) + " in delete options");
   });
   return opts;
 }
@@ -338,12 +340,12 @@ DeleteOptions parse_delete_options(sd_bus_message* m) {
 std::vector<core::JobState> parse_list_filter(sd_bus_message* m) {
   std::vector<core::JobState> states;
   read_dict(m, [&](Value& v) {
-    if (v.key() != "states") invalid("unknown key '" + v.key() + "' in list filter");
+    if (v.key() != "states") invalid("unknown key " + quote(v.key()) + " in list filter");
     for (const auto& s : v.strv()) {
       core::JobState st;
       if (!core::job_state_from_string(s, &st))
-        invalid("states: '" + s +
-                "' is not a job state (pending, starting, running, stopping, cleaning, completed, failed, cancelled)");
+        invalid("states: " + quote(s) +
+                " is not a job state (pending, starting, running, stopping, cleaning, completed, failed, cancelled)");
       states.push_back(st);
     }
   });
@@ -363,7 +365,7 @@ EventsFilterArgs parse_events_filter(sd_bus_message* m) {
       f.limit = v.u64();
       if (f.limit == 0 || f.limit > 100000) invalid(fmt::format("limit: {} is out of range (1..100000)", f.limit));
     } else {
-      invalid("unknown key '" + k + "' in events filter");
+      invalid("unknown key " + quote(k) + " in events filter");
     }
   });
   return f;

@@ -5,6 +5,8 @@
 
 #include <exception>
 #include <new>
+#include <string>
+#include <string_view>
 
 #include "core/errors.hpp"
 
@@ -17,7 +19,13 @@ inline constexpr const char* kErrorNotResumable = "org.repvisor1.Error.NotResuma
 inline constexpr const char* kErrorCleanupFailed = "org.repvisor1.Error.CleanupFailed";
 
 const char* error_name(ErrorKind kind);
+// An error's text as it may go on the bus: valid UTF-8 (sd-bus will not send anything else, and
+// the caller would wait for a reply that never comes) and at most 4 KiB.
+std::string bus_message(std::string_view text);
+int set_error(sd_bus_error* err, const char* name, std::string_view text);
 int set_error(sd_bus_error* err, const ApiError& e);
+// The error reply to a call answered later, outside the trampoline.
+void reply_error(sd_bus_message* call, const char* name, std::string_view text);
 
 // Runs fn(); converts whatever it throws into a D-Bus error (or -ENOMEM).
 template <class Fn>
@@ -29,7 +37,7 @@ int guarded(sd_bus_error* err, Fn&& fn) noexcept {
   } catch (const std::bad_alloc&) {
     return -ENOMEM;
   } catch (const std::exception& e) {
-    return sd_bus_error_set(err, SD_BUS_ERROR_FAILED, e.what());
+    return set_error(err, SD_BUS_ERROR_FAILED, e.what());
   } catch (...) {
     return sd_bus_error_set(err, SD_BUS_ERROR_FAILED, "internal error");
   }

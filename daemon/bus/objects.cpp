@@ -48,9 +48,7 @@ void reply_stop(Api& api, sd_bus_message* call, const core::Job& job, bool alrea
   api.reply_after_commit(call, reply);
 }
 
-void reply_error(sd_bus_message* call, const ApiError& e) {
-  sd_bus_reply_method_errorf(call, error_name(e.kind()), "%s", e.what());
-}
+void reply_error(sd_bus_message* call, const ApiError& e) { bus::reply_error(call, error_name(e.kind()), e.what()); }
 
 }  // namespace
 

@@ -5,6 +5,8 @@
 #include <array>
 #include <set>
 
+#include "util/text.hpp"
+
 namespace repvisor::core {
 
 namespace {
@@ -73,7 +75,7 @@ std::string check_resources(const std::vector<ResourceSpec>& resources) {
     if (r.name.empty() || r.name.size() > 32) return at + ".name: required, 1 to 32 characters";
     for (char c : r.name)
       if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-        return fmt::format("{}.name: '{}' may hold only letters, digits, '_' and '-'", at, r.name);
+        return fmt::format("{}.name: {} may hold only letters, digits, '_' and '-'", at, quote(r.name));
     if (!names.insert(r.name).second) return fmt::format("{}.name: '{}' is used twice", at, r.name);
     if (!env_names.insert(resource_env_suffix(r.name)).second)
       return fmt::format("{}.name: '{}' gives the same environment name as another resource", at, r.name);
@@ -81,12 +83,12 @@ std::string check_resources(const std::vector<ResourceSpec>& resources) {
     const bool volume = r.kind == ResourceKind::File || r.kind == ResourceKind::Loop;
     if (r.kind == ResourceKind::NbdDevice) {
       if (!r.path.empty() && r.path.rfind("/dev/nbd", 0) != 0)
-        return fmt::format("{}.path: '{}' is not an NBD device (/dev/nbdN)", at, r.path);
+        return fmt::format("{}.path: {} is not an NBD device (/dev/nbdN)", at, quote(r.path));
     } else if (r.path.empty()) {
       return at + ".path: required for a " + to_string(r.kind) + " resource";
     }
     if (!r.path.empty())
-      if (auto why = check_path(r.path); !why.empty()) return fmt::format("{}.path: '{}' {}", at, r.path, why);
+      if (auto why = check_path(r.path); !why.empty()) return fmt::format("{}.path: {} {}", at, quote(r.path), why);
     if (volume && !paths.insert(r.path).second)
       return fmt::format("{}.path: '{}' is already a volume of this job", at, r.path);
     if (r.size) {
@@ -116,7 +118,7 @@ std::string check_resources(const std::vector<ResourceSpec>& resources) {
     bool found = false;
     for (const auto& o : resources) found |= o.kind == ResourceKind::NbdServer && o.name == r.export_of;
     if (!found)
-      return fmt::format("resources[{}].export: '{}' is not an nbd-server resource of this job", i, r.export_of);
+      return fmt::format("resources[{}].export: {} is not an nbd-server resource of this job", i, quote(r.export_of));
   }
   return "";
 }

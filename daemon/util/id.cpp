@@ -2,7 +2,10 @@
 
 #include <systemd/sd-id128.h>
 
+#include <algorithm>
 #include <stdexcept>
+
+#include "util/text.hpp"
 
 namespace repvisor {
 
@@ -26,10 +29,13 @@ std::string check_job_name(std::string_view s) {
   if (s.empty()) return "name is empty";
   if (s.size() > 64) return "name is longer than 64 characters";
   if (s.front() == '-' || s.front() == '.') return "name must not start with '-' or '.'";
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
                     c == '-' || c == '.' || c == '@';
-    if (!ok) return std::string("name contains '") + c + "' (allowed: letters, digits, '_', '-', '.', '@')";
+    // The whole character, never half of a UTF-8 sequence: the reason goes back over D-Bus.
+    const size_t n = std::max<size_t>(utf8_sequence(s, i), 1);
+    if (!ok) return "name contains " + quote(s.substr(i, n)) + " (allowed: letters, digits, '_', '-', '.', '@')";
   }
   if (all_lower_hex(s) && s.size() >= 4) return "name must not look like a job id (only hex digits)";
   return {};

@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cmath>
 
+#include "util/text.hpp"
+
 namespace repvisor {
 
 namespace {
@@ -83,7 +85,7 @@ std::optional<usec_t> parse_timespan(std::string_view text, std::string* error) 
       ++n;
     }
     if (n == 0 || (n == 1 && dot)) {
-      fail(error, "invalid time span '" + original + "': expected a number at '" + std::string(text) + "'");
+      fail(error, "invalid time span " + quote(original) + ": expected a number at " + quote(text));
       return std::nullopt;
     }
     const long double value = std::stold(std::string(text.substr(0, n)));
@@ -101,14 +103,14 @@ std::optional<usec_t> parse_timespan(std::string_view text, std::string* error) 
         break;
       }
     if (!found) {
-      fail(error, "invalid time span '" + original + "': unknown unit '" + std::string(unit) +
-                      "' (use us, ms, s, min, h, d, w)");
+      fail(error,
+           "invalid time span " + quote(original) + ": unknown unit " + quote(unit) + " (use us, ms, s, min, h, d, w)");
       return std::nullopt;
     }
     text.remove_prefix(ulen);
     total += found->suffix == "nsec" || found->suffix == "ns" ? value / 1000 : value * found->usec;
     if (total >= static_cast<long double>(USEC_INFINITY)) {
-      fail(error, "time span '" + original + "' is too large");
+      fail(error, "time span " + quote(original) + " is too large");
       return std::nullopt;
     }
   }

@@ -50,6 +50,33 @@ TEST_F(BadInput, HugeStringsAreRefusedWithTheirSize) {
   EXPECT_EQ(bus.list().size(), 1u);
 }
 
+// sd-bus sends nothing that is not valid UTF-8: an error that cut a character in half never
+// reached the caller, who waited out its timeout.
+TEST_F(BadInput, ANonAsciiNameGetsAnAnswerThatQuotesItWhole) {
+  auto r = bus.submit({{"argv", std::vector<std::string>{"true"}}, {"name", std::string("héllo")}});
+  EXPECT_EQ(r.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_NE(r.error_message.find("contains 'é'"), std::string::npos) << r.error_message;
+  EXPECT_TRUE(bus.list().empty());
+}
+
+// An error names what was wrong, but never echoes a whole huge input back.
+TEST_F(BadInput, ErrorsQuoteAtMostTheStartOfAHugeValue) {
+  const std::string key(100000, 'K');
+  auto r = bus.submit({{"argv", std::vector<std::string>{"true"}}, {key, std::string("v")}});
+  EXPECT_EQ(r.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_NE(r.error_message.find("(100000 bytes)"), std::string::npos) << r.error_message.substr(0, 300);
+  EXPECT_LT(r.error_message.size(), 400u);
+  auto wd = bus.submit({{"argv", std::vector<std::string>{"true"}}, {"working_directory", "/" + key}});
+  EXPECT_EQ(wd.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_NE(wd.error_message.find("working_directory: '/KKK"), std::string::npos) << wd.error_message.substr(0, 300);
+  EXPECT_LT(wd.error_message.size(), 400u);
+  // Control characters come back escaped, not raw.
+  auto esc = bus.submit({{"argv", std::vector<std::string>{"true"}}, {"working_directory", std::string("/\x1b[2J")}});
+  EXPECT_NE(esc.error_message.find("'/\\x1b[2J'"), std::string::npos) << esc.error_message;
+  EXPECT_EQ(esc.error_message.find('\x1b'), std::string::npos);
+  EXPECT_TRUE(bus.list().empty());
+}
+
 TEST_F(BadInput, NamesAndIdsThatCollideOrMislead) {
   auto a = bus.submit_ok({"true"}, {{"name", std::string("same")}});
   auto dup = bus.submit({{"argv", std::vector<std::string>{"true"}}, {"name", std::string("same")}});

@@ -433,6 +433,8 @@ FROM jobs ORDER BY created_usec)sql");
 }
 
 std::vector<Event> Store::events(const EventFilter& f) {
+  // SQLite's integers are signed: bound as one, a later time would wrap to a time long past.
+  if (f.since_usec > static_cast<uint64_t>(INT64_MAX)) return {};
   // The newest `limit` events that match, oldest first.
   Stmt s(db_, R"sql(
 SELECT ts_usec, job_id, type, message, details FROM (

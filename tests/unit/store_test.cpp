@@ -137,6 +137,18 @@ TEST_F(StoreFile, JobsRoundTripAndEventsAreAppendOnly) {
   EXPECT_THROW(raw.exec("UPDATE events SET message = 'x'"), store::StoreError);
 }
 
+// SQLite's integers are signed: a since_usec of 2^63 or more bound as one read as a time long
+// past, and every event came back.
+TEST_F(StoreFile, EventsSinceATimeBeyondAnySignedIntegerAreNone) {
+  store::Store s(path);
+  s.append({5, "fedcba9876543210fedcba9876543210", "submitted", "hello", nlohmann::json::object()});
+  s.commit();
+  EXPECT_EQ(s.events({.since_usec = 5}).size(), 1u);
+  EXPECT_EQ(s.events({.since_usec = 6}).size(), 0u);
+  EXPECT_EQ(s.events({.since_usec = uint64_t{1} << 63}).size(), 0u);
+  EXPECT_EQ(s.events({.since_usec = UINT64_MAX}).size(), 0u);
+}
+
 TEST_F(StoreFile, CommitsReachTheWalAndOneSyncCoversThemAll) {
   store::Store s(path);
   EXPECT_FALSE(s.unsynced());

@@ -189,7 +189,13 @@ StopOutcome Job::request_stop(const StopRequest& req) {
 
 void Job::enter_stop_sigterm(usec_t timeout) {
   const int sig = spec_.stop_signal;
-  int r = spec_.kill_mode == KillMode::Mixed ? driver_.signal_main(*this, sig) : driver_.signal_tree(*this, sig);
+  const auto send = [&](int s) {
+    return spec_.kill_mode == KillMode::Mixed ? driver_.signal_main(*this, s) : driver_.signal_tree(*this, s);
+  };
+  int r = send(sig);
+  // A stopped process (SIGSTOP, a debugger, ^Z) cannot act on the stop signal until it runs
+  // again: without SIGCONT it could only ever run into the SIGKILL. systemd does the same.
+  if (sig != SIGCONT && sig != SIGKILL) send(SIGCONT);
   driver_.event(*this, "signal",
                 fmt::format("{} sent to {}{}", signal_name(sig),
                             spec_.kill_mode == KillMode::Mixed ? fmt::format("main process {}", main_pid)

@@ -10,10 +10,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "harness.hpp"
 #include "sys/cgroup.hpp"
@@ -100,6 +102,32 @@ TEST_F(DaemonTest, GracefulStopOfPoliteJobIsQuick) {
   ASSERT_TRUE(r.ok);
   EXPECT_EQ(std::get<std::string>(r.dict["state"]), "cancelled");
   EXPECT_EQ(bus.prop_i(id, "ExitSignal"), SIGTERM);
+  expect_clean(id);
+}
+
+// A stopped process cannot act on SIGTERM until it runs again: the stop sends SIGCONT after it,
+// or a SIGSTOPped job would always run into the SIGKILL.
+TEST_F(DaemonTest, AGracefulStopWakesAStoppedJobToActOnItsStopSignal) {
+  ReadyFifo ready(daemon.dir);
+  auto id = bus.submit_ok(polite(ready));
+  ready.wait_line();
+  const pid_t pid = static_cast<pid_t>(bus.prop_i(id, "MainPID"));
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  // No event tells that a process other than our child has stopped: look at its state.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  auto stopped = [&] {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(in, line);
+    const auto close = line.rfind(')');
+    return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'T';
+  };
+  while (!stopped() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  ASSERT_TRUE(stopped());
+  auto r = bus.stop(id, {{"wait", true}, {"timeout_usec", uint64_t{30'000'000}}});
+  ASSERT_TRUE(r.ok) << r.error_message;
+  EXPECT_EQ(std::get<std::string>(r.dict["state"]), "cancelled");
+  EXPECT_EQ(bus.prop_i(id, "ExitSignal"), SIGTERM) << "the stopped job was not woken to act on SIGTERM";
   expect_clean(id);
 }
 

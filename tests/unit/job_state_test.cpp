@@ -172,6 +172,9 @@ TEST_F(Fixture, GracefulStopSignalsMainThenEscalates) {
   EXPECT_FALSE(out.already);
   EXPECT_EQ(job->sub_state(), SubState::StopSigterm);
   EXPECT_TRUE(d.called("signal_main 15"));
+  // SIGCONT after the stop signal, so that a stopped process wakes to act on it.
+  EXPECT_TRUE(d.called("signal_main 18"));
+  EXPECT_FALSE(d.called("signal_tree 18"));
   EXPECT_EQ(d.timer, 30 * USEC_PER_SEC);
   EXPECT_EQ(job->cancel_reason, "maintenance");
   EXPECT_EQ(job->requested_by_uid, 7u);
@@ -208,6 +211,7 @@ TEST_F(Fixture, ControlGroupModeSignalsEveryProcess) {
   running();
   job->request_stop({});
   EXPECT_TRUE(d.called("signal_tree 15"));
+  EXPECT_TRUE(d.called("signal_tree 18"));
   EXPECT_FALSE(d.called("signal_main 15"));
 }
 

@@ -765,7 +765,12 @@ void Supervisor::enter_phase(Entry& e, ResourcePhase phase) {
             r.state == ResourceState::Pending)
           continue;
         if (specs[i].on_stop == core::OnStop::Discard) {
-          if (!r.created) {
+          if (job.delete_requested && job.delete_keep_data) {
+            // The delete that stopped the job said keep: an explicit request wins over the policy.
+            event(job, "resource-kept",
+                  fmt::format("volume '{}': {} kept although on_stop = \"discard\": the delete asked to keep data",
+                              specs[i].name, specs[i].path));
+          } else if (!r.created) {
             event(job, "resource-kept",
                   fmt::format("volume '{}': {} kept although on_stop = \"discard\": the job was given it, it did "
                               "not create it",

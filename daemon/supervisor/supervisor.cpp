@@ -328,6 +328,12 @@ void Supervisor::delete_job(core::Job& job, const DeleteOptions& opts, const Cal
       store_->save(job);
       event(job, "delete-requested",
             fmt::format("forced delete by uid {}{}", opts.uid, opts.keep_data ? ", keeping data" : ""));
+    } else if (opts.keep_data && !job.delete_keep_data) {
+      // A second delete asks to keep what the first would have discarded: keep wins, while the
+      // teardown has not yet discarded anything.
+      job.delete_keep_data = true;
+      store_->save(job);
+      event(job, "delete-requested", fmt::format("forced delete by uid {}, keeping data", opts.uid));
     }
     if (!job.stop_requested || job.stop_mode != core::StopMode::Force)
       job.request_stop(core::StopRequest{.force = true, .reason = "deleted", .uid = opts.uid});

@@ -226,6 +226,24 @@ TEST_F(ResourcesTest, ForcedDeleteOfARunningJobStopsItThenRemovesEverything) {
   EXPECT_TRUE(loops_of(dst).empty());
 }
 
+// The forced stop of a delete runs the teardown, whose policy says discard; the delete said keep,
+// and an explicit request wins over the policy.
+TEST_F(ResourcesTest, ForcedDeleteWithKeepDataKeepsAVolumeWhosePolicyIsDiscard) {
+  const std::string id = mid_copy_job("discard");
+  fifo.wait_line();
+  const std::string copied = read_bytes(dst, 4 * MiB);
+  auto r = bus.remove(id, {{"force", true}, {"keep_data", true}});
+  ASSERT_TRUE(r.ok) << r.error_message;
+  EXPECT_FALSE(bus.job_exists(id));
+  ASSERT_TRUE(fs::exists(dst)) << "delete --force --keep-data discarded the volume";
+  EXPECT_EQ(read_bytes(dst, 4 * MiB), copied);
+  EXPECT_TRUE(loops_of(dst).empty());
+  std::string out;
+  ASSERT_EQ(run_command(ctl(daemon, "events " + id), &out), 0) << out;
+  EXPECT_NE(out.find("the delete asked to keep data"), std::string::npos) << out;
+  EXPECT_EQ(out.find("resource-discarded"), std::string::npos) << out;
+}
+
 TEST_F(ResourcesTest, ServerDyingMidJobFailsTheJobWithTheReason) {
   const std::string id = mid_copy_job("keep");
   fifo.wait_line();

@@ -148,13 +148,18 @@ Caller Api::caller(sd_bus_message* m) {
   return c;
 }
 
-void Api::require(sd_bus_message* m, Privilege level, const char* action) {
+bool Api::allowed(sd_bus_message* m, Privilege level) {
   const uint32_t uid = caller_uid(m);
-  if (uid == 0 || uid == geteuid()) return;
-  const std::string& group = sup_.config().admin_group;
+  if (uid == 0 || uid == geteuid()) return true;
   // Membership by the user database (the uid is the kernel's word): no race with a process that
   // changes its groups, and the same answer for the bus and the private socket.
-  if (level == Privilege::Admin && sys::uid_in_group(uid, group)) return;
+  return level == Privilege::Admin && sys::uid_in_group(uid, sup_.config().admin_group);
+}
+
+void Api::require(sd_bus_message* m, Privilege level, const char* action) {
+  if (allowed(m, level)) return;
+  const uint32_t uid = caller_uid(m);
+  const std::string& group = sup_.config().admin_group;
   const Caller c = caller(m);
   const std::string rule = level == Privilege::Admin ? fmt::format("only root and members of group '{}' may", group)
                                                      : std::string("only root may");

@@ -62,6 +62,7 @@ class Api final : public SupervisorObserver {
   // group (submitting a command is running code as root). Throws AccessDenied, audited.
   enum class Privilege { Admin, Root };
   void require(sd_bus_message* m, Privilege level, const char* action);
+  bool allowed(sd_bus_message* m, Privilege level);  // require() without the refusal
 
  private:
   static const sd_bus_vtable kManagerVtable[];

@@ -275,14 +275,23 @@ core::JobSpec parse_job_spec(sd_bus_message* m, const config::Config& cfg, bool*
                             p.pattern));
       values[pname] = given->second;
     }
-    spec.argv.clear();
-    for (std::string a : t.argv) {
+    // Secret parameters stay placeholders in what is shown; every other one is put in place.
+    auto expand = [&](std::string a, bool show) {
       for (const auto& [pname, val] : values) {
+        if (show && t.params.at(pname).secret) continue;
         const std::string ph = "{" + pname + "}";
         for (size_t at = a.find(ph); at != std::string::npos; at = a.find(ph, at + val.size()))
           a.replace(at, ph.size(), val);
       }
-      spec.argv.push_back(a);
+      return a;
+    };
+    spec.argv.clear();
+    spec.shown_argv.clear();
+    bool secret = false;
+    for (const auto& [pname, p] : t.params) secret |= p.secret;
+    for (const std::string& a : t.argv) {
+      spec.argv.push_back(expand(a, false));
+      if (secret) spec.shown_argv.push_back(expand(a, true));
     }
     if (t.stop_timeout) spec.stop_timeout = *t.stop_timeout;
     core::progress_source_from_string(t.progress, &spec.progress);

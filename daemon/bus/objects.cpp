@@ -181,7 +181,11 @@ struct ManagerMethods {
       check(sd_bus_message_new_method_return(m, &reply));
       MessagePtr owned(reply);
       check(sd_bus_message_open_container(reply, 'a', "(tsssa{sv})"));
-      for (const auto& e : api.sup_.events(f)) {
+      // Who may read the trail is everyone; what a job was asked to run, with its environment's
+      // names and working directory, is the admins' to read.
+      const bool admin = api.allowed(m, Api::Privilege::Admin);
+      for (auto& e : api.sup_.events(f)) {
+        if (!admin) e.details.erase("spec");
         check(sd_bus_message_open_container(reply, 'r', "tsssa{sv}"));
         check(sd_bus_message_append(reply, "tsss", e.ts_usec, e.job_id.c_str(), e.type.c_str(), e.message.c_str()));
         check(sd_bus_message_open_container(reply, 'a', "{sv}"));
@@ -338,7 +342,7 @@ struct JobMethods {
         return sd_bus_message_append(reply, "u", static_cast<uint32_t>(j.main_alive ? j.main_pid : 0));
       if (p == "Argv") {
         std::vector<const char*> v;
-        for (const auto& a : j.spec().argv) v.push_back(a.c_str());
+        for (const auto& a : j.spec().argv_shown()) v.push_back(a.c_str());
         v.push_back(nullptr);
         return sd_bus_message_append_strv(reply, const_cast<char**>(v.data()));
       }

@@ -177,7 +177,7 @@ void parse_template(const std::string& source, const std::string& name, const to
       for (const auto& [pk, pn] : *pt) {
         const std::string pkey = key + "." + std::string(pk.str());
         const auto* ptab = pn.as_table();
-        if (!ptab) fail(source, pn, pkey, "expected a table (pattern, default)");
+        if (!ptab) fail(source, pn, pkey, "expected a table (pattern, default, secret)");
         TemplateParam p;
         for (const auto& [fk, fn] : *ptab) {
           const std::string fkey = pkey + "." + std::string(fk.str());
@@ -190,6 +190,9 @@ void parse_template(const std::string& source, const std::string& name, const to
             }
           } else if (fk == "default") {
             p.default_value = get_string(source, fn, fkey);
+          } else if (fk == "secret") {
+            if (!fn.is_boolean()) fail(source, fn, fkey, "expected true or false");
+            p.secret = *fn.value<bool>();
           } else {
             fail(source, fn, fkey, "unknown key");
           }
@@ -212,6 +215,28 @@ void parse_template(const std::string& source, const std::string& name, const to
   for (const auto& [pname, p] : tpl.params)
     if (!used.count(pname)) fail(source, t, at + ".params." + pname, "declared but not used in argv");
   c.templates[name] = std::move(tpl);
+}
+
+void parse_audit(const std::string& source, const toml::table& t, Config& c) {
+  for (const auto& [k, node] : t) {
+    const std::string key = "audit." + std::string(k.str());
+    if (k == "env_values") {
+      const auto* arr = node.as_array();
+      if (!arr) fail(source, node, key, "expected an array of environment variable names");
+      c.audit_env_values.clear();
+      for (const auto& el : *arr) {
+        std::string v = get_string(source, el, key);
+        if (v.empty() ||
+            v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
+                std::string::npos ||
+            (v[0] >= '0' && v[0] <= '9'))
+          fail(source, el, key, fmt::format("'{}' is not an environment variable name", v));
+        c.audit_env_values.push_back(v);
+      }
+    } else {
+      fail(source, node, key, "unknown key");
+    }
+  }
 }
 
 void parse_nbd(const std::string& source, const toml::table& t, Config& c) {
@@ -266,6 +291,9 @@ void parse_into(Config& into, std::string_view text, const std::string& source) 
     } else if (k == "nbd") {
       if (!node.is_table()) fail(source, node, "nbd", "expected a table [nbd]");
       parse_nbd(source, *node.as_table(), c);
+    } else if (k == "audit") {
+      if (!node.is_table()) fail(source, node, "audit", "expected a table [audit]");
+      parse_audit(source, *node.as_table(), c);
     } else {
       fail(source, node, std::string(k.str()), "unknown section or key");
     }
@@ -339,7 +367,9 @@ std::string to_toml(const Config& c) {
       << "admin_group = " << q(c.admin_group) << "\n"
       << "\n[nbd]\n"
       << "ready_timeout = " << q(format_timespan(c.nbd_ready_timeout)) << "\n"
-      << "stop_timeout = " << q(format_timespan(c.nbd_stop_timeout)) << "\n";
+      << "stop_timeout = " << q(format_timespan(c.nbd_stop_timeout)) << "\n"
+      << "\n[audit]\n"
+      << "env_values = " << list(c.audit_env_values) << "\n";
   for (const auto& [name, t] : c.templates) {
     out << "\n[templates." << name << "]\n";
     if (!t.description.empty()) out << "description = " << q(t.description) << "\n";
@@ -349,6 +379,7 @@ std::string to_toml(const Config& c) {
     for (const auto& [pname, p] : t.params) {
       out << "[templates." << name << ".params." << pname << "]\npattern = " << q(p.pattern) << "\n";
       if (p.default_value) out << "default = " << q(*p.default_value) << "\n";
+      if (p.secret) out << "secret = true\n";
     }
   }
   return out.str();

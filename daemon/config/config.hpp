@@ -16,6 +16,7 @@ namespace repvisor::config {
 struct TemplateParam {
   std::string pattern = "[A-Za-z0-9._:/+=@,-]+";
   std::optional<std::string> default_value;
+  bool secret = false;  // its value is never shown: not in the audit trail, not in the job's Argv
 };
 struct JobTemplate {
   std::string description;
@@ -47,6 +48,9 @@ struct Config {
   std::string admin_group = "repvisor";  // may stop, delete, resume and clean up jobs; owns the socket
   // [templates.NAME]
   std::map<std::string, JobTemplate> templates;
+  // [audit]: environment variables whose values the audit trail may keep; of every other
+  // variable it keeps the name only (values are often secrets, and the trail is never deleted).
+  std::vector<std::string> audit_env_values;
   // [nbd]
   usec_t nbd_ready_timeout = 30 * USEC_PER_SEC;  // an NBD server to answer its first handshake
   usec_t nbd_stop_timeout = 10 * USEC_PER_SEC;   // after SIGTERM, before SIGKILL

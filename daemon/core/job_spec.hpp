@@ -30,6 +30,10 @@ struct JobSpec {
   KillMode kill_mode = KillMode::Mixed;
   std::vector<ResourceSpec> resources;
   ProgressSource progress = ProgressSource::Notify;
+  // argv as the daemon shows it (the Argv property, the audit trail) when that differs from
+  // argv: a template's secret parameters stay placeholders ("{password}"). Empty: argv.
+  std::vector<std::string> shown_argv;
+  const std::vector<std::string>& argv_shown() const { return shown_argv.empty() ? argv : shown_argv; }
 };
 
 }  // namespace repvisor::core

@@ -103,29 +103,42 @@ static_assert(kKnownVersion == kSchemaVersion);
 }  // namespace
 
 json spec_to_json(const core::JobSpec& s) {
-  return json{{"argv", s.argv},
-              {"name", s.name},
-              {"env", s.env},
-              {"working_directory", s.working_directory},
-              {"stop_signal", s.stop_signal},
-              {"stop_timeout_usec", s.stop_timeout},
-              {"kill_mode", core::to_string(s.kill_mode)},
-              {"progress", core::to_string(s.progress)},
-              {"resources", [&] {
-                 json a = json::array();
-                 for (const auto& r : s.resources) {
-                   json o{{"kind", core::to_string(r.kind)},
-                          {"name", r.name},
-                          {"path", r.path},
-                          {"server", core::to_string(r.server)},
-                          {"format", core::to_string(r.format)},
-                          {"on_stop", core::to_string(r.on_stop)}};
-                   if (r.size) o["size"] = *r.size;
-                   if (!r.export_of.empty()) o["export"] = r.export_of;
-                   a.push_back(std::move(o));
-                 }
-                 return a;
-               }()}};
+  json j{{"argv", s.argv},
+         {"name", s.name},
+         {"env", s.env},
+         {"working_directory", s.working_directory},
+         {"stop_signal", s.stop_signal},
+         {"stop_timeout_usec", s.stop_timeout},
+         {"kill_mode", core::to_string(s.kill_mode)},
+         {"progress", core::to_string(s.progress)},
+         {"resources", [&] {
+            json a = json::array();
+            for (const auto& r : s.resources) {
+              json o{{"kind", core::to_string(r.kind)},
+                     {"name", r.name},
+                     {"path", r.path},
+                     {"server", core::to_string(r.server)},
+                     {"format", core::to_string(r.format)},
+                     {"on_stop", core::to_string(r.on_stop)}};
+              if (r.size) o["size"] = *r.size;
+              if (!r.export_of.empty()) o["export"] = r.export_of;
+              a.push_back(std::move(o));
+            }
+            return a;
+          }()}};
+  if (!s.shown_argv.empty()) j["shown_argv"] = s.shown_argv;
+  return j;
+}
+
+json audit_spec_json(const core::JobSpec& spec, const std::vector<std::string>& env_values) {
+  json j = spec_to_json(spec);
+  j.erase("shown_argv");
+  j["argv"] = spec.argv_shown();
+  json env = json::object();
+  for (const auto& [k, v] : spec.env)
+    env[k] = std::find(env_values.begin(), env_values.end(), k) != env_values.end() ? json(v) : json(nullptr);
+  j["env"] = std::move(env);
+  return j;
 }
 
 core::JobSpec spec_from_json(const json& j) {
@@ -138,6 +151,7 @@ core::JobSpec spec_from_json(const json& j) {
   s.stop_timeout = j.value("stop_timeout_usec", 30 * USEC_PER_SEC);
   core::kill_mode_from_string(j.value("kill_mode", "mixed"), &s.kill_mode);
   core::progress_source_from_string(j.value("progress", "notify"), &s.progress);
+  s.shown_argv = j.value("shown_argv", std::vector<std::string>{});
   for (const auto& o : j.value("resources", json::array())) {
     core::ResourceSpec r;
     if (!core::resource_kind_from_string(o.at("kind").get<std::string>(), &r.kind))

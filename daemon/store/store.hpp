@@ -78,8 +78,12 @@ class Store {
   bool unsynced_ = false;
 };
 
-// The spec as JSON (for the jobs table and for events).
+// The spec as JSON, whole: for the jobs table, which is root's alone and goes with the job.
 nlohmann::json spec_to_json(const core::JobSpec& spec);
+// The spec as the audit trail keeps it for good: argv as shown (a template's secret parameters
+// as placeholders), and of the environment the names, with values only for the variables named
+// in env_values ([audit] env_values); every other value is null.
+nlohmann::json audit_spec_json(const core::JobSpec& spec, const std::vector<std::string>& env_values);
 core::JobSpec spec_from_json(const nlohmann::json& j);
 nlohmann::json resources_to_json(const std::vector<core::Resource>& resources);
 std::vector<core::Resource> resources_from_json(const nlohmann::json& a);

@@ -243,12 +243,12 @@ const core::Job& Supervisor::submit(core::JobSpec spec, const Caller& caller) {
   core::Job& job = *e.job;
   store_->save(job);
   store_->append({job.created_usec, id, "submitted",
-                  fmt::format("{} submitted by uid {}", job.spec().argv.front(), caller.uid), [&] {
+                  fmt::format("{} submitted by uid {}", job.spec().argv_shown().front(), caller.uid), [&] {
                     auto d = caller_details(&caller);
-                    d["spec"] = store::spec_to_json(job.spec());
+                    d["spec"] = store::audit_spec_json(job.spec(), cfg_.audit_env_values);
                     return d;
                   }()});
-  log::info("job {} submitted by uid {}: {}", id, caller.uid, job.spec().argv.front());
+  log::info("job {} submitted by uid {}: {}", id, caller.uid, job.spec().argv_shown().front());
   if (observer_) observer_->job_added(job);
   // Started from run_deferred(), once the submission is on disk: a crash never loses a job
   // that ran, and never runs one that was not recorded.

@@ -84,6 +84,7 @@ TEST(Config, ShippedDefaultFileParsesToTheDefaults) {
   EXPECT_EQ(shipped.detach_timeout, defaults.detach_timeout);
   EXPECT_EQ(shipped.nbd_ready_timeout, defaults.nbd_ready_timeout);
   EXPECT_EQ(shipped.nbd_stop_timeout, defaults.nbd_stop_timeout);
+  EXPECT_EQ(shipped.audit_env_values, defaults.audit_env_values);
 }
 
 TEST(Config, VolumesAndNbdSections) {
@@ -141,6 +142,30 @@ default = "disk0"
   EXPECT_NE(error_of("[templates.t]\ndescription = \"no argv\"\n").find("templates.t.argv: required"),
             std::string::npos);
   EXPECT_NE(error_of("[templates.t]\nargv = [\"x\"]\nuser = \"bob\"\n").find("templates.t.user: unknown key"),
+            std::string::npos);
+}
+
+TEST(Config, AuditAndSecretParameters) {
+  auto c = config::parse(R"([audit]
+env_values = ["LANG", "TZ"]
+[templates.t]
+argv = ["tool", "--password={pw}"]
+[templates.t.params.pw]
+secret = true
+)",
+                         "x");
+  EXPECT_EQ(c.audit_env_values, (std::vector<std::string>{"LANG", "TZ"}));
+  EXPECT_TRUE(c.templates.at("t").params.at("pw").secret);
+  auto back = config::parse(config::to_toml(c), "printed");
+  EXPECT_EQ(config::to_toml(back), config::to_toml(c));
+  EXPECT_TRUE(back.templates.at("t").params.at("pw").secret);
+  EXPECT_NE(error_of("[audit]\nenv_values = [\"A-B\"]\n").find("audit.env_values: 'A-B' is not an environment"),
+            std::string::npos);
+  EXPECT_NE(error_of("[audit]\nenv_values = \"LANG\"\n").find("audit.env_values: expected an array"),
+            std::string::npos);
+  EXPECT_NE(error_of("[audit]\nkeep = 1\n").find("audit.keep: unknown key"), std::string::npos);
+  EXPECT_NE(error_of("[templates.t]\nargv = [\"{a}\"]\n[templates.t.params.a]\nsecret = \"yes\"\n")
+                .find("templates.t.params.a.secret: expected true or false"),
             std::string::npos);
 }
 

@@ -178,9 +178,15 @@ void Supervisor::clean_strays() {
         auto it = entries_.find(id);
         if (it != entries_.end() && it->second->job->cleanup_state != "done") continue;
       }
-      // Nobody owns it (a job deleted while the daemon was down, a foreign leftover): nothing
-      // may run that no job accounts for.
       const auto pids = cgroups_->procs(name);
+      if (!cgroups_->owns(name)) {
+        // Another daemon's (one that used this root before us), or made by hand: not ours to kill.
+        log::warning("cgroup {} with {} process(es) was not created by this daemon: left alone", d.path().string(),
+                     pids.size());
+        continue;
+      }
+      // Nobody owns it (a job deleted while the daemon was down, a leftover of ours): nothing
+      // may run that no job accounts for.
       log::warning("stray cgroup {} with {} process(es): killing and removing it", d.path().string(), pids.size());
       store_->append({now(), is_job_id(id) ? id : "", "stray-cleaned",
                       fmt::format("stray cgroup {} with {} process(es) killed and removed", name, pids.size()),

@@ -103,7 +103,7 @@ void Supervisor::init() {
         "session escapes supervision");
   } else {
     std::string why;
-    cgroups_ = sys::CgroupTree::open(cfg_.cgroup_root, &why);
+    cgroups_ = sys::CgroupTree::open(cfg_.cgroup_root, cfg_.state_dir, &why);
     if (cgroups_) {
       log::info("job cgroups under {}", cgroups_->root());
     } else {

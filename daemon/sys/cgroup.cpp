@@ -2,15 +2,20 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include "sys/pidfd.hpp"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string_view>
 
 namespace repvisor::sys {
@@ -67,7 +72,20 @@ std::string own_cgroup() {
   return {};
 }
 
-std::optional<CgroupTree> CgroupTree::open(const std::string& setting, std::string* why) {
+namespace {
+constexpr const char* kOwnerXattr = "trusted.repvisor.owner";
+}  // namespace
+
+std::string auto_root_name(std::string_view state_dir) {
+  // FNV-1a: stable across builds and machines, unlike std::hash.
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : state_dir) h = (h ^ c) * 0x100000001b3ULL;
+  char buf[32];
+  snprintf(buf, sizeof buf, "repvisor-%08x", static_cast<unsigned>(h ^ (h >> 32)));
+  return buf;
+}
+
+std::optional<CgroupTree> CgroupTree::open(const std::string& setting, const std::string& owner, std::string* why) {
   const std::string mount = find_cgroup2_mount();
   if (mount.empty()) {
     *why = "no cgroup2 file system is mounted";
@@ -83,7 +101,7 @@ std::optional<CgroupTree> CgroupTree::open(const std::string& setting, std::stri
     if (own == "/") own.clear();
     // Under systemd with Delegate=yes our own cgroup is ours to divide; elsewhere we make a
     // subtree of our own so that we never mix with a foreign manager's cgroups.
-    root = mount + own + (getenv("INVOCATION_ID") ? "" : "/repvisor");
+    root = mount + own + (getenv("INVOCATION_ID") ? "" : "/" + auto_root_name(owner));
   } else if (setting.rfind(mount + "/", 0) == 0) {
     root = setting;
   } else {
@@ -100,7 +118,32 @@ std::optional<CgroupTree> CgroupTree::open(const std::string& setting, std::stri
     *why = root + " is not a writable cgroup v2 directory";
     return std::nullopt;
   }
-  return CgroupTree(mount, root);
+  Fd lock(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!lock) {
+    *why = "cannot open " + root + ": " + strerror(errno);
+    return std::nullopt;
+  }
+  if (flock(lock.get(), LOCK_EX | LOCK_NB) < 0) {
+    std::string holder;
+    char buf[4096];
+    if (const ssize_t n = fgetxattr(lock.get(), kOwnerXattr, buf, sizeof buf); n > 0)
+      holder = " (state directory " + std::string(buf, static_cast<size_t>(n)) + ")";
+    throw std::runtime_error("the cgroup root " + root + " is in use by another repvisord" + holder +
+                             ": give each daemon a cgroup_root of its own");
+  }
+  CgroupTree tree(mount, root, owner, std::move(lock));
+  // Named on the root too, for whoever looks and for the refusal above.
+  if (fsetxattr(tree.lock_.get(), kOwnerXattr, owner.data(), owner.size(), 0) < 0 &&
+      (errno == EOPNOTSUPP || errno == ENOTSUP))
+    tree.xattrs_ = false;
+  return tree;
+}
+
+bool CgroupTree::owns(const std::string& name) const {
+  if (!xattrs_) return true;
+  char buf[4096];
+  const ssize_t n = getxattr(path_of(name).c_str(), kOwnerXattr, buf, sizeof buf);
+  return n >= 0 && std::string_view(buf, static_cast<size_t>(n)) == owner_;
 }
 
 int CgroupTree::create(const std::string& name, Fd* dir) const {
@@ -108,6 +151,7 @@ int CgroupTree::create(const std::string& name, Fd* dir) const {
   if (::mkdir(p.c_str(), 0755) < 0 && errno != EEXIST) return -errno;
   Fd fd(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd) return -errno;
+  if (xattrs_ && fsetxattr(fd.get(), kOwnerXattr, owner_.data(), owner_.size(), 0) < 0) return -errno;
   *dir = std::move(fd);
   return 0;
 }

@@ -10,11 +10,14 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include "store/store.hpp"
+#include "sys/cgroup.hpp"
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "harness.hpp"
 
@@ -404,9 +407,16 @@ TEST(Recovery, ForcedDeleteInterruptedByACrashFinishesDeleting) {
 TEST(Recovery, StrayCgroupsAndRuntimeFilesAreCleaned) {
   Daemon daemon;
   ASSERT_EQ(daemon.terminate(), 0);
-  // A cgroup no job owns, with a process in it.
+  // A cgroup of ours (marked with our state directory) that no job owns, with a process in it.
   const std::string stray = daemon.cgroup_dir() + "/job-0123456789abcdef0123456789abcdef";
   fs::create_directories(stray);
+  ASSERT_EQ(setxattr(stray.c_str(), "trusted.repvisor.owner", daemon.state_dir.data(), daemon.state_dir.size(), 0), 0);
+  // And two that are not ours: one made by hand, one another daemon made. Neither is touched.
+  const std::string by_hand = daemon.cgroup_dir() + "/job-00000000000000000000000000000001";
+  const std::string foreign = daemon.cgroup_dir() + "/job-00000000000000000000000000000002";
+  fs::create_directories(by_hand);
+  fs::create_directories(foreign);
+  ASSERT_EQ(setxattr(foreign.c_str(), "trusted.repvisor.owner", "/elsewhere", 10, 0), 0);
   int ready[2];
   ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
   pid_t child = fork();
@@ -437,4 +447,67 @@ TEST(Recovery, StrayCgroupsAndRuntimeFilesAreCleaned) {
   close(in);
   EXPECT_FALSE(fs::exists(stray));
   EXPECT_NE(daemon.log().find("stray cgroup"), std::string::npos);
+  EXPECT_TRUE(fs::exists(by_hand));
+  EXPECT_TRUE(fs::exists(foreign));
+  EXPECT_NE(daemon.log().find("was not created by this daemon: left alone"), std::string::npos);
+  fs::remove(by_hand);
+  fs::remove(foreign);
+}
+
+// Two daemons started from one cgroup with cgroup_root = "auto" each get a root of their own,
+// and neither takes the other's jobs for strays.
+TEST(Recovery, TwoDaemonsWithAutoCgroupRootsNeverKillEachOthersJobs) {
+  unsetenv("INVOCATION_ID");  // outside systemd, as the bug needs
+  std::string own = repvisor::sys::own_cgroup();
+  if (own == "/") own.clear();
+  const std::string base = repvisor::sys::find_cgroup2_mount() + own + "/";
+  std::vector<std::string> roots;
+  {
+    Daemon first("cgroup_root = \"auto\"");
+    roots.push_back(base + repvisor::sys::auto_root_name(first.state_dir));
+    Bus a(first.address());
+    ReadyFifo ready(first.dir);
+    const std::string id = a.submit_ok(polite(ready));
+    ready.wait_line();
+    const pid_t pid = static_cast<pid_t>(a.prop_i(id, "MainPID"));
+    {
+      Daemon second("cgroup_root = \"auto\"");
+      roots.push_back(base + repvisor::sys::auto_root_name(second.state_dir));
+      EXPECT_NE(roots[0], roots[1]);
+      Bus b(second.address());
+      const std::string other = b.submit_ok({"true"});
+      b.wait_terminal(other);
+      EXPECT_EQ(b.prop_s(other, "State"), "completed");
+      EXPECT_EQ(second.log().find("stray cgroup"), std::string::npos) << second.log();
+    }
+    EXPECT_TRUE(pid_alive(pid)) << "the second daemon killed the first's job";
+    EXPECT_EQ(a.prop_s(id, "State"), "running");
+    ASSERT_TRUE(a.stop(id, {{"wait", true}}).ok);
+  }
+  for (const auto& r : roots) EXPECT_EQ(rmdir(r.c_str()), 0) << r << ": " << strerror(errno);
+}
+
+// Two daemons given the same cgroup root: the second is refused, and the first's jobs live on.
+TEST(Recovery, ASecondDaemonOnTheSameCgroupRootIsRefused) {
+  Daemon first;
+  Bus a(first.address());
+  ReadyFifo ready(first.dir);
+  const std::string id = a.submit_ok(polite(ready));
+  ready.wait_line();
+  Daemon second;
+  ASSERT_EQ(second.terminate(), 0);
+  // The second daemon's configuration names the first's cgroup root.
+  const std::string root = first.cgroup_dir().substr(repvisor::sys::find_cgroup2_mount().size());
+  std::ifstream in(second.config_path);
+  std::stringstream conf;
+  for (std::string line; std::getline(in, line);)
+    conf << (line.rfind("cgroup_root", 0) == 0 ? "cgroup_root = \"" + root + "\"" : line) << "\n";
+  in.close();
+  std::ofstream(second.config_path) << conf.str();
+  std::string output;
+  EXPECT_NE(second.start_expecting_failure(&output), 0);
+  EXPECT_NE(output.find("is in use by another repvisord (state directory " + first.state_dir + ")"), std::string::npos)
+      << output;
+  EXPECT_EQ(a.prop_s(id, "State"), "running");
+  ASSERT_TRUE(a.stop(id, {{"wait", true}}).ok);
 }

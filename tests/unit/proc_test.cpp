@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -245,11 +246,59 @@ TEST(Cgroup, ItsKillFileKeptOpenKillsTheTreeAndDoesNotKeepTheCgroup) {
   EXPECT_EQ(rmdir(dir.c_str()), 0) << strerror(errno);           // the open cgroup.kill does not keep it
   EXPECT_LT(repvisor::sys::CgroupTree::kill(kill_fd.get()), 0);  // a removed cgroup: an error, not a hang
   // By name, a removed cgroup reads as no cgroup.kill, for which the fallback finds nothing.
+  const std::string parent = mount + (own == "/" ? "" : own) + "/repvisor-test-tree-" + std::to_string(getpid());
   std::string why;
-  auto tree = repvisor::sys::CgroupTree::open(own, &why);  // our own cgroup, as the parent
+  auto tree = repvisor::sys::CgroupTree::open(parent, "proc-test", &why);
   ASSERT_TRUE(tree) << why;
   EXPECT_EQ(tree->kill(name), -ENOENT);
   EXPECT_EQ(tree->signal_all(name, SIGKILL), 0);
+  tree.reset();
+  EXPECT_EQ(rmdir(parent.c_str()), 0) << strerror(errno);
+}
+
+TEST(Cgroup, ATreeMarksWhatItCreatesAndOwnsNothingElse) {
+  const std::string mount = repvisor::sys::find_cgroup2_mount();
+  ASSERT_FALSE(mount.empty());
+  const std::string own = repvisor::sys::process_cgroup(getpid());
+  const std::string parent = mount + (own == "/" ? "" : own) + "/repvisor-test-owner-" + std::to_string(getpid());
+  std::string why;
+  {
+    auto tree = repvisor::sys::CgroupTree::open(parent, "/state/a", &why);
+    ASSERT_TRUE(tree) << why;
+    repvisor::Fd dir;
+    ASSERT_EQ(tree->create("job-mine", &dir), 0);
+    EXPECT_TRUE(tree->owns("job-mine"));
+    ASSERT_EQ(mkdir((parent + "/job-by-hand").c_str(), 0755), 0);
+    EXPECT_FALSE(tree->owns("job-by-hand"));
+    // One daemon per root: a second open is refused, naming the holder's state directory.
+    try {
+      repvisor::sys::CgroupTree::open(parent, "/state/b", &why);
+      ADD_FAILURE() << "a second tree on a locked root";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("in use by another repvisord (state directory /state/a)"), std::string::npos)
+          << e.what();
+    }
+    EXPECT_EQ(tree->remove("job-mine"), 0);
+    EXPECT_EQ(tree->remove("job-by-hand"), 0);
+  }
+  // Closed, the root is free for the next daemon, which owns none of the first one's cgroups.
+  auto next = repvisor::sys::CgroupTree::open(parent, "/state/b", &why);
+  ASSERT_TRUE(next) << why;
+  repvisor::Fd dir;
+  ASSERT_EQ(mkdir((parent + "/job-old").c_str(), 0755), 0);
+  ASSERT_EQ(setxattr((parent + "/job-old").c_str(), "trusted.repvisor.owner", "/state/a", 8, 0), 0);
+  EXPECT_FALSE(next->owns("job-old"));
+  EXPECT_EQ(next->remove("job-old"), 0);
+  next.reset();
+  EXPECT_EQ(rmdir(parent.c_str()), 0) << strerror(errno);
+}
+
+TEST(Cgroup, AutoRootNamesDifferByStateDirectoryAndStayTheSame) {
+  using repvisor::sys::auto_root_name;
+  EXPECT_EQ(auto_root_name("/var/lib/repvisor"), auto_root_name("/var/lib/repvisor"));
+  EXPECT_NE(auto_root_name("/var/lib/repvisor"), auto_root_name("/srv/repvisor"));
+  EXPECT_EQ(auto_root_name("/var/lib/repvisor").rfind("repvisor-", 0), 0u);
+  EXPECT_EQ(auto_root_name("/var/lib/repvisor").size(), 17u);
 }
 
 // Directories for the Remover, under a temporary parent.

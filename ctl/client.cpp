@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <type_traits>
+
+#include "util/text.hpp"
 
 namespace repvisor::ctl {
 
@@ -103,6 +106,39 @@ Client::Reply Client::call(const char* path, const char* interface, const char* 
   if (opts) append_options(m, *opts);
   if (sd_bus_call(bus_, m, timeout, &err, &reply) < 0) raise_owned(&err);
   return Reply(reply);
+}
+
+Props for_terminal(const Props& p) {
+  Props out;
+  for (const auto& [k, v] : p)
+    out[k] = std::visit(
+        [](const auto& x) -> Value {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            return escape(x);
+          } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            std::vector<std::string> e;
+            for (const auto& s : x) e.push_back(escape(s));
+            return e;
+          } else if constexpr (std::is_same_v<T, StringMap>) {
+            StringMap e;
+            for (const auto& [mk, mv] : x) e[escape(mk)] = escape(mv);
+            return e;
+          } else if constexpr (std::is_same_v<T, DictList>) {
+            DictList e;
+            for (const auto& d : x) {
+              Dict ed;
+              for (const auto& [dk, dv] : d)
+                ed[dk] = std::holds_alternative<std::string>(dv) ? DictValue(escape(std::get<std::string>(dv))) : dv;
+              e.push_back(std::move(ed));
+            }
+            return e;
+          } else {
+            return x;
+          }
+        },
+        v);
+  return out;
 }
 
 std::string get_s(const Props& p, const std::string& k) {

@@ -44,6 +44,10 @@ using Value = std::variant<std::string, bool, uint64_t, int64_t, int32_t, uint32
                            std::vector<uint32_t>, StringMap, DictList>;
 using Props = std::map<std::string, Value>;
 
+// The properties with every string escaped (util/text.hpp): what a job's submitter chose (its
+// name, notes, argv, status text) goes to a terminal as text, never as control sequences.
+Props for_terminal(const Props& p);
+
 std::string get_s(const Props& p, const std::string& k);
 uint64_t get_t(const Props& p, const std::string& k);
 int64_t get_i(const Props& p, const std::string& k);  // i or u

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "output.hpp"
+#include "util/text.hpp"
 #include "util/time.hpp"
 
 namespace repvisor::ctl {
@@ -138,7 +139,7 @@ int exit_for_state(const std::string& state) {
 }
 
 std::string job_label(const Props& p) {
-  const std::string name = get_s(p, "Name");
+  const std::string name = escape(get_s(p, "Name"));
   return name.empty() ? short_id(get_s(p, "Id")) : fmt::format("{} ({})", name, short_id(get_s(p, "Id")));
 }
 
@@ -160,11 +161,12 @@ Props wait_terminal(Client& c, const std::string& path, const std::function<void
   return p;
 }
 
-void print_status(const Props& p) {
+void print_status(const Props& raw) {
+  const Props p = for_terminal(raw);
   const usec_t now = now_realtime();
   const std::string state = get_s(p, "State");
   const std::string sub = get_s(p, "SubState");
-  fmt::print("{} {}\n", colour() ? coloured_state("●") : "*", bold(job_label(p)));
+  fmt::print("{} {}\n", colour() ? coloured_state("●") : "*", bold(job_label(raw)));
   auto row = [](const char* k, const std::string& v) {
     if (v.empty()) return;
     if (*k)
@@ -346,8 +348,8 @@ int verb_list(const Globals& g, const JobArg& a) {
   for (const auto& r : rows) {
     // Padding outside the colour codes, so columns line up on a terminal.
     const std::string pad(r.state.size() < 10 ? 10 - r.state.size() : 0, ' ');
-    fmt::print("{:<12}  {:<20}  {}{}  {:<12}  {:<17}  {}\n", short_id(r.id), r.name.empty() ? "-" : r.name,
-               coloured_state(r.state), pad, r.phase, r.progress >= 0 ? progress_bar(r.progress, 10) : "",
+    fmt::print("{:<12}  {:<20}  {}{}  {:<12}  {:<17}  {}\n", short_id(r.id), r.name.empty() ? "-" : escape(r.name),
+               coloured_state(r.state), pad, escape(r.phase), r.progress >= 0 ? progress_bar(r.progress, 10) : "",
                format_ago(r.created_usec, now));
   }
   fmt::print("\n{} job(s).\n", rows.size());
@@ -467,7 +469,7 @@ int verb_delete(const Globals& g, const DeleteArgs& a) {
       if (const auto* list = std::get_if<DictList>(&it->second))
         for (const auto& d : *list)
           if ((dict_s(d, "kind") == "file" || dict_s(d, "kind") == "loop") && dict_s(d, "state") == "kept")
-            fmt::print("  - volume '{}' ({}) will be {}\n", dict_s(d, "name"), dict_s(d, "path"),
+            fmt::print("  - volume '{}' ({}) will be {}\n", escape(dict_s(d, "name")), escape(dict_s(d, "path")),
                        a.keep_data ? "kept"
                        : std::get_if<bool>(&d.at("created")) && std::get<bool>(d.at("created"))
                            ? "removed"
@@ -600,7 +602,9 @@ int verb_watch(const Globals& g, const JobArg& a) {
     for (const auto& [path, p] : jobs) order.push_back(&p);
     std::sort(order.begin(), order.end(),
               [](const Props* x, const Props* y) { return get_t(*x, "CreatedUSec") < get_t(*y, "CreatedUSec"); });
-    for (const Props* p : order) {
+    for (const Props* raw : order) {
+      const Props shown = for_terminal(*raw);
+      const Props* p = &shown;
       const std::string st = get_s(*p, "State");
       std::string padded = fmt::format("{:<10}", st);
       std::string info = get_s(*p, "Phase");
@@ -688,7 +692,7 @@ int verb_events(const Globals& g, const EventsArgs& a) {
       who += fmt::format(" {}({})", get_s(e.details, "command"), get_i(e.details, "pid"));
     if (!who.empty()) who += "]";
     fmt::print("{}  {}  {:<16} {}{}\n", dim(format_time(e.ts_usec)),
-               e.job.empty() ? std::string(12, '-') : short_id(e.job), e.type, e.message, who);
+               e.job.empty() ? std::string(12, '-') : short_id(e.job), escape(e.type), escape(e.message), escape(who));
   }
   return kExitOk;
 }

@@ -163,3 +163,27 @@ TEST_F(BadInput, ResourcesWithWrongTypesOrPathsThatEscapeAreRefused) {
   EXPECT_TRUE(bus.list().empty());
   EXPECT_FALSE(std::filesystem::exists(root + "/x.img"));
 }
+
+// What a job's submitter chose (argv, reason, notes, its status text) reaches every reader's
+// terminal as text: an escape sequence in it is shown escaped, never sent raw.
+TEST_F(BadInput, ControlCharactersInAJobReachNoTerminalRaw) {
+  ReadyFifo ready(daemon.dir);
+  const std::string id = bus.submit_ok(
+      {"sh", "-c",
+       "systemd-notify --status=\"$(printf '\\033[2Jcleared')\"; echo r > " + ready.path() + "; exec sleep 1000",
+       "\x1b]0;title\x07"});
+  ready.wait_line();
+  ASSERT_TRUE(
+      bus.stop(id, {{"wait", true}, {"reason", std::string("a\x1b[31mb")}, {"notes", std::string("n\x1b[2Jn\nx")}}).ok);
+  const std::string ctl = std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " ";
+  for (const std::string& verb : std::vector<std::string>{"status " + id, "list", "events " + id}) {
+    ASSERT_EQ(run_command(ctl + verb, &out), 0) << verb << ": " << out;
+    EXPECT_EQ(out.find('\x1b'), std::string::npos) << verb << " printed an escape sequence raw: " << out;
+    EXPECT_EQ(out.find('\x07'), std::string::npos) << verb << ": " << out;
+  }
+  ASSERT_EQ(run_command(ctl + "status " + id, &out), 0);
+  EXPECT_NE(out.find("a\\x1b[31mb"), std::string::npos) << out;
+  EXPECT_NE(out.find("n\\x1b[2Jn\\nx"), std::string::npos) << out;
+  EXPECT_NE(out.find("\\x1b]0;title\\x07"), std::string::npos) << out;
+  EXPECT_NE(out.find("\\x1b[2Jcleared"), std::string::npos) << out;
+}

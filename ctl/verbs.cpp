@@ -187,6 +187,7 @@ void print_status(const Props& raw) {
   if (prog >= 0 || !get_s(p, "Phase").empty())
     row("Progress", fmt::format("{} {}", progress_bar(prog, 20), get_s(p, "Phase")));
   row("Status", get_s(p, "StatusText"));
+  if (get_s(p, "FailReason") != get_s(p, "StatusText")) row("Failure", get_s(p, "FailReason"));
   row("Created", fmt::format("{}; {}", format_time(get_t(p, "CreatedUSec")), format_ago(get_t(p, "CreatedUSec"), now)));
   if (get_t(p, "StartedUSec")) row("Started", format_time(get_t(p, "StartedUSec")));
   if (get_t(p, "StopRequestedUSec")) {

@@ -248,7 +248,10 @@ void Api::flush(const std::string& commit_error) {
       names.insert(names.end(), {"StopRequestedUSec", "StopMode", "CancelReason", "CancelNotes", "RequestedByUID"});
     if (what & core::kChangedExit) names.insert(names.end(), {"ExitCode", "ExitSignal"});
     if (what & core::kChangedTimes) names.insert(names.end(), {"StartedUSec", "FinishedUSec", "CancelledUSec"});
-    if (what & core::kChangedStatus) names.push_back("StatusText");
+    if (what & core::kChangedStatus) {
+      names.push_back("StatusText");
+      names.push_back("FailReason");
+    }
     if (what & core::kChangedProgress) names.insert(names.end(), {"Phase", "Progress", "BytesDone", "BytesTotal"});
     if (what & core::kChangedCheckpoint) names.push_back("Checkpoint");
     if (what & core::kChangedResources)

@@ -338,6 +338,7 @@ struct JobMethods {
       if (p == "Phase") return sd_bus_message_append(reply, "s", j.phase.c_str());
       if (p == "Progress") return sd_bus_message_append(reply, "d", j.progress);
       if (p == "StatusText") return sd_bus_message_append(reply, "s", j.status_text.c_str());
+      if (p == "FailReason") return sd_bus_message_append(reply, "s", j.fail_reason.c_str());
       if (p == "MainPID")
         return sd_bus_message_append(reply, "u", static_cast<uint32_t>(j.main_alive ? j.main_pid : 0));
       if (p == "Argv") {
@@ -428,6 +429,7 @@ const sd_bus_vtable Api::kJobVtable[] = {
     JOB_PROPERTY("Phase", "s", kChange),
     JOB_PROPERTY("Progress", "d", kChange),
     JOB_PROPERTY("StatusText", "s", kChange),
+    JOB_PROPERTY("FailReason", "s", kChange),
     JOB_PROPERTY("BytesDone", "t", kChange),
     JOB_PROPERTY("BytesTotal", "t", kChange),
     JOB_PROPERTY("Checkpoint", "s", kChange),

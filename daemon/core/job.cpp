@@ -125,7 +125,8 @@ void Job::launch() {
   int r = driver_.spawn(*this);
   if (r < 0) {
     start_error = -r;
-    status_text = fmt::format("could not start {}: {}", spec_.argv.empty() ? "" : spec_.argv[0], strerror(-r));
+    fail_reason = status_text =
+        fmt::format("could not start {}: {}", spec_.argv.empty() ? "" : spec_.argv[0], strerror(-r));
     driver_.changed(*this, kChangedStatus);
     driver_.event(*this, "start-failed", status_text);
     enter_cleaning();
@@ -250,10 +251,15 @@ void Job::on_main_gone() {
   if (!main_alive) return;
   main_alive = false;
   exit_unknown = true;
-  exit_code = -1;
+  exit_code = reported_exit_status.value_or(-1);
   exit_signal = 0;
   driver_.changed(*this, kChangedExit);
-  driver_.event(*this, "exited", "main process gone, exit status unknown (not our child after a daemon restart)");
+  driver_.event(*this, "exited",
+                reported_exit_status
+                    ? fmt::format("main process gone (not our child after a daemon restart); it reported "
+                                  "EXIT_STATUS={}",
+                                  *reported_exit_status)
+                    : std::string("main process gone, exit status unknown (not our child after a daemon restart)"));
   after_main_exit();
 }
 
@@ -303,6 +309,7 @@ void Job::reset_for_resume() {
   exit_signal = 0;
   start_error = 0;
   exit_unknown = false;
+  reported_exit_status.reset();
   main_start_time = 0;
   status_text.clear();
   fail_reason.clear();
@@ -320,9 +327,14 @@ void Job::reset_for_resume() {
 void Job::finish_interrupted() {
   main_alive = tree_alive = false;
   if (!stop_requested) {
-    exit_unknown = true;
+    // A job recorded starting was still being set up: its command never ran.
+    const bool ran = state_ != JobState::Starting;
+    exit_unknown = ran;
     cancel_reason = "interrupted";
-    status_text = "interrupted: the job's processes were gone when the daemon restarted; exit status unknown";
+    fail_reason = ran ? "interrupted: the job's processes were gone when the daemon restarted; exit status unknown"
+                      : "interrupted: the daemon stopped during the job's setup; its command never ran";
+    // The status text is the job's own word: kept, and only filled in when the job said nothing.
+    if (status_text.empty()) status_text = fail_reason;
     driver_.changed(*this, kChangedExit | kChangedStop | kChangedStatus);
   }
   enter_cleaning();
@@ -376,15 +388,17 @@ void Job::enter_dead() {
   if (stop_requested) {
     final_state = JobState::Cancelled;
     cancelled_usec = finished_usec;
-  } else if (start_error == 0 && fail_reason.empty() && exit_code == 0 && !exit_unknown) {
+  } else if (start_error == 0 && fail_reason.empty() && exit_code == 0 && (!exit_unknown || reported_exit_status)) {
     final_state = JobState::Completed;
   } else {
     final_state = JobState::Failed;
   }
-  if (final_state == JobState::Failed && status_text.empty())
-    status_text = exit_unknown  ? std::string("exit status unknown")
+  if (final_state == JobState::Failed && fail_reason.empty())
+    fail_reason = exit_unknown  ? std::string("exit status unknown")
                   : exit_signal ? fmt::format("killed by {}", signal_name(exit_signal))
                                 : fmt::format("exited with status {}", exit_code);
+  // The job's own status text stays; the daemon's reason fills it only when the job said nothing.
+  if (final_state == JobState::Failed && status_text.empty()) status_text = fail_reason;
   driver_.changed(*this, kChangedTimes | kChangedStatus);
   set_state(final_state, SubState::Dead);
   std::string summary;
@@ -393,7 +407,7 @@ void Job::enter_dead() {
   else if (final_state == JobState::Completed)
     summary = "exited with status 0";
   else
-    summary = status_text;
+    summary = fail_reason;
   driver_.event(*this, to_string(final_state), summary);
   driver_.finished(*this);
 }

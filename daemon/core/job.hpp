@@ -102,8 +102,9 @@ class Job {
   void start();
   StopOutcome request_stop(const StopRequest& req);
   void on_main_exited(int code, int status);  // waitid() si_code, si_status
-  // The main process is gone and its exit status cannot be known (it was not our child: the
-  // job was taken over after a daemon restart).
+  // The main process is gone and the kernel cannot tell its exit status (it was not our child:
+  // the job was taken over after a daemon restart, on a kernel without PIDFD_INFO_EXIT). What
+  // the job said with EXIT_STATUS= then decides; without it the status stays unknown.
   void on_main_gone();
   void on_tree_empty();
   void on_timer();
@@ -131,6 +132,7 @@ class Job {
   // Progress reported by the job (notify protocol).
   void set_progress(std::string phase, double progress);
   void set_status_text(std::string text);
+  void set_reported_exit_status(int status) { reported_exit_status = status; }
   void set_bytes(std::optional<uint64_t> done, std::optional<uint64_t> total);
   void set_checkpoint(std::string checkpoint);
   // EXTEND_TIMEOUT_USEC during a graceful stop: the SIGKILL deadline moves to now + usec, never
@@ -155,6 +157,7 @@ class Job {
   int exit_signal = 0;  // signal that ended the main process, 0 if none
   int start_error = 0;  // errno of a failed start
   bool exit_unknown = false;
+  std::optional<int> reported_exit_status;                  // EXIT_STATUS= from the job, for this run
   uint64_t main_start_time = 0;                             // /proc/PID/stat starttime: tells a recycled PID apart
   bool delete_requested = false, delete_keep_data = false;  // a forced delete in flight
   uint32_t delete_uid = 0;

@@ -93,6 +93,14 @@ bool parse_notify(std::string_view data, NotifyMessage* out, std::string* error)
         return false;
       }
       (key == "BYTES_DONE" ? m.bytes_done : key == "BYTES_TOTAL" ? m.bytes_total : m.extend_timeout_usec) = v;
+    } else if (key == "EXIT_STATUS") {
+      unsigned v = 0;
+      const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (ec != std::errc() || ptr != value.data() + value.size() || value.empty() || v > 255) {
+        *error = fmt::format("line {}: EXIT_STATUS '{}' is not a number from 0 to 255", line_no, value);
+        return false;
+      }
+      m.exit_status = static_cast<int>(v);
     } else if (key == "CHECKPOINT") {
       if (value.size() > kCheckpointMax) {
         *error = fmt::format("line {}: CHECKPOINT longer than {} bytes", line_no, kCheckpointMax);

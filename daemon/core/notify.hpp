@@ -19,6 +19,7 @@ struct NotifyMessage {
   std::optional<uint64_t> bytes_done, bytes_total;  // BYTES_DONE=, BYTES_TOTAL=
   std::optional<std::string> checkpoint;            // CHECKPOINT= (opaque, at most 4 KiB)
   std::optional<uint64_t> extend_timeout_usec;      // EXTEND_TIMEOUT_USEC=
+  std::optional<int> exit_status;                   // EXIT_STATUS= 0..255: how the job says it ends
 };
 
 inline constexpr size_t kCheckpointMax = 4096;

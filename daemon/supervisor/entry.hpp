@@ -52,6 +52,7 @@ struct Supervisor::Entry {
   std::vector<std::function<void(core::Job*)>> waiters;
   bool in_cgroup = false;
   bool pidfd_is_child = true;  // false for a main process taken over after a daemon restart
+  bool awaiting_reap = false;  // such a process ended: its status comes once its parent reaps it
   bool deleting = false;
   bool counted_active = false;  // included in Supervisor::active_
   // Its runtime directory may exist: false only while it is known not to (a job submitted to

@@ -210,6 +210,7 @@ void Supervisor::on_notify(int fd, Entry* own) {
       msg.checkpoint.reset();
     }
     if (msg.status) job.set_status_text(*msg.status);
+    if (msg.exit_status) job.set_reported_exit_status(*msg.exit_status);
     if (msg.bytes_done || msg.bytes_total) job.set_bytes(msg.bytes_done, msg.bytes_total);
     if (msg.checkpoint) job.set_checkpoint(*msg.checkpoint);
     if (msg.extend_timeout_usec) job.extend_stop_timeout(*msg.extend_timeout_usec, cfg_.max_stop_extension);

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 #include "supervisor/entry.hpp"
 #include "sys/proc.hpp"
@@ -571,17 +572,29 @@ void Supervisor::on_pidfd(Entry& e) {
   // What the job said before its main process ended counts, and is told by that PID: read
   // before the PID is released.
   drain_notify();
+  siginfo_t si{};
   if (!e.pidfd_is_child) {
-    // Not our child (taken over after a restart): it has ended, but its status is not ours.
-    forget_main(*e.job);
-    e.pid_poll.reset();
-    e.pidfd.reset();
-    if (e.job->tree_alive) check_tree(e);
-    e.job->on_main_gone();
+    // Not our child (taken over after a restart): the kernel tells its status to a pidfd's
+    // holder once its parent has reaped it, which the pidfd reports as POLLHUP.
+    const int r = sys::pidfd_exit_status(e.pidfd.get(), &si.si_code, &si.si_status);
+    if (r == -ENODATA && !e.awaiting_reap) {
+      e.awaiting_reap = true;
+      uv_poll_start(e.pid_poll.get(), UV_DISCONNECT, [](uv_poll_t* p, int, int) {
+        if (auto* en = static_cast<Entry*>(p->data)) en->owner->on_pidfd(*en);
+      });
+      return;
+    }
+    if (r < 0) {
+      forget_main(*e.job);
+      e.pid_poll.reset();
+      e.pidfd.reset();
+      if (e.job->tree_alive) check_tree(e);
+      e.job->on_main_gone();
+      return;
+    }
+  } else if (waitid(P_PIDFD, static_cast<id_t>(e.pidfd.get()), &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) {
     return;
   }
-  siginfo_t si{};
-  if (waitid(P_PIDFD, static_cast<id_t>(e.pidfd.get()), &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) return;
   core::Job& job = *e.job;
   forget_main(job);
   e.pid_poll.reset();
@@ -819,9 +832,26 @@ void Supervisor::on_progress(Entry& e) {
 
 void Supervisor::changed(core::Job& job, uint32_t what) {
   if (what & core::kChangedState) sync_active(entry(job));
-  // Progress and status are informative and may change many times a second: they are written
-  // with the job's next durable change, not each on their own.
-  if (what & ~(core::kChangedProgress | core::kChangedStatus)) store_->save(job);
+  // Progress and status may change many times a second: they are written with the job's next
+  // durable change, or within a second, in one commit for every job that changed (the status
+  // text is the job's own word on where it is, and a crash must not lose it for good).
+  if (what & ~(core::kChangedProgress | core::kChangedStatus)) {
+    store_->save(job);
+    unsaved_.erase(job.id());
+  } else if (unsaved_.insert(job.id()).second && unsaved_.size() == 1) {
+    if (!save_timer_) {
+      save_timer_ = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, this);
+      uv_unref(reinterpret_cast<uv_handle_t*>(save_timer_.get()));
+    }
+    uv_timer_start(
+        save_timer_.get(),
+        [](uv_timer_t* t) {
+          auto* self = static_cast<Supervisor*>(t->data);
+          for (const auto& id : std::exchange(self->unsaved_, {}))
+            if (core::Job* j = self->find_by_id(id)) self->store_->save(*j);
+        },
+        1000, 0);
+  }
   if (observer_) observer_->job_changed(job, what);
 }
 

@@ -278,6 +278,10 @@ class Supervisor final : public core::JobDriver {
   std::unordered_map<pid_t, std::string> mains_;  // main PID -> job id, while the process is unreaped
   RejectLog unknown_rejects_;                     // messages from processes of no job
   UvPtr<uv_timer_t> shutdown_timer_;
+  // Jobs whose status text or progress changed since they were last saved, and the timer that
+  // saves them (see changed()).
+  std::set<std::string> unsaved_;
+  UvPtr<uv_timer_t> save_timer_;
   std::unique_ptr<Deadlines> deadlines_;   // the jobs' stop timeouts, by job id
   std::unique_ptr<sys::Spawner> spawner_;  // every process we start is its thread's child
   std::unique_ptr<sys::Remover> remover_;  // ended jobs' cgroups

@@ -15,6 +15,7 @@
 #include "store/store.hpp"
 #include "sys/cgroup.hpp"
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -57,6 +58,27 @@ std::vector<std::string> event_types(Bus& bus, const std::string& id) {
 
 bool has(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+// Waits until the store holds `value` in the job's `column`: woken by each write to the WAL.
+bool wait_saved(const Daemon& d, const std::string& id, const std::string& column, const std::string& value) {
+  const std::string db = d.state_dir + "/repvisor.db";
+  const int in = inotify_init1(IN_CLOEXEC);
+  inotify_add_watch(in, d.state_dir.c_str(), IN_MODIFY);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(kDeadlineUsec);
+  bool found = false;
+  while (!found && std::chrono::steady_clock::now() < deadline) {
+    std::string out;
+    run_command("sqlite3 -readonly " + db + " \"SELECT " + column + " FROM jobs WHERE id = '" + id + "'\"", &out);
+    found = out == value + "\n";
+    pollfd p{in, POLLIN, 0};
+    if (!found && poll(&p, 1, 1000) > 0) {
+      char buf[4096];
+      [[maybe_unused]] ssize_t n = read(in, buf, sizeof buf);
+    }
+  }
+  close(in);
+  return found;
 }
 
 void crash(Daemon& d) {
@@ -242,6 +264,47 @@ TEST(Recovery, AdoptedJobIsSupervisedOnAndStillTalks) {
   ASSERT_TRUE(r.ok);
   EXPECT_EQ(std::get<std::string>(r.dict["state"]), "cancelled");
   EXPECT_TRUE(has(event_types(bus, id), "adopted"));
+}
+
+// An adopted job is not the new daemon's child, but the kernel tells a pidfd's holder how it
+// ended once its parent has reaped it: a job that succeeds after the restart is completed,
+// one that fails is failed with its real status, and neither's own status text is replaced.
+TEST(Recovery, AnAdoptedJobEndsWithItsRealExitStatus) {
+  Daemon daemon("recovery = \"adopt\"");
+  const std::string go = daemon.dir + "/go";
+  ASSERT_EQ(mkfifo(go.c_str(), 0600), 0);
+  std::string ok, bad;
+  {
+    Bus bus(daemon.address());
+    ReadyFifo ready(daemon.dir);
+    ok = bus.submit_ok(
+        {"sh", "-c",
+         "systemd-notify --status='copied 4 GiB'; echo ready > " + ready.path() + "; read x < " + go + "; exit 0"});
+    ready.wait_line();
+    bad = bus.submit_ok({"sh", "-c", "echo ready > " + ready.path() + "; read x < " + go + "; exit 3"});
+    ready.wait_line();
+    // Saved within a second, though not at once: a status may change many times a second.
+    ASSERT_TRUE(wait_saved(daemon, ok, "status_text", "copied 4 GiB"));
+  }
+  crash(daemon);
+  daemon.start();
+  Bus bus(daemon.address());
+  EXPECT_EQ(bus.prop_s(ok, "State"), "running");
+  {
+    std::ofstream release(go);
+    release << "go\ngo\n";
+  }
+  bus.wait_terminal(ok);
+  bus.wait_terminal(bad);
+  EXPECT_EQ(bus.prop_s(ok, "State"), "completed") << bus.prop_s(ok, "StatusText");
+  EXPECT_EQ(bus.prop_i(ok, "ExitCode"), 0);
+  EXPECT_EQ(bus.prop_s(ok, "StatusText"), "copied 4 GiB");
+  EXPECT_EQ(bus.prop_s(bad, "State"), "failed");
+  EXPECT_EQ(bus.prop_i(bad, "ExitCode"), 3);
+  std::string out;
+  EXPECT_EQ(run_command(std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " wait " + ok, &out),
+            0)
+      << out;
 }
 
 TEST(Recovery, AJobFromADaemonWithPerJobNotifySocketsIsStillHeard) {

@@ -436,3 +436,27 @@ TEST(JobStateMachine, RandomEventSequencesKeepInvariants) {
     }
   }
 }
+
+// Taken over after a restart on a kernel that cannot tell the exit status: the job's own
+// EXIT_STATUS= decides, and its status text is never replaced.
+TEST_F(Fixture, AGoneMainProcessEndsAsItsReportedExitStatusSays) {
+  running();
+  job->set_status_text("copied 4 GiB");
+  job->set_reported_exit_status(0);
+  job->on_main_gone();
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Completed);
+  EXPECT_TRUE(job->exit_unknown);
+  EXPECT_EQ(job->exit_code, 0);
+  EXPECT_EQ(job->status_text, "copied 4 GiB");
+}
+
+TEST_F(Fixture, AGoneMainProcessThatSaidNothingFailsKeepingItsStatusText) {
+  running();
+  job->set_status_text("copying");
+  job->on_main_gone();
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Failed);
+  EXPECT_EQ(job->status_text, "copying");
+  EXPECT_EQ(job->fail_reason, "exit status unknown");
+}

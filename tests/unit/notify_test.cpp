@@ -46,3 +46,16 @@ TEST(Utf8, Validation) {
   EXPECT_FALSE(valid_utf8("\xe2\x82"));          // truncated
   EXPECT_FALSE(valid_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
 }
+
+TEST(Notify, ExitStatusIsANumberFrom0To255) {
+  NotifyMessage m;
+  std::string err;
+  ASSERT_TRUE(parse_notify("EXIT_STATUS=0", &m, &err)) << err;
+  EXPECT_EQ(m.exit_status, 0);
+  ASSERT_TRUE(parse_notify("EXIT_STATUS=255\nSTATUS=done", &m, &err)) << err;
+  EXPECT_EQ(m.exit_status, 255);
+  EXPECT_FALSE(parse_notify("EXIT_STATUS=256", &m, &err));
+  EXPECT_NE(err.find("EXIT_STATUS '256' is not a number from 0 to 255"), std::string::npos) << err;
+  EXPECT_FALSE(parse_notify("EXIT_STATUS=-1", &m, &err));
+  EXPECT_FALSE(parse_notify("EXIT_STATUS=", &m, &err));
+}

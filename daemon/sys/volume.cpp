@@ -142,6 +142,15 @@ int qcow2_backing_file(int fd, std::string* backing) {
   return 0;
 }
 
+std::string read_qcow2_header(int fd, Qcow2Header* out) {
+  return parse_qcow2(
+      [fd](uint64_t offset, void* buf, size_t len) -> ssize_t {
+        const ssize_t n = pread(fd, buf, len, static_cast<off_t>(offset));
+        return n < 0 ? -errno : n;
+      },
+      out);
+}
+
 std::string check_volume(const VolumePolicy& p, const std::string& path, bool may_create) {
   if (device_allowed(p, path)) {
     struct stat st {};

@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREPVISOR_FUZZ=ON \
   -DBUILD_TESTING=OFF -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_config fuzz_notify fuzz_text fuzz_bus_args fuzz_jobfile
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_config fuzz_notify fuzz_text fuzz_bus_args fuzz_qcow2 fuzz_jobfile
 mkdir -p build-fuzz/crashes
-for target in fuzz_config fuzz_notify fuzz_text fuzz_bus_args fuzz_jobfile; do
+for target in fuzz_config fuzz_notify fuzz_text fuzz_bus_args fuzz_qcow2 fuzz_jobfile; do
   scratch=$(mktemp -d)
   cp fuzz/corpus/"$target"/* "$scratch"/
   echo "fuzzing $target for ${FUZZ_SECONDS:-10} s"

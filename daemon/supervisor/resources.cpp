@@ -98,30 +98,69 @@ void Supervisor::check_resources_here(const core::JobSpec& spec) const {
   }
 }
 
-std::string Supervisor::check_backing_chain(int fd, const std::string& path,
-                                            std::vector<std::pair<Fd, std::string>>* chain) const {
-  // qemu-nbd would open a qcow2 image's backing files by the names in their headers: each must
-  // be a plain path that passes the same volume rules, and is then opened here and handed over
-  // as a descriptor like the image itself, so qemu reads exactly the files that were checked.
-  std::string current = path;
+std::string Supervisor::check_qcow2_image(int fd, const std::string& path, int image_fd, std::vector<Fd>* files,
+                                          std::string* opts) const {
+  // qemu-nbd would open a qcow2 image's backing file and external data file (and theirs) by the
+  // names in the headers: each must be a plain path that passes the same volume rules, and is
+  // then opened here and handed over as a descriptor like the image itself, spelled out in the
+  // options, so qemu reads exactly the files that were checked and looks up no name.
+  const auto policy = volume_policy();
+  const size_t max_files = sys::kMaxPassFds - (image_fd - 2);  // descriptors 3 .. image_fd are taken
+  std::string current = path, prefix;
+  *opts = fmt::format("driver=qcow2,file.driver=file,file.filename=/dev/fd/{}", image_fd);
+  // Opens a checked file into the next descriptor: its /dev/fd name in the server, or "" and `why`.
+  auto hand_over = [&](const std::string& resolved, std::string* why) -> std::string {
+    if (files->size() == max_files) {
+      *why = fmt::format("{}: its backing chain and data files are more than the {} files a server can be given", path,
+                         max_files);
+      return "";
+    }
+    sys::Opened o;
+    if (sys::open_volume(policy, resolved, false, 0, &o, why) < 0) return "";
+    files->push_back(std::move(o.fd));
+    return fmt::format("/dev/fd/{}", image_fd + static_cast<int>(files->size()));
+  };
   for (int depth = 0; depth < 8; ++depth) {
-    std::string backing;
-    if (int r = sys::qcow2_backing_file(fd, &backing); r < 0)
-      return fmt::format("reading the qcow2 header of {}: {}", current, strerror(-r));
+    sys::Qcow2Header header;
+    if (auto why = sys::read_qcow2_header(fd, &header); !why.empty()) return fmt::format("{}: {}", current, why);
+    if (const std::string& data = header.data_file; !data.empty()) {
+      if (data.find(':') != std::string::npos)
+        return fmt::format("{} has the external data file '{}': only plain paths are allowed, not protocols", current,
+                           data);
+      // Unlike a backing file's, a relative data file name is resolved by qemu against its own
+      // working directory, not the image's: which file it means depends on where qemu runs.
+      if (data[0] != '/')
+        return fmt::format(
+            "{} names its external data file '{}' by a relative path, which qemu would resolve "
+            "against its working directory: give the image an absolute one (qemu-img amend -o "
+            "data_file=PATH)",
+            current, data);
+      const std::string resolved = fs::path(data).lexically_normal().string();
+      if (auto why = sys::check_volume(policy, resolved, false); !why.empty())
+        return fmt::format("{} has the external data file '{}', refused: {}", current, data, why);
+      std::string why;
+      const std::string name = hand_over(resolved, &why);
+      if (name.empty()) return why;
+      *opts += fmt::format(",{0}data-file.driver=file,{0}data-file.filename={1}", prefix, name);
+    }
+    const std::string& backing = header.backing_file;
     if (backing.empty()) return "";
     if (backing.find(':') != std::string::npos)
       return fmt::format("{} has the backing file '{}': only plain paths are allowed, not protocols", current, backing);
     fs::path p = backing[0] == '/' ? fs::path(backing) : fs::path(current).parent_path() / backing;
     const std::string resolved = p.lexically_normal().string();
-    if (auto why = sys::check_volume(volume_policy(), resolved, false); !why.empty())
+    if (auto why = sys::check_volume(policy, resolved, false); !why.empty())
       return fmt::format("{} has the backing file '{}', refused: {}", current, backing, why);
-    sys::Opened next;
     std::string why;
-    if (sys::open_volume(volume_policy(), resolved, false, 0, &next, &why) < 0) return why;
+    const std::string name = hand_over(resolved, &why);
+    if (name.empty()) return why;
+    fd = files->back().get();
     char magic[4] = {};
-    const bool qcow2 = pread(next.fd.get(), magic, 4, 0) == 4 && memcmp(magic, "QFI\xfb", 4) == 0;
-    fd = next.fd.get();
-    chain->emplace_back(std::move(next.fd), qcow2 ? "qcow2" : "raw");
+    const bool qcow2 = pread(fd, magic, sizeof magic, 0) == sizeof magic &&
+                       memcmp(magic, sys::kQcow2Magic.data(), sys::kQcow2Magic.size()) == 0;
+    prefix += "backing.";
+    *opts +=
+        fmt::format(",{0}driver={1},{0}file.driver=file,{0}file.filename={2}", prefix, qcow2 ? "qcow2" : "raw", name);
     current = resolved;
     if (!qcow2) return "";
   }
@@ -208,9 +247,14 @@ bool Supervisor::start_server(Entry& e, size_t i) {
   sys::Opened src;
   std::string why;
   if (sys::open_volume(volume_policy(), spec.path, false, 0, &src, &why) < 0) return fail(why);
-  std::vector<std::pair<Fd, std::string>> chain;  // qcow2 backing files, each opened here
+  // The image is descriptor 4 of the server (see pass_fds), the files a qcow2 image names follow.
+  constexpr int kImageFd = 4;
+  std::vector<Fd> image_files;
+  std::string image_opts;
   if (spec.format == core::ImageFormat::Qcow2)
-    if (auto refused = check_backing_chain(src.fd.get(), spec.path, &chain); !refused.empty()) return fail(refused);
+    if (auto refused = check_qcow2_image(src.fd.get(), spec.path, kImageFd, &image_files, &image_opts);
+        !refused.empty())
+      return fail(refused);
 
   // Socket activation: the daemon binds the socket, so it is accepting before the server runs,
   // a stale socket file is never in the way, and the path is the daemon's to remove.
@@ -232,17 +276,10 @@ bool Supervisor::start_server(Entry& e, size_t i) {
   const char* prog = spec.server == core::NbdServerKind::QemuNbd ? "qemu-nbd" : "nbdkit";
   req.executable = sys::find_executable(prog, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", &err);
   if (req.executable.empty()) return fail(fmt::format("{} is not installed: {}", prog, strerror(err)));
-  // The image is descriptor 4 (see pass_fds): the server opens /dev/fd/4, the file checked here.
-  const std::string image = "/dev/fd/4";
+  // The server opens /dev/fd/4, the file checked here.
+  const std::string image = fmt::format("/dev/fd/{}", kImageFd);
   if (spec.server == core::NbdServerKind::QemuNbd && spec.format == core::ImageFormat::Qcow2) {
-    // The image at 4, its backing files at 5, 6, ...: spelled out, so no name is looked up.
-    std::string opts = "driver=qcow2,file.driver=file,file.filename=/dev/fd/4", prefix;
-    for (size_t k = 0; k < chain.size(); ++k) {
-      prefix += "backing.";
-      opts += fmt::format(",{}driver={},{}file.driver=file,{}file.filename=/dev/fd/{}", prefix, chain[k].second, prefix,
-                          prefix, 5 + k);
-    }
-    req.argv = {prog, "--read-only", "--persistent", "--shared=0", "--image-opts", opts};
+    req.argv = {prog, "--read-only", "--persistent", "--shared=0", "--image-opts", image_opts};
   } else if (spec.server == core::NbdServerKind::QemuNbd) {
     req.argv = {prog, "--read-only", "--persistent", "--shared=0", "--format=raw", image};
   } else {
@@ -251,7 +288,7 @@ bool Supervisor::start_server(Entry& e, size_t i) {
   req.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
   req.working_directory = "/";
   req.pass_fds = {listen_fd.get(), src.fd.get()};
-  for (const auto& [bfd, fmt_name] : chain) req.pass_fds.push_back(bfd.get());
+  for (const auto& f : image_files) req.pass_fds.push_back(f.get());
   req.listen_fds = 1;  // descriptor 3 is the listening socket; 4, the image, is not one
   const int log_fd = logs_->open_append(log_path(job));
   if (log_fd < 0) return fail(fmt::format("cannot open the job log: {}", strerror(-log_fd)));

@@ -210,9 +210,12 @@ class Supervisor final : public core::JobDriver {
   // Records the resource failed and fails the setup, naming it; returns false.
   bool resource_setup_failed(Entry& e, size_t i, const std::string& why);
   bool start_server(Entry& e, size_t i);
-  // "" or why the qcow2 image's backing chain is refused (a file outside the volume roots).
-  std::string check_backing_chain(int fd, const std::string& path,
-                                  std::vector<std::pair<Fd, std::string>>* chain) const;
+  // The files qemu would open by name for the qcow2 image at `fd` (backing files, external data
+  // files, theirs), each checked under the volume rules and opened into `files`. `opts` spells
+  // the image, as the server's descriptor `image_fd`, and them, as the descriptors after it, for
+  // --image-opts. "" or why the image is refused (a file outside the volume roots, say).
+  std::string check_qcow2_image(int fd, const std::string& path, int image_fd, std::vector<Fd>* files,
+                                std::string* opts) const;
   void probe_step(Entry& e, size_t i);
   void watch_server(Entry& e, size_t i);
   void on_server_exit(Entry& e, size_t i);

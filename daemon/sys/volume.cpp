@@ -122,24 +122,13 @@ int remove_volume(const std::string& root, const std::string& path) {
   return unlinkat(parent.get(), name.c_str(), 0) < 0 ? -errno : 0;
 }
 
-int qcow2_backing_file(int fd, std::string* backing) {
-  backing->clear();
-  // QCOW2 header: magic "QFI\xfb", version, backing_file_offset (u64), backing_file_size (u32),
-  // all big-endian.
-  unsigned char h[20];
-  const ssize_t n = pread(fd, h, sizeof h, 0);
-  if (n < 0) return -errno;
-  if (n < static_cast<ssize_t>(sizeof h) || memcmp(h, "QFI\xfb", 4) != 0) return 0;
-  uint64_t off = 0;
-  for (int i = 8; i < 16; ++i) off = (off << 8) | h[i];
-  uint32_t size = 0;
-  for (int i = 16; i < 20; ++i) size = (size << 8) | h[i];
-  if (off == 0 || size == 0) return 0;
-  if (size > 1023) return -EINVAL;  // qemu's own limit
-  std::string name(size, '\0');
-  if (pread(fd, name.data(), size, static_cast<off_t>(off)) != static_cast<ssize_t>(size)) return -EIO;
-  *backing = name;
-  return 0;
+std::string read_qcow2_header(int fd, Qcow2Header* out) {
+  return parse_qcow2(
+      [fd](uint64_t offset, void* buf, size_t len) -> ssize_t {
+        const ssize_t n = pread(fd, buf, len, static_cast<off_t>(offset));
+        return n < 0 ? -errno : n;
+      },
+      out);
 }
 
 std::string check_volume(const VolumePolicy& p, const std::string& path, bool may_create) {

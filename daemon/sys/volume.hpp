@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "sys/qcow2.hpp"
 #include "util/fd.hpp"
 
 namespace repvisor::sys {
@@ -34,9 +35,8 @@ int open_volume(const VolumePolicy& p, const std::string& path, bool write, uint
 // Removes the regular file `path` below `root`, resolving its directory beneath the root. -errno.
 int remove_volume(const std::string& root, const std::string& path);
 
-// For a qcow2 image (by its magic): the backing file its header names, "" when it has none or
-// is not qcow2. -errno on a read error or a header that makes no sense.
-int qcow2_backing_file(int fd, std::string* backing);
+// The qcow2 header of the image open at `fd` (sys/qcow2.hpp): "" or what is wrong with it.
+std::string read_qcow2_header(int fd, Qcow2Header* out);
 
 // The check made when a job is submitted: "" or why the path is refused. Does not create.
 std::string check_volume(const VolumePolicy& p, const std::string& path, bool may_create);

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <sstream>
 
@@ -579,6 +580,121 @@ TEST_F(ResourcesTest, Qcow2BackingFilesMustStayInsideTheVolumeRoots) {
   bus.wait_terminal(good);
   EXPECT_EQ(bus.prop_s(good, "State"), "completed") << bus.prop_s(good, "StatusText");
   EXPECT_EQ(read_bytes(vol + "/copy.img", MiB), read_bytes(vol + "/base.img", MiB)) << "read through the backing file";
+}
+
+// qemu opens a qcow2 image's external data file by the name in the image's header: the daemon
+// checks it like a backing file (the image's own and each backing image's), and an image it
+// cannot read completely (an incompatible feature it does not know) is refused. A refused job
+// runs nothing, so what lies outside the roots never reaches its log.
+TEST_F(ResourcesTest, Qcow2ExternalDataFilesMustStayInsideTheVolumeRoots) {
+  const std::string outside = daemon.dir + "/outside";
+  fs::create_directories(outside);
+  const std::string secret = "a secret outside the volume roots";
+  auto make = [&](const std::string& cmd) {
+    std::string out;
+    ASSERT_EQ(run_command("cd " + vol + " && qemu-img create -q -f qcow2 " + cmd, &out), 0) << out;
+  };
+  auto put_secret = [&](const std::string& file) {
+    std::fstream(file, std::ios::in | std::ios::out | std::ios::binary) << secret;
+  };
+  make("-o data_file=" + outside + "/a.raw,data_file_raw=on evil.qcow2 16M");
+  put_secret(outside + "/a.raw");
+  // A plain overlay inside the root over a backing image inside it whose data file is outside.
+  make("-o data_file=" + outside + "/b.raw,data_file_raw=on base.qcow2 16M");
+  put_secret(outside + "/b.raw");
+  make("-F qcow2 -b base.qcow2 overlay.qcow2");
+  // A relative name: qemu would resolve it against its own working directory.
+  make("-o data_file=rel.raw,data_file_raw=on rel.qcow2 16M");
+  put_secret(vol + "/rel.raw");
+  // A protocol: "file:" + a path of the same length as the name qemu-img wrote, put in its place.
+  const std::string plain = outside + "/12345p.raw", proto = "file:" + outside + "/p.raw";
+  make("-o data_file=" + plain + ",data_file_raw=on proto.qcow2 16M");
+  {
+    std::fstream f(vol + "/proto.qcow2", std::ios::in | std::ios::out | std::ios::binary);
+    std::string head(65536, '\0');
+    f.read(head.data(), static_cast<std::streamsize>(head.size()));
+    const auto at = head.find(plain);
+    ASSERT_NE(at, std::string::npos);
+    f.clear();
+    f.seekp(static_cast<std::streamoff>(at));
+    f << proto;
+  }
+  fs::copy_file(outside + "/a.raw", outside + "/p.raw");
+  // An incompatible feature bit that no qcow2 implementation knows (bit 5 of the u64 at 72).
+  make("unknown.qcow2 16M");
+  {
+    std::fstream f(vol + "/unknown.qcow2", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(79);
+    f.put('\x20');
+  }
+  struct Case {
+    std::string image, expect;
+  };
+  const std::vector<Case> cases = {
+      {vol + "/evil.qcow2", vol + "/evil.qcow2 has the external data file '" + outside + "/a.raw', refused: '" +
+                                outside + "/a.raw' is outside the volume roots"},
+      {vol + "/overlay.qcow2", vol + "/base.qcow2 has the external data file '" + outside + "/b.raw', refused"},
+      {vol + "/rel.qcow2", vol + "/rel.qcow2 names its external data file 'rel.raw' by a relative path"},
+      {vol + "/proto.qcow2",
+       vol + "/proto.qcow2 has the external data file '" + proto + "': only plain paths are allowed"},
+      {vol + "/unknown.qcow2", vol + "/unknown.qcow2: incompatible feature bit 5 is set"},
+  };
+  for (const auto& c : cases) {
+    const std::string id = submit_file(
+        "argv = [\"/bin/sh\", \"-c\", \"nbdcopy {nbd.src} - | head -c 40\"]\n[[resources]]\nkind = "
+        "\"nbd-server\"\nname = \"src\"\nformat = \"qcow2\"\npath = \"" +
+        c.image + "\"\n");
+    ASSERT_FALSE(id.empty()) << c.image;
+    bus.wait_terminal(id);
+    EXPECT_EQ(bus.prop_s(id, "State"), "failed") << c.image;
+    const std::string status = bus.prop_s(id, "StatusText");
+    EXPECT_NE(status.find("nbd-server 'src': " + c.expect), std::string::npos) << status;
+    EXPECT_EQ(bus.prop_t(id, "StartedUSec"), 0u) << c.image << ": the command ran";
+    EXPECT_EQ(res(id, "src")["state"], "failed") << c.image;
+    std::ifstream log(bus.prop_s(id, "LogPath"));
+    const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text.find(secret), std::string::npos) << c.image << ": " << text;
+  }
+  EXPECT_TRUE(child_cgroups(daemon.cgroup_dir()).empty());
+}
+
+// A data file inside the roots is checked, opened by the daemon and handed to qemu-nbd as a
+// descriptor, for the image and for a backing image: the job reads the data through it, and the
+// server was given no name to open.
+TEST_F(ResourcesTest, Qcow2ExternalDataFilesInsideTheRootsAreServedAsDescriptors) {
+  auto make = [&](const std::string& cmd) {
+    std::string out;
+    ASSERT_EQ(run_command("cd " + vol + " && qemu-img create -q -f qcow2 " + cmd, &out), 0) << out;
+  };
+  make("-o data_file=" + vol + "/data.raw,data_file_raw=on image.qcow2 1M");
+  make_source(vol + "/data.raw", MiB, MiB);
+  make("-F qcow2 -b image.qcow2 overlay.qcow2");
+  struct Case {
+    std::string image, option;
+  };
+  // The image is descriptor 4; the files it names follow in the order they are found.
+  const std::vector<Case> cases = {
+      {"image.qcow2", ",data-file.driver=file,data-file.filename=/dev/fd/5"},
+      {"overlay.qcow2", ",backing.data-file.driver=file,backing.data-file.filename=/dev/fd/6"}};
+  for (const auto& c : cases) {
+    fs::remove(vol + "/copy.img");
+    const std::string id =
+        submit_file("argv = [\"/bin/sh\", \"-c\", \"nbdcopy {nbd.src} {volume.dst} && echo copied > " + fifo.path() +
+                    " && exec sleep 1000\"]\n[[resources]]\nkind = \"nbd-server\"\nname = "
+                    "\"src\"\nformat = \"qcow2\"\npath = \"" +
+                    vol + "/" + c.image + "\"\n[[resources]]\nkind = \"file\"\nname = \"dst\"\npath = \"" + vol +
+                    "/copy.img\"\nsize = 1048576\n");
+    ASSERT_FALSE(id.empty()) << c.image;
+    EXPECT_EQ(fifo.wait_line(), "copied");
+    std::ifstream cmdline("/proc/" + res(id, "src")["server_pid"] + "/cmdline");
+    const std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    EXPECT_NE(args.find(c.option), std::string::npos) << c.image << ": " << args;
+    EXPECT_EQ(args.find("data.raw"), std::string::npos) << c.image << ": " << args;
+    auto r = bus.stop(id, {{"wait", true}});
+    ASSERT_TRUE(r.ok) << r.error_message;
+    EXPECT_EQ(bus.prop_s(id, "CleanupState"), "done") << c.image;
+    EXPECT_EQ(read_bytes(vol + "/copy.img", MiB), read_bytes(vol + "/data.raw", MiB)) << c.image;
+  }
 }
 
 TEST_F(ResourcesTest, ABadImageFailsTheStartWithoutRunningTheCommand) {

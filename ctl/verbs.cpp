@@ -191,8 +191,10 @@ void print_status(const Props& raw) {
   row("Created", fmt::format("{}; {}", format_time(get_t(p, "CreatedUSec")), format_ago(get_t(p, "CreatedUSec"), now)));
   if (get_t(p, "StartedUSec")) row("Started", format_time(get_t(p, "StartedUSec")));
   if (get_t(p, "StopRequestedUSec")) {
-    row("Stop requested", fmt::format("{} ({} by uid {})", format_time(get_t(p, "StopRequestedUSec")),
-                                      get_s(p, "StopMode"), get_i(p, "RequestedByUID")));
+    // 4294967295 (UID_INVALID): the daemon stopped the job itself (shutdown, restart).
+    const int64_t uid = get_i(p, "RequestedByUID");
+    row("Stop requested", fmt::format("{} ({} by {})", format_time(get_t(p, "StopRequestedUSec")), get_s(p, "StopMode"),
+                                      uid == 4294967295 ? std::string("repvisord") : fmt::format("uid {}", uid)));
     row("Reason", get_s(p, "CancelReason"));
     row("Notes", get_s(p, "CancelNotes"));
   }

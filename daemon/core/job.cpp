@@ -143,6 +143,8 @@ void Job::enter_running() {
   set_state(JobState::Running, SubState::Running);
 }
 
+std::string requester(uint32_t uid) { return uid == kDaemonUid ? "repvisord" : fmt::format("uid {}", uid); }
+
 StopOutcome Job::request_stop(const StopRequest& req) {
   if (is_terminal(state_) || state_ == JobState::Cleaning) return {.already = true};
 
@@ -151,7 +153,8 @@ StopOutcome Job::request_stop(const StopRequest& req) {
 
   if (!stop_requested) {
     stop_requested = true;
-    stop_requested_usec = driver_.now();
+    // A stop carried through a restart keeps the time it was asked at.
+    stop_requested_usec = req.requested_usec ? req.requested_usec : driver_.now();
     cancel_reason = req.reason;
     cancel_notes = req.notes;
     requested_by_uid = req.uid;
@@ -159,7 +162,7 @@ StopOutcome Job::request_stop(const StopRequest& req) {
   stop_mode = req.force ? StopMode::Force : StopMode::Graceful;
   driver_.changed(*this, kChangedStop);
   driver_.event(*this, "stop-requested",
-                fmt::format("{} stop by uid {}, reason {}", to_string(stop_mode), req.uid, req.reason));
+                fmt::format("{} stop by {}, reason {}", to_string(stop_mode), requester(req.uid), req.reason));
 
   switch (state_) {
     case JobState::Pending:
@@ -203,8 +206,15 @@ void Job::enter_stop_sigterm(usec_t timeout) {
                                                                : std::string("every process"),
                             r < 0 ? fmt::format(" (failed: {})", strerror(-r)) : ""));
   stop_timeout_used = timeout;
-  stop_deadline_usec = timeout == USEC_INFINITY ? 0 : driver_.now() + timeout;
-  if (timeout != USEC_INFINITY) driver_.arm_timer(*this, timeout);
+  stop_deadline_usec = 0;
+  if (timeout != USEC_INFINITY) {
+    // The timeout counts from the request: a 1 s timeout means SIGKILL 1 s after it was asked,
+    // also when the stop was carried through a daemon restart.
+    const usec_t now = driver_.now();
+    const usec_t since = stop_requested && stop_requested_usec && stop_requested_usec < now ? stop_requested_usec : now;
+    stop_deadline_usec = since + timeout;
+    driver_.arm_timer(*this, stop_deadline_usec > now ? stop_deadline_usec - now : 1);
+  }
   set_state(JobState::Stopping, SubState::StopSigterm);
 }
 

@@ -54,13 +54,20 @@ enum Changed : uint32_t {
   kChangedRuns = 1u << 9,        // Runs (a resume)
 };
 
+// The uid of a stop the daemon makes itself (shutdown, recovery): systemd's UID_INVALID.
+inline constexpr uint32_t kDaemonUid = UINT32_MAX;
+
 struct StopRequest {
   bool force = false;
   usec_t timeout = USEC_INFINITY;  // USEC_INFINITY: the job's own stop_timeout
   std::string reason = "user_request";
   std::string notes;
-  uint32_t uid = 0;
+  uint32_t uid = 0;           // kDaemonUid: the daemon's own decision
+  usec_t requested_usec = 0;  // when it was asked (0: now); the stop timeout counts from it
 };
+
+// "uid 1000", or "repvisord" for the daemon's own stops.
+std::string requester(uint32_t uid);
 
 struct StopOutcome {
   bool already = false;  // nothing changed: the job was already finished or already stopping so

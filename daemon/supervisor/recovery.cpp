@@ -133,15 +133,14 @@ void Supervisor::recover_job(Entry& e) {
   const bool stop_in_flight = job.stop_requested;
   if (stop_in_flight || job.delete_requested) {
     // Carry the acknowledged stop through, as it was asked.
+    // As it was asked: by whom, when, and with the timeout it was given, which counts from the
+    // request (what is left of it, not a fresh one).
     core::StopRequest req{.force = job.stop_mode == core::StopMode::Force || job.delete_requested,
                           .reason = job.cancel_reason.empty() ? "daemon_restart" : job.cancel_reason,
                           .notes = job.cancel_notes,
-                          .uid = job.requested_by_uid};
-    if (!req.force && job.stop_timeout_used != 0 && job.stop_timeout_used != USEC_INFINITY) {
-      // What is left of the stop timeout the job was given, not a fresh one.
-      const usec_t deadline = job.stop_requested_usec + job.stop_timeout_used, t = now();
-      req.timeout = deadline > t ? deadline - t : 1;
-    }
+                          .uid = job.requested_by_uid,
+                          .requested_usec = job.stop_requested_usec};
+    if (!req.force && job.stop_timeout_used != 0) req.timeout = job.stop_timeout_used;
     job.stop_requested = false;
     job.stop_mode = core::StopMode::None;
     event(job, "recovered", "stop in flight when the daemon stopped: carrying it through");
@@ -154,7 +153,7 @@ void Supervisor::recover_job(Entry& e) {
     changed(job, core::kChangedState);
   } else {
     event(job, "recovered", "processes still running after a daemon restart: stopping them (recovery = \"stop\")");
-    job.request_stop(core::StopRequest{.reason = "daemon_restart"});
+    job.request_stop(core::StopRequest{.reason = "daemon_restart", .uid = core::kDaemonUid});
   }
   if (main == 0) job.on_main_gone();  // its leftovers go too
   if (job.tree_alive) check_tree(e);  // it may have ended while we looked

@@ -948,7 +948,7 @@ void Supervisor::shutdown(std::function<void()> done) {
     core::Job& job = *e->job;
     // Queued jobs stay queued: they start when the daemon is back.
     if (core::is_terminal(job.state()) || job.state() == core::JobState::Pending) continue;
-    core::StopRequest req{.reason = "daemon_shutdown"};
+    core::StopRequest req{.reason = "daemon_shutdown", .uid = core::kDaemonUid};
     req.timeout = std::min(job.spec().stop_timeout, cfg_.shutdown_timeout);
     stop(job, req);
   }
@@ -961,7 +961,7 @@ void Supervisor::shutdown(std::function<void()> done) {
         log::warning("shutdown timeout expired: killing what is left");
         for (auto& [id, e] : self->entries_)
           if (core::is_active(e->job->state()))
-            self->stop(*e->job, core::StopRequest{.force = true, .reason = "daemon_shutdown"});
+            self->stop(*e->job, core::StopRequest{.force = true, .reason = "daemon_shutdown", .uid = core::kDaemonUid});
       },
       usec_to_ms_ceil(cfg_.shutdown_timeout), 0);
 }

@@ -236,6 +236,41 @@ TEST(Recovery, LiveJobIsStoppedAfterACrashByDefault) {
   EXPECT_TRUE(wait_gone(fd));
   close(fd);
   EXPECT_TRUE(has(event_types(bus, id), "recovered"));
+  // The daemon's own decision, not a stop by root.
+  EXPECT_EQ(bus.prop_i(id, "RequestedByUID"), int64_t{4294967295});
+  std::string out;
+  ASSERT_EQ(run_command(std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " status " + id, &out),
+            0);
+  EXPECT_NE(out.find("(graceful by repvisord)"), std::string::npos) << out;
+  ASSERT_EQ(run_command(std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " events " + id, &out),
+            0);
+  EXPECT_NE(out.find("graceful stop by repvisord, reason daemon_restart"), std::string::npos) << out;
+}
+
+// A stop in flight when the daemon crashed is carried through as it was asked: its time, who
+// asked, and its timeout counted from the request, not from the restart.
+TEST(Recovery, AStopInFlightKeepsItsTimeAndRequester) {
+  Daemon daemon;
+  std::string id;
+  uint64_t asked = 0;
+  {
+    Bus bus(daemon.address());
+    ReadyFifo ready(daemon.dir);
+    id = bus.submit_ok(stubborn(ready));
+    ready.wait_line();
+    ASSERT_TRUE(bus.stop(id, {{"timeout_usec", uint64_t{60'000'000}}, {"reason", std::string("window")}}).ok);
+    asked = bus.prop_t(id, "StopRequestedUSec");
+    ASSERT_GT(asked, 0u);
+  }
+  crash(daemon);
+  daemon.start();
+  Bus bus(daemon.address());
+  EXPECT_EQ(bus.prop_s(id, "State"), "stopping");
+  EXPECT_EQ(bus.prop_t(id, "StopRequestedUSec"), asked);
+  EXPECT_EQ(bus.prop_i(id, "RequestedByUID"), 0);
+  EXPECT_EQ(bus.prop_s(id, "CancelReason"), "window");
+  ASSERT_TRUE(bus.stop(id, {{"force", true}, {"wait", true}}).ok);
+  EXPECT_EQ(bus.prop_t(id, "StopRequestedUSec"), asked);
 }
 
 TEST(Recovery, AdoptedJobIsSupervisedOnAndStillTalks) {

@@ -175,7 +175,9 @@ TEST_F(Fixture, GracefulStopSignalsMainThenEscalates) {
   // SIGCONT after the stop signal, so that a stopped process wakes to act on it.
   EXPECT_TRUE(d.called("signal_main 18"));
   EXPECT_FALSE(d.called("signal_tree 18"));
-  EXPECT_EQ(d.timer, 30 * USEC_PER_SEC);
+  // The timeout counts from the request (the clock moves 10 µs each time it is read).
+  EXPECT_EQ(job->stop_deadline_usec, job->stop_requested_usec + 30 * USEC_PER_SEC);
+  EXPECT_EQ(d.timer, job->stop_deadline_usec - d.clock);
   EXPECT_EQ(job->cancel_reason, "maintenance");
   EXPECT_EQ(job->requested_by_uid, 7u);
   EXPECT_EQ(job->stop_mode, StopMode::Graceful);
@@ -193,7 +195,21 @@ TEST_F(Fixture, GracefulStopSignalsMainThenEscalates) {
 TEST_F(Fixture, GracefulStopHonoursRequestTimeout) {
   running();
   job->request_stop({.timeout = 2 * USEC_PER_SEC});
-  EXPECT_EQ(d.timer, 2 * USEC_PER_SEC);
+  EXPECT_EQ(job->stop_deadline_usec, job->stop_requested_usec + 2 * USEC_PER_SEC);
+  EXPECT_LE(d.timer, 2 * USEC_PER_SEC);
+}
+
+// Carried through a restart: the time it was asked at, and what is left of its timeout.
+TEST_F(Fixture, AStopAskedEarlierKeepsItsTimeAndCountsItsTimeoutFromIt) {
+  running();
+  const usec_t asked = d.clock - 500;
+  job->request_stop({.timeout = 2000, .uid = kDaemonUid, .requested_usec = asked});
+  EXPECT_EQ(job->stop_requested_usec, asked);
+  EXPECT_EQ(job->stop_deadline_usec, asked + 2000);
+  EXPECT_EQ(d.timer, asked + 2000 - d.clock);
+  EXPECT_EQ(job->requested_by_uid, kDaemonUid);
+  EXPECT_EQ(requester(kDaemonUid), "repvisord");
+  EXPECT_EQ(requester(1000), "uid 1000");
 }
 
 TEST_F(Fixture, MainExitDuringGracefulStopKillsTheRest) {

@@ -90,7 +90,10 @@ void Supervisor::recover_job(Entry& e) {
       job.restart_cleanup();
       return;
     }
-    event(job, "recovered", "the job's processes were gone when the daemon started");
+    event(job, "recovered",
+          job.state() == core::JobState::Starting
+              ? "the daemon stopped during the job's setup: its command never ran; tearing the setup down"
+              : "the job's processes were gone when the daemon started");
     e.in_cgroup = have_cgroup;
     job.finish_interrupted();
     return;

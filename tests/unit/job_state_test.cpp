@@ -476,3 +476,16 @@ TEST_F(Fixture, AGoneMainProcessThatSaidNothingFailsKeepingItsStatusText) {
   EXPECT_EQ(job->status_text, "copying");
   EXPECT_EQ(job->fail_reason, "exit status unknown");
 }
+
+// The daemon died while the job's resources were being set up: the record says so, and does
+// not describe a command that never ran as if it had.
+TEST_F(ResourceFixture, ARestartDuringSetupIsToldAsACommandThatNeverRan) {
+  d.setup_sync = false;
+  job->start();
+  ASSERT_EQ(job->state(), JobState::Starting);
+  job->finish_interrupted();
+  EXPECT_EQ(job->state(), JobState::Failed);
+  EXPECT_EQ(job->fail_reason, "interrupted: the daemon stopped during the job's setup; its command never ran");
+  EXPECT_FALSE(job->exit_unknown);
+  EXPECT_EQ(job->started_usec, 0u);
+}

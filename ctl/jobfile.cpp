@@ -114,6 +114,10 @@ Options parse_job_file(std::string_view text, const std::string& file) {
       int sig = n.is_integer() ? static_cast<int>(*n.value<int64_t>()) : parse_signal(str(file, n, key));
       if (sig <= 0) fail(file, n, key, "not a signal name or number");
       spec[key] = static_cast<int32_t>(sig);
+    } else if (key == "tasks_max") {
+      if (!n.is_integer() || *n.value<int64_t>() < 1 || *n.value<int64_t>() > 4194304)
+        fail(file, n, key, "expected a number of tasks from 1 to 4194304");
+      spec[key] = static_cast<uint64_t>(*n.value<int64_t>());
     } else if (key == "stop_timeout") {
       std::string err;
       auto v = parse_timespan(str(file, n, key), &err);

@@ -235,6 +235,11 @@ core::JobSpec parse_job_spec(sd_bus_message* m, const config::Config& cfg, bool*
       spec.stop_signal = v.i32();
     } else if (k == "stop_timeout_usec") {
       spec.stop_timeout = v.u64();
+    } else if (k == "tasks_max") {
+      spec.tasks_max = v.u64();
+      // The kernel's own limit on PIDs (pid_max) is at most 2^22.
+      if (spec.tasks_max < 1 || spec.tasks_max > 4194304)
+        invalid(fmt::format("tasks_max: {} is out of range (1-4194304)", spec.tasks_max));
     } else if (k == "resources") {
       v.each_dict([&](size_t i, sd_bus_message* msg) { spec.resources.push_back(parse_resource(i, msg)); });
     } else if (k == "progress") {

@@ -30,6 +30,7 @@ struct JobSpec {
   KillMode kill_mode = KillMode::Mixed;
   std::vector<ResourceSpec> resources;
   ProgressSource progress = ProgressSource::Notify;
+  uint64_t tasks_max = 0;  // the job cgroup's pids.max: how many processes and threads; 0: no limit
   // argv as the daemon shows it (the Argv property, the audit trail) when that differs from
   // argv: a template's secret parameters stay placeholders ("{password}"). Empty: argv.
   std::vector<std::string> shown_argv;

@@ -127,6 +127,7 @@ json spec_to_json(const core::JobSpec& s) {
             return a;
           }()}};
   if (!s.shown_argv.empty()) j["shown_argv"] = s.shown_argv;
+  if (s.tasks_max) j["tasks_max"] = s.tasks_max;
   return j;
 }
 
@@ -152,6 +153,7 @@ core::JobSpec spec_from_json(const json& j) {
   core::kill_mode_from_string(j.value("kill_mode", "mixed"), &s.kill_mode);
   core::progress_source_from_string(j.value("progress", "notify"), &s.progress);
   s.shown_argv = j.value("shown_argv", std::vector<std::string>{});
+  s.tasks_max = j.value("tasks_max", uint64_t{0});
   for (const auto& o : j.value("resources", json::array())) {
     core::ResourceSpec r;
     if (!core::resource_kind_from_string(o.at("kind").get<std::string>(), &r.kind))

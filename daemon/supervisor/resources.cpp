@@ -88,6 +88,15 @@ std::string Supervisor::server_socket(const core::Job& job, size_t i) const {
 }
 
 void Supervisor::check_resources_here(const core::JobSpec& spec) const {
+  // A limit that would not be enforced is refused, never dropped silently.
+  if (spec.tasks_max) {
+    if (!cgroups_)
+      throw ApiError(ErrorKind::InvalidArgs,
+                     "tasks_max: jobs run without cgroups here (cgroup_root), so no task "
+                     "limit can be enforced");
+    if (!cgroups_->pids_unavailable().empty())
+      throw ApiError(ErrorKind::InvalidArgs, "tasks_max: " + cgroups_->pids_unavailable());
+  }
   const auto policy = volume_policy();
   for (size_t i = 0; i < spec.resources.size(); ++i) {
     const auto& r = spec.resources[i];

@@ -516,6 +516,12 @@ int Supervisor::prepare_spawn(core::Job& job, PreparedSpawn& p) {
       e.progress_fd.reset();
       return r;
     }
+    // Before the first process enters it: a fork bomb is held from its first fork.
+    if (job.spec().tasks_max)
+      if (int r = sys::CgroupTree::set_pids_max(p.cgroup_dir.get(), job.spec().tasks_max); r < 0) {
+        e.progress_fd.reset();
+        return r;
+      }
     req.cgroup_fd = p.cgroup_dir.get();
   }
   return 0;

@@ -132,11 +132,27 @@ std::optional<CgroupTree> CgroupTree::open(const std::string& setting, const std
                              ": give each daemon a cgroup_root of its own");
   }
   CgroupTree tree(mount, root, owner, std::move(lock));
+  // The pids controller for the jobs' cgroups: it must reach the root from above (a hybrid
+  // layout keeps it on cgroup v1), and the root must hold no process of its own to pass it on.
+  std::string controllers;
+  std::getline(std::ifstream(root + "/cgroup.controllers"), controllers);
+  if ((" " + controllers + " ").find(" pids ") == std::string::npos)
+    tree.pids_unavailable_ = "the pids controller is not available in " + root +
+                             (controllers.empty() ? " (no controller is: cgroup v1 holds them)" : "");
+  else if (int r = write_file(root + "/cgroup.subtree_control", "+pids"); r < 0)
+    tree.pids_unavailable_ = "cannot enable the pids controller below " + root + ": " + strerror(-r);
   // Named on the root too, for whoever looks and for the refusal above.
   if (fsetxattr(tree.lock_.get(), kOwnerXattr, owner.data(), owner.size(), 0) < 0 &&
       (errno == EOPNOTSUPP || errno == ENOTSUP))
     tree.xattrs_ = false;
   return tree;
+}
+
+int CgroupTree::set_pids_max(int dir, uint64_t max) {
+  Fd fd(::openat(dir, "pids.max", O_WRONLY | O_CLOEXEC));
+  if (!fd) return -errno;
+  const std::string v = std::to_string(max);
+  return ::write(fd.get(), v.data(), v.size()) < 0 ? -errno : 0;
 }
 
 bool CgroupTree::owns(const std::string& name) const {

@@ -39,6 +39,11 @@ class CgroupTree {
   // Creates (or reuses an empty) child cgroup, marked as ours, and returns an O_DIRECTORY fd for
   // clone3; -errno.
   int create(const std::string& name, Fd* dir) const;
+  // "" when job cgroups can be given pids.max (the pids controller is enabled for the root's
+  // children), else why not: a submit that asks for tasks_max is refused with it.
+  const std::string& pids_unavailable() const { return pids_unavailable_; }
+  // Writes the child cgroup's pids.max (dir as create() returned it); -errno.
+  static int set_pids_max(int dir, uint64_t max);
   // Whether the child cgroup is marked as created by this tree's owner. A daemon kills no cgroup
   // it did not create. Without xattrs on cgroupfs, the locked root vouches for all of it.
   bool owns(const std::string& name) const;
@@ -66,6 +71,7 @@ class CgroupTree {
   std::string mount_, root_, owner_;
   Fd lock_;             // the root, flock'ed: one daemon per root
   bool xattrs_ = true;  // cgroupfs takes trusted.* xattrs (Linux 3.x on)
+  std::string pids_unavailable_;
 };
 
 }  // namespace repvisor::sys

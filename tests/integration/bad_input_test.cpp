@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "harness.hpp"
@@ -186,4 +187,37 @@ TEST_F(BadInput, ControlCharactersInAJobReachNoTerminalRaw) {
   EXPECT_NE(out.find("n\\x1b[2Jn\\nx"), std::string::npos) << out;
   EXPECT_NE(out.find("\\x1b]0;title\\x07"), std::string::npos) << out;
   EXPECT_NE(out.find("\\x1b[2Jcleared"), std::string::npos) << out;
+}
+
+// A task limit is enforced (pids.max on the job's cgroup, set before its first process) or
+// refused at submit with the reason: never accepted and dropped.
+TEST_F(BadInput, ATaskLimitIsEnforcedOrRefusedNeverDropped) {
+  std::string controllers;
+  std::getline(std::ifstream(daemon.cgroup_dir() + "/cgroup.controllers"), controllers);
+  const bool pids = (" " + controllers + " ").find(" pids ") != std::string::npos;
+  ReadyFifo ready(daemon.dir);
+  auto r = bus.submit({{"argv", polite(ready)}, {"tasks_max", uint64_t{16}}});
+  if (!pids) {
+    // A hybrid layout keeps the pids controller on cgroup v1.
+    EXPECT_EQ(r.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+    EXPECT_NE(r.error_message.find("tasks_max: the pids controller is not available in " + daemon.cgroup_dir()),
+              std::string::npos)
+        << r.error_message;
+    EXPECT_TRUE(bus.list().empty());
+    return;
+  }
+  ASSERT_TRUE(r.ok) << r.error_message;
+  ready.wait_line();
+  const std::string id = r.s1;
+  std::string max;
+  std::getline(std::ifstream(daemon.cgroup_dir() + "/job-" + id + "/pids.max"), max);
+  EXPECT_EQ(max, "16");
+  ASSERT_TRUE(bus.stop(id, {{"wait", true}}).ok);
+}
+
+TEST_F(BadInput, ATaskLimitOutOfRangeIsRefused) {
+  auto r = bus.submit({{"argv", std::vector<std::string>{"true"}}, {"tasks_max", uint64_t{0}}});
+  EXPECT_EQ(r.error_name, "org.freedesktop.DBus.Error.InvalidArgs");
+  EXPECT_NE(r.error_message.find("tasks_max: 0 is out of range (1-4194304)"), std::string::npos) << r.error_message;
+  EXPECT_TRUE(bus.list().empty());
 }

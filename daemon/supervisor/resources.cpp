@@ -1048,13 +1048,24 @@ void Supervisor::adopt_resources(Entry& e) {
       watch_server(e, i);
     } else if (specs[i].kind == ResourceKind::Loop && !r.device.empty()) {
       uint64_t dev = 0, ino = 0;
-      if (sys::loop_backing(r.device, &dev, &ino) == 0 && dev == r.dev && ino == r.inode) {
+      const int rc = sys::loop_backing(r.device, &dev, &ino);
+      if (rc == 0 && dev == r.dev && ino == r.inode) {
         h.loop.reset(::open(r.device.c_str(), O_RDWR | O_CLOEXEC));
       } else {
-        // The daemon's hold ended with it and nothing of the job held the device: autoclear
-        // detached it. The job was given a path that no longer leads to its volume.
-        const std::string why = fmt::format("loop device {} of volume '{}' was detached while the daemon was down",
-                                            r.device, specs[i].name);
+        // The job was given a path that no longer leads to its volume. Said as the kernel tells
+        // it: unbound (the daemon's hold ended with it, nothing of the job held the device, and
+        // autoclear detached it), bound to another file, or unreadable.
+        const std::string why =
+            rc == -ENXIO ? fmt::format(
+                               "loop device {} of volume '{}' was detached while the daemon was down (nothing "
+                               "held it open)",
+                               r.device, specs[i].name)
+            : rc == 0 ? fmt::format(
+                            "loop device {} of volume '{}' now backs another file: it was detached and "
+                            "reused while the daemon was down",
+                            r.device, specs[i].name)
+                      : fmt::format("loop device {} of volume '{}': cannot read its backing file: {}", r.device,
+                                    specs[i].name, strerror(-rc));
         r.device.clear();
         changed(job, core::kChangedResources);
         job.on_resource_failed(why);

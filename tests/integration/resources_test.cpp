@@ -460,6 +460,38 @@ TEST_F(ResourcesTest, AdoptedJobKeepsItsServerWatchedAndItsLoopDevice) {
   EXPECT_TRUE(fs::exists(dst));
 }
 
+// A job that does not hold its loop device open loses it when the daemon's hold ends with the
+// daemon (autoclear): after the restart the job is told why, in the kernel's terms.
+TEST_F(ResourcesTest, AnAdoptedJobWhoseLoopDeviceWasDetachedIsToldWhy) {
+  ASSERT_EQ(daemon.terminate(), 0);
+  add_config("daemon", "recovery = \"adopt\"");
+  daemon.start();
+  const std::string id = mid_copy_job("keep");
+  fifo.wait_line();
+  const std::string device = res(id, "dst")["device"];
+  ASSERT_FALSE(device.empty());
+  kill(daemon.pid, SIGKILL);
+  ASSERT_EQ(daemon.wait_exit(), 128 + SIGKILL);
+  const bool detached = loops_of(dst).empty();
+  daemon.start();
+  Bus b(daemon.address());
+  if (!detached) {
+    // Still bound (something else held it): the job runs on with its device.
+    EXPECT_EQ(b.prop_s(id, "State"), "running");
+    ASSERT_TRUE(b.stop(id, {{"force", true}, {"wait", true}}).ok);
+    return;
+  }
+  b.wait_terminal(id);
+  EXPECT_EQ(b.prop_s(id, "State"), "failed");
+  EXPECT_NE(b.prop_s(id, "FailReason")
+                .find("loop device " + device +
+                      " of volume 'dst' was detached while the daemon was down (nothing held "
+                      "it open)"),
+            std::string::npos)
+      << b.prop_s(id, "FailReason");
+  EXPECT_TRUE(fs::exists(dst));
+}
+
 // The job templates shipped in config/jobs run as they are, paths aside.
 TEST_F(ResourcesTest, ShippedJobTemplatesRun) {
   fs::create_directories(vol + "/source");

@@ -571,10 +571,15 @@ TEST(DaemonWithoutCgroups, WhatTheMainProcessLeftIsKilledAndReapedAsItsOrphansEn
   Daemon daemon("cgroup_root = \"none\"");
   Bus bus(daemon.address());
   ReadyFifo ready(daemon.dir);
-  auto id = bus.submit_ok({"sh", "-c", "sleep 1000 & echo $! > " + ready.path()});
+  // The main process ends only once the test holds a pidfd of what it leaves behind: ended
+  // at once, the leftover could be killed and reaped before the test could open one.
+  const std::string go = daemon.dir + "/go";
+  ASSERT_EQ(mkfifo(go.c_str(), 0600), 0);
+  auto id = bus.submit_ok({"sh", "-c", "sleep 1000 & echo $! > " + ready.path() + "; read x < " + go});
   const pid_t left = std::stoi(ready.wait_line());
   int fd = pidfd_of(left);
   ASSERT_GE(fd, 0);
+  std::ofstream(go) << "go\n";
   bus.wait_terminal(id);
   EXPECT_EQ(bus.prop_s(id, "State"), "completed");
   EXPECT_TRUE(wait_gone(fd));

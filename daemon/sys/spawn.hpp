@@ -39,7 +39,7 @@ constexpr int kMaxPassFds = 16;
 // shares our table at the clone and first takes a copy of only the numbers up to the slots
 // (close_range CLOSE_RANGE_UNSHARE). Copying the whole table, as a fork does, and closing it all
 // again at exec is O(the daemon's descriptors), ~4 a job: at 1,000 jobs it was ~0.1 ms of CPU a
-// start (bench/README.md, session 18).
+// start, measured with a start of 1,000 jobs.
 //
 // The stack its children run on until they exec: one spawn at a time per thread, and the thread
 // sleeps until its child has exec'd (CLONE_VFORK), so one stack serves them all. A mapping made

@@ -27,8 +27,7 @@ struct LogLimiter::File {
   std::atomic<bool> running{false};
   std::atomic<bool> final_look{false};  // its processes are gone: one more look, at once
   std::atomic<usec_t> finished_usec{0};
-  std::atomic<uint64_t> size{0};    // as last seen
-  std::atomic<uint64_t> growth{0};  // between its last two looks, while it runs
+  std::atomic<uint64_t> size{0};  // as last seen
   // Under mu.
   bool gone = false;
   Fd fd;  // read-write, while the job runs; a finished log is opened for a cut only
@@ -265,10 +264,6 @@ void LogLimiter::run() {
 void LogLimiter::look(File& f, const config::LogLimits& limits) {
   std::lock_guard file_lock(f.mu);
   if (f.gone) return;
-  if (f.fd) {
-    if (const int64_t now = size_of(f.fd.get()); now >= 0)
-      f.growth = static_cast<uint64_t>(now) > f.size ? static_cast<uint64_t>(now) - f.size : 0;
-  }
   // A log not cut yet follows the configuration; one cut keeps its layout (its marker's place).
   if (f.cut == 0 && !f.no_collapse) {
     f.keep = limits.keep;
@@ -282,11 +277,6 @@ void LogLimiter::look(File& f, const config::LogLimits& limits) {
 }
 
 void LogLimiter::cut_to(File& f, uint64_t limit) {
-  // A log that grew by G since its last look is cut to G below its limit (up to half of it):
-  // it then reaches about its limit, not limit + G, by the next look. Its final look and the
-  // cuts for max_total cut to the limit itself.
-  const uint64_t room = f.running ? std::min(f.growth.load(), limit / 2) : 0;
-  const uint64_t target = limit - room / f.block * f.block;
   Fd opened;
   int fd = f.fd.get();
   if (fd < 0) {
@@ -297,9 +287,9 @@ void LogLimiter::cut_to(File& f, uint64_t limit) {
   const bool running = f.running;
   int64_t r = 0;
   if (f.keep == LogKeep::Tail)
-    r = sys::cut_log_tail(fd, limit, target, f.block);
+    r = sys::cut_log_tail(fd, limit, f.block);
   else if (f.keep == LogKeep::Both)
-    r = sys::cut_log_both(fd, f.layout, limit, target, f.block, f.cut);
+    r = sys::cut_log_both(fd, f.layout, limit, f.block, f.cut);
   if ((r == -EOPNOTSUPP || r == -EINVAL) && f.keep != LogKeep::Head) {
     // tmpfs, and file systems without FALLOC_FL_COLLAPSE_RANGE: the head is what can be kept.
     if (!warned_no_collapse_)

@@ -51,30 +51,28 @@ uint64_t log_block_size(int fd) {
   return sf.f_bsize > 0 ? static_cast<uint64_t>(sf.f_bsize) : 4096;
 }
 
-int64_t cut_log_tail(int fd, uint64_t limit, uint64_t target, uint64_t block) {
+int64_t cut_log_tail(int fd, uint64_t limit, uint64_t block) {
   const int64_t size = file_size(fd);
   if (size < 0) return size;
   if (static_cast<uint64_t>(size) <= limit) return 0;
-  target = std::min(target, limit);
-  // Less than `target` + one block is left: never less than asked for. The range ends before
+  // Less than `limit` + one block is left: never less than asked for. The range ends before
   // the end of the file, as a collapse must.
-  const uint64_t len = round_down(static_cast<uint64_t>(size) - target, block);
+  const uint64_t len = round_down(static_cast<uint64_t>(size) - limit, block);
   if (len == 0) return 0;
   if (int r = collapse(fd, 0, len); r < 0) return r;
   return static_cast<int64_t>(len);
 }
 
-int64_t cut_log_both(int fd, uint64_t layout, uint64_t limit, uint64_t target, uint64_t block, uint64_t cut_so_far) {
+int64_t cut_log_both(int fd, uint64_t layout, uint64_t limit, uint64_t block, uint64_t cut_so_far) {
   const int64_t size = file_size(fd);
   if (size < 0) return size;
   const uint64_t head = round_down(layout / 2, block);
   const uint64_t tail_start = head + block;  // the block [head, tail_start) ends with the marker
   limit = std::max(limit, tail_start + block);
   if (static_cast<uint64_t>(size) <= limit) return 0;
-  target = std::clamp(target, tail_start + block, limit);
-  const uint64_t len = round_down(static_cast<uint64_t>(size) - target, block);
+  const uint64_t len = round_down(static_cast<uint64_t>(size) - limit, block);
   if (len == 0) return 0;
-  // tail_start + len <= tail_start + size - target < size: the range ends before the end.
+  // tail_start + len <= tail_start + size - limit < size: the range ends before the end.
   if (int r = collapse(fd, tail_start, len); r < 0) return r;
   // The first cut also overwrites the head's last kLogMarkerSize bytes with the marker.
   const uint64_t removed = len + (cut_so_far == 0 ? kLogMarkerSize : 0);

@@ -4,7 +4,7 @@
 //
 // Layouts, with B the file system's block size:
 //  - tail: whole blocks are removed from the front (FALLOC_FL_COLLAPSE_RANGE); what is left is
-//    the file's last bytes, at least `target` of them and less than `target` + B.
+//    the file's last bytes, at least `limit` of them and less than `limit` + B.
 //  - both: the first H = max_size/2 bytes rounded down to a block stay; the block after them,
 //    [H, H+B), is kept too but ends with the marker line; whole blocks after it are removed,
 //    so that the rest is the file's last bytes, as for tail.
@@ -30,14 +30,12 @@ uint64_t log_block_size(int fd);
 
 // Each returns the bytes it removed (0: nothing to do) or -errno. -EOPNOTSUPP (or -EINVAL from
 // a file system that cannot collapse this file) means the caller must fall back to head.
-// A file over `limit` is cut down to `target` (<= limit): a log growing fast is given room
-// to grow until the next look (log_limiter.hpp).
-int64_t cut_log_tail(int fd, uint64_t limit, uint64_t target, uint64_t block);
+int64_t cut_log_tail(int fd, uint64_t limit, uint64_t block);
 // `layout`: the limit the head and the marker's place are taken from (the log's max_size);
 // `limit` may be smaller (the total cap), but never below the head, the marker's block and one
 // block of tail. `cut_so_far`: bytes this log lost before; the marker is (re)written with the
 // new total, and the first time also counts the head's bytes it overwrites.
-int64_t cut_log_both(int fd, uint64_t layout, uint64_t limit, uint64_t target, uint64_t block, uint64_t cut_so_far);
+int64_t cut_log_both(int fd, uint64_t layout, uint64_t limit, uint64_t block, uint64_t cut_so_far);
 int64_t cut_log_head(int fd, uint64_t limit);
 // Once the job has ended: the head cut exactly, with the marker. `cut_so_far` > 0 or a file over
 // `limit` seals it; else nothing is done. `sealed`: the file already ends with a marker (a

@@ -47,10 +47,12 @@ TEST(Logs, AFloodingJobsLogStaysBoundedAndStatusSaysWhatWasCut) {
   Bus bus(daemon.address());
   const std::string id = bus.submit_ok({"sh", "-c", "echo first line; exec yes AAAAAAAAAAAAAAAA"});
   const std::string log = bus.prop_s(id, "LogPath");
-  // 64 MiB written past the limit: a log without a bound would hold them all.
-  bus.wait_until(id, [&](Bus& b) { return b.prop_t(id, "LogBytesCut") >= 64 * MiB; });
+  // 256 MiB written past the limit: a log without a bound would hold them all. While the job
+  // runs the log may be over max_size by the slack (what it writes between two looks: tens of
+  // MB at page-cache speed on a loaded host), never by what was cut.
+  bus.wait_until(id, [&](Bus& b) { return b.prop_t(id, "LogBytesCut") >= 256 * MiB; });
   EXPECT_EQ(bus.prop_s(id, "State"), "running");
-  EXPECT_LT(file_size(log), 16 * MiB) << "far over max_size while the job runs";
+  EXPECT_LT(file_size(log), 64 * MiB) << "far over max_size while the job runs";
   EXPECT_EQ(bus.prop_s(id, "LogKeep"), "both");
   ASSERT_TRUE(bus.stop(id, {{"wait", true}}).ok);
   // Once the job has ended, its last look cuts it to max_size (whole blocks: at most one over).
@@ -73,9 +75,12 @@ TEST(Logs, TailKeepsExactlyTheLastBytesTheJobWrote) {
   const std::string id = bus.submit_ok({"sh", "-c", "yes 0123456789abcdef | head -c " + std::to_string(kTotal)});
   bus.wait_terminal(id);
   EXPECT_EQ(bus.prop_s(id, "State"), "completed");
-  // The final look's report comes once the job has ended: wait for it, not for time.
-  bus.wait_until(id,
-                 [&](Bus& b) { return b.prop_t(id, "LogBytesCut") + file_size(b.prop_s(id, "LogPath")) == kTotal; });
+  // The final look cuts the log to max_size once the job has ended, and its report follows:
+  // wait for both, not for time. The sum holds whenever the report is the latest.
+  bus.wait_until(id, [&](Bus& b) {
+    const uint64_t size = file_size(b.prop_s(id, "LogPath"));
+    return size <= MiB + 4096 && b.prop_t(id, "LogBytesCut") + size == kTotal;
+  });
   const uint64_t cut = bus.prop_t(id, "LogBytesCut");
   const std::string all = read_all(bus.prop_s(id, "LogPath"));
   EXPECT_GE(all.size(), MiB);
@@ -126,8 +131,8 @@ TEST(Logs, AnAdoptedJobsLogStaysBoundedAfterADaemonRestart) {
   Bus bus(daemon.address());
   ASSERT_EQ(bus.prop_s(id, "State"), "running");
   std::ofstream(go) << "go\n";  // it floods only now, under the new daemon
-  bus.wait_until(id, [&](Bus& b) { return b.prop_t(id, "LogBytesCut") >= 64 * MiB; });
-  EXPECT_LT(file_size(bus.prop_s(id, "LogPath")), 16 * MiB);
+  bus.wait_until(id, [&](Bus& b) { return b.prop_t(id, "LogBytesCut") >= 256 * MiB; });
+  EXPECT_LT(file_size(bus.prop_s(id, "LogPath")), 64 * MiB);
   ASSERT_TRUE(bus.stop(id, {{"wait", true}}).ok);
 }
 
@@ -153,7 +158,8 @@ TEST(Logs, FollowingALogGoesOnAfterItIsCut) {
   int status = 0;
   ASSERT_EQ(waitpid(follower, &status, 0), follower);  // it ends with the job
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_all(err);
-  EXPECT_GT(bus.prop_t(id, "LogBytesCut"), 0u);
+  // ~2.3 MB through a 256 KiB log: cut, at the latest by its last look after the job ended.
+  bus.wait_until(id, [&](Bus& b) { return b.prop_t(id, "LogBytesCut") > 0; });
   // Whole lines in order, none garbled, up to the last one: a cut may skip lines the reader had
   // not reached, never repeat or splice them. The first may be partial: a log cut before the
   // reader started begins where the cut fell.

@@ -6,7 +6,10 @@
 // It also reports the flood's log's largest size seen (max_size plus the slack) and the CPU time
 // of the daemon's log thread ("rv-logs") and of the whole daemon while timed.
 //
-//   bench-log-flood ADDRESS N DAEMON_PID
+//   bench-log-flood ADDRESS N DAEMON_PID [MBPS]
+//
+// MBPS (0 by default): the flood's pace in MB/s, 1 MiB writes spaced evenly (a perl loop);
+// 0 is `dd bs=1M` as fast as it can.
 #include <sys/stat.h>
 #include <systemd/sd-bus.h>
 #include <time.h>
@@ -125,14 +128,16 @@ uint64_t cpu_ns(const std::string& pid, const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: bench-log-flood ADDRESS N DAEMON_PID\n");
+  if (argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: bench-log-flood ADDRESS N DAEMON_PID [MBPS]\n");
     return 2;
   }
   char* end = nullptr;
   const long n = strtol(argv[2], &end, 10);
   if (*end != '\0' || n < 10 || n > 10'000'000) die("N", -EINVAL);
   const std::string pid = argv[3];
+  const long mbps = argc == 5 ? strtol(argv[4], &end, 10) : 0;
+  if (argc == 5 && (*end != '\0' || mbps < 0 || mbps > 100'000)) die("MBPS", -EINVAL);
   if (int r = sd_bus_new(&bus); r < 0) die("sd_bus_new", r);
   sd_bus_set_address(bus, argv[1]);
   sd_bus_set_bus_client(bus, 1);
@@ -144,7 +149,12 @@ int main(int argc, char** argv) {
   (void)time_reads(idle, n / 10, [] {});  // warm
   const std::vector<double> quiet = time_reads(idle, n, [] {});
 
-  const std::string flood = submit("flood", "exec dd if=/dev/zero bs=1M status=none");
+  const std::string paced =
+      "exec perl -MTime::HiRes=time,sleep -e '$b = \"A\" x 1048575 . \"\\n\"; $per = 1048576 / (" +
+      std::to_string(mbps) +
+      " * 1e6); $t = time; for ($n = 1;; $n++) { syswrite STDOUT, $b; $d = $t + $n * $per - time; sleep $d if $d > 0 "
+      "}'";
+  const std::string flood = submit("flood", mbps ? paced.c_str() : "exec dd if=/dev/zero bs=1M status=none");
   // Timed once the flood has been cut at least once: the limiter is working, not warming up.
   while (get_t(flood, "LogBytesCut") == 0) {
   }

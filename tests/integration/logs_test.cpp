@@ -236,3 +236,37 @@ TEST(Logs, ADeletedFloodingJobsLogIsReusedEmpty) {
   EXPECT_EQ(read_all(bus.prop_s(id, "LogPath")), "hello\n");
   EXPECT_EQ(bus.prop_t(id, "LogBytesCut"), 0u);
 }
+
+TEST(Logs, TheCutsOfAFinishedJobAreKeptAcrossARestart) {
+  Daemon daemon(logs_config("max_size = \"1MiB\"\nkeep = \"tail\""));
+  std::string id;
+  uint64_t cut = 0;
+  {
+    Bus bus(daemon.address());
+    id = bus.submit_ok({"sh", "-c", "yes | head -c 5000000"});
+    bus.wait_terminal(id);
+    bus.wait_until(id, [&](Bus& b) {
+      return b.prop_t(id, "LogBytesCut") + file_size(b.prop_s(id, "LogPath")) == 5'000'000 &&
+             file_size(b.prop_s(id, "LogPath")) <= MiB + 4096;
+    });
+    cut = bus.prop_t(id, "LogBytesCut");
+  }
+  ASSERT_EQ(daemon.terminate(), 0);
+  daemon.start();
+  Bus bus(daemon.address());
+  EXPECT_EQ(bus.prop_t(id, "LogBytesCut"), cut);
+  EXPECT_EQ(bus.prop_s(id, "LogKeep"), "tail");
+  EXPECT_EQ(bus.prop_t(id, "LogLimit"), MiB);
+}
+
+TEST(Logs, AReloadedMaxSizeBoundsARunningJobsLog) {
+  Daemon daemon(logs_config("max_size = \"1TiB\"\nmax_total = \"2TiB\""));
+  Bus bus(daemon.address());
+  const std::string id = bus.submit_ok({"sh", "-c", "exec yes AAAAAAAAAAAAAAAA"});
+  std::filesystem::create_directories(daemon.config_path + ".d");
+  std::ofstream(daemon.config_path + ".d/50-logs.toml") << "[logs]\nmax_size = \"1MiB\"\nmax_total = \"1GiB\"\n";
+  kill(daemon.pid, SIGHUP);
+  bus.wait_until(id, [&](Bus& b) { return b.prop_t(id, "LogLimit") == MiB && b.prop_t(id, "LogBytesCut") > 0; });
+  ASSERT_TRUE(bus.stop(id, {{"wait", true}}).ok);
+  bus.wait_until(id, [&](Bus&) { return file_size(bus.prop_s(id, "LogPath")) <= MiB + 4096; });
+}

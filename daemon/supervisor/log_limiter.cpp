@@ -326,34 +326,31 @@ void LogLimiter::cut_to(File& f, uint64_t limit) {
 }
 
 void LogLimiter::enforce_total(const config::LogLimits& limits) {
-  std::vector<std::shared_ptr<File>> all;
+  // Summed after every round of looks: a few thousand additions. Only a log set over the total
+  // is copied and sorted.
   uint64_t total = 0;
-  {
-    std::lock_guard lock(mutex_);
-    for (auto& [id, f] : files_) {
-      total += f->size;
-      all.push_back(f);
-    }
-  }
-  if (total <= limits.max_total) return;
-  // Finished logs first, the oldest first; then running ones, the largest first.
   struct Order {
     bool running;
     usec_t finished;
     uint64_t size;
+    std::shared_ptr<File> file;
   };
-  std::vector<std::pair<Order, std::shared_ptr<File>>> order;
-  for (auto& f : all) order.push_back({{f->running, f->finished_usec, f->size}, f});
-  std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) {
-    const Order &a = x.first, &b = y.first;
+  std::vector<Order> order;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, f] : files_) total += f->size;
+    if (total <= limits.max_total) return;
+    order.reserve(files_.size());
+    for (const auto& [id, f] : files_) order.push_back({f->running, f->finished_usec, f->size, f});
+  }
+  // Finished logs first, the oldest first; then running ones, the largest first.
+  std::sort(order.begin(), order.end(), [](const Order& a, const Order& b) {
     if (a.running != b.running) return !a.running;
     if (!a.running) return a.finished < b.finished;
     return a.size > b.size;
   });
-  all.clear();
-  for (auto& [o, f] : order) all.push_back(f);
   uint64_t excess = total - limits.max_total;
-  for (auto& f : all) {
+  for (auto& [running, finished, size, f] : order) {
     if (excess == 0) break;
     std::lock_guard file_lock(f->mu);
     const uint64_t before = f->size;

@@ -52,10 +52,10 @@ TEST(Logs, AFloodingJobsLogStaysBoundedAndStatusSaysWhatWasCut) {
   const std::string log = bus.prop_s(id, "LogPath");
   // 256 MiB written past the limit: a log without a bound would hold them all. While the job
   // runs the log may be over max_size by the slack (what it writes between two looks: tens of
-  // MB at page-cache speed on a loaded host), never by what was cut.
+  // MB at page-cache speed, more on a loaded host), not by what was cut.
   bus.wait_until(id, [&](Bus& b) { return b.prop_t(id, "LogBytesCut") >= 256 * MiB; });
   EXPECT_EQ(bus.prop_s(id, "State"), "running");
-  EXPECT_LT(file_size(log), 64 * MiB) << "far over max_size while the job runs";
+  EXPECT_LT(file_size(log), 128 * MiB) << "not bounded: half of what was cut is still there";
   EXPECT_EQ(bus.prop_s(id, "LogKeep"), "both");
   ASSERT_TRUE(bus.stop(id, {{"wait", true}}).ok);
   // Once the job has ended, its last look cuts it to max_size (whole blocks: at most one over).
@@ -135,7 +135,7 @@ TEST(Logs, AnAdoptedJobsLogStaysBoundedAfterADaemonRestart) {
   ASSERT_EQ(bus.prop_s(id, "State"), "running");
   std::ofstream(go) << "go\n";  // it floods only now, under the new daemon
   bus.wait_until(id, [&](Bus& b) { return b.prop_t(id, "LogBytesCut") >= 256 * MiB; });
-  EXPECT_LT(file_size(bus.prop_s(id, "LogPath")), 64 * MiB);
+  EXPECT_LT(file_size(bus.prop_s(id, "LogPath")), 128 * MiB);
   ASSERT_TRUE(bus.stop(id, {{"wait", true}}).ok);
 }
 

@@ -269,14 +269,14 @@ void LogLimiter::look(File& f, const config::LogLimits& limits) {
     f.keep = limits.keep;
     f.layout = limits.max_size;
   }
-  cut_to(f, f.lowered ? std::min(f.lowered, limits.max_size) : limits.max_size);
+  cut_to(f, f.lowered ? std::min(f.lowered, limits.max_size) : limits.max_size, f.final_look);
   if (f.final_look) {
     f.final_look = false;
     f.fd.reset();  // a finished log is opened again only to cut it for max_total
   }
 }
 
-void LogLimiter::cut_to(File& f, uint64_t limit) {
+void LogLimiter::cut_to(File& f, uint64_t limit, bool last_look) {
   Fd opened;
   int fd = f.fd.get();
   if (fd < 0) {
@@ -314,7 +314,8 @@ void LogLimiter::cut_to(File& f, uint64_t limit) {
   }
   if (const int64_t s = size_of(fd); s >= 0) f.size = static_cast<uint64_t>(s);
   const bool final = !running;
-  if (r == 0 && !(final && f.cut > 0)) return;
+  // The last look reports a cut log even when it cut nothing more: its count is then final.
+  if (r == 0 && !(last_look && f.cut > 0)) return;
   f.cut += static_cast<uint64_t>(r);
   std::lock_guard lock(mutex_);
   LogCutReport& rep = reports_[f.id];
@@ -358,7 +359,7 @@ void LogLimiter::enforce_total(const config::LogLimits& limits) {
     const uint64_t target = std::max(config::kMinLogSize, before > excess ? before - excess : 0);
     // A running log stays at its lower bound: it would grow back to max_size otherwise.
     if (f->running) f->lowered = f->lowered ? std::min(f->lowered, target) : target;
-    cut_to(*f, target);
+    cut_to(*f, target, false);
     if (f->size < before) excess -= std::min(excess, before - f->size);
   }
 }

@@ -75,8 +75,8 @@ class LogLimiter {
   void drain_inotify();
   void look(File& f, const config::LogLimits& limits);
   void enforce_total(const config::LogLimits& limits);
-  void cut_to(File& f, uint64_t limit);  // f.mu held
-  void deliver();                        // on the loop
+  void cut_to(File& f, uint64_t limit, bool last_look);  // f.mu held
+  void deliver();                                        // on the loop
 
   std::mutex mutex_;  // everything below but the thread's own
   config::LogLimits limits_;

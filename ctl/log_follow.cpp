@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "config/logs.hpp"
 
@@ -21,6 +22,11 @@ std::string log_status(const std::string& path, uint64_t cut, const std::string&
   else
     kept = fmt::format("the first and last {} kept", config::format_size(limit / 2));
   return fmt::format("{} (cut: {} dropped, {})", path, config::format_size(cut), kept);
+}
+
+uint64_t LogFollower::size_now() const {
+  struct stat st {};
+  return fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
 std::string LogFollower::read_at(uint64_t offset, size_t len) const {
@@ -59,30 +65,34 @@ void LogFollower::resync(uint64_t size, const std::string& keep) {
   // The end was cut (head): what was shown is still there up to the file's new end, or up to
   // the marker that replaced its last bytes. Before the job's LogKeep is known, only a long
   // enough stretch says so: a few bytes alike can be chance (every line starts alike).
-  if (start < avail && (keep == "head" || (keep.empty() && avail - start >= 512))) {
+  if (start < avail && (keep == "head" || keep.empty())) {
     const std::string now = read_at(start, static_cast<size_t>(avail - start));
     size_t same = 0;
     while (same < now.size() && now[same] == seen_[same]) ++same;
-    if (same == now.size() || keep == "head") {
+    // (What was read is checked, not what fstat said: the file may have been cut again since.)
+    if (keep == "head" || (same == now.size() && now.size() >= 512)) {
       offset_ = start + same;
       seen_.resize(same);
       return;
     }
   }
   // The front was cut (tail, both): the bytes last shown moved towards the start. Searched for
-  // from the end, in chunks overlapping by what is searched for.
+  // from the end, in chunks overlapping by what is searched for. A cut during the search can
+  // hide them (a chunk read half before it): searched for again, a few times.
   constexpr size_t kChunk = 1 << 20;
-  uint64_t end = avail;
-  while (end >= seen_.size()) {
-    const uint64_t from = end > kChunk ? end - kChunk : 0;
-    const std::string chunk = read_at(from, static_cast<size_t>(end - from));
-    const size_t at = chunk.rfind(seen_);
-    if (at != std::string::npos) {
-      offset_ = from + at + seen_.size();
-      return;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    uint64_t end = attempt == 0 ? avail : size_now();
+    while (end >= seen_.size()) {
+      const uint64_t from = end > kChunk ? end - kChunk : 0;
+      const std::string chunk = read_at(from, static_cast<size_t>(end - from));
+      const size_t at = chunk.rfind(seen_);
+      if (at != std::string::npos) {
+        offset_ = from + at + seen_.size();
+        return;
+      }
+      if (from == 0) break;
+      end = from + seen_.size() - 1;
     }
-    if (from == 0) break;
-    end = from + seen_.size() - 1;
   }
   // They were cut as well: on from the first whole line kept after the cut (past the marker
   // line, if any): a cut falls on a block boundary, mostly within a line.
@@ -103,18 +113,30 @@ bool LogFollower::catch_cut(const std::string& keep) {
   return true;
 }
 
-void LogFollower::drain(FILE* out, const std::string& keep) {
+void LogFollower::drain(FILE* out, const std::string& keep, bool whole_lines) {
   catch_cut(keep);
   char buf[65536];
   for (;;) {
     const ssize_t n = pread(fd_, buf, sizeof buf, static_cast<off_t>(offset_));
     if (n <= 0) break;
     // A cut between the look above and this read would make these bytes the wrong ones: they
-    // are shown only if what was shown before is still where it was.
+    // are shown only if what was shown before is still where it was, and read again they are
+    // the same (a cut during the read leaves a splice of the file before and after it).
     if (catch_cut(keep)) continue;
-    fwrite(buf, 1, static_cast<size_t>(n), out);
-    remember(buf, static_cast<size_t>(n));
-    offset_ += static_cast<uint64_t>(n);
+    if (read_at(offset_, static_cast<size_t>(n)) != std::string_view(buf, static_cast<size_t>(n))) continue;
+    // Whole lines only while following: a cut may take the rest of a line shown in part, and
+    // what comes after the cut would be spliced onto it.
+    auto show = static_cast<size_t>(n);
+    if (whole_lines) {
+      if (const void* nl = memrchr(buf, '\n', show))
+        show = static_cast<size_t>(static_cast<const char*>(nl) - buf) + 1;
+      else if (show < sizeof buf)
+        break;  // a line not yet ended: shown once it is (a longer one than buf, in parts)
+    }
+    fwrite(buf, 1, show, out);
+    remember(buf, show);
+    offset_ += show;
+    if (show < static_cast<size_t>(n)) break;
   }
   fflush(out);
 }

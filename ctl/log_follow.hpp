@@ -17,14 +17,16 @@ std::string log_status(const std::string& path, uint64_t cut, const std::string&
 class LogFollower {
  public:
   explicit LogFollower(int fd) : fd_(fd) {}
-  // `keep`: the job's LogKeep property ("" until its log was first cut).
-  void drain(FILE* out, const std::string& keep);
+  // `keep`: the job's LogKeep property ("" until its log was first cut). `whole_lines`: a line
+  // not yet ended waits for its end (while following; not for the last read).
+  void drain(FILE* out, const std::string& keep, bool whole_lines);
 
  private:
   bool moved(uint64_t size);                // a cut since the last drain
   bool catch_cut(const std::string& keep);  // moved: on from the right place, and says so
   void resync(uint64_t size, const std::string& keep);
   std::string read_at(uint64_t offset, size_t len) const;
+  uint64_t size_now() const;
   void remember(const char* data, size_t n);
 
   static constexpr size_t kSeen = 4096;

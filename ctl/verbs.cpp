@@ -535,8 +535,8 @@ int verb_logs(const Globals& g, const JobArg& a) {
     throw CtlError(kExitFailure, fmt::format("cannot read {}: {}", log, strerror(errno)));
   }
   LogFollower follower(fd);
-  auto drain = [&] { follower.drain(stdout, get_s(p, "LogKeep")); };
-  drain();
+  auto drain = [&](bool whole_lines = true) { follower.drain(stdout, get_s(p, "LogKeep"), whole_lines); };
+  drain(a.follow);
   if (!a.follow) {
     close(fd);
     return kExitOk;
@@ -563,7 +563,7 @@ int verb_logs(const Globals& g, const JobArg& a) {
     }
     drain();
   }
-  drain();
+  drain(false);  // the rest, a last line without its end too
   close(in);
   close(fd);
   (void)g;

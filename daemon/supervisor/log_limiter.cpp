@@ -27,7 +27,8 @@ struct LogLimiter::File {
   std::atomic<bool> running{false};
   std::atomic<bool> final_look{false};  // its processes are gone: one more look, at once
   std::atomic<usec_t> finished_usec{0};
-  std::atomic<uint64_t> size{0};  // as last seen
+  std::atomic<bool> reopen{false};  // (re)tracked: the thread opens and watches it
+  std::atomic<uint64_t> size{0};    // as last seen
   // Under mu.
   bool gone = false;
   Fd fd;  // read-write, while the job runs; a finished log is opened for a cut only
@@ -85,65 +86,85 @@ void LogLimiter::wake() {
 
 void LogLimiter::track(const std::string& id, const std::string& path, bool running, usec_t finished_usec, uint64_t cut,
                        LogKeep keep) {
-  std::shared_ptr<File> f;
+  // No system call here but the wake-up: the thread opens and watches the log (open_log), so
+  // that a job's start costs the loop nothing more.
   {
     std::lock_guard lock(mutex_);
-    if (auto it = files_.find(id); it != files_.end()) f = it->second;
-  }
-  if (!f) {
-    f = std::make_shared<File>();
-    f->id = id;
-    f->path = path;
-    f->cut = cut;
-    f->keep = cut > 0 ? keep : limits_.keep;
-    f->layout = limits_.max_size;
-    f->sealed = cut > 0 && keep == LogKeep::Head && !running;
-  }
-  std::lock_guard file_lock(f->mu);  // the thread may be looking at it (a resumed job's log)
-  Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
-  if (!fd) {
-    if (errno != ENOENT) log::warning("job {}: cannot open its log {} to bound it: {}", id, path, strerror(errno));
-    return;  // no log (yet): nothing to bound
-  }
-  if (const uint64_t b = sys::log_block_size(fd.get()); b > 0) f->block = b;
-  if (const int64_t s = size_of(fd.get()); s >= 0) f->size = static_cast<uint64_t>(s);
-  int watch = -1;
-  if (running) {
-    watch = inotify_add_watch(inotify_.get(), path.c_str(), IN_MODIFY);
-    if (watch < 0)
-      log::warning("job {}: cannot watch its log {} ({}): it is looked at every {} ms instead", id, path,
-                   strerror(errno), kLookEvery * 25 / USEC_PER_MSEC);
-    f->fd = std::move(fd);
-    f->sealed = false;
-  }
-  {
-    std::lock_guard lock(mutex_);
-    if (f->watch >= 0) by_watch_.erase(f->watch);
-    f->watch = watch;
-    if (watch >= 0) by_watch_[watch] = f;
+    std::shared_ptr<File>& f = files_[id];
+    if (!f) {
+      f = std::make_shared<File>();
+      f->id = id;
+      f->path = path;
+      f->cut = cut;
+      f->keep = cut > 0 ? keep : limits_.keep;
+      f->layout = limits_.max_size;
+      f->sealed = cut > 0 && keep == LogKeep::Head && !running;
+    }
     f->running = running;
     f->final_look = !running;
     f->finished_usec = finished_usec;
-    f->dirty = true;  // what it wrote before the watch is seen by a first look
-    files_[id] = f;
+    f->reopen = true;
+    mark_dirty(f);  // what it wrote before the watch is seen by a first look
   }
   wake();
 }
 
-void LogLimiter::finished(const std::string& id, usec_t finished_usec) {
-  std::lock_guard lock(mutex_);
-  auto it = files_.find(id);
-  if (it == files_.end()) return;
-  File& f = *it->second;
-  if (f.watch >= 0) {
-    inotify_rm_watch(inotify_.get(), f.watch);
-    by_watch_.erase(f.watch);
-    f.watch = -1;
+void LogLimiter::open_log(const std::shared_ptr<File>& f) {
+  Fd fd(::open(f->path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
+  if (!fd) {
+    if (errno != ENOENT)
+      log::warning("job {}: cannot open its log {} to bound it: {}", f->id, f->path, strerror(errno));
+    return;  // no log (yet): nothing to bound
   }
-  f.running = false;
-  f.final_look = true;
-  f.finished_usec = finished_usec;
-  f.dirty = true;
+  if (const uint64_t b = sys::log_block_size(fd.get()); b > 0) f->block = b;
+  if (const int64_t s = size_of(fd.get()); s >= 0) set_size(*f, static_cast<uint64_t>(s));
+  if (!f->running) return;  // opened for a cut only
+  const int watch = inotify_add_watch(inotify_.get(), f->path.c_str(), IN_MODIFY);
+  if (watch < 0)
+    log::warning("job {}: cannot watch its log {} ({}): it is looked at every {} ms instead", f->id, f->path,
+                 strerror(errno), kLookEvery * 25 / USEC_PER_MSEC);
+  f->fd = std::move(fd);
+  f->sealed = false;
+  std::lock_guard lock(mutex_);
+  if (f->watch >= 0 && f->watch != watch) by_watch_.erase(f->watch);
+  f->watch = watch;
+  if (watch >= 0)
+    by_watch_[watch] = f;
+  else if (std::find(unwatched_.begin(), unwatched_.end(), f) == unwatched_.end())
+    unwatched_.push_back(f);
+}
+
+void LogLimiter::mark_dirty(const std::shared_ptr<File>& f) {
+  if (f->dirty) return;
+  f->dirty = true;
+  dirty_.push_back(f);
+}
+
+void LogLimiter::set_size(File& f, uint64_t size) {
+  // Modulo 2^64: a shrink adds its complement.
+  total_.fetch_add(size - f.size.exchange(size));
+}
+
+void LogLimiter::drop_watch(File& f) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(unwatched_, [&](const auto& u) { return u.get() == &f; });
+  if (f.watch < 0) return;
+  inotify_rm_watch(inotify_.get(), f.watch);
+  by_watch_.erase(f.watch);
+  f.watch = -1;
+}
+
+void LogLimiter::finished(const std::string& id, usec_t finished_usec) {
+  {
+    std::lock_guard lock(mutex_);
+    auto it = files_.find(id);
+    if (it == files_.end()) return;
+    File& f = *it->second;
+    f.running = false;  // its last look drops its watch
+    f.final_look = true;
+    f.finished_usec = finished_usec;
+    mark_dirty(it->second);
+  }
   wake();
 }
 
@@ -156,23 +177,20 @@ void LogLimiter::forget(const std::string& id) {
     f = it->second;
     files_.erase(it);
     reports_.erase(id);
-    if (f->watch >= 0) {
-      inotify_rm_watch(inotify_.get(), f->watch);
-      by_watch_.erase(f->watch);
-      f->watch = -1;
-    }
   }
   // The file is emptied and reused for another job's log next (sys/file_pool.hpp): no cut of
-  // the thread's may land in it after this.
+  // the thread's may land in it after this, and its watch (one per inode) must not outlive it.
   std::lock_guard file_lock(f->mu);
   f->gone = true;
   f->fd.reset();
+  set_size(*f, 0);  // no longer counted towards max_total
+  drop_watch(*f);
 }
 
 void LogLimiter::reconfigure(const config::LogLimits& limits) {
   std::lock_guard lock(mutex_);
   limits_ = limits;
-  for (auto& [id, f] : files_) f->dirty = true;  // the next look applies them
+  for (auto& [id, f] : files_) mark_dirty(f);  // the next look applies them
   wake();
 }
 
@@ -196,10 +214,11 @@ void LogLimiter::drain_inotify() {
       const auto* ev = reinterpret_cast<const inotify_event*>(buf + at);
       at += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
       if (ev->mask & IN_Q_OVERFLOW) {
-        for (auto& [id, f] : files_) f->dirty |= f->running;
+        for (auto& [id, f] : files_)
+          if (f->running) mark_dirty(f);
         continue;
       }
-      if (auto it = by_watch_.find(ev->wd); it != by_watch_.end()) it->second->dirty = true;
+      if (auto it = by_watch_.find(ev->wd); it != by_watch_.end()) mark_dirty(it->second);
     }
   }
 }
@@ -217,22 +236,27 @@ void LogLimiter::run() {
       limits = limits_;
       const usec_t now = now_monotonic();
       usec_t next = USEC_INFINITY;
-      for (auto& [id, f] : files_) {
-        // Unwatched (no inotify watch could be had): looked at on a slower clock.
-        if (f->running && f->watch < 0 && now >= f->last_look + 25 * kLookEvery) f->dirty = true;
-        if (f->running && f->watch < 0) next = std::min(next, f->last_look + 25 * kLookEvery);
-        if (!f->dirty) continue;
+      // Unwatched logs (no inotify watch could be had) are looked at on a slower clock.
+      for (const auto& f : unwatched_) {
+        if (now >= f->last_look + 25 * kLookEvery) mark_dirty(f);
+        next = std::min(next, f->last_look + 25 * kLookEvery);
+      }
+      // Only the logs with something to look at: a wake-up costs nothing per finished job.
+      std::vector<std::shared_ptr<File>> waiting;
+      for (auto& f : dirty_) {
         const usec_t at = f->final_look ? now : f->last_look + kLookEvery;
         if (at <= now) {
           f->dirty = false;
           f->last_look = now;
-          due.push_back(f);
+          due.push_back(std::move(f));
         } else {
           next = std::min(next, at);
           // Its events are not read until its look: inotify merges them meanwhile.
           read_events = false;
+          waiting.push_back(std::move(f));
         }
       }
+      dirty_.swap(waiting);
       if (!reports_.empty()) next = std::min(next, last_report_ + kReportEvery);
       if (due.empty() && next != USEC_INFINITY)
         timeout_ms = next <= now ? 0 : static_cast<int>((next - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
@@ -245,7 +269,7 @@ void LogLimiter::run() {
       }
       if (read_events && (fds[1].revents & POLLIN)) drain_inotify();
     }
-    for (auto& f : due) look(*f, limits);
+    for (auto& f : due) look(f, limits);
     if (!due.empty()) enforce_total(limits);
     bool send = false;
     {
@@ -261,19 +285,20 @@ void LogLimiter::run() {
   }
 }
 
-void LogLimiter::look(File& f, const config::LogLimits& limits) {
+void LogLimiter::look(const std::shared_ptr<File>& fp, const config::LogLimits& limits) {
+  File& f = *fp;
   std::lock_guard file_lock(f.mu);
   if (f.gone) return;
+  const bool last = f.final_look.exchange(false);
+  if (f.reopen.exchange(false)) open_log(fp);
   // A log not cut yet follows the configuration; one cut keeps its layout (its marker's place).
   if (f.cut == 0 && !f.no_collapse) {
     f.keep = limits.keep;
     f.layout = limits.max_size;
   }
-  cut_to(f, f.lowered ? std::min(f.lowered, limits.max_size) : limits.max_size, f.final_look);
-  if (f.final_look) {
-    f.final_look = false;
-    f.fd.reset();  // a finished log is opened again only to cut it for max_total
-  }
+  cut_to(f, f.lowered ? std::min(f.lowered, limits.max_size) : limits.max_size, last);
+  if (!f.running) drop_watch(f);  // ended, maybe while this look opened it
+  if (last) f.fd.reset();         // a finished log is opened again only to cut it for max_total
 }
 
 void LogLimiter::cut_to(File& f, uint64_t limit, bool last_look) {
@@ -312,7 +337,7 @@ void LogLimiter::cut_to(File& f, uint64_t limit, bool last_look) {
     log::warning("job {}: cannot cut its log {}: {}", f.id, f.path, strerror(static_cast<int>(-r)));
     return;
   }
-  if (const int64_t s = size_of(fd); s >= 0) f.size = static_cast<uint64_t>(s);
+  if (const int64_t s = size_of(fd); s >= 0) set_size(f, static_cast<uint64_t>(s));
   const bool final = !running;
   // The last look reports a cut log even when it cut nothing more: its count is then final.
   if (r == 0 && !(last_look && f.cut > 0)) return;
@@ -329,6 +354,7 @@ void LogLimiter::cut_to(File& f, uint64_t limit, bool last_look) {
 void LogLimiter::enforce_total(const config::LogLimits& limits) {
   // Summed after every round of looks: a few thousand additions. Only a log set over the total
   // is copied and sorted.
+  if (total_ <= limits.max_total) return;  // the usual case, without a walk over every log
   uint64_t total = 0;
   struct Order {
     bool running;

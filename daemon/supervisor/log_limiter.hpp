@@ -17,6 +17,7 @@
 #pragma once
 #include <uv.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -57,7 +58,8 @@ class LogLimiter {
   // A job's log: `running` ones are watched as they grow, finished ones count towards max_total
   // (`finished_usec` orders them). `cut`, `keep`: what the job's record says was cut before.
   // Tracking a job again (a resume, a restart) carries on with its count. From the loop thread,
-  // as are the others.
+  // as are the others. track() and finished() only wake the thread (one eventfd write): it opens
+  // and watches the log itself; forget() also removes the watch.
   void track(const std::string& id, const std::string& path, bool running, usec_t finished_usec, uint64_t cut,
              config::LogKeep keep);
   // The job's processes are gone: its log gets one last look (a head log its marker), then only
@@ -73,7 +75,11 @@ class LogLimiter {
   void run();
   void wake();
   void drain_inotify();
-  void look(File& f, const config::LogLimits& limits);
+  void look(const std::shared_ptr<File>& f, const config::LogLimits& limits);
+  void open_log(const std::shared_ptr<File>& f);  // f->mu held: its descriptor and watch
+  void drop_watch(File& f);
+  void mark_dirty(const std::shared_ptr<File>& f);  // mutex_ held: looked at when due
+  void set_size(File& f, uint64_t size);            // f.mu held; keeps total_
   void enforce_total(const config::LogLimits& limits);
   void cut_to(File& f, uint64_t limit, bool last_look);  // f.mu held
   void deliver();                                        // on the loop
@@ -82,7 +88,10 @@ class LogLimiter {
   config::LogLimits limits_;
   std::map<std::string, std::shared_ptr<File>> files_;
   std::map<int, std::shared_ptr<File>> by_watch_;
-  std::map<std::string, LogCutReport> reports_;  // not yet sent to the loop
+  std::vector<std::shared_ptr<File>> dirty_;      // to be looked at, each once
+  std::vector<std::shared_ptr<File>> unwatched_;  // running, without an inotify watch
+  std::atomic<uint64_t> total_{0};                // every tracked log's size as last seen
+  std::map<std::string, LogCutReport> reports_;   // not yet sent to the loop
   bool stopping_ = false;
 
   Reporter report_;

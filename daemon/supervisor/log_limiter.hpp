@@ -4,10 +4,11 @@
 // through the daemon, so a job outlives a daemon crash or re-exec without a SIGPIPE, and the
 // daemon copies none of its bytes. This thread is woken by inotify (IN_MODIFY) on the running
 // jobs' logs and looks at a log at most every kLookEvery: a look is an fstat, and when the file
-// is over its limit one cut (sys/log_cut.hpp). Between two looks a job can write
-// kLookEvery × its write rate past the limit (the slack; docs/design.md). inotify merges a
-// file's repeated events while they are unread, and the thread does not read them while a log
-// waits for its next look, so a flood costs it ~100 wake-ups a second, not one per write.
+// is over its limit one cut (sys/log_cut.hpp). Between two looks a job can write past the limit
+// its write rate × (kLookEvery + the cut's own time + this thread's wait for a core): the slack,
+// docs/design.md. inotify merges a file's repeated events while they are unread, and the
+// thread does not read them while a log waits for its next look, so a flood costs it ~100
+// wake-ups a second, not one per write.
 //
 // The bytes cut per job reach the loop through a uv_async, at most every kReportEvery per job
 // while it runs (the property's signals), and at once when its final look is done.
@@ -18,7 +19,6 @@
 #include <uv.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>

@@ -14,6 +14,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "log_follow.hpp"
 #include "output.hpp"
 #include "util/text.hpp"
 #include "util/time.hpp"
@@ -205,7 +206,7 @@ void print_status(const Props& raw) {
     else if (get_i(p, "ExitCode") >= 0 && get_t(p, "StartedUSec"))
       row("Exit", fmt::format("status {}", get_i(p, "ExitCode")));
   }
-  row("Log", get_s(p, "LogPath"));
+  row("Log", log_status(get_s(p, "LogPath"), get_t(p, "LogBytesCut"), get_s(p, "LogKeep"), get_t(p, "LogLimit")));
   if (get_i(p, "Runs") > 1) row("Runs", std::to_string(get_i(p, "Runs")));
   if (!get_s(p, "Checkpoint").empty()) row("Checkpoint", get_s(p, "Checkpoint"));
   if (auto it = p.find("ResourceDetails"); it != p.end())
@@ -538,13 +539,9 @@ int verb_logs(const Globals& g, const JobArg& a) {
     if (errno == ENOENT) return kExitOk;  // the job has written nothing yet
     throw CtlError(kExitFailure, fmt::format("cannot read {}: {}", log, strerror(errno)));
   }
-  auto drain = [&] {
-    char buf[65536];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) fwrite(buf, 1, static_cast<size_t>(n), stdout);
-    fflush(stdout);
-  };
-  drain();
+  LogFollower follower(fd);
+  auto drain = [&](bool whole_lines = true) { follower.drain(stdout, get_s(p, "LogKeep"), whole_lines); };
+  drain(a.follow);
   if (!a.follow) {
     close(fd);
     return kExitOk;
@@ -571,7 +568,7 @@ int verb_logs(const Globals& g, const JobArg& a) {
     }
     drain();
   }
-  drain();
+  drain(false);  // the rest, a last line without its end too
   close(in);
   close(fd);
   (void)g;

@@ -257,6 +257,7 @@ void Api::flush(const std::string& commit_error) {
     if (what & core::kChangedResources)
       names.insert(names.end(), {"Resources", "ResourceDetails", "CleanupState", "CleanupError"});
     if (what & core::kChangedRuns) names.push_back("Runs");
+    if (what & core::kChangedLog) names.insert(names.end(), {"LogBytesCut", "LogKeep", "LogLimit"});
     names.push_back(nullptr);
     const std::string path = job_path(id);
     for (sd_bus* b : buses_)

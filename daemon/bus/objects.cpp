@@ -359,6 +359,9 @@ struct JobMethods {
       if (p == "ExitCode") return sd_bus_message_append(reply, "i", j.exit_code);
       if (p == "ExitSignal") return sd_bus_message_append(reply, "i", j.exit_signal);
       if (p == "LogPath") return sd_bus_message_append(reply, "s", api.supervisor().log_path(j).c_str());
+      if (p == "LogBytesCut") return sd_bus_message_append(reply, "t", j.log_bytes_cut);
+      if (p == "LogKeep") return sd_bus_message_append(reply, "s", j.log_keep.c_str());
+      if (p == "LogLimit") return sd_bus_message_append(reply, "t", j.log_limit);
       if (p == "BytesDone") return sd_bus_message_append(reply, "t", j.bytes_done);
       if (p == "BytesTotal") return sd_bus_message_append(reply, "t", j.bytes_total);
       if (p == "Checkpoint") return sd_bus_message_append(reply, "s", j.checkpoint.c_str());
@@ -447,6 +450,9 @@ const sd_bus_vtable Api::kJobVtable[] = {
     JOB_PROPERTY("ExitCode", "i", kChange),
     JOB_PROPERTY("ExitSignal", "i", kChange),
     JOB_PROPERTY("LogPath", "s", kConst),
+    JOB_PROPERTY("LogBytesCut", "t", kChange),
+    JOB_PROPERTY("LogKeep", "s", kChange),
+    JOB_PROPERTY("LogLimit", "t", kChange),
     JOB_PROPERTY("StopTimeoutUSec", "t", kConst),
     JOB_PROPERTY("StopSignal", "i", kConst),
     JOB_PROPERTY("KillMode", "s", kConst),

@@ -1,4 +1,5 @@
 #include "config/config.hpp"
+#include "config/logs_toml.hpp"
 
 #include <fmt/format.h>
 
@@ -294,6 +295,9 @@ void parse_into(Config& into, std::string_view text, const std::string& source) 
     } else if (k == "audit") {
       if (!node.is_table()) fail(source, node, "audit", "expected a table [audit]");
       parse_audit(source, *node.as_table(), c);
+    } else if (k == "logs") {
+      if (!node.is_table()) fail(source, node, "logs", "expected a table [logs]");
+      parse_logs(source, *node.as_table(), c.logs);
     } else {
       fail(source, node, std::string(k.str()), "unknown section or key");
     }
@@ -369,7 +373,8 @@ std::string to_toml(const Config& c) {
       << "ready_timeout = " << q(format_timespan(c.nbd_ready_timeout)) << "\n"
       << "stop_timeout = " << q(format_timespan(c.nbd_stop_timeout)) << "\n"
       << "\n[audit]\n"
-      << "env_values = " << list(c.audit_env_values) << "\n";
+      << "env_values = " << list(c.audit_env_values) << "\n"
+      << logs_to_toml(c.logs);
   for (const auto& [name, t] : c.templates) {
     out << "\n[templates." << name << "]\n";
     if (!t.description.empty()) out << "description = " << q(t.description) << "\n";

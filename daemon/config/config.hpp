@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "config/logs.hpp"
 #include "util/time.hpp"
 
 namespace repvisor::config {
@@ -54,6 +55,8 @@ struct Config {
   // [nbd]
   usec_t nbd_ready_timeout = 30 * USEC_PER_SEC;  // an NBD server to answer its first handshake
   usec_t nbd_stop_timeout = 10 * USEC_PER_SEC;   // after SIGTERM, before SIGKILL
+  // [logs]
+  LogLimits logs;
 };
 
 class ConfigError : public std::runtime_error {

@@ -52,6 +52,7 @@ enum Changed : uint32_t {
   kChangedCheckpoint = 1u << 7,  // Checkpoint: durable at once
   kChangedResources = 1u << 8,   // Resources, ResourceEndpoints, CleanupState, CleanupError
   kChangedRuns = 1u << 9,        // Runs (a resume)
+  kChangedLog = 1u << 10,        // LogBytesCut, LogKeep, LogLimit
 };
 
 // The uid of a stop the daemon makes itself (shutdown, recovery): systemd's UID_INVALID.
@@ -180,6 +181,11 @@ class Job {
   std::string cleanup_state;        // "", "running", "done", "failed"
   std::string cleanup_error;
   uint32_t runs = 1;  // 1 + the number of resumes
+  // Its log's bound (supervisor/log_limiter.hpp): bytes cut from it, what was kept ("head",
+  // "tail", "both"; "" while nothing was cut) and the size it was cut to.
+  uint64_t log_bytes_cut = 0;
+  std::string log_keep;
+  uint64_t log_limit = 0;
 
  private:
   void enter_setup();

@@ -96,6 +96,12 @@ CREATE INDEX events_by_time ON events(ts_usec);
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 )sql",
+    // 5: what the bound on the job's log cut from it.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN log_bytes_cut INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN log_keep TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN log_limit INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int kKnownVersion = static_cast<int>(std::size(kMigrations));
 static_assert(kKnownVersion == kSchemaVersion);
@@ -237,9 +243,9 @@ INSERT INTO jobs (id, name, spec, state, sub_state, main_pid, main_start_time, c
   stop_requested_usec, finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason,
   cancel_notes, requested_by_uid, exit_code, exit_signal, exit_unknown, start_error, status_text, phase, progress,
   delete_requested, delete_keep_data, delete_uid, bytes_done, bytes_total, checkpoint, resources, cleanup_state,
-  cleanup_error, fail_reason, runs)
+  cleanup_error, fail_reason, runs, log_bytes_cut, log_keep, log_limit)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-  ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36))sql");
+  ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39))sql");
   // The same numbering; ?2, ?3 and ?8 (name, spec, created) are never updated.
   update_ = std::make_unique<Stmt>(db_, R"sql(
 UPDATE jobs SET state=?4, sub_state=?5, main_pid=?6, main_start_time=?7, started_usec=?9,
@@ -247,7 +253,7 @@ UPDATE jobs SET state=?4, sub_state=?5, main_pid=?6, main_start_time=?7, started
   stop_timeout_usec=?15, cancel_reason=?16, cancel_notes=?17, requested_by_uid=?18, exit_code=?19, exit_signal=?20,
   exit_unknown=?21, start_error=?22, status_text=?23, phase=?24, progress=?25, delete_requested=?26,
   delete_keep_data=?27, delete_uid=?28, bytes_done=?29, bytes_total=?30, checkpoint=?31, resources=?32,
-  cleanup_state=?33, cleanup_error=?34, fail_reason=?35, runs=?36
+  cleanup_state=?33, cleanup_error=?34, fail_reason=?35, runs=?36, log_bytes_cut=?37, log_keep=?38, log_limit=?39
 WHERE id=?1)sql");
   delete_ = std::make_unique<Stmt>(db_, "DELETE FROM jobs WHERE id = ?1");
   insert_event_ = std::make_unique<Stmt>(
@@ -332,7 +338,10 @@ void Store::bind_state(Stmt& s, const core::Job& j) {
       .bind(33, j.cleanup_state)
       .bind(34, j.cleanup_error)
       .bind(35, j.fail_reason)
-      .bind(36, j.runs);
+      .bind(36, j.runs)
+      .bind(37, j.log_bytes_cut)
+      .bind(38, j.log_keep)
+      .bind(39, j.log_limit);
 }
 
 void Store::write_job(const core::Job& j) {
@@ -387,7 +396,7 @@ SELECT id, spec, state, sub_state, main_pid, main_start_time, created_usec, star
   finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason, cancel_notes,
   requested_by_uid, exit_code, exit_signal, exit_unknown, start_error, status_text, phase, progress,
   delete_requested, delete_keep_data, delete_uid, bytes_done, bytes_total, checkpoint, resources, cleanup_state,
-  cleanup_error, fail_reason, runs
+  cleanup_error, fail_reason, runs, log_bytes_cut, log_keep, log_limit
 FROM jobs ORDER BY created_usec)sql");
   while (s.step()) {
     const std::string id = s.text(0);
@@ -443,6 +452,9 @@ FROM jobs ORDER BY created_usec)sql");
     job->cleanup_error = s.text(32);
     job->fail_reason = s.text(33);
     job->runs = static_cast<uint32_t>(s.i64(34));
+    job->log_bytes_cut = static_cast<uint64_t>(s.i64(35));
+    job->log_keep = s.text(36);
+    job->log_limit = static_cast<uint64_t>(s.i64(37));
     out.push_back(std::move(job));
   }
   return out;

@@ -17,7 +17,7 @@
 
 namespace repvisor::store {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 struct Event {
   usec_t ts_usec = 0;

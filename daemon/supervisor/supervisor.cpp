@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "supervisor/entry.hpp"
+#include "supervisor/log_limiter.hpp"
 #include "sys/proc.hpp"
 #include "sys/spawn.hpp"
 #include "util/id.hpp"
@@ -91,6 +92,7 @@ void Supervisor::init() {
   // Deleted jobs' logs, emptied, become new jobs' logs (sys/file_pool.hpp). As many as a large
   // batch of jobs: more would only leave more empty files about.
   logs_.emplace(cfg_.state_dir + "/logs/.pool", 1024);
+  start_log_limiter();
   if (const char* at = getenv("REPVISOR_TEST_CRASH_AT")) crash_at_ = at;
 
   sys::raise_fd_limit();
@@ -133,6 +135,7 @@ void Supervisor::init() {
   uv_unref(reinterpret_cast<uv_handle_t*>(sigchld_.get()));
   open_notify_socket();
   recover();
+  track_logs();
 }
 
 namespace {
@@ -406,6 +409,7 @@ void Supervisor::remove_entry(const std::string& id, bool keep_data) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   core::Job& job = *it->second->job;
+  log_limiter_->forget(id);  // before its file can become another job's log
   if (!keep_data)
     if (int r = logs_->release(log_path(job)); r < 0)
       log::warning("job {}: cannot remove its log {}: {}", id, log_path(job), strerror(-r));
@@ -569,6 +573,7 @@ int Supervisor::spawn(core::Job& job) {
     sys::CgroupTree::open_kill(p->cgroup_dir.get(), &e.cgroup_kill);  // without it: by name, at the kill
     // Its cgroup is watched only if its tree outlives its main process (check_tree).
   }
+  track_log(job, true);
   return 0;
 }
 
@@ -749,6 +754,7 @@ std::vector<pid_t> Supervisor::tree_pids(core::Job& job) {
 void Supervisor::begin_cleanup(core::Job& job) {
   crash_point("cleanup");
   Entry& e = entry(job);
+  log_ended(job);
   sessions_.erase(job.id());
   e.pid_poll.reset();
   e.cgroup_watch.reset();
@@ -939,6 +945,7 @@ bool Supervisor::run_deferred() {
 void Supervisor::reconfigure(const config::Config& cfg) {
   const bool limit_changed = cfg.max_concurrent_jobs != cfg_.max_concurrent_jobs;
   cfg_ = cfg;
+  log_limiter_->reconfigure(cfg_.logs);
   if (limit_changed && observer_) observer_->limits_changed();
   // Queued jobs that now have a slot start from run_deferred(), after this is recorded.
 }

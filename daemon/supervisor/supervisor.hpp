@@ -30,6 +30,8 @@
 namespace repvisor {
 
 enum class ResourcePhase;
+class LogLimiter;
+struct LogCutReport;
 
 class SupervisorObserver {
  public:
@@ -239,6 +241,12 @@ class Supervisor final : public core::JobDriver {
   void adopt_resources(Entry& e);
   // nbdcopy --progress=FD
   void on_progress(Entry& e);
+  // The bound on the jobs' logs (logs.cpp, supervisor/log_limiter.hpp).
+  void start_log_limiter();
+  void track_logs();  // every recovered job's log, once recovery is done
+  void track_log(const core::Job& job, bool running);
+  void log_ended(const core::Job& job);
+  void on_log_cuts(const std::vector<LogCutReport>& reports);
 
   uv_loop_t* loop_;
   config::Config cfg_;
@@ -285,9 +293,10 @@ class Supervisor final : public core::JobDriver {
   // saves them (see changed()).
   std::set<std::string> unsaved_;
   UvPtr<uv_timer_t> save_timer_;
-  std::unique_ptr<Deadlines> deadlines_;   // the jobs' stop timeouts, by job id
-  std::unique_ptr<sys::Spawner> spawner_;  // every process we start is its thread's child
-  std::unique_ptr<sys::Remover> remover_;  // ended jobs' cgroups
+  std::unique_ptr<Deadlines> deadlines_;     // the jobs' stop timeouts, by job id
+  std::unique_ptr<sys::Spawner> spawner_;    // every process we start is its thread's child
+  std::unique_ptr<sys::Remover> remover_;    // ended jobs' cgroups
+  std::unique_ptr<LogLimiter> log_limiter_;  // last: its thread stops first
 };
 
 }  // namespace repvisor

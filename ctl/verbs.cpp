@@ -143,6 +143,18 @@ std::string job_label(const Props& p) {
   return name.empty() ? short_id(get_s(p, "Id")) : fmt::format("{} ({})", name, short_id(get_s(p, "Id")));
 }
 
+// How a finished job ended, in a line: the daemon's reason for a failure, else the job's own
+// words; a cancelled job's reason.
+std::string end_line(const std::string& id, const Props& p) {
+  const std::string state = get_s(p, "State");
+  std::string why;
+  if (state == "failed")
+    why = !get_s(p, "FailReason").empty() ? get_s(p, "FailReason") : get_s(p, "StatusText");
+  else if (state == "cancelled" && !get_s(p, "CancelReason").empty())
+    why = "reason " + get_s(p, "CancelReason");
+  return fmt::format("Job {} {}{}", id, coloured_state(state), why.empty() ? "" : ": " + escape(why));
+}
+
 // Waits for a job to reach a terminal state; subscribes before reading so no change is missed.
 Props wait_terminal(Client& c, const std::string& path, const std::function<void(const Props&)>& on_update = {}) {
   Props p;
@@ -307,17 +319,27 @@ int verb_submit(const Globals& g, const SubmitArgs& a) {
   const auto res = c.submit(spec);
 
   if (!a.wait) {
+    // Submit answers once the command is spawned: a job that could not start (no such command,
+    // its resources could not be set up) has its reason already, and no start time.
+    const Props p = c.job_properties(res.second);
+    const std::string why = get_s(p, "FailReason");
+    const bool not_started = get_t(p, "StartedUSec") == 0 && !why.empty();
     if (g.json)
-      fmt::print("{}\n", json{{"id", res.first}, {"path", res.second}}.dump());
-    else
+      fmt::print(
+          "{}\n",
+          json{{"id", res.first}, {"path", res.second}, {"state", get_s(p, "State")}, {"fail_reason", why}}.dump());
+    else if (!not_started)
       fmt::print("Submitted job {}\n", res.first);
+    if (not_started)
+      throw CtlError(kExitFailure, fmt::format("job {} failed to start: {}", res.first, escape(why)),
+                     fmt::format("'repvisorctl delete {}' removes its record", res.first));
     return kExitOk;
   }
   Props p = wait_terminal(c, res.second);
   if (g.json)
     fmt::print("{}\n", props_json(p).dump());
   else
-    fmt::print("Job {} {}\n", res.first, coloured_state(get_s(p, "State")));
+    fmt::print("{}\n", end_line(res.first, p));
   return exit_for_state(get_s(p, "State"));
 }
 
@@ -454,29 +476,72 @@ int verb_stop(const Globals& g, const StopArgs& a) {
 
 // ---- delete -------------------------------------------------------------------------------
 
+namespace {
+
+// A job's volumes (file and loop resources) and what a delete does with each: it removes those
+// the job created, unless the data is kept.
+struct VolumeFate {
+  std::string name, path, fate;
+};
+std::vector<VolumeFate> volume_fates(const Props& p, bool keep_data) {
+  std::vector<VolumeFate> out;
+  auto it = p.find("ResourceDetails");
+  if (it == p.end()) return out;
+  const auto* list = std::get_if<DictList>(&it->second);
+  if (!list) return out;
+  for (const auto& d : *list) {
+    const std::string kind = dict_s(d, "kind");
+    if (kind != "file" && kind != "loop") continue;
+    const auto created = d.find("created");
+    const bool own =
+        created != d.end() && std::holds_alternative<bool>(created->second) && std::get<bool>(created->second);
+    std::string fate;
+    if (dict_s(d, "state") == "discarded")
+      fate = "already removed";
+    else if (!own)
+      fate = "kept (the job did not create it)";
+    else
+      fate = keep_data ? "kept (--keep-data)" : "removed";
+    out.push_back({escape(dict_s(d, "name")), escape(dict_s(d, "path")), fate});
+  }
+  return out;
+}
+
+// Why a job cannot be deleted as it is, in the words of its state.
+std::string active_line(const Props& p) {
+  const std::string state = get_s(p, "State");
+  if (state == "pending") return "it is pending (waiting for a free slot; it has not started)";
+  if (state == "starting") return "it is starting (its resources are being set up)";
+  if (state == "stopping")
+    return "it is stopping (a stop is under way: " + stop_line(p, get_t(p, "StopTimeoutUSec")) + ")";
+  if (state == "cleaning") return "it is cleaning up (its processes have ended; its resources are being torn down)";
+  return "it is " + state;
+}
+
+}  // namespace
+
 int verb_delete(const Globals& g, const DeleteArgs& a) {
   Client c(g.address);
   const std::string path = c.get_job(a.job);
   Props p = c.job_properties(path);
   const std::string state = get_s(p, "State");
+  const std::string id = get_s(p, "Id");
   if (!is_terminal(state) && !a.force) {
-    throw CtlError(kExitJobActive, fmt::format("job {} is {}", job_label(p), state),
-                   "job is still running: stop it first or use --force");
+    const bool stopping = state == "stopping" || state == "cleaning";
+    throw CtlError(kExitJobActive, fmt::format("cannot delete job {}: {}", job_label(p), active_line(p)),
+                   stopping ? fmt::format("wait for it to end ('repvisorctl wait {}') or use --force", short_id(id))
+                            : fmt::format("stop it first ('repvisorctl stop {}') or use --force", short_id(id)));
   }
+  const auto volumes = volume_fates(p, a.keep_data);
+  const std::string log = escape(get_s(p, "LogPath"));
   if (!a.yes && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
     fmt::print("Delete job {} ({})?\n", bold(job_label(p)), coloured_state(state));
     if (!is_terminal(state)) fmt::print("  - it is {}: it will be force-stopped (SIGKILL) first\n", state);
     fmt::print("  - its record and runtime files will be removed\n");
-    fmt::print("  - its log {} will be {}\n", get_s(p, "LogPath"), a.keep_data ? "kept" : "removed");
-    if (auto it = p.find("ResourceDetails"); it != p.end())
-      if (const auto* list = std::get_if<DictList>(&it->second))
-        for (const auto& d : *list)
-          if ((dict_s(d, "kind") == "file" || dict_s(d, "kind") == "loop") && dict_s(d, "state") == "kept")
-            fmt::print("  - volume '{}' ({}) will be {}\n", escape(dict_s(d, "name")), escape(dict_s(d, "path")),
-                       a.keep_data ? "kept"
-                       : std::get_if<bool>(&d.at("created")) && std::get<bool>(d.at("created"))
-                           ? "removed"
-                           : "kept (the job did not create it)");
+    fmt::print("  - its log {} will be {}\n", log, a.keep_data ? "kept" : "removed");
+    for (const auto& v : volumes)
+      if (v.fate != "already removed")
+        fmt::print("  - volume '{}' ({}) will be {}\n", v.name, v.path, v.fate == "removed" ? "removed" : v.fate);
     fmt::print("Continue? [y/N] ");
     fflush(stdout);
     std::string answer;
@@ -490,10 +555,21 @@ int verb_delete(const Globals& g, const DeleteArgs& a) {
   if (a.force) opts["force"] = true;
   if (a.keep_data) opts["keep_data"] = true;
   Props r = c.call_dict(path.c_str(), kJob, "Delete", {}, opts);
-  if (g.json)
-    fmt::print("{}\n", props_json(r).dump());
-  else
-    fmt::print("Deleted job {}{}.\n", job_label(p), a.keep_data ? " (log kept)" : "");
+  if (g.json) {
+    json j = props_json(r);
+    j["log"] = {{"path", log}, {"kept", a.keep_data}};
+    j["volumes"] = json::array();
+    for (const auto& v : volumes) j["volumes"].push_back({{"name", v.name}, {"path", v.path}, {"fate", v.fate}});
+    fmt::print("{}\n", j.dump());
+    return kExitOk;
+  }
+  // The full id: a deleted job is found in 'repvisorctl events' by it alone.
+  const std::string name = escape(get_s(p, "Name"));
+  fmt::print("Deleted job {}{}.\n", name.empty() ? id : name + " (" + id + ")",
+             is_terminal(state) ? "" : " (stopped first)");
+  fmt::print("  log {}: {}\n", log, a.keep_data ? "kept" : "removed");
+  for (const auto& v : volumes) fmt::print("  volume '{}' {}: {}\n", v.name, v.path, v.fate);
+  fmt::print("Its history: repvisorctl events {}\n", id);
   return kExitOk;
 }
 
@@ -560,21 +636,30 @@ int verb_logs(const Globals& g, const JobArg& a) {
         done = is_terminal(get_s(p, "State"));
       },
       [&](const std::string& removed) { gone |= removed == path; });
+  // SIGINT is let through only inside ppoll: one that comes between the check of `interrupted`
+  // and the wait would otherwise be noticed only at the next line of output.
+  sigset_t block, unblocked;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigprocmask(SIG_BLOCK, &block, &unblocked);
+  sigdelset(&unblocked, SIGINT);
   while (!done && !gone && !interrupted) {
     while (sd_bus_process(c.bus(), nullptr) > 0) {
     }
     if (done || gone) break;
     pollfd fds[2] = {{in, POLLIN, 0}, {sd_bus_get_fd(c.bus()), static_cast<short>(sd_bus_get_events(c.bus())), 0}};
-    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    if (ppoll(fds, 2, nullptr, &unblocked) < 0 && errno != EINTR) break;
     char ev[4096];
     while (read(in, ev, sizeof ev) > 0) {
     }
     drain();
   }
+  sigprocmask(SIG_SETMASK, &unblocked, nullptr);
   drain();
   close(in);
   close(fd);
   (void)g;
+  if (interrupted) throw CtlError(130, "interrupted");
   return kExitOk;
 }
 
@@ -584,7 +669,7 @@ int verb_wait(const Globals& g, const JobArg& a) {
   if (g.json)
     fmt::print("{}\n", props_json(p).dump());
   else
-    fmt::print("Job {} {}.\n", job_label(p), coloured_state(get_s(p, "State")));
+    fmt::print("{}\n", end_line(job_label(p), p));
   return exit_for_state(get_s(p, "State"));
 }
 

@@ -1,0 +1,252 @@
+// repvisorctl against a real daemon: failures reported with their reasons, the documented exit
+// codes, the words it answers with.
+#include <fcntl.h>
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "client.hpp"
+#include "harness.hpp"
+
+using namespace repvisor::test;
+
+namespace {
+
+struct CtlTest : ::testing::Test {
+  Daemon daemon;
+  std::string out;
+  std::string ctl(const std::string& args) {
+    return std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " " + args;
+  }
+  int jobs() {
+    Bus bus(daemon.address());
+    return static_cast<int>(bus.list().size());
+  }
+};
+
+// The job id in "Submitted job ID" or a failure message that names it.
+std::string id_in(const std::string& s) {
+  for (size_t i = 0; i + 32 <= s.size(); ++i)
+    if (s.find_first_not_of("0123456789abcdef", i) >= i + 32) return s.substr(i, 32);
+  return {};
+}
+
+}  // namespace
+
+TEST_F(CtlTest, SubmitOfAMissingCommandFailsWithTheReason) {
+  EXPECT_EQ(run_command(ctl("submit -- /nonexistent/cmd"), &out), 1) << out;
+  EXPECT_NE(out.find("failed to start: could not start /nonexistent/cmd: No such file or directory"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("Submitted"), std::string::npos) << out;
+  EXPECT_EQ(run_command(ctl("submit -- no-such-command"), &out), 1) << out;
+  EXPECT_NE(out.find("could not start no-such-command: No such file or directory"), std::string::npos) << out;
+
+  // --wait says why, not only "failed".
+  EXPECT_EQ(run_command(ctl("submit --wait -- /nonexistent/cmd"), &out), 10) << out;
+  EXPECT_NE(out.find("failed: could not start /nonexistent/cmd: No such file or directory"), std::string::npos) << out;
+  EXPECT_EQ(run_command(ctl("submit --wait -- sh -c 'exit 3'"), &out), 10) << out;
+  EXPECT_NE(out.find("failed: exited with status 3"), std::string::npos) << out;
+
+  // A command that starts is submitted, however soon it ends.
+  EXPECT_EQ(run_command(ctl("submit -- false"), &out), 0) << out;
+  EXPECT_NE(out.find("Submitted job"), std::string::npos) << out;
+}
+
+TEST_F(CtlTest, SubmitWithoutDashDashSaysWhereTheCommandGoes) {
+  EXPECT_EQ(run_command(ctl("submit sleep 1"), &out), 2) << out;
+  EXPECT_NE(out.find("the command goes after '--': repvisorctl submit [OPTIONS] -- sleep 1"), std::string::npos) << out;
+  EXPECT_EQ(run_command(ctl("submit --name x sleep 1"), &out), 2) << out;
+  EXPECT_NE(out.find("-- sleep 1\n"), std::string::npos) << out;
+  EXPECT_EQ(run_command(ctl("submit --bogus -- true"), &out), 2) << out;
+  EXPECT_NE(out.find("--bogus"), std::string::npos) << out;
+  EXPECT_EQ(jobs(), 0) << "a refused command line submits nothing";
+}
+
+TEST_F(CtlTest, AJobGoneBetweenLookupAndCallIsNoSuchJob) {
+  // What a stop racing a delete meets: the job's object is gone when the call arrives.
+  Bus bus(daemon.address());
+  const std::string id = bus.submit_ok({"true"});
+  bus.wait_terminal(id);
+  ASSERT_TRUE(bus.remove(id, {}).ok);
+  repvisor::ctl::Client c(daemon.address());
+  const std::string path = "/org/repvisor1/job/" + id;
+  try {
+    c.call_dict(path.c_str(), "org.repvisor1.Job", "Stop", {}, {});
+    ADD_FAILURE() << "Stop of a deleted job succeeded";
+  } catch (const repvisor::ctl::CtlError& e) {
+    EXPECT_EQ(e.exit_code, repvisor::ctl::kExitNoSuchJob) << e.what();
+    EXPECT_NE(std::string(e.what()).find("gone"), std::string::npos) << e.what();
+  }
+  try {
+    c.job_properties(path);
+    ADD_FAILURE() << "the properties of a deleted job were read";
+  } catch (const repvisor::ctl::CtlError& e) {
+    EXPECT_EQ(e.exit_code, repvisor::ctl::kExitNoSuchJob) << e.what();
+  }
+}
+
+TEST_F(CtlTest, OneDaemonIsNamedOnce) {
+  for (const std::string other : {"--system", "--address unix:path=/x", "-H somewhere"}) {
+    EXPECT_EQ(run_command(ctl(other + " list"), &out), 2) << other << ": " << out;
+    EXPECT_NE(out.find("--runtime-dir"), std::string::npos) << out;
+  }
+  EXPECT_EQ(run_command(std::string(REPVISORCTL_PATH) + " --address unix:path=/x --system list", &out), 2) << out;
+}
+
+TEST_F(CtlTest, AnUnreachableHostIsExitSix) {
+  // An ssh that cannot connect, as a real one says it.
+  const std::string bin = daemon.dir + "/bin";
+  std::filesystem::create_directories(bin);
+  std::ofstream(bin + "/ssh") << "#!/bin/sh\necho \"ssh: connect to host $3 port 22: Connection refused\" >&2\n"
+                                 "exit 255\n";
+  std::filesystem::permissions(bin + "/ssh", std::filesystem::perms::owner_all);
+  EXPECT_EQ(run_command("PATH=" + bin + ":$PATH " + REPVISORCTL_PATH + " -H nobody@example.invalid list", &out), 6)
+      << out;
+  EXPECT_NE(out.find("ssh"), std::string::npos) << out;
+}
+
+TEST_F(CtlTest, ASocketNotOpenToTheUserIsExitFiveWithTheGroup) {
+  // The directories are passable, the socket itself is not open to others.
+  for (const std::string& d : {daemon.dir, daemon.runtime_dir}) chmod(d.c_str(), 0755);
+  struct stat st {};
+  ASSERT_EQ(stat((daemon.runtime_dir + "/private").c_str(), &st), 0);
+  ASSERT_EQ(st.st_mode & S_IWOTH, 0u) << "the socket is open to everyone";
+  const group* gr = getgrgid(st.st_gid);
+  ASSERT_NE(gr, nullptr);
+  const std::string group_name = gr->gr_name;
+  EXPECT_EQ(run_command("setpriv --reuid=65534 --regid=65534 --clear-groups " + ctl("list"), &out), 5) << out;
+  EXPECT_NE(out.find("add yourself to the group '" + group_name + "' (the socket's group), or use sudo"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("is repvisord running"), std::string::npos) << out;
+}
+
+TEST_F(CtlTest, InterruptedLogsFollowIsExit130) {
+  ReadyFifo ready(daemon.dir);
+  Bus bus(daemon.address());
+  const std::string id =
+      bus.submit_ok({"sh", "-c", "echo first-line; echo ready > " + ready.path() + "; exec sleep 1000"});
+  ready.wait_line();
+  int pipefd[2];
+  ASSERT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+  const std::string rdir = daemon.runtime_dir;
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(pipefd[1], STDOUT_FILENO);
+    execl(REPVISORCTL_PATH, REPVISORCTL_PATH, "--runtime-dir", rdir.c_str(), "logs", "-f", id.c_str(), nullptr);
+    _exit(127);
+  }
+  close(pipefd[1]);
+  // Once it has printed the log, it follows.
+  std::string got;
+  while (got.find("first-line\n") == std::string::npos) {
+    pollfd p{pipefd[0], POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000)), 1) << "logs -f printed " << got;
+    char buf[256];
+    const ssize_t n = read(pipefd[0], buf, sizeof buf);
+    ASSERT_GT(n, 0) << got;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  kill(pid, SIGINT);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  close(pipefd[0]);
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+}
+
+TEST_F(CtlTest, UnknownCommandsAndHelp) {
+  EXPECT_EQ(run_command(ctl("bogus"), &out), 2) << out;
+  EXPECT_NE(out.find("unknown command 'bogus'"), std::string::npos) << out;
+  for (const char* verb : {"submit", "list", "status", "stop", "delete", "logs", "events", "watch"})
+    EXPECT_NE(out.find(std::string("  ") + verb + " "), std::string::npos) << verb << " not listed: " << out;
+
+  EXPECT_EQ(run_command(std::string(REPVISORCTL_PATH) + " help", &out), 0) << out;
+  EXPECT_NE(out.find("repvisorctl"), std::string::npos) << out;
+  EXPECT_NE(out.find("submit"), std::string::npos) << out;
+  EXPECT_NE(out.find("cleanup"), std::string::npos) << out;
+  EXPECT_EQ(run_command(std::string(REPVISORCTL_PATH) + " help stop", &out), 0) << out;
+  EXPECT_NE(out.find("--force"), std::string::npos) << out;
+  EXPECT_NE(out.find("repvisorctl stop"), std::string::npos) << "the usage line names the program: " << out;
+  EXPECT_EQ(run_command(std::string(REPVISORCTL_PATH) + " help bogus", &out), 2) << out;
+
+  EXPECT_EQ(run_command(std::string(REPVISORCTL_PATH) + " events --help", &out), 0) << out;
+  EXPECT_NE(out.find("--limit N"), std::string::npos) << out;
+  EXPECT_NE(out.find("(1-100000"), std::string::npos) << out;
+}
+
+TEST_F(CtlTest, HintsFitTheVerbAndTheState) {
+  ReadyFifo ready(daemon.dir);
+  Bus bus(daemon.address());
+  const std::string id = bus.submit_ok(stubborn(ready), {{"name", std::string("stubborn")}});
+  ready.wait_line();
+  // resume and cleanup have no --force to suggest.
+  EXPECT_EQ(run_command(ctl("resume stubborn"), &out), 4) << out;
+  EXPECT_EQ(out.find("--force"), std::string::npos) << out;
+  EXPECT_EQ(run_command(ctl("cleanup stubborn"), &out), 4) << out;
+  EXPECT_EQ(out.find("--force"), std::string::npos) << out;
+
+  // A stopping job is said to be stopping, not running.
+  ASSERT_TRUE(bus.stop(id, {{"wait", false}, {"timeout_usec", uint64_t{60'000'000}}}).ok);
+  bus.wait_state(id, "stopping");
+  EXPECT_EQ(run_command(ctl("delete stubborn --yes"), &out), 4) << out;
+  EXPECT_NE(out.find("it is stopping"), std::string::npos) << out;
+  EXPECT_EQ(out.find("still running"), std::string::npos) << out;
+  ASSERT_EQ(run_command(ctl("delete stubborn --yes --force"), &out), 0) << out;
+}
+
+TEST(CtlPending, DeleteOfAPendingJobSaysItIsPending) {
+  Daemon daemon("max_concurrent_jobs = 1");
+  ReadyFifo ready(daemon.dir);
+  Bus bus(daemon.address());
+  bus.submit_ok(polite(ready));
+  ready.wait_line();
+  const std::string waiting = bus.submit_ok({"true"}, {{"name", std::string("waiting")}});
+  ASSERT_EQ(bus.prop_s(waiting, "State"), "pending");
+  std::string out;
+  EXPECT_EQ(run_command(
+                std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " delete waiting --yes", &out),
+            4)
+      << out;
+  EXPECT_NE(out.find("it is pending"), std::string::npos) << out;
+  EXPECT_EQ(out.find("still running"), std::string::npos) << out;
+}
+
+TEST_F(CtlTest, DeleteSaysWhatItRemovedAndKept) {
+  const std::string vol = daemon.dir + "/volumes";
+  const std::string file = daemon.dir + "/job.toml";
+  auto submit = [&](const std::string& name) {
+    std::ofstream(file) << "argv = [\"sh\", \"-c\", \"echo out\"]\nname = \"" << name
+                        << "\"\n[[resources]]\nkind = \"file\"\nname = \"dst\"\npath = \"" << vol << "/" << name
+                        << ".img\"\nsize = 1048576\n";
+    EXPECT_EQ(run_command(ctl("submit --wait -F " + file), &out), 0) << out;
+  };
+  submit("gone");
+  Bus bus(daemon.address());
+  const std::string gone_id = id_in(bus.get_job("gone").s1);
+  ASSERT_EQ(run_command(ctl("delete gone --yes"), &out), 0) << out;
+  EXPECT_NE(out.find("Deleted job gone (" + gone_id + ")"), std::string::npos) << "the full id: " << out;
+  EXPECT_NE(out.find("volume 'dst' " + vol + "/gone.img: removed"), std::string::npos) << out;
+  EXPECT_NE(out.find(": removed"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(vol + "/gone.img"));
+  ASSERT_EQ(run_command(ctl("events " + gone_id), &out), 0) << out;
+  EXPECT_NE(out.find("deleted"), std::string::npos) << out;
+
+  submit("kept");
+  Bus bus2(daemon.address());
+  const std::string log = bus2.prop_s(id_in(bus2.get_job("kept").s1), "LogPath");
+  ASSERT_FALSE(log.empty());
+  ASSERT_EQ(run_command(ctl("delete kept --yes --keep-data"), &out), 0) << out;
+  EXPECT_NE(out.find("volume 'dst' " + vol + "/kept.img: kept (--keep-data)"), std::string::npos) << out;
+  EXPECT_NE(out.find("log " + log + ": kept"), std::string::npos) << "the kept log's path: " << out;
+  EXPECT_TRUE(std::filesystem::exists(vol + "/kept.img"));
+  EXPECT_TRUE(std::filesystem::exists(log));
+}

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -394,13 +395,28 @@ std::string Client::get_job(const std::string& key) {
   sd_bus_error err = SD_BUS_ERROR_NULL;
   int r = sd_bus_call_method(bus_, kDest, kManagerPath, kManager, "GetJob", &err, &reply, "s", key.c_str());
   if (r < 0) {
-    raise_owned(&err);
+    ErrorGuard guard{&err};
+    if (err.name && std::string_view(err.name) == SD_BUS_ERROR_INVALID_ARGS && err.message &&
+        std::string_view(err.message).find("matches more than one job") != std::string_view::npos)
+      ambiguous(key);
+    raise(&err);
   }
   const char* path;
   check(sd_bus_message_read(reply, "o", &path), "reading reply");
   std::string out = path;
   sd_bus_message_unref(reply);
   return out;
+}
+
+void Client::ambiguous(const std::string& prefix) {
+  // As git does for a short object id: the candidates, so the user can pick one.
+  auto rows = list();
+  std::erase_if(rows, [&](const JobRow& r) { return r.id.rfind(prefix, 0) != 0; });
+  std::sort(rows.begin(), rows.end(), [](const JobRow& x, const JobRow& y) { return x.created_usec < y.created_usec; });
+  std::string msg = fmt::format("job id prefix '{}' is ambiguous; it matches:", prefix);
+  for (const auto& r : rows)
+    msg += fmt::format("\n  {}  {:<20}  {}", r.id, r.name.empty() ? "-" : escape(r.name), r.state);
+  throw CtlError(kExitInvalidArgs, msg, "give more of the id, or the job's name");
 }
 
 std::vector<EventRow> Client::list_events(const std::string& job, uint64_t since_usec, uint64_t limit) {

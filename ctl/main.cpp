@@ -126,6 +126,9 @@ int main(int argc, char** argv) {
        [&](CLI::App* s) {
          job_positional(s);
          s->add_flag("-f,--follow", job.follow, "keep printing until the job has ended");
+         s->add_option("-n,--tail", job.tail, "only the last N lines (0-1000000000), then what follows")
+             ->type_name("N")
+             ->check(CLI::Range(int64_t{0}, int64_t{1000000000}).description(""));
        },
        [&] { return verb_logs(g, job); }},
       {"wait", "wait until a job has ended (exit 0 completed, 10 failed, 11 cancelled)", job_positional,

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -604,30 +605,91 @@ int verb_cleanup(const Globals& g, const JobArg& a) {
 
 // ---- logs / wait / watch ------------------------------------------------------------------
 
+namespace {
+
+// Moves fd to the start of its last `lines` lines, reading backwards from the end in blocks.
+void seek_last_lines(int fd, int64_t lines) {
+  struct stat st {};
+  if (fstat(fd, &st) < 0) return;
+  if (lines == 0) {
+    lseek(fd, 0, SEEK_END);
+    return;
+  }
+  off_t pos = st.st_size;
+  // A final newline ends the last line; it does not start another.
+  int64_t seen = 0;
+  bool skip_final = true;
+  char buf[65536];
+  while (pos > 0) {
+    const off_t at = pos > static_cast<off_t>(sizeof buf) ? pos - static_cast<off_t>(sizeof buf) : 0;
+    const ssize_t n = pread(fd, buf, static_cast<size_t>(pos - at), at);
+    if (n <= 0) break;
+    for (ssize_t i = n - 1; i >= 0; --i) {
+      if (buf[i] != '\n') continue;
+      if (skip_final && at + i == st.st_size - 1) continue;
+      if (++seen == lines) {
+        lseek(fd, at + i + 1, SEEK_SET);
+        return;
+      }
+    }
+    skip_final = false;
+    pos = at;
+  }
+  lseek(fd, 0, SEEK_SET);  // fewer lines than asked for: all of them
+}
+
+}  // namespace
+
 int verb_logs(const Globals& g, const JobArg& a) {
   Client c(g.address);
   const std::string path = c.get_job(a.job);
   Props p = c.job_properties(path);
+  const std::string id = get_s(p, "Id");
   const std::string log = get_s(p, "LogPath");
   int fd = open(log.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return kExitOk;  // the job has written nothing yet
-    throw CtlError(kExitFailure, fmt::format("cannot read {}: {}", log, strerror(errno)));
+  if (fd < 0 && errno != ENOENT) throw CtlError(kExitFailure, fmt::format("cannot read {}: {}", log, strerror(errno)));
+  if (fd < 0 && !a.follow) {  // the job has written nothing yet
+    if (g.json) fmt::print("{}\n", json{{"job", id}, {"log_path", log}, {"log", ""}}.dump());
+    return kExitOk;
   }
+  if (fd >= 0 && a.tail >= 0) seek_last_lines(fd, a.tail);
+  // With --json: without -f one object with the whole text; with -f one object a line of JSON
+  // for each piece as it comes. Bytes that are not UTF-8 become U+FFFD.
+  auto emit = [&](const std::string& text) {
+    if (!g.json) {
+      fwrite(text.data(), 1, text.size(), stdout);
+    } else if (a.follow && !text.empty()) {
+      fmt::print("{}\n", json{{"job", id}, {"log", text}}.dump(-1, ' ', false, json::error_handler_t::replace));
+    }
+    fflush(stdout);
+  };
+  std::string whole;
   auto drain = [&] {
+    if (fd < 0) return;
     char buf[65536];
     ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) fwrite(buf, 1, static_cast<size_t>(n), stdout);
-    fflush(stdout);
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+      if (g.json && !a.follow)
+        whole.append(buf, static_cast<size_t>(n));
+      else
+        emit(std::string(buf, static_cast<size_t>(n)));
+    }
   };
   drain();
   if (!a.follow) {
     close(fd);
+    if (g.json)
+      fmt::print("{}\n", json{{"job", id}, {"log_path", log}, {"log", whole}}.dump(-1, ' ', false,
+                                                                                   json::error_handler_t::replace));
     return kExitOk;
   }
-  // Follow until the job is terminal: inotify for the file, signals for the state.
+  // Follow until the job is terminal: inotify for the file, signals for the state. A log not
+  // yet written is watched for in its directory.
   int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  inotify_add_watch(in, log.c_str(), IN_MODIFY);
+  if (fd >= 0)
+    inotify_add_watch(in, log.c_str(), IN_MODIFY);
+  else
+    inotify_add_watch(in, log.substr(0, log.rfind('/')).c_str(), IN_CREATE | IN_MODIFY);
   bool done = is_terminal(get_s(p, "State")), gone = false;
   Watcher w(
       c, path,
@@ -652,13 +714,17 @@ int verb_logs(const Globals& g, const JobArg& a) {
     char ev[4096];
     while (read(in, ev, sizeof ev) > 0) {
     }
+    if (fd < 0) {
+      fd = open(log.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd >= 0) inotify_add_watch(in, log.c_str(), IN_MODIFY);
+    }
     drain();
   }
   sigprocmask(SIG_SETMASK, &unblocked, nullptr);
+  if (fd < 0) fd = open(log.c_str(), O_RDONLY | O_CLOEXEC);
   drain();
   close(in);
-  close(fd);
-  (void)g;
+  if (fd >= 0) close(fd);
   if (interrupted) throw CtlError(130, "interrupted");
   return kExitOk;
 }

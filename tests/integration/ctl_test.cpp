@@ -11,6 +11,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "client.hpp"
 #include "harness.hpp"
@@ -249,4 +251,56 @@ TEST_F(CtlTest, DeleteSaysWhatItRemovedAndKept) {
   EXPECT_NE(out.find("log " + log + ": kept"), std::string::npos) << "the kept log's path: " << out;
   EXPECT_TRUE(std::filesystem::exists(vol + "/kept.img"));
   EXPECT_TRUE(std::filesystem::exists(log));
+}
+
+TEST(CtlAmbiguous, AnAmbiguousPrefixListsTheJobsItMatches) {
+  Daemon daemon("max_concurrent_jobs = 1");
+  ReadyFifo ready(daemon.dir);
+  Bus bus(daemon.address());
+  bus.submit_ok(polite(ready));
+  ready.wait_line();
+  // Ids are random: jobs are queued (they never run) until two share their first four digits,
+  // the shortest prefix the daemon takes.
+  std::map<std::string, std::string> by_prefix;
+  std::string first, second;
+  for (int i = 0; i < 5000 && first.empty(); ++i) {
+    const std::string id = bus.submit_ok({"true"});
+    ASSERT_FALSE(id.empty());
+    if (auto [it, fresh] = by_prefix.emplace(id.substr(0, 4), id); !fresh) first = it->second, second = id;
+  }
+  ASSERT_FALSE(first.empty()) << "no two of 5000 ids share four digits";
+  std::string out;
+  const std::string prefix = first.substr(0, 4);
+  EXPECT_EQ(
+      run_command(std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " status " + prefix, &out),
+      7)
+      << out;
+  EXPECT_NE(out.find("job id prefix '" + prefix + "' is ambiguous; it matches:"), std::string::npos) << out;
+  EXPECT_NE(out.find("\n  " + first + "  "), std::string::npos) << out;
+  EXPECT_NE(out.find("\n  " + second + "  "), std::string::npos) << out;
+  EXPECT_NE(out.find("pending"), std::string::npos) << out;
+}
+
+TEST_F(CtlTest, LogsTailAndJson) {
+  Bus bus(daemon.address());
+  const std::string id = bus.submit_ok({"sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done"});
+  bus.wait_terminal(id);
+  ASSERT_EQ(run_command(ctl("logs " + id + " -n 2") + " 2>/dev/null", &out), 0) << out;
+  EXPECT_EQ(out, "line4\nline5\n");
+  ASSERT_EQ(run_command(ctl("logs " + id + " --tail 0") + " 2>/dev/null", &out), 0) << out;
+  EXPECT_EQ(out, "");
+  ASSERT_EQ(run_command(ctl("logs " + id + " --tail 100") + " 2>/dev/null", &out), 0) << out;
+  EXPECT_EQ(out, "line1\nline2\nline3\nline4\nline5\n");
+  EXPECT_EQ(run_command(ctl("logs " + id + " -n -1"), &out), 2) << out;
+
+  ASSERT_EQ(run_command(ctl("--json logs " + id) + " 2>/dev/null", &out), 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["job"], id);
+  EXPECT_EQ(j["log"], "line1\nline2\nline3\nline4\nline5\n");
+  EXPECT_EQ(j["log_path"], bus.prop_s(id, "LogPath"));
+  ASSERT_EQ(run_command(ctl("logs -n 1 --json " + id) + " 2>/dev/null", &out), 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["log"], "line5\n");
+  // Following a finished job prints what there is, a JSON line for each piece, and ends.
+  ASSERT_EQ(run_command(ctl("logs -f -n 2 --json " + id) + " 2>/dev/null", &out), 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["log"], "line4\nline5\n");
 }

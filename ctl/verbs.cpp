@@ -174,7 +174,28 @@ Props wait_terminal(Client& c, const std::string& path, const std::function<void
   return p;
 }
 
-void print_status(const Props& raw) {
+// "1.0 MiB of 4.0 MiB (25%), 2.0 MiB/s, about 1s left": the rate is the average since the run
+// started, so the estimate holds for a copy that goes at a steady pace.
+std::string bytes_line(const Props& p, usec_t now) {
+  const uint64_t done = get_t(p, "BytesDone"), total = get_t(p, "BytesTotal");
+  if (done == 0 && total == 0) return {};
+  std::string line = format_bytes(done);
+  if (total > 0)
+    line += fmt::format(" of {} ({:.0f}%)", format_bytes(total),
+                        100.0 * static_cast<double>(std::min(done, total)) / static_cast<double>(total));
+  const usec_t started = get_t(p, "StartedUSec");
+  if (get_s(p, "State") != "running" || started == 0 || now <= started || done == 0) return line;
+  const double secs = static_cast<double>(now - started) / USEC_PER_SEC;
+  const double rate = static_cast<double>(done) / secs;
+  line += fmt::format(", {}/s", format_bytes(static_cast<uint64_t>(rate)));
+  if (total > done) {
+    const auto left = static_cast<usec_t>(static_cast<double>(total - done) / rate * USEC_PER_SEC);
+    line += fmt::format(", about {} left", format_timespan(left - left % USEC_PER_SEC + USEC_PER_SEC));
+  }
+  return line;
+}
+
+void print_status(const Props& raw, const std::string& queue = {}) {
   const Props p = for_terminal(raw);
   const usec_t now = now_realtime();
   const std::string state = get_s(p, "State");
@@ -199,6 +220,8 @@ void print_status(const Props& raw) {
   const double prog = get_d(p, "Progress");
   if (prog >= 0 || !get_s(p, "Phase").empty())
     row("Progress", fmt::format("{} {}", progress_bar(prog, 20), get_s(p, "Phase")));
+  row("Bytes", bytes_line(p, now));
+  row("Queue", queue);
   row("Status", get_s(p, "StatusText"));
   if (get_s(p, "FailReason") != get_s(p, "StatusText")) row("Failure", get_s(p, "FailReason"));
   row("Created", fmt::format("{}; {}", format_time(get_t(p, "CreatedUSec")), format_ago(get_t(p, "CreatedUSec"), now)));
@@ -385,10 +408,20 @@ int verb_list(const Globals& g, const JobArg& a) {
 int verb_status(const Globals& g, const JobArg& a) {
   Client c(g.address);
   Props p = c.job_properties(c.get_job(a.job));
-  if (g.json)
+  if (g.json) {
     fmt::print("{}\n", props_json(p).dump());
-  else
-    print_status(p);
+    return kExitOk;
+  }
+  // A pending job's place: the daemon starts pending jobs in the order they were submitted.
+  std::string queue;
+  if (get_s(p, "State") == "pending") {
+    auto rows = c.list({"pending"});
+    std::sort(rows.begin(), rows.end(),
+              [](const JobRow& x, const JobRow& y) { return x.created_usec < y.created_usec; });
+    for (size_t i = 0; i < rows.size(); ++i)
+      if (rows[i].id == get_s(p, "Id")) queue = fmt::format("{} of {} pending ({} before it)", i + 1, rows.size(), i);
+  }
+  print_status(p, queue);
   return kExitOk;
 }
 

@@ -304,3 +304,34 @@ TEST_F(CtlTest, LogsTailAndJson) {
   ASSERT_EQ(run_command(ctl("logs -f -n 2 --json " + id) + " 2>/dev/null", &out), 0) << out;
   EXPECT_EQ(nlohmann::json::parse(out)["log"], "line4\nline5\n");
 }
+
+TEST_F(CtlTest, StatusShowsBytesRateAndEta) {
+  ReadyFifo ready(daemon.dir);
+  Bus bus(daemon.address());
+  const std::string id = bus.submit_ok(
+      {"sh", "-c",
+       "systemd-notify BYTES_TOTAL=4194304 BYTES_DONE=1048576; echo ready > " + ready.path() + "; exec sleep 1000"});
+  ready.wait_line();
+  bus.wait_until(id, [&](Bus& b) { return b.prop_t(id, "BytesDone") == 1048576; });
+  ASSERT_EQ(run_command(ctl("status " + id), &out), 0) << out;
+  EXPECT_NE(out.find("Bytes: 1.0 MiB of 4.0 MiB (25%), "), std::string::npos) << out;
+  EXPECT_NE(out.find("/s, about "), std::string::npos) << out;
+  EXPECT_NE(out.find(" left"), std::string::npos) << out;
+}
+
+TEST(CtlQueue, StatusOfAPendingJobShowsItsPlaceInTheQueue) {
+  Daemon daemon("max_concurrent_jobs = 1");
+  ReadyFifo ready(daemon.dir);
+  Bus bus(daemon.address());
+  bus.submit_ok(polite(ready));
+  ready.wait_line();
+  bus.submit_ok({"true"});
+  const std::string second = bus.submit_ok({"true"});
+  bus.submit_ok({"true"});
+  std::string out;
+  ASSERT_EQ(
+      run_command(std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " status " + second, &out),
+      0)
+      << out;
+  EXPECT_NE(out.find("Queue: 2 of 3 pending (1 before it)"), std::string::npos) << out;
+}

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <csignal>
+#include <cstring>
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -59,9 +61,24 @@ std::string dict_s(const Dict& d, const std::string& k) {
   return {};
 }
 
+// The JSON key of a D-Bus property: snake_case, as every key repvisorctl prints ("StartedUSec"
+// is "started_usec", "MainPID" "main_pid").
+std::string json_key(std::string_view property) {
+  std::string k(property);
+  for (const auto& [from, to] : {std::pair{"USec", "Usec"}, {"PIDs", "Pids"}, {"PID", "Pid"}, {"UID", "Uid"}})
+    for (size_t at = k.find(from); at != std::string::npos; at = k.find(from, at)) k.replace(at, strlen(from), to);
+  std::string out;
+  for (size_t i = 0; i < k.size(); ++i) {
+    const auto c = static_cast<unsigned char>(k[i]);
+    if (isupper(c) && i > 0 && !isupper(static_cast<unsigned char>(k[i - 1]))) out += '_';
+    out += static_cast<char>(tolower(c));
+  }
+  return out;
+}
+
 json props_json(const Props& p) {
   json j = json::object();
-  for (const auto& [k, v] : p) j[k] = to_json(v);
+  for (const auto& [k, v] : p) j[json_key(k)] = to_json(v);
   return j;
 }
 
@@ -808,7 +825,7 @@ int verb_watch(const Globals& g, const JobArg& a) {
     const Props& p = jobs[path];
     if (g.json) {
       json j = props_json(ch);
-      j["Id"] = get_s(p, "Id");
+      j["id"] = get_s(p, "Id");
       fmt::print("{}\n", j.dump());
     } else {
       std::string what;

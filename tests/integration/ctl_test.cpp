@@ -335,3 +335,46 @@ TEST(CtlQueue, StatusOfAPendingJobShowsItsPlaceInTheQueue) {
       << out;
   EXPECT_NE(out.find("Queue: 2 of 3 pending (1 before it)"), std::string::npos) << out;
 }
+
+// Every key of every JSON document, at any depth, is snake_case.
+static void expect_snake_case(const nlohmann::json& j, const std::string& where) {
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) {
+      EXPECT_TRUE(!k.empty() && k.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos &&
+                  islower(static_cast<unsigned char>(k[0])))
+          << where << ": key '" << k << "'";
+      expect_snake_case(v, where);
+    }
+  } else if (j.is_array()) {
+    for (const auto& v : j) expect_snake_case(v, where);
+  }
+}
+
+TEST_F(CtlTest, JsonKeysAreSnakeCaseInEveryVerb) {
+  ReadyFifo ready(daemon.dir);
+  const std::string file = daemon.dir + "/job.toml";
+  std::ofstream(file) << "argv = [\"sh\", \"-c\", \"echo ready > " << ready.path()
+                      << "; exec sleep 1000\"]\nname = \"j\"\n[[resources]]\nkind = \"file\"\nname = \"dst\"\npath = \""
+                      << daemon.dir << "/volumes/j.img\"\nsize = 1048576\n";
+  auto json_of = [&](const std::string& args, int expect = 0) {
+    EXPECT_EQ(run_command(ctl("--json " + args) + " 2>/dev/null", &out), expect) << args << ": " << out;
+    nlohmann::json j;
+    for (size_t at = 0, end; at < out.size(); at = end + 1) {  // one document a line
+      end = out.find('\n', at);
+      if (end == std::string::npos) end = out.size();
+      if (end > at) j.push_back(nlohmann::json::parse(out.substr(at, end - at)));
+    }
+    expect_snake_case(j, args);
+    return j;
+  };
+  json_of("submit -F " + file);
+  ready.wait_line();
+  EXPECT_EQ(json_of("status j")[0]["state"], "running");
+  json_of("list");
+  json_of("logs j");
+  json_of("stop j");
+  json_of("wait j", 11);
+  json_of("events j");
+  json_of("submit --wait -- true");
+  json_of("delete j --yes");
+}

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -11,8 +12,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "client.hpp"
 #include "harness.hpp"
@@ -377,4 +380,90 @@ TEST_F(CtlTest, JsonKeysAreSnakeCaseInEveryVerb) {
   json_of("events j");
   json_of("submit --wait -- true");
   json_of("delete j --yes");
+}
+
+// repvisorctl on a pseudo-terminal of `rows` x `cols`: its pid; *master reads what it shows.
+static pid_t on_terminal(const std::vector<std::string>& args, unsigned short rows, unsigned short cols, int* master) {
+  winsize ws{rows, cols, 0, 0};
+  const pid_t pid = forkpty(master, nullptr, nullptr, &ws);
+  if (pid == 0) {
+    std::vector<char*> argv{const_cast<char*>(REPVISORCTL_PATH)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    unsetenv("NO_COLOR");
+    execv(REPVISORCTL_PATH, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Reads until `done(all)` holds or the output ends; false at the deadline.
+static bool read_until(int fd, std::string* all, const std::function<bool(const std::string&)>& done) {
+  while (!done(*all)) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(kDeadlineUsec / 1000)) != 1) return false;
+    char buf[4096];
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) return done(*all);
+    all->append(buf, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+TEST(CtlWatch, TheTableFitsTheTerminal) {
+  Daemon daemon("max_concurrent_jobs = 1");
+  ReadyFifo ready(daemon.dir);
+  Bus bus(daemon.address());
+  bus.submit_ok(polite(ready), {{"name", std::string("the-running-job-with-a-long-name")}});
+  ready.wait_line();
+  for (int i = 0; i < 10; ++i)
+    bus.submit_ok({"true"}, {{"name", "a-queued-job-with-a-long-name-" + std::to_string(i)}});
+  int master = -1;
+  const pid_t pid = on_terminal({"--runtime-dir", daemon.runtime_dir, "watch"}, 8, 50, &master);
+  ASSERT_GT(pid, 0);
+  std::string all;
+  EXPECT_TRUE(read_until(master, &all, [](const std::string& s) { return s.find("+8 more") != std::string::npos; }))
+      << all;
+  kill(pid, SIGINT);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  close(master);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << status;
+  // The last frame, drawn from the top: 8 rows less the last, none wider than 50 columns.
+  const std::string frame = all.substr(all.rfind("\x1b[H") + 3);
+  const std::string plain =
+      std::regex_replace(frame.substr(0, frame.find("+8 more") + 7), std::regex("\x1b\\[[0-9;]*[A-Za-z]"), "");
+  std::vector<std::string> lines;
+  for (size_t at = 0, end; at <= plain.size(); at = end + 2) {
+    end = plain.find("\r\n", at);
+    if (end == std::string::npos) end = plain.size();
+    lines.push_back(plain.substr(at, end - at));
+  }
+  EXPECT_EQ(lines.size(), 7u) << plain;
+  for (const auto& l : lines) {
+    size_t cols = 0;
+    for (unsigned char c : l) cols += (c & 0xC0) != 0x80;
+    EXPECT_LE(cols, 50u) << "'" << l << "'";
+  }
+  EXPECT_EQ(lines.back(), "+8 more");
+}
+
+TEST_F(CtlTest, JsonWatchOnATerminalPrintsJsonLines) {
+  Bus bus(daemon.address());
+  const std::string id = bus.submit_ok({"true"});
+  bus.wait_terminal(id);
+  int master = -1;
+  const pid_t pid = on_terminal({"--runtime-dir", daemon.runtime_dir, "--json", "watch", id}, 24, 80, &master);
+  ASSERT_GT(pid, 0);
+  std::string all;
+  read_until(master, &all, [](const std::string&) { return false; });  // to its end
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  close(master);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(all.find("\x1b["), std::string::npos) << "a table: " << all;
+  ASSERT_FALSE(all.empty());
+  const auto j = nlohmann::json::parse(all.substr(0, all.find('\n')));
+  EXPECT_EQ(j["id"], id);
+  EXPECT_EQ(j["state"], "completed");
 }

@@ -91,7 +91,9 @@ int main(int argc, char** argv) {
       {"submit", "run a new job: repvisorctl submit [options] -- COMMAND [ARGS...]",
        [&](CLI::App* s) {
          s->add_option("--name", submit.name, "unique job name");
-         s->add_option("--env", submit.env, "KEY=VALUE for the job's environment (repeatable)");
+         // One value an occurrence: "--env K=V sleep 1" leaves "sleep 1" to be named as a command.
+         s->add_option("--env", submit.env, "KEY=VALUE for the job's environment (repeatable)")
+             ->allow_extra_args(false);
          s->add_option("--workdir", submit.workdir, "working directory (default /)");
          s->add_option("--stop-signal", submit.stop_signal, "signal for a graceful stop (default SIGTERM)");
          s->add_option("--stop-timeout", submit.stop_timeout,
@@ -100,7 +102,8 @@ int main(int argc, char** argv) {
          s->add_option("-F,--file", submit.file, "TOML job file");
          s->add_option("-T,--template", submit.template_name,
                        "a job template of the daemon's configuration ([templates.NAME]); admins may use them");
-         s->add_option("-p,--param", submit.params, "NAME=VALUE for the template (repeatable)");
+         s->add_option("-p,--param", submit.params, "NAME=VALUE for the template (repeatable)")
+             ->allow_extra_args(false);
          s->add_flag("--wait", submit.wait, "wait until the job has ended; exit status tells how");
        },
        [&] { return verb_submit(g, submit); }},

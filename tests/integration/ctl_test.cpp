@@ -69,9 +69,13 @@ TEST_F(CtlTest, SubmitWithoutDashDashSaysWhereTheCommandGoes) {
   EXPECT_NE(out.find("the command goes after '--': repvisorctl submit [OPTIONS] -- sleep 1"), std::string::npos) << out;
   EXPECT_EQ(run_command(ctl("submit --name x sleep 1"), &out), 2) << out;
   EXPECT_NE(out.find("-- sleep 1\n"), std::string::npos) << out;
+  EXPECT_EQ(run_command(ctl("submit --env A=B --env C=D --wait -- sh -c 'test \"$A$C\" = BD'"), &out), 0) << out;
+  EXPECT_EQ(run_command(ctl("submit --env A=B --env C=D sleep 1"), &out), 2) << out;
+  EXPECT_NE(out.find("the command goes after '--': repvisorctl submit [OPTIONS] -- sleep 1\n"), std::string::npos)
+      << out;
   EXPECT_EQ(run_command(ctl("submit --bogus -- true"), &out), 2) << out;
   EXPECT_NE(out.find("--bogus"), std::string::npos) << out;
-  EXPECT_EQ(jobs(), 0) << "a refused command line submits nothing";
+  EXPECT_EQ(jobs(), 1) << "a refused command line submits nothing";
 }
 
 TEST_F(CtlTest, AJobGoneBetweenLookupAndCallIsNoSuchJob) {

@@ -265,6 +265,16 @@ void print_status(const Props& raw, const std::string& queue = {}) {
     const int64_t uid = get_i(p, "RequestedByUID");
     row("Stop requested", fmt::format("{} ({} by {})", format_time(get_t(p, "StopRequestedUSec")), get_s(p, "StopMode"),
                                       uid == 4294967295 ? std::string("repvisord") : fmt::format("uid {}", uid)));
+    // While the stop signal's time runs: when it went out, the timeout in force (the stop's own,
+    // with the job's extensions) and what is left of it before SIGKILL.
+    const usec_t deadline = get_t(p, "StopDeadlineUSec"), asked = get_t(p, "StopRequestedUSec");
+    if (sub == "stop-sigterm" && deadline > asked)
+      row("Stop signal",
+          fmt::format("{} sent {}; timeout {}; {}", signal_name(static_cast<int>(get_i(p, "StopSignal"))),
+                      format_time(asked), format_timespan(deadline - asked),
+                      deadline > now ? "SIGKILL in " + format_timespan((deadline - now) -
+                                                                       (deadline - now) % USEC_PER_SEC + USEC_PER_SEC)
+                                     : "SIGKILL due now"));
     row("Reason", get_s(p, "CancelReason"));
     row("Notes", get_s(p, "CancelNotes"));
   }

@@ -471,3 +471,21 @@ TEST_F(CtlTest, JsonWatchOnATerminalPrintsJsonLines) {
   EXPECT_EQ(j["id"], id);
   EXPECT_EQ(j["state"], "completed");
 }
+
+TEST_F(CtlTest, StatusOfAStoppingJobCountsDownToSigkill) {
+  ReadyFifo ready(daemon.dir);
+  Bus bus(daemon.address());
+  const std::string id = bus.submit_ok(stubborn(ready));
+  ready.wait_line();
+  ASSERT_TRUE(bus.stop(id, {{"wait", false}, {"timeout_usec", uint64_t{90'000'000}}}).ok);
+  bus.wait_until(id, [&](Bus& b) { return b.prop_t(id, "StopDeadlineUSec") != 0; });
+  EXPECT_EQ(bus.prop_t(id, "StopDeadlineUSec"), bus.prop_t(id, "StopRequestedUSec") + 90'000'000);
+  ASSERT_EQ(run_command(ctl("status " + id), &out), 0) << out;
+  EXPECT_NE(out.find("Stop signal: SIGTERM sent "), std::string::npos) << out;
+  EXPECT_NE(out.find("; timeout 1min 30s; SIGKILL in 1min "), std::string::npos) << out;
+  // Past the stop signal's time the deadline is gone.
+  ASSERT_TRUE(bus.stop(id, {{"force", true}, {"wait", true}}).ok);
+  EXPECT_EQ(bus.prop_t(id, "StopDeadlineUSec"), 0u);
+  ASSERT_EQ(run_command(ctl("status " + id), &out), 0) << out;
+  EXPECT_EQ(out.find("Stop signal:"), std::string::npos) << out;
+}

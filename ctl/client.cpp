@@ -1,7 +1,10 @@
 #include "client.hpp"
 
 #include <fmt/format.h>
+#include <grp.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -255,6 +258,36 @@ Props read_props(sd_bus_message* m) {
   return out;
 }
 
+namespace {
+
+// The socket of a unix:path= address, empty for any other kind.
+std::string socket_path(const std::string& address) {
+  constexpr std::string_view kUnix = "unix:path=";
+  if (address.rfind(kUnix, 0) != 0) return {};
+  std::string path = address.substr(kUnix.size());
+  return path.substr(0, path.find(','));
+}
+
+// What to do about a socket we may not open: the admin group owns it.
+std::string access_hint(const std::string& address) {
+  struct stat st {};
+  const std::string path = socket_path(address);
+  if (!path.empty() && stat(path.c_str(), &st) == 0)
+    if (const group* gr = getgrgid(st.st_gid))
+      return fmt::format("add yourself to the group '{}' (the socket's group), or use sudo", gr->gr_name);
+  return "add yourself to the daemon's admin group (the socket's group, 'repvisor' unless configured), or use sudo";
+}
+
+CtlError unreachable(const std::string& address, int r) {
+  if (address.rfind("unixexec:path=ssh,", 0) == 0)
+    return {kExitUnreachable, fmt::format("cannot reach repvisord over ssh: {}", strerror(-r)),
+            "check that ssh to the host works and that it has systemd-stdio-bridge and a running repvisord"};
+  return {kExitUnreachable, fmt::format("cannot connect to repvisord at {}: {}", address, strerror(-r)),
+          "is repvisord running? Use --runtime-dir or --address to reach a daemon started elsewhere"};
+}
+
+}  // namespace
+
 Client::Client(const std::string& address) {
   check(sd_bus_new(&bus_), "sd_bus_new");
   if (int r = sd_bus_set_address(bus_, address.c_str()); r < 0) {
@@ -264,10 +297,16 @@ Client::Client(const std::string& address) {
   // A bus client: sends Hello, as busctl does; the daemon's private socket answers it.
   sd_bus_set_bus_client(bus_, 1);
   int r = sd_bus_start(bus_);
+  // The unique name comes with the reply to Hello: waiting for it finds a peer that is not
+  // there (an ssh that could not connect, say) here rather than at the first call.
+  const char* unique = nullptr;
+  if (r >= 0) r = sd_bus_get_unique_name(bus_, &unique);
   if (r < 0) {
     bus_ = sd_bus_flush_close_unref(bus_);  // the destructor does not run for a throwing constructor
-    throw CtlError(kExitUnreachable, fmt::format("cannot connect to repvisord at {}: {}", address, strerror(-r)),
-                   "is repvisord running? Use --runtime-dir or --address to reach a daemon started elsewhere");
+    if (r == -EACCES || r == -EPERM)
+      throw CtlError(kExitAccessDenied, fmt::format("cannot connect to repvisord at {}: {}", address, strerror(-r)),
+                     access_hint(address));
+    throw unreachable(address, r);
   }
 }
 
@@ -280,14 +319,34 @@ void Client::raise(const sd_bus_error* e, const std::string& context) {
   if (name == "org.repvisor1.Error.NoSuchJob")
     throw CtlError(kExitNoSuchJob, msg, "'repvisorctl list' shows the jobs there are");
   if (name == "org.repvisor1.Error.JobActive")
-    throw CtlError(kExitJobActive, msg, "job is still running: stop it first or use --force");
+    throw CtlError(kExitJobActive, msg,
+                   "wait for it to end ('repvisorctl wait JOB') or stop it ('repvisorctl stop JOB')");
   if (name == "org.repvisor1.Error.NotResumable") throw CtlError(kExitNotResumable, msg);
   if (name == "org.repvisor1.Error.CleanupFailed")
     throw CtlError(kExitCleanupFailed, msg, "fix the cause, then 'repvisorctl cleanup JOB' tries again");
   if (name == SD_BUS_ERROR_ACCESS_DENIED) throw CtlError(kExitAccessDenied, msg, "run as root");
   if (name == SD_BUS_ERROR_INVALID_ARGS) throw CtlError(kExitInvalidArgs, msg);
+  // A job object that is gone: deleted between finding the job and calling it. sd-bus answers
+  // UnknownObject, or UnknownMethod where a fallback serves the job paths.
+  if (name == SD_BUS_ERROR_UNKNOWN_OBJECT ||
+      (name == SD_BUS_ERROR_UNKNOWN_METHOD && msg.find("org.repvisor1.Job") != std::string::npos))
+    throw CtlError(kExitNoSuchJob,
+                   context.empty() ? "the job is gone (deleted)" : context + ": the job is gone (deleted)",
+                   "'repvisorctl list' shows the jobs there are");
+  if (name == SD_BUS_ERROR_SERVICE_UNKNOWN || name == SD_BUS_ERROR_NAME_HAS_NO_OWNER)
+    throw CtlError(kExitUnreachable, msg, "is repvisord running? 'systemctl status repvisord' tells");
   if (name == SD_BUS_ERROR_NO_REPLY || name == SD_BUS_ERROR_DISCONNECTED)
     throw CtlError(kExitUnreachable, msg, "the daemon went away");
+  switch (sd_bus_error_get_errno(e)) {
+    case ECONNRESET:
+    case ENOTCONN:
+    case EPIPE:
+    case ECONNREFUSED:
+    case ESHUTDOWN:
+      throw CtlError(kExitUnreachable, msg, "the connection to the daemon was lost");
+    default:
+      break;
+  }
   throw CtlError(kExitFailure, msg);
 }
 
@@ -336,13 +395,28 @@ std::string Client::get_job(const std::string& key) {
   sd_bus_error err = SD_BUS_ERROR_NULL;
   int r = sd_bus_call_method(bus_, kDest, kManagerPath, kManager, "GetJob", &err, &reply, "s", key.c_str());
   if (r < 0) {
-    raise_owned(&err);
+    ErrorGuard guard{&err};
+    if (err.name && std::string_view(err.name) == SD_BUS_ERROR_INVALID_ARGS && err.message &&
+        std::string_view(err.message).find("matches more than one job") != std::string_view::npos)
+      ambiguous(key);
+    raise(&err);
   }
   const char* path;
   check(sd_bus_message_read(reply, "o", &path), "reading reply");
   std::string out = path;
   sd_bus_message_unref(reply);
   return out;
+}
+
+void Client::ambiguous(const std::string& prefix) {
+  // As git does for a short object id: the candidates, so the user can pick one.
+  auto rows = list();
+  std::erase_if(rows, [&](const JobRow& r) { return r.id.rfind(prefix, 0) != 0; });
+  std::sort(rows.begin(), rows.end(), [](const JobRow& x, const JobRow& y) { return x.created_usec < y.created_usec; });
+  std::string msg = fmt::format("job id prefix '{}' is ambiguous; it matches:", prefix);
+  for (const auto& r : rows)
+    msg += fmt::format("\n  {}  {:<20}  {}", r.id, r.name.empty() ? "-" : escape(r.name), r.state);
+  throw CtlError(kExitInvalidArgs, msg, "give more of the id, or the job's name");
 }
 
 std::vector<EventRow> Client::list_events(const std::string& job, uint64_t since_usec, uint64_t limit) {
@@ -375,8 +449,6 @@ static Props get_all(sd_bus* bus, const char* path, const char* interface) {
       sd_bus_call_method(bus, kDest, path, "org.freedesktop.DBus.Properties", "GetAll", &err, &reply, "s", interface);
   if (r < 0) {
     ErrorGuard guard{&err};
-    if (err.name && std::string_view(err.name) == SD_BUS_ERROR_UNKNOWN_OBJECT)
-      throw CtlError(kExitNoSuchJob, "the job is gone (deleted)");
     Client::raise(&err);
   }
   Props p = read_props(reply);

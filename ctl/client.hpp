@@ -108,6 +108,8 @@ class Client {
   // `timeout` (0: sd-bus's default) and raises a D-Bus error as CtlError.
   Reply call(const char* path, const char* interface, const char* method, const Options* opts, uint64_t timeout = 0,
              const std::vector<std::string>& leading = {});
+  // Throws the CtlError for an id prefix that matches more than one job, naming them.
+  [[noreturn]] void ambiguous(const std::string& prefix);
   sd_bus* bus_ = nullptr;
 };
 

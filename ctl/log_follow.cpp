@@ -113,7 +113,7 @@ bool LogFollower::catch_cut(const std::string& keep) {
   return true;
 }
 
-void LogFollower::drain(FILE* out, const std::string& keep, bool whole_lines) {
+void LogFollower::drain(const std::function<void(std::string_view)>& out, const std::string& keep, bool whole_lines) {
   catch_cut(keep);
   char buf[65536];
   for (;;) {
@@ -133,12 +133,11 @@ void LogFollower::drain(FILE* out, const std::string& keep, bool whole_lines) {
       else if (show < sizeof buf)
         break;  // a line not yet ended: shown once it is (a longer one than buf, in parts)
     }
-    fwrite(buf, 1, show, out);
+    out(std::string_view(buf, show));
     remember(buf, show);
     offset_ += show;
     if (show < static_cast<size_t>(n)) break;
   }
-  fflush(out);
 }
 
 }  // namespace repvisor::ctl

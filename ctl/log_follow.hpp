@@ -2,8 +2,9 @@
 // its first blocks (keep = "tail", "both") or its end (keep = "head") under the reader.
 #pragma once
 #include <cstdint>
-#include <cstdio>
+#include <functional>
 #include <string>
+#include <string_view>
 
 namespace repvisor::ctl {
 
@@ -16,10 +17,11 @@ std::string log_status(const std::string& path, uint64_t cut, const std::string&
 // last shown are now), or, when those were cut too, from the first bytes kept after the cut.
 class LogFollower {
  public:
-  explicit LogFollower(int fd) : fd_(fd) {}
+  // Shows the file from offset `from` on.
+  explicit LogFollower(int fd, uint64_t from = 0) : fd_(fd), offset_(from) {}
   // `keep`: the job's LogKeep property ("" until its log was first cut). `whole_lines`: a line
   // not yet ended waits for its end (while following; not for the last read).
-  void drain(FILE* out, const std::string& keep, bool whole_lines);
+  void drain(const std::function<void(std::string_view)>& out, const std::string& keep, bool whole_lines);
 
  private:
   bool moved(uint64_t size);                // a cut since the last drain

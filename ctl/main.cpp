@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 
 #include "output.hpp"
 #include "verbs.hpp"
@@ -16,6 +17,15 @@
 using namespace repvisor::ctl;
 
 namespace {
+// Usage lines name the program: "repvisorctl stop [OPTIONS] job", not "stop [OPTIONS] job".
+class Formatter : public CLI::Formatter {
+ public:
+  std::string make_usage(const CLI::App* app, std::string name) const override {
+    if (app->get_parent() != nullptr) name = app->get_parent()->get_name() + " " + name;
+    return CLI::Formatter::make_usage(app, name);
+  }
+};
+
 // D-Bus address values escape everything but a few safe characters as %XX.
 std::string address_escape(const std::string& s) {
   std::string out;
@@ -44,16 +54,21 @@ int main(int argc, char** argv) {
   JobArg job;
   EventsArgs events;
 
-  CLI::App app{"repvisorctl: submit, watch, stop and delete replication jobs of repvisord"};
+  CLI::App app{"repvisorctl: submit, watch, stop and delete replication jobs of repvisord", "repvisorctl"};
+  app.formatter(std::make_shared<Formatter>());
   app.require_subcommand(1);
   app.fallthrough();  // global options (--json, --address) also after the verb
-  app.add_option("--address", g.address, "D-Bus address of the daemon (unix:path=SOCKET)");
+  auto* address_opt = app.add_option("--address", g.address, "D-Bus address of the daemon (unix:path=SOCKET)");
   auto* runtime_opt =
       app.add_option("--runtime-dir", runtime_dir, "runtime directory of the daemon (its socket is DIR/private)");
-  app.add_flag("--system", system,
-               "talk to repvisord on the system bus (the default when the private socket is not "
-               "open to you)");
-  app.add_option("-H,--host", host, "[USER@]HOST: repvisord on another machine, over SSH, on its system bus");
+  auto* system_opt = app.add_flag("--system", system,
+                                  "talk to repvisord on the system bus (the default when the private socket is not "
+                                  "open to you)");
+  auto* host_opt =
+      app.add_option("-H,--host", host, "[USER@]HOST: repvisord on another machine, over SSH, on its system bus");
+  // Each names one daemon: given together, one would be silently ignored.
+  runtime_opt->excludes(system_opt)->excludes(address_opt)->excludes(host_opt);
+  address_opt->excludes(system_opt)->excludes(host_opt);
   app.add_flag("--json", g.json, "machine-readable output");
   app.set_version_flag("--version", REPVISOR_VERSION);
 
@@ -76,7 +91,9 @@ int main(int argc, char** argv) {
       {"submit", "run a new job: repvisorctl submit [options] -- COMMAND [ARGS...]",
        [&](CLI::App* s) {
          s->add_option("--name", submit.name, "unique job name");
-         s->add_option("--env", submit.env, "KEY=VALUE for the job's environment (repeatable)");
+         // One value an occurrence: "--env K=V sleep 1" leaves "sleep 1" to be named as a command.
+         s->add_option("--env", submit.env, "KEY=VALUE for the job's environment (repeatable)")
+             ->allow_extra_args(false);
          s->add_option("--workdir", submit.workdir, "working directory (default /)");
          s->add_option("--stop-signal", submit.stop_signal, "signal for a graceful stop (default SIGTERM)");
          s->add_option("--stop-timeout", submit.stop_timeout,
@@ -85,7 +102,8 @@ int main(int argc, char** argv) {
          s->add_option("-F,--file", submit.file, "TOML job file");
          s->add_option("-T,--template", submit.template_name,
                        "a job template of the daemon's configuration ([templates.NAME]); admins may use them");
-         s->add_option("-p,--param", submit.params, "NAME=VALUE for the template (repeatable)");
+         s->add_option("-p,--param", submit.params, "NAME=VALUE for the template (repeatable)")
+             ->allow_extra_args(false);
          s->add_flag("--wait", submit.wait, "wait until the job has ended; exit status tells how");
        },
        [&] { return verb_submit(g, submit); }},
@@ -111,6 +129,9 @@ int main(int argc, char** argv) {
        [&](CLI::App* s) {
          job_positional(s);
          s->add_flag("-f,--follow", job.follow, "keep printing until the job has ended");
+         s->add_option("-n,--tail", job.tail, "only the last N lines (0-1000000000), then what follows")
+             ->type_name("N")
+             ->check(CLI::Range(int64_t{0}, int64_t{1000000000}).description(""));
        },
        [&] { return verb_logs(g, job); }},
       {"wait", "wait until a job has ended (exit 0 completed, 10 failed, 11 cancelled)", job_positional,
@@ -119,8 +140,9 @@ int main(int argc, char** argv) {
        [&](CLI::App* s) {
          s->add_option("job", events.job, "only this job (a deleted job by its full id)");
          s->add_option("--since", events.since, "only events newer than this long ago (e.g. 1h)");
-         s->add_option("--limit", events.limit, "at most this many, the newest (default 1000)")
-             ->check(CLI::Range(1, 100000));
+         s->add_option("--limit", events.limit, "at most this many, the newest (1-100000, default 1000)")
+             ->type_name("N")
+             ->check(CLI::Range(1, 100000).description(""));
        },
        [&] { return verb_events(g, events); }},
       {"watch", "live table of jobs, updated as they change",
@@ -128,11 +150,56 @@ int main(int argc, char** argv) {
        [&] { return verb_watch(g, job); }},
   };
   std::vector<std::pair<CLI::App*, const Verb*>> subs;
+  CLI::App* submit_app = nullptr;
   for (const auto& v : verbs) {
     CLI::App* s = app.add_subcommand(v.name, v.help);
     v.options(s);
     s->fallthrough();
     subs.emplace_back(s, &v);
+    if (std::string_view(v.name) == "submit") submit_app = s;
+  }
+  // A command without "--" is collected here (unlisted) to be named in the error, rather than
+  // refused as unexpected words in CLI11's reversed order.
+  std::vector<std::string> stray;
+  submit_app->add_option("stray", stray)->group("");
+
+  // The verb is the first word that is neither an option nor an option's value; "help" and a
+  // word that is no verb are answered here, before CLI11 would call them unexpected arguments.
+  std::vector<std::string> words;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view w = argv[i];
+    if (w == "--") break;
+    if (w == "--address" || w == "--runtime-dir" || w == "-H" || w == "--host") {
+      ++i;
+      continue;
+    }
+    if (!w.empty() && w[0] != '-') words.emplace_back(w);
+  }
+  if (!words.empty()) {
+    auto find_verb = [&](const std::string& name) -> CLI::App* {
+      for (const auto& [s, v] : subs)
+        if (name == v->name) return s;
+      return nullptr;
+    };
+    if (words[0] == "help") {
+      if (words.size() > 1) {
+        if (CLI::App* s = find_verb(words[1])) {
+          fmt::print("{}", s->help());
+          return kExitOk;
+        }
+        fprintf(stderr, "repvisorctl: unknown command '%s'\n", words[1].c_str());
+        return kExitUsage;
+      }
+      fmt::print("{}", app.help());
+      return kExitOk;
+    }
+    if (!find_verb(words[0])) {
+      std::string names;
+      for (const auto& [s, v] : subs) names += fmt::format("  {:<9} {}\n", v->name, v->help);
+      fprintf(stderr, "repvisorctl: unknown command '%s'\nThe commands are:\n%s", words[0].c_str(), names.c_str());
+      fprintf(stderr, "'repvisorctl help COMMAND' tells more of one.\n");
+      return kExitUsage;
+    }
   }
   // Everything after "--" is the job's command line, options and all: split it off before
   // CLI11 sees it.
@@ -150,6 +217,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int r = app.exit(e);
     return r == 0 ? 0 : kExitUsage;
+  }
+  if (!stray.empty()) {
+    std::string cmd;
+    for (const auto& w : stray) cmd += " " + w;
+    fprintf(stderr, "repvisorctl: the command goes after '--': repvisorctl submit [OPTIONS] --%s\n", cmd.c_str());
+    return kExitUsage;
   }
   if (g.address.empty()) {
     const std::string priv = runtime_dir + "/private";

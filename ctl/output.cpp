@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 
 #include "util/time.hpp"
 
@@ -63,6 +64,15 @@ std::string progress_bar(double progress, int width) {
 }
 
 std::string short_id(const std::string& id) { return id.substr(0, 12); }
+
+std::string format_bytes(uint64_t bytes) {
+  if (bytes < 1024) return fmt::format("{} B", bytes);
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = static_cast<double>(bytes) / 1024;
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(kUnits)) v /= 1024, ++u;
+  return fmt::format("{:.1f} {}", v, kUnits[u]);
+}
 
 std::string signal_name(int sig) {
   const char* a = sigabbrev_np(sig);

@@ -6,13 +6,18 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <csignal>
+#include <cstring>
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "log_follow.hpp"
 #include "output.hpp"
@@ -59,13 +64,44 @@ std::string dict_s(const Dict& d, const std::string& k) {
   return {};
 }
 
+// The JSON key of a D-Bus property: snake_case, as every key repvisorctl prints ("StartedUSec"
+// is "started_usec", "MainPID" "main_pid").
+std::string json_key(std::string_view property) {
+  std::string k(property);
+  for (const auto& [from, to] : {std::pair{"USec", "Usec"}, {"PIDs", "Pids"}, {"PID", "Pid"}, {"UID", "Uid"}})
+    for (size_t at = k.find(from); at != std::string::npos; at = k.find(from, at)) k.replace(at, strlen(from), to);
+  std::string out;
+  for (size_t i = 0; i < k.size(); ++i) {
+    const auto c = static_cast<unsigned char>(k[i]);
+    if (isupper(c) && i > 0 && !isupper(static_cast<unsigned char>(k[i - 1]))) out += '_';
+    out += static_cast<char>(tolower(c));
+  }
+  return out;
+}
+
 json props_json(const Props& p) {
   json j = json::object();
-  for (const auto& [k, v] : p) j[k] = to_json(v);
+  for (const auto& [k, v] : p) j[json_key(k)] = to_json(v);
   return j;
 }
 
 volatile sig_atomic_t interrupted = 0;
+volatile sig_atomic_t resized = 0;  // SIGWINCH: watch redraws for the new size
+
+// Display columns of UTF-8 text without escape sequences: one a character.
+size_t columns(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+// The first `width` columns of s, cut between characters.
+std::string fit(const std::string& s, size_t width) {
+  size_t n = 0;
+  for (size_t i = 0; i < s.size(); ++i)
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && n++ == width) return s.substr(0, i);
+  return s;
+}
 
 // Delivers PropertiesChanged of org.repvisor1.Job objects (one path, or all under /org/repvisor1)
 // and InterfacesAdded/Removed to a callback: the live views are driven by signals, not polling.
@@ -144,6 +180,18 @@ std::string job_label(const Props& p) {
   return name.empty() ? short_id(get_s(p, "Id")) : fmt::format("{} ({})", name, short_id(get_s(p, "Id")));
 }
 
+// How a finished job ended, in a line: the daemon's reason for a failure, else the job's own
+// words; a cancelled job's reason.
+std::string end_line(const std::string& id, const Props& p) {
+  const std::string state = get_s(p, "State");
+  std::string why;
+  if (state == "failed")
+    why = !get_s(p, "FailReason").empty() ? get_s(p, "FailReason") : get_s(p, "StatusText");
+  else if (state == "cancelled" && !get_s(p, "CancelReason").empty())
+    why = "reason " + get_s(p, "CancelReason");
+  return fmt::format("Job {} {}{}", id, coloured_state(state), why.empty() ? "" : ": " + escape(why));
+}
+
 // Waits for a job to reach a terminal state; subscribes before reading so no change is missed.
 Props wait_terminal(Client& c, const std::string& path, const std::function<void(const Props&)>& on_update = {}) {
   Props p;
@@ -162,7 +210,28 @@ Props wait_terminal(Client& c, const std::string& path, const std::function<void
   return p;
 }
 
-void print_status(const Props& raw) {
+// "1.0 MiB of 4.0 MiB (25%), 2.0 MiB/s, about 1s left": the rate is the average since the run
+// started, so the estimate holds for a copy that goes at a steady pace.
+std::string bytes_line(const Props& p, usec_t now) {
+  const uint64_t done = get_t(p, "BytesDone"), total = get_t(p, "BytesTotal");
+  if (done == 0 && total == 0) return {};
+  std::string line = format_bytes(done);
+  if (total > 0)
+    line += fmt::format(" of {} ({:.0f}%)", format_bytes(total),
+                        100.0 * static_cast<double>(std::min(done, total)) / static_cast<double>(total));
+  const usec_t started = get_t(p, "StartedUSec");
+  if (get_s(p, "State") != "running" || started == 0 || now <= started || done == 0) return line;
+  const double secs = static_cast<double>(now - started) / USEC_PER_SEC;
+  const double rate = static_cast<double>(done) / secs;
+  line += fmt::format(", {}/s", format_bytes(static_cast<uint64_t>(rate)));
+  if (total > done) {
+    const auto left = static_cast<usec_t>(static_cast<double>(total - done) / rate * USEC_PER_SEC);
+    line += fmt::format(", about {} left", format_timespan(left - left % USEC_PER_SEC + USEC_PER_SEC));
+  }
+  return line;
+}
+
+void print_status(const Props& raw, const std::string& queue = {}) {
   const Props p = for_terminal(raw);
   const usec_t now = now_realtime();
   const std::string state = get_s(p, "State");
@@ -187,6 +256,8 @@ void print_status(const Props& raw) {
   const double prog = get_d(p, "Progress");
   if (prog >= 0 || !get_s(p, "Phase").empty())
     row("Progress", fmt::format("{} {}", progress_bar(prog, 20), get_s(p, "Phase")));
+  row("Bytes", bytes_line(p, now));
+  row("Queue", queue);
   row("Status", get_s(p, "StatusText"));
   if (get_s(p, "FailReason") != get_s(p, "StatusText")) row("Failure", get_s(p, "FailReason"));
   row("Created", fmt::format("{}; {}", format_time(get_t(p, "CreatedUSec")), format_ago(get_t(p, "CreatedUSec"), now)));
@@ -196,6 +267,16 @@ void print_status(const Props& raw) {
     const int64_t uid = get_i(p, "RequestedByUID");
     row("Stop requested", fmt::format("{} ({} by {})", format_time(get_t(p, "StopRequestedUSec")), get_s(p, "StopMode"),
                                       uid == 4294967295 ? std::string("repvisord") : fmt::format("uid {}", uid)));
+    // While the stop signal's time runs: when it went out, the timeout in force (the stop's own,
+    // with the job's extensions) and what is left of it before SIGKILL.
+    const usec_t deadline = get_t(p, "StopDeadlineUSec"), asked = get_t(p, "StopRequestedUSec");
+    if (sub == "stop-sigterm" && deadline > asked)
+      row("Stop signal",
+          fmt::format("{} sent {}; timeout {}; {}", signal_name(static_cast<int>(get_i(p, "StopSignal"))),
+                      format_time(asked), format_timespan(deadline - asked),
+                      deadline > now ? "SIGKILL in " + format_timespan((deadline - now) -
+                                                                       (deadline - now) % USEC_PER_SEC + USEC_PER_SEC)
+                                     : "SIGKILL due now"));
     row("Reason", get_s(p, "CancelReason"));
     row("Notes", get_s(p, "CancelNotes"));
   }
@@ -308,17 +389,27 @@ int verb_submit(const Globals& g, const SubmitArgs& a) {
   const auto res = c.submit(spec);
 
   if (!a.wait) {
+    // Submit answers once the command is spawned: a job that could not start (no such command,
+    // its resources could not be set up) has its reason already, and no start time.
+    const Props p = c.job_properties(res.second);
+    const std::string why = get_s(p, "FailReason");
+    const bool not_started = get_t(p, "StartedUSec") == 0 && !why.empty();
     if (g.json)
-      fmt::print("{}\n", json{{"id", res.first}, {"path", res.second}}.dump());
-    else
+      fmt::print(
+          "{}\n",
+          json{{"id", res.first}, {"path", res.second}, {"state", get_s(p, "State")}, {"fail_reason", why}}.dump());
+    else if (!not_started)
       fmt::print("Submitted job {}\n", res.first);
+    if (not_started)
+      throw CtlError(kExitFailure, fmt::format("job {} failed to start: {}", res.first, escape(why)),
+                     fmt::format("'repvisorctl delete {}' removes its record", res.first));
     return kExitOk;
   }
   Props p = wait_terminal(c, res.second);
   if (g.json)
     fmt::print("{}\n", props_json(p).dump());
   else
-    fmt::print("Job {} {}\n", res.first, coloured_state(get_s(p, "State")));
+    fmt::print("{}\n", end_line(res.first, p));
   return exit_for_state(get_s(p, "State"));
 }
 
@@ -363,10 +454,20 @@ int verb_list(const Globals& g, const JobArg& a) {
 int verb_status(const Globals& g, const JobArg& a) {
   Client c(g.address);
   Props p = c.job_properties(c.get_job(a.job));
-  if (g.json)
+  if (g.json) {
     fmt::print("{}\n", props_json(p).dump());
-  else
-    print_status(p);
+    return kExitOk;
+  }
+  // A pending job's place: the daemon starts pending jobs in the order they were submitted.
+  std::string queue;
+  if (get_s(p, "State") == "pending") {
+    auto rows = c.list({"pending"});
+    std::sort(rows.begin(), rows.end(),
+              [](const JobRow& x, const JobRow& y) { return x.created_usec < y.created_usec; });
+    for (size_t i = 0; i < rows.size(); ++i)
+      if (rows[i].id == get_s(p, "Id")) queue = fmt::format("{} of {} pending ({} before it)", i + 1, rows.size(), i);
+  }
+  print_status(p, queue);
   return kExitOk;
 }
 
@@ -455,29 +556,72 @@ int verb_stop(const Globals& g, const StopArgs& a) {
 
 // ---- delete -------------------------------------------------------------------------------
 
+namespace {
+
+// A job's volumes (file and loop resources) and what a delete does with each: it removes those
+// the job created, unless the data is kept.
+struct VolumeFate {
+  std::string name, path, fate;
+};
+std::vector<VolumeFate> volume_fates(const Props& p, bool keep_data) {
+  std::vector<VolumeFate> out;
+  auto it = p.find("ResourceDetails");
+  if (it == p.end()) return out;
+  const auto* list = std::get_if<DictList>(&it->second);
+  if (!list) return out;
+  for (const auto& d : *list) {
+    const std::string kind = dict_s(d, "kind");
+    if (kind != "file" && kind != "loop") continue;
+    const auto created = d.find("created");
+    const bool own =
+        created != d.end() && std::holds_alternative<bool>(created->second) && std::get<bool>(created->second);
+    std::string fate;
+    if (dict_s(d, "state") == "discarded")
+      fate = "already removed";
+    else if (!own)
+      fate = "kept (the job did not create it)";
+    else
+      fate = keep_data ? "kept (--keep-data)" : "removed";
+    out.push_back({escape(dict_s(d, "name")), escape(dict_s(d, "path")), fate});
+  }
+  return out;
+}
+
+// Why a job cannot be deleted as it is, in the words of its state.
+std::string active_line(const Props& p) {
+  const std::string state = get_s(p, "State");
+  if (state == "pending") return "it is pending (waiting for a free slot; it has not started)";
+  if (state == "starting") return "it is starting (its resources are being set up)";
+  if (state == "stopping")
+    return "it is stopping (a stop is under way: " + stop_line(p, get_t(p, "StopTimeoutUSec")) + ")";
+  if (state == "cleaning") return "it is cleaning up (its processes have ended; its resources are being torn down)";
+  return "it is " + state;
+}
+
+}  // namespace
+
 int verb_delete(const Globals& g, const DeleteArgs& a) {
   Client c(g.address);
   const std::string path = c.get_job(a.job);
   Props p = c.job_properties(path);
   const std::string state = get_s(p, "State");
+  const std::string id = get_s(p, "Id");
   if (!is_terminal(state) && !a.force) {
-    throw CtlError(kExitJobActive, fmt::format("job {} is {}", job_label(p), state),
-                   "job is still running: stop it first or use --force");
+    const bool stopping = state == "stopping" || state == "cleaning";
+    throw CtlError(kExitJobActive, fmt::format("cannot delete job {}: {}", job_label(p), active_line(p)),
+                   stopping ? fmt::format("wait for it to end ('repvisorctl wait {}') or use --force", short_id(id))
+                            : fmt::format("stop it first ('repvisorctl stop {}') or use --force", short_id(id)));
   }
+  const auto volumes = volume_fates(p, a.keep_data);
+  const std::string log = escape(get_s(p, "LogPath"));
   if (!a.yes && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
     fmt::print("Delete job {} ({})?\n", bold(job_label(p)), coloured_state(state));
     if (!is_terminal(state)) fmt::print("  - it is {}: it will be force-stopped (SIGKILL) first\n", state);
     fmt::print("  - its record and runtime files will be removed\n");
-    fmt::print("  - its log {} will be {}\n", get_s(p, "LogPath"), a.keep_data ? "kept" : "removed");
-    if (auto it = p.find("ResourceDetails"); it != p.end())
-      if (const auto* list = std::get_if<DictList>(&it->second))
-        for (const auto& d : *list)
-          if ((dict_s(d, "kind") == "file" || dict_s(d, "kind") == "loop") && dict_s(d, "state") == "kept")
-            fmt::print("  - volume '{}' ({}) will be {}\n", escape(dict_s(d, "name")), escape(dict_s(d, "path")),
-                       a.keep_data ? "kept"
-                       : std::get_if<bool>(&d.at("created")) && std::get<bool>(d.at("created"))
-                           ? "removed"
-                           : "kept (the job did not create it)");
+    fmt::print("  - its log {} will be {}\n", log, a.keep_data ? "kept" : "removed");
+    for (const auto& v : volumes)
+      if (v.fate != "already removed")
+        fmt::print("  - volume '{}' ({}) will be {}\n", v.name, v.path, v.fate == "removed" ? "removed" : v.fate);
     fmt::print("Continue? [y/N] ");
     fflush(stdout);
     std::string answer;
@@ -491,10 +635,21 @@ int verb_delete(const Globals& g, const DeleteArgs& a) {
   if (a.force) opts["force"] = true;
   if (a.keep_data) opts["keep_data"] = true;
   Props r = c.call_dict(path.c_str(), kJob, "Delete", {}, opts);
-  if (g.json)
-    fmt::print("{}\n", props_json(r).dump());
-  else
-    fmt::print("Deleted job {}{}.\n", job_label(p), a.keep_data ? " (log kept)" : "");
+  if (g.json) {
+    json j = props_json(r);
+    j["log"] = {{"path", log}, {"kept", a.keep_data}};
+    j["volumes"] = json::array();
+    for (const auto& v : volumes) j["volumes"].push_back({{"name", v.name}, {"path", v.path}, {"fate", v.fate}});
+    fmt::print("{}\n", j.dump());
+    return kExitOk;
+  }
+  // The full id: a deleted job is found in 'repvisorctl events' by it alone.
+  const std::string name = escape(get_s(p, "Name"));
+  fmt::print("Deleted job {}{}.\n", name.empty() ? id : name + " (" + id + ")",
+             is_terminal(state) ? "" : " (stopped first)");
+  fmt::print("  log {}: {}\n", log, a.keep_data ? "kept" : "removed");
+  for (const auto& v : volumes) fmt::print("  volume '{}' {}: {}\n", v.name, v.path, v.fate);
+  fmt::print("Its history: repvisorctl events {}\n", id);
   return kExitOk;
 }
 
@@ -529,26 +684,86 @@ int verb_cleanup(const Globals& g, const JobArg& a) {
 
 // ---- logs / wait / watch ------------------------------------------------------------------
 
+namespace {
+
+// Moves fd to the start of its last `lines` lines, reading backwards from the end in blocks.
+// Where the last `lines` lines of the file begin (0: all of it when it has fewer).
+uint64_t last_lines_offset(int fd, int64_t lines) {
+  struct stat st {};
+  if (fstat(fd, &st) < 0) return 0;
+  if (lines == 0) return static_cast<uint64_t>(st.st_size);
+  off_t pos = st.st_size;
+  // A final newline ends the last line; it does not start another.
+  int64_t seen = 0;
+  bool skip_final = true;
+  char buf[65536];
+  while (pos > 0) {
+    const off_t at = pos > static_cast<off_t>(sizeof buf) ? pos - static_cast<off_t>(sizeof buf) : 0;
+    const ssize_t n = pread(fd, buf, static_cast<size_t>(pos - at), at);
+    if (n <= 0) break;
+    for (ssize_t i = n - 1; i >= 0; --i) {
+      if (buf[i] != '\n') continue;
+      if (skip_final && at + i == st.st_size - 1) continue;
+      if (++seen == lines) {
+        return static_cast<uint64_t>(at + i + 1);
+      }
+    }
+    skip_final = false;
+    pos = at;
+  }
+  return 0;  // fewer lines than asked for: all of them
+}
+
+}  // namespace
+
 int verb_logs(const Globals& g, const JobArg& a) {
   Client c(g.address);
   const std::string path = c.get_job(a.job);
   Props p = c.job_properties(path);
+  const std::string id = get_s(p, "Id");
   const std::string log = get_s(p, "LogPath");
   int fd = open(log.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return kExitOk;  // the job has written nothing yet
-    throw CtlError(kExitFailure, fmt::format("cannot read {}: {}", log, strerror(errno)));
+  if (fd < 0 && errno != ENOENT) throw CtlError(kExitFailure, fmt::format("cannot read {}: {}", log, strerror(errno)));
+  if (fd < 0 && !a.follow) {  // the job has written nothing yet
+    if (g.json) fmt::print("{}\n", json{{"job", id}, {"log_path", log}, {"log", ""}}.dump());
+    return kExitOk;
   }
-  LogFollower follower(fd);
-  auto drain = [&](bool whole_lines = true) { follower.drain(stdout, get_s(p, "LogKeep"), whole_lines); };
+  // With --json: without -f one object with the whole text; with -f one object a line of JSON
+  // for each piece as it comes. Bytes that are not UTF-8 become U+FFFD.
+  std::string whole;
+  auto emit = [&](std::string_view text) {
+    if (g.json && !a.follow) {
+      whole.append(text);
+      return;
+    }
+    if (!g.json)
+      fwrite(text.data(), 1, text.size(), stdout);
+    else if (!text.empty())
+      fmt::print("{}\n",
+                 json{{"job", id}, {"log", std::string(text)}}.dump(-1, ' ', false, json::error_handler_t::replace));
+    fflush(stdout);
+  };
+  // The follower notices the log's cuts (see log_follow.hpp) and goes on from the right place.
+  std::optional<LogFollower> follower;
+  if (fd >= 0) follower.emplace(fd, a.tail >= 0 ? last_lines_offset(fd, a.tail) : 0);
+  auto drain = [&](bool whole_lines = true) {
+    if (follower) follower->drain(emit, get_s(p, "LogKeep"), whole_lines);
+  };
   drain(a.follow);
   if (!a.follow) {
     close(fd);
+    if (g.json)
+      fmt::print("{}\n", json{{"job", id}, {"log_path", log}, {"log", whole}}.dump(-1, ' ', false,
+                                                                                   json::error_handler_t::replace));
     return kExitOk;
   }
-  // Follow until the job is terminal: inotify for the file, signals for the state.
+  // Follow until the job is terminal: inotify for the file, signals for the state. A log not
+  // yet written is watched for in its directory.
   int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  inotify_add_watch(in, log.c_str(), IN_MODIFY);
+  if (fd >= 0)
+    inotify_add_watch(in, log.c_str(), IN_MODIFY);
+  else
+    inotify_add_watch(in, log.substr(0, log.rfind('/')).c_str(), IN_CREATE | IN_MODIFY);
   bool done = is_terminal(get_s(p, "State")), gone = false;
   Watcher w(
       c, path,
@@ -557,21 +772,40 @@ int verb_logs(const Globals& g, const JobArg& a) {
         done = is_terminal(get_s(p, "State"));
       },
       [&](const std::string& removed) { gone |= removed == path; });
+  // SIGINT is let through only inside ppoll: one that comes between the check of `interrupted`
+  // and the wait would otherwise be noticed only at the next line of output.
+  sigset_t block, unblocked;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigprocmask(SIG_BLOCK, &block, &unblocked);
+  sigdelset(&unblocked, SIGINT);
   while (!done && !gone && !interrupted) {
     while (sd_bus_process(c.bus(), nullptr) > 0) {
     }
     if (done || gone) break;
     pollfd fds[2] = {{in, POLLIN, 0}, {sd_bus_get_fd(c.bus()), static_cast<short>(sd_bus_get_events(c.bus())), 0}};
-    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    if (ppoll(fds, 2, nullptr, &unblocked) < 0 && errno != EINTR) break;
     char ev[4096];
     while (read(in, ev, sizeof ev) > 0) {
     }
+    if (fd < 0) {
+      fd = open(log.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        inotify_add_watch(in, log.c_str(), IN_MODIFY);
+        follower.emplace(fd, 0);
+      }
+    }
     drain();
+  }
+  sigprocmask(SIG_SETMASK, &unblocked, nullptr);
+  if (fd < 0) {
+    fd = open(log.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) follower.emplace(fd, 0);
   }
   drain(false);  // the rest, a last line without its end too
   close(in);
-  close(fd);
-  (void)g;
+  if (fd >= 0) close(fd);
+  if (interrupted) throw CtlError(130, "interrupted");
   return kExitOk;
 }
 
@@ -581,7 +815,7 @@ int verb_wait(const Globals& g, const JobArg& a) {
   if (g.json)
     fmt::print("{}\n", props_json(p).dump());
   else
-    fmt::print("Job {} {}.\n", job_label(p), coloured_state(get_s(p, "State")));
+    fmt::print("{}\n", end_line(job_label(p), p));
   return exit_for_state(get_s(p, "State"));
 }
 
@@ -592,36 +826,60 @@ int verb_watch(const Globals& g, const JobArg& a) {
   std::string only;
   if (!a.job.empty()) only = c.get_job(a.job);
 
+  // On a terminal (and without --json) a table redrawn in place: every row cut to the width,
+  // never wrapped, and as many rows as the height allows, the rest counted.
   auto draw = [&] {
-    if (g.json) return;
-    if (!tty) return;
-    fmt::print("\x1b[H\x1b[2J{}\n\n", bold(fmt::format("repvisor — {} job(s)   (Ctrl-C to quit)", jobs.size())));
-    fmt::print("{}\n", bold(fmt::format("{:<12}  {:<18}  {:<10}  {:<13}  {:<18} {}", "ID", "NAME", "STATE", "SUBSTATE",
-                                        "PROGRESS", "PHASE / STATUS")));
+    if (g.json || !tty) return;
+    winsize ws{};
+    size_t height = 24, width = 80;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
+      height = ws.ws_row, width = ws.ws_col;
+    std::string frame = "\x1b[H";
+    size_t lines = 0;
+    // The last line of the screen stays empty: a newline there would scroll the table.
+    auto put = [&](const std::string& plain, const std::string& painted) {
+      if (lines + 1 >= height) return;
+      frame += (colour() && columns(plain) <= width ? painted : fit(plain, width)) + "\x1b[K\n";
+      ++lines;
+    };
+    const std::string title = fmt::format("repvisor — {} job(s)   (Ctrl-C to quit)", jobs.size());
+    put(title, bold(title));
+    put("", "");
+    const std::string head = fmt::format("{:<12}  {:<18}  {:<10}  {:<13}  {:<18} {}", "ID", "NAME", "STATE", "SUBSTATE",
+                                         "PROGRESS", "PHASE / STATUS");
+    put(head, bold(head));
     std::vector<const Props*> order;
     for (const auto& [path, p] : jobs) order.push_back(&p);
     std::sort(order.begin(), order.end(),
               [](const Props* x, const Props* y) { return get_t(*x, "CreatedUSec") < get_t(*y, "CreatedUSec"); });
-    for (const Props* raw : order) {
-      const Props shown = for_terminal(*raw);
-      const Props* p = &shown;
-      const std::string st = get_s(*p, "State");
-      std::string padded = fmt::format("{:<10}", st);
-      std::string info = get_s(*p, "Phase");
-      if (!get_s(*p, "StatusText").empty()) info += (info.empty() ? "" : " — ") + get_s(*p, "StatusText");
-      fmt::print("{:<12}  {:<18}  {}{}  {:<13}  {:<18} {}\n", short_id(get_s(*p, "Id")),
-                 get_s(*p, "Name").empty() ? "-" : get_s(*p, "Name"), coloured_state(st),
-                 std::string(padded.size() - st.size(), ' '), get_s(*p, "SubState"),
-                 progress_bar(get_d(*p, "Progress"), 10), info);
+    const size_t room = height > lines + 1 ? height - lines - 1 : 0;
+    const size_t shown_rows = order.size() <= room ? order.size() : (room > 0 ? room - 1 : 0);
+    for (size_t i = 0; i < shown_rows; ++i) {
+      const Props p = for_terminal(*order[i]);
+      const std::string st = get_s(p, "State");
+      std::string info = get_s(p, "Phase");
+      if (!get_s(p, "StatusText").empty()) info += (info.empty() ? "" : " — ") + get_s(p, "StatusText");
+      const std::string left =
+          fmt::format("{:<12}  {:<18}  ", short_id(get_s(p, "Id")), get_s(p, "Name").empty() ? "-" : get_s(p, "Name"));
+      const std::string right =
+          fmt::format("  {:<13}  {:<18} {}", get_s(p, "SubState"), progress_bar(get_d(p, "Progress"), 10), info);
+      const std::string pad(st.size() < 10 ? 10 - st.size() : 0, ' ');
+      put(left + st + pad + right, left + coloured_state(st) + pad + right);
     }
+    if (shown_rows < order.size()) {
+      const std::string more = fmt::format("+{} more", order.size() - shown_rows);
+      put(more, dim(more));
+    }
+    frame += "\x1b[J";
+    fmt::print("{}", frame);
     fflush(stdout);
   };
   auto print_event = [&](const std::string& path, const Props& ch) {
-    if (tty) return;
+    if (tty && !g.json) return;
     const Props& p = jobs[path];
     if (g.json) {
       json j = props_json(ch);
-      j["Id"] = get_s(p, "Id");
+      j["id"] = get_s(p, "Id");
       fmt::print("{}\n", j.dump());
     } else {
       std::string what;
@@ -654,12 +912,31 @@ int verb_watch(const Globals& g, const JobArg& a) {
   } else {
     jobs[only] = c.job_properties(only);
   }
+  // JSON lines begin with every job as it is; the changes follow.
+  if (g.json) {
+    for (const auto& [path, p] : jobs) fmt::print("{}\n", props_json(p).dump());
+    fflush(stdout);
+  }
+  if (tty && !g.json) {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { resized = 1; };
+    sigaction(SIGWINCH, &sa, nullptr);
+    fmt::print("\x1b[2J");  // once: later frames overwrite in place, without a flash
+  }
   draw();
-  run_until(c, [&] {
-    if (only.empty()) return false;
-    auto it = jobs.find(only);
-    return it == jobs.end() || is_terminal(get_s(it->second, "State"));
-  });
+  run_until(
+      c,
+      [&] {
+        if (only.empty()) return false;
+        auto it = jobs.find(only);
+        return it == jobs.end() || is_terminal(get_s(it->second, "State"));
+      },
+      USEC_INFINITY,
+      [&] {
+        if (!resized) return;
+        resized = 0;
+        draw();
+      });
   return kExitOk;
 }
 

@@ -33,6 +33,7 @@ struct EventsArgs {
 struct JobArg {
   std::string job;
   bool follow = false;
+  int64_t tail = -1;  // logs: only the last this many lines; -1 all
   std::vector<std::string> states;
 };
 

@@ -245,7 +245,8 @@ void Api::flush(const std::string& commit_error) {
     if (what & core::kChangedState) names.insert(names.end(), {"State", "SubState"});
     if (what & core::kChangedPid) names.push_back("MainPID");
     if (what & core::kChangedStop)
-      names.insert(names.end(), {"StopRequestedUSec", "StopMode", "CancelReason", "CancelNotes", "RequestedByUID"});
+      names.insert(names.end(), {"StopRequestedUSec", "StopDeadlineUSec", "StopMode", "CancelReason", "CancelNotes",
+                                 "RequestedByUID"});
     if (what & core::kChangedExit) names.insert(names.end(), {"ExitCode", "ExitSignal"});
     if (what & core::kChangedTimes) names.insert(names.end(), {"StartedUSec", "FinishedUSec", "CancelledUSec"});
     if (what & core::kChangedStatus) {

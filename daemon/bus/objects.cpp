@@ -350,6 +350,7 @@ struct JobMethods {
       if (p == "CreatedUSec") return sd_bus_message_append(reply, "t", j.created_usec);
       if (p == "StartedUSec") return sd_bus_message_append(reply, "t", j.started_usec);
       if (p == "StopRequestedUSec") return sd_bus_message_append(reply, "t", j.stop_requested_usec);
+      if (p == "StopDeadlineUSec") return sd_bus_message_append(reply, "t", j.stop_deadline_usec);
       if (p == "FinishedUSec") return sd_bus_message_append(reply, "t", j.finished_usec);
       if (p == "CancelledUSec") return sd_bus_message_append(reply, "t", j.cancelled_usec);
       if (p == "CancelReason") return sd_bus_message_append(reply, "s", j.cancel_reason.c_str());
@@ -441,6 +442,7 @@ const sd_bus_vtable Api::kJobVtable[] = {
     JOB_PROPERTY("CreatedUSec", "t", kConst),
     JOB_PROPERTY("StartedUSec", "t", kChange),
     JOB_PROPERTY("StopRequestedUSec", "t", kChange),
+    JOB_PROPERTY("StopDeadlineUSec", "t", kChange),
     JOB_PROPERTY("FinishedUSec", "t", kChange),
     JOB_PROPERTY("CancelledUSec", "t", kChange),
     JOB_PROPERTY("CancelReason", "s", kChange),

@@ -215,11 +215,13 @@ void Job::enter_stop_sigterm(usec_t timeout) {
     stop_deadline_usec = since + timeout;
     driver_.arm_timer(*this, stop_deadline_usec > now ? stop_deadline_usec - now : 1);
   }
+  driver_.changed(*this, kChangedStop);
   set_state(JobState::Stopping, SubState::StopSigterm);
 }
 
 void Job::enter_stop_sigkill(SubState sub) {
   driver_.disarm_timer(*this);
+  if (stop_deadline_usec != 0) driver_.changed(*this, kChangedStop);
   stop_deadline_usec = 0;
   int r = driver_.kill_tree(*this);
   driver_.event(
@@ -360,6 +362,10 @@ void Job::maybe_done() {
   if (main_alive || tree_alive) return;
   if (state_ == JobState::Running || state_ == JobState::Stopping) {
     driver_.disarm_timer(*this);
+    if (stop_deadline_usec != 0) {  // ended within its stop timeout: no SIGKILL is due
+      stop_deadline_usec = 0;
+      driver_.changed(*this, kChangedStop);
+    }
     enter_cleaning();
   }
 }
@@ -455,6 +461,7 @@ void Job::extend_stop_timeout(usec_t usec, usec_t max_extension) {
     return;
   }
   stop_deadline_usec = wanted;
+  driver_.changed(*this, kChangedStop);
   driver_.arm_timer(*this, wanted - now);
   driver_.event(*this, "stop-extended",
                 fmt::format("stop timeout extended by the job to {} from now{}", format_timespan(wanted - now),

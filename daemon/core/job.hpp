@@ -44,7 +44,7 @@ bool is_active(JobState s);
 enum Changed : uint32_t {
   kChangedState = 1u << 0,  // State, SubState
   kChangedPid = 1u << 1,
-  kChangedStop = 1u << 2,        // StopRequestedUSec, StopMode, CancelReason, CancelNotes, RequestedByUID
+  kChangedStop = 1u << 2,        // StopRequestedUSec, StopDeadlineUSec, StopMode, CancelReason/Notes, RequestedByUID
   kChangedExit = 1u << 3,        // ExitCode, ExitSignal
   kChangedTimes = 1u << 4,       // StartedUSec, FinishedUSec, CancelledUSec
   kChangedStatus = 1u << 5,      // StatusText

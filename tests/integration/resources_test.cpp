@@ -69,12 +69,13 @@ struct ResourcesTest : ::testing::Test {
 
   void SetUp() override { make_source(src, 16 * MiB, 16 * MiB); }
 
-  // Submits a job file; returns the job id.
-  std::string submit_file(const std::string& toml) {
+  // Submits a job file; returns the job id. repvisorctl exits 1 for a job that could not start
+  // (its resources refused before the command ran): `expect` says which is meant.
+  std::string submit_file(const std::string& toml, int expect = 0) {
     const std::string file = daemon.dir + "/job-" + std::to_string(++files_) + ".toml";
     std::ofstream(file) << toml;
     std::string out;
-    EXPECT_EQ(run_command(ctl(daemon, "--json submit -F " + file), &out), 0) << out;
+    EXPECT_EQ(run_command(ctl(daemon, "--json submit -F " + file), &out), expect) << out;
     const auto at = out.find("\"id\":\"");
     if (at == std::string::npos) return "";
     return out.substr(at + 6, 32);
@@ -596,7 +597,8 @@ TEST_F(ResourcesTest, Qcow2BackingFilesMustStayInsideTheVolumeRoots) {
     return submit_file(
         "argv = [\"nbdinfo\", \"{nbd.src}\"]\n[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\n"
         "format = \"qcow2\"\npath = \"" +
-        image + "\"\n");
+            image + "\"\n",
+        1);
   };
   const std::string evil = job(vol + "/evil.qcow2");
   bus.wait_terminal(evil);
@@ -675,7 +677,8 @@ TEST_F(ResourcesTest, Qcow2ExternalDataFilesMustStayInsideTheVolumeRoots) {
     const std::string id = submit_file(
         "argv = [\"/bin/sh\", \"-c\", \"nbdcopy {nbd.src} - | head -c 40\"]\n[[resources]]\nkind = "
         "\"nbd-server\"\nname = \"src\"\nformat = \"qcow2\"\npath = \"" +
-        c.image + "\"\n");
+            c.image + "\"\n",
+        1);
     ASSERT_FALSE(id.empty()) << c.image;
     bus.wait_terminal(id);
     EXPECT_EQ(bus.prop_s(id, "State"), "failed") << c.image;
@@ -732,9 +735,10 @@ TEST_F(ResourcesTest, Qcow2ExternalDataFilesInsideTheRootsAreServedAsDescriptors
 TEST_F(ResourcesTest, ABadImageFailsTheStartWithoutRunningTheCommand) {
   std::ofstream(vol + "/bad.qcow2") << "not a qcow2 image";
   const std::string id = submit_file("argv = [\"/bin/sh\", \"-c\", \"echo ran > " + fifo.path() +
-                                     "\"]\n"
-                                     "[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\npath = \"" +
-                                     vol + "/bad.qcow2\"\nformat = \"qcow2\"\n");
+                                         "\"]\n"
+                                         "[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\npath = \"" +
+                                         vol + "/bad.qcow2\"\nformat = \"qcow2\"\n",
+                                     1);
   bus.wait_terminal(id);
   EXPECT_EQ(bus.prop_s(id, "State"), "failed");
   const std::string status = bus.prop_s(id, "StatusText");

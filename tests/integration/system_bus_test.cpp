@@ -222,7 +222,7 @@ TEST_F(SystemBusTest, AdminsSubmitFromTemplatesOnly) {
   ASSERT_EQ(busctl("", "get-property org.repvisor1 /org/repvisor1 org.repvisor1.Manager JobsActive"), 0);
   std::string argv_out;
   ASSERT_EQ(run_command(env + REPVISORCTL_PATH " --system --json status nap", &argv_out), 0) << argv_out;
-  EXPECT_NE(argv_out.find(R"("Argv":["sleep","600"])"), std::string::npos) << argv_out;
+  EXPECT_NE(argv_out.find(R"("argv":["sleep","600"])"), std::string::npos) << argv_out;
   // Checked against the pattern, named when wrong; unknown parameters and templates named too.
   EXPECT_EQ(run_command(as_admin + "submit --template sleeper -p 'seconds=1;reboot'", &out), 7) << out;
   EXPECT_NE(out.find("params.seconds: '1;reboot' does not match the template's pattern '[0-9]{1,4}'"),

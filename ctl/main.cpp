@@ -99,6 +99,8 @@ int main(int argc, char** argv) {
          s->add_option("--stop-timeout", submit.stop_timeout,
                        "graceful stop timeout before SIGKILL (default from config)");
          s->add_option("--kill-mode", submit.kill_mode, "mixed (stop signal to the main process) or control-group");
+         s->add_option("--tasks-max", submit.tasks_max, "at most N processes and threads in the job")
+             ->check(CLI::Range(uint64_t{1}, uint64_t{4194304}));
          s->add_option("-F,--file", submit.file, "TOML job file");
          s->add_option("-T,--template", submit.template_name,
                        "a job template of the daemon's configuration ([templates.NAME]); admins may use them");

@@ -377,6 +377,7 @@ int verb_submit(const Globals& g, const SubmitArgs& a) {
     spec["stop_timeout_usec"] = *t;
   }
   if (!a.kill_mode.empty()) spec["kill_mode"] = a.kill_mode;
+  if (a.tasks_max) spec["tasks_max"] = a.tasks_max;
 
   Client c(g.address);
   // Env from the command line merges over the job file's.

@@ -16,6 +16,7 @@ struct SubmitArgs {
   std::vector<std::string> argv, env;
   std::string name, workdir, stop_signal, stop_timeout, kill_mode, file, template_name;
   std::vector<std::string> params;
+  uint64_t tasks_max = 0;
   bool wait = false;
 };
 struct StopArgs {

@@ -221,3 +221,18 @@ TEST_F(BadInput, ATaskLimitOutOfRangeIsRefused) {
   EXPECT_NE(r.error_message.find("tasks_max: 0 is out of range (1-4194304)"), std::string::npos) << r.error_message;
   EXPECT_TRUE(bus.list().empty());
 }
+
+TEST_F(BadInput, RepvisorctlSubmitTasksMaxIsPassedOnOrRefusedWithTheReason) {
+  const std::string ctl = std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " ";
+  EXPECT_EQ(run_command(ctl + "submit --tasks-max 0 -- true", &out), 2) << out;
+  EXPECT_NE(out.find("--tasks-max"), std::string::npos) << out;
+  std::string controllers;
+  std::getline(std::ifstream(daemon.cgroup_dir() + "/cgroup.controllers"), controllers);
+  if ((" " + controllers + " ").find(" pids ") == std::string::npos) {
+    EXPECT_EQ(run_command(ctl + "submit --tasks-max 16 -- true", &out), 7) << out;
+    EXPECT_NE(out.find("tasks_max: the pids controller is not available"), std::string::npos) << out;
+  } else {
+    EXPECT_EQ(run_command(ctl + "submit --wait --tasks-max 16 -- true", &out), 0) << out;
+  }
+  EXPECT_TRUE(bus.list().size() <= 1u);
+}

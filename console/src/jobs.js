@@ -1,0 +1,176 @@
+// The job list, kept from org.repvisor1 on the system bus: loaded with Manager.List and each job's
+// Properties.GetAll, then kept live by InterfacesAdded/InterfacesRemoved (the Manager's
+// ObjectManager) and PropertiesChanged. No polling: after the first load only signals change it.
+import cockpit from "./cockpit.js";
+
+export const SERVICE = "org.repvisor1";
+export const MANAGER_PATH = "/org/repvisor1";
+export const MANAGER_IFACE = "org.repvisor1.Manager";
+export const JOB_IFACE = "org.repvisor1.Job";
+
+export const STATES = ["pending", "starting", "running", "stopping", "cleaning", "completed", "failed", "cancelled"];
+export const ACTIVE_STATES = ["pending", "starting", "running", "stopping"];
+export const FINISHED_STATES = ["completed", "failed", "cancelled"];
+
+// {t, v} variants to plain values; ResourceDetails is an array of a{sv}, unwrapped too.
+function unwrap(props) {
+  const out = {};
+  for (const [k, variant] of Object.entries(props)) {
+    let v = variant && typeof variant === "object" && "v" in variant ? variant.v : variant;
+    if (k === "ResourceDetails" && Array.isArray(v)) v = v.map((d) => unwrap(d));
+    out[k] = v;
+  }
+  return out;
+}
+
+// status: "loading" | "ready" | "unreachable"; jobs: Map path -> properties (a new object per
+// change, so that only the rows that changed render again).
+export class JobStore {
+  constructor(onChange) {
+    this.onChange = onChange;
+    this.client = null;
+    this.subscriptions = [];
+    this.generation = 0;
+    this.state = { status: "loading", jobs: new Map(), problem: "" };
+  }
+
+  set(patch) {
+    this.state = { ...this.state, ...patch };
+    this.onChange(this.state);
+  }
+
+  setJob(path, props, replace) {
+    const jobs = new Map(this.state.jobs);
+    const old = jobs.get(path);
+    jobs.set(path, replace || !old ? { path, ...props } : { ...old, ...props });
+    this.set({ jobs });
+  }
+
+  removeJob(path) {
+    if (!this.state.jobs.has(path)) return;
+    const jobs = new Map(this.state.jobs);
+    jobs.delete(path);
+    this.set({ jobs });
+  }
+
+  close() {
+    this.generation++;
+    for (const s of this.subscriptions) s.remove();
+    this.subscriptions = [];
+    if (this.client) this.client.close();
+    this.client = null;
+  }
+
+  unreachable(problem) {
+    this.close();
+    this.set({ status: "unreachable", problem: problem || "", jobs: new Map() });
+  }
+
+  // (Re)connects and loads every job; also what Retry does.
+  connect() {
+    this.close();
+    const gen = this.generation;
+    const current = () => gen === this.generation;
+    this.set({ status: "loading", problem: "", jobs: new Map() });
+    // superuser "try": with Cockpit's administrative access on, calls are made as root.
+    const client = cockpit.dbus(SERVICE, { bus: "system", superuser: "try" });
+    this.client = client;
+
+    let loaded = false;
+    client.addEventListener("owner", (_ev, owner) => {
+      if (!current()) return;
+      // The daemon left the bus (stopped, crashed): say so at once rather than show stale rows.
+      if (owner === null && loaded) this.unreachable("");
+    });
+    client.addEventListener("close", (_ev, options) => {
+      if (current()) this.unreachable((options && (options.message || options.problem)) || "");
+    });
+
+    // Subscribed before List is called: a job added or changed meanwhile is seen either way.
+    this.subscriptions.push(
+      client.subscribe({ path: MANAGER_PATH, interface: "org.freedesktop.DBus.ObjectManager" }, (_p, _i, signal, args) => {
+        if (!current()) return;
+        if (signal === "InterfacesAdded") {
+          const [path, ifaces] = args;
+          if (ifaces[JOB_IFACE]) this.setJob(path, unwrap(ifaces[JOB_IFACE]), true);
+        } else if (signal === "InterfacesRemoved") {
+          const [path, ifaces] = args;
+          if (ifaces.includes(JOB_IFACE)) this.removeJob(path);
+        }
+      }),
+    );
+    this.subscriptions.push(
+      client.subscribe(
+        { path_namespace: MANAGER_PATH, interface: "org.freedesktop.DBus.Properties", member: "PropertiesChanged" },
+        (path, _i, _signal, args) => {
+          if (!current()) return;
+          const [iface, changed] = args;
+          if (iface === JOB_IFACE && this.state.jobs.has(path)) this.setJob(path, unwrap(changed), false);
+        },
+      ),
+    );
+
+    client
+      .call(MANAGER_PATH, MANAGER_IFACE, "List", [{}], { type: "a{sv}" })
+      .then(([rows]) => {
+        if (!current()) return;
+        const jobs = new Map();
+        for (const [id, name, state, phase, progress, created, finished, path] of rows)
+          jobs.set(path, {
+            path, Id: id, Name: name, State: state, Phase: phase, Progress: progress,
+            CreatedUSec: created, FinishedUSec: finished, partial: true,
+          });
+        loaded = true;
+        this.set({ status: "ready", jobs });
+        for (const path of jobs.keys())
+          client
+            .call(path, "org.freedesktop.DBus.Properties", "GetAll", [JOB_IFACE])
+            .then(([props]) => {
+              // A job deleted meanwhile stays deleted (its InterfacesRemoved came first).
+              if (current() && this.state.jobs.has(path)) this.setJob(path, { ...unwrap(props), partial: false }, false);
+            })
+            .catch(() => {});
+      })
+      .catch((err) => {
+        if (current()) this.unreachable(err.message || String(err));
+      });
+  }
+
+  call(path, method, options) {
+    const args = {};
+    for (const [k, [t, v]] of Object.entries(options)) args[k] = { t, v };
+    if (!this.client) return Promise.reject(new Error("not connected"));
+    return this.client.call(path, JOB_IFACE, method, [args], { type: "a{sv}" }).then(([reply]) => unwrap(reply));
+  }
+}
+
+export function isActive(job) {
+  return ACTIVE_STATES.includes(job.State);
+}
+
+export function isFinished(job) {
+  return FINISHED_STATES.includes(job.State);
+}
+
+// The daemon's errors in plain words; `verb` is what was attempted ("stop", "delete").
+export function describeError(err, verb) {
+  const _ = cockpit.gettext;
+  const name = (err && err.name) || "";
+  const message = (err && err.message) || String(err);
+  if (name === "org.freedesktop.DBus.Error.AccessDenied" || err.problem === "access-denied") {
+    const m = /group '([^']+)'/.exec(message);
+    return cockpit.format(
+      _("You are not allowed to $0 jobs. Ask an administrator to add you to group '$1'."),
+      verb,
+      m ? m[1] : "repvisor",
+    );
+  }
+  if (name === "org.repvisor1.Error.NoSuchJob") return _("This job no longer exists: it was deleted meanwhile.");
+  if (name === "org.repvisor1.Error.JobActive") return _("The job is still active: stop it before deleting it.");
+  if (name === "org.repvisor1.Error.CleanupFailed")
+    return cockpit.format(_("The job's cleanup failed, so something of it may still be attached: $0"), message);
+  if (name === "org.repvisor1.Error.NotResumable") return cockpit.format(_("This job cannot be resumed: $0"), message);
+  if (name === "org.freedesktop.DBus.Error.ServiceUnknown" || name === "org.freedesktop.DBus.Error.NameHasNoOwner")
+    return _("repvisor is not running or not reachable.");
+  return message;
+}

@@ -167,7 +167,7 @@ export function App() {
   const store = useMemo(() => new JobStore(setModel), []);
   useEffect(() => {
     store.connect();
-    return () => store.close();
+    return () => store.dispose();
   }, [store]);
 
   const now = useNow();

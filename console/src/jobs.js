@@ -3,6 +3,8 @@
 // ObjectManager) and PropertiesChanged. No polling: after the first load only signals change it.
 import cockpit from "./cockpit.js";
 
+const _ = cockpit.gettext;
+
 export const SERVICE = "org.repvisor1";
 export const MANAGER_PATH = "/org/repvisor1";
 export const MANAGER_IFACE = "org.repvisor1.Manager";
@@ -61,9 +63,32 @@ export class JobStore {
     this.client = null;
   }
 
+  // Not reachable: the rows go (they would be stale), and the page waits for the daemon's return
+  // (org.repvisor1 getting an owner on the bus), which reloads the list by itself.
   unreachable(problem) {
     this.close();
     this.set({ status: "unreachable", problem: problem || "", jobs: new Map() });
+    this.watchName();
+  }
+
+  // NameOwnerChanged for org.repvisor1 on the bus itself (a client for the name closes when the
+  // name has no owner, so it cannot wait for one).
+  watchName() {
+    if (this.nameWatch) return;
+    this.busClient = cockpit.dbus(null, { bus: "system" });
+    this.nameWatch = this.busClient.subscribe(
+      { name: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus", member: "NameOwnerChanged", arg0: SERVICE },
+      (_p, _i, _s, [name, _old, owner]) => {
+        if (name === SERVICE && owner && this.state.status === "unreachable") this.connect();
+      },
+    );
+  }
+
+  // Called when the page goes away.
+  dispose() {
+    this.close();
+    if (this.nameWatch) this.nameWatch.remove();
+    this.nameWatch = null;
   }
 
   // (Re)connects and loads every job; also what Retry does.
@@ -72,6 +97,7 @@ export class JobStore {
     const gen = this.generation;
     const current = () => gen === this.generation;
     this.set({ status: "loading", problem: "", jobs: new Map() });
+    this.watchName();
     // superuser "try": with Cockpit's administrative access on, calls are made as root.
     const client = cockpit.dbus(SERVICE, { bus: "system", superuser: "try" });
     this.client = client;
@@ -80,10 +106,14 @@ export class JobStore {
     client.addEventListener("owner", (_ev, owner) => {
       if (!current()) return;
       // The daemon left the bus (stopped, crashed): say so at once rather than show stale rows.
-      if (owner === null && loaded) this.unreachable("");
+      if (owner === null && loaded) this.unreachable(_("repvisord left the system bus."));
     });
     client.addEventListener("close", (_ev, options) => {
-      if (current()) this.unreachable((options && (options.message || options.problem)) || "");
+      if (!current()) return;
+      const problem = options && options.problem === "not-found"
+        ? _("org.repvisor1 has no owner on the system bus.")
+        : (options && (options.message || options.problem)) || "";
+      this.unreachable(problem);
     });
 
     // Subscribed before List is called: a job added or changed meanwhile is seen either way.
@@ -154,7 +184,6 @@ export function isFinished(job) {
 
 // The daemon's errors in plain words; `verb` is what was attempted ("stop", "delete").
 export function describeError(err, verb) {
-  const _ = cockpit.gettext;
   const name = (err && err.name) || "";
   const message = (err && err.message) || String(err);
   if (name === "org.freedesktop.DBus.Error.AccessDenied" || err.problem === "access-denied") {

@@ -144,7 +144,9 @@ export class World {
 
   // cockpit-ws on 127.0.0.1, given its listening socket (socket activation: LISTEN_FDS), so that it
   // accepts connections from the moment it is spawned; the page is found in XDG_DATA_HOME.
-  async startCockpit() {
+  // With `uid`, cockpit-ws and its bridge run as that user (setuid by spawn): the page then acts
+  // as an unprivileged login would.
+  async startCockpit({ uid } = {}) {
     const data = path.join(this.dir, "xdg-data");
     fs.mkdirSync(path.join(data, "cockpit"), { recursive: true });
     if (!fs.existsSync(path.join(data, "cockpit/repvisor"))) fs.symlinkSync(DIST, path.join(data, "cockpit/repvisor"));
@@ -158,6 +160,7 @@ export class World {
       {
         env: { ...this.env, XDG_DATA_HOME: data, HOME: this.dir },
         stdio: ["ignore", log, log, server._handle.fd],
+        ...(uid === undefined ? {} : { uid, gid: uid }),
         detached: true, // its own process group: the bridge it starts is stopped with it
       },
     );
@@ -193,10 +196,10 @@ export class World {
   }
 
   // Everything up: bus, daemon (unless told not to), cockpit-ws, Chromium on the page.
-  async start({ daemon = true } = {}) {
+  async start({ daemon = true, uid } = {}) {
     this.startBus();
     if (daemon) await this.startDaemon();
-    await this.startCockpit();
+    await this.startCockpit({ uid });
     return this.openPage();
   }
 

@@ -218,7 +218,7 @@ export function DeleteDialog({ job: live, store, toast, onClose }) {
     >
       {gone && <Alert isInline variant="info" title={_("This job was deleted meanwhile.")} />}
       {error && <Alert isInline variant="danger" title={error} id="delete-error" />}
-      <p>{_("This removes the job from repvisor. Its audit trail stays.")}</p>
+      <p className="pf-u-mb-sm">{_("This removes the job from repvisor. Its audit trail stays.")}</p>
       <List id="delete-what">
         <ListItem>{_("The job's record: its settings, state and progress — deleted")}</ListItem>
         <ListItem>{fate(cockpit.format(_("Its log $0"), job.LogPath || ""))}</ListItem>
@@ -229,9 +229,9 @@ export function DeleteDialog({ job: live, store, toast, onClose }) {
           </ListItem>
         ))}
       </List>
+      <div className="pf-u-mt-md">
       <Checkbox
         id="delete-keep-data"
-        className="pf-u-mt-md"
         label={_("Keep replicated data")}
         description={volumes.length
           ? _("The volumes this job created and its log stay on disk.")
@@ -239,6 +239,7 @@ export function DeleteDialog({ job: live, store, toast, onClose }) {
         isChecked={keep}
         onChange={(checked) => setKeep(typeof checked === "boolean" ? checked : checked.target.checked)}
       />
+      </div>
     </Modal>
   );
 }

@@ -149,7 +149,10 @@ export class World {
   async startCockpit({ uid } = {}) {
     const data = path.join(this.dir, "xdg-data");
     fs.mkdirSync(path.join(data, "cockpit"), { recursive: true });
-    if (!fs.existsSync(path.join(data, "cockpit/repvisor"))) fs.symlinkSync(DIST, path.join(data, "cockpit/repvisor"));
+    // A copy, not a link: a bridge running as another user must be able to read it wherever the
+    // source tree is (a checkout under /root is not readable to nobody).
+    if (!fs.existsSync(path.join(data, "cockpit/repvisor")))
+      fs.cpSync(DIST, path.join(data, "cockpit/repvisor"), { recursive: true });
     const server = net.createServer();
     await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
     this.port = server.address().port;

@@ -2,7 +2,7 @@
 // by name or id, sorting, a per-row menu of the actions the job's state allows, and toasts.
 import { memo, useCallback, useEffect, useMemo, useState } from "react";
 import {
-  Alert, AlertActionCloseButton, AlertGroup, Button, EmptyState, EmptyStateBody, EmptyStateIcon,
+  Alert, AlertActionCloseButton, AlertGroup, Button, Card, CardBody, EmptyState, EmptyStateBody, EmptyStateIcon,
   EmptyStatePrimary, EmptyStateVariant, Page, PageSection, PageSectionVariants, Progress,
   ProgressMeasureLocation, ProgressVariant, SearchInput, Select, SelectOption, SelectVariant, Skeleton,
   Title, Toolbar, ToolbarContent, ToolbarItem, Tooltip,
@@ -147,7 +147,7 @@ function Loading() {
     <div id="loading" aria-busy="true">
       <span className="pf-screen-reader">{_("Loading jobs…")}</span>
       {[0, 1, 2, 3].map((i) => (
-        <Skeleton key={i} height="2.5rem" className="pf-u-mb-sm" screenreaderText={_("Loading jobs…")} />
+        <Skeleton key={i} height="2.5rem" className="repvisor-skeleton-row" screenreaderText={_("Loading jobs…")} />
       ))}
     </div>
   );
@@ -284,7 +284,9 @@ export function App() {
         <Title headingLevel="h1">{_("Replication jobs")}</Title>
       </PageSection>
       <PageSection>
-        <div className="pf-c-card pf-u-p-md">{body}</div>
+        <Card id="jobs-card">
+          <CardBody>{body}</CardBody>
+        </Card>
       </PageSection>
       <AlertGroup isToast isLiveRegion id="toasts">
         {toasts.map((t) => (

@@ -218,7 +218,7 @@ export function DeleteDialog({ job: live, store, toast, onClose }) {
     >
       {gone && <Alert isInline variant="info" title={_("This job was deleted meanwhile.")} />}
       {error && <Alert isInline variant="danger" title={error} id="delete-error" />}
-      <p className="pf-u-mb-sm">{_("This removes the job from repvisor. Its audit trail stays.")}</p>
+      <p className="repvisor-space-below">{_("This removes the job from repvisor. Its audit trail stays.")}</p>
       <List id="delete-what">
         <ListItem>{_("The job's record: its settings, state and progress — deleted")}</ListItem>
         <ListItem>{fate(cockpit.format(_("Its log $0"), job.LogPath || ""))}</ListItem>
@@ -229,7 +229,7 @@ export function DeleteDialog({ job: live, store, toast, onClose }) {
           </ListItem>
         ))}
       </List>
-      <div className="pf-u-mt-md">
+      <div className="repvisor-space-above">
       <Checkbox
         id="delete-keep-data"
         label={_("Keep replicated data")}

@@ -12,10 +12,10 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The web console (console/, a Cockpit page) and its browser tests: Cockpit's web server and
+# The web console (console/, a Cockpit page) and its browser tests: Cockpit's web server, shell and
 # bridge, Debian's Chromium, Node.js with npm (any nodejs package that provides npm will do), then
 # the npm packages of console/package-lock.json, installed again only when the lock changed.
-web=(cockpit-ws cockpit-bridge chromium)
+web=(cockpit-ws cockpit-bridge cockpit-system chromium)
 command -v node >/dev/null && command -v npm >/dev/null || web+=(nodejs npm)
 missing=()
 for p in "${web[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done

@@ -64,6 +64,7 @@ export class World {
       DBUS_SYSTEM_BUS_ADDRESS: this.busAddress,
       DBUS_SESSION_BUS_ADDRESS: this.busAddress,
     };
+    this.ctlPath = REPVISORCTL;
     this.daemon = null;
     this.ws = null;
     this.browser = null;
@@ -146,7 +147,7 @@ export class World {
   // accepts connections from the moment it is spawned; the page is found in XDG_DATA_HOME.
   // With `uid`, cockpit-ws and its bridge run as that user (setuid by spawn): the page then acts
   // as an unprivileged login would.
-  async startCockpit({ uid } = {}) {
+  async startCockpit({ uid, port = 0 } = {}) {
     const data = path.join(this.dir, "xdg-data");
     fs.mkdirSync(path.join(data, "cockpit"), { recursive: true });
     // A copy, not a link: a bridge running as another user must be able to read it wherever the
@@ -154,7 +155,10 @@ export class World {
     if (!fs.existsSync(path.join(data, "cockpit/repvisor")))
       fs.cpSync(DIST, path.join(data, "cockpit/repvisor"), { recursive: true });
     const server = net.createServer();
-    await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+    await new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, "127.0.0.1", resolve);
+    });
     this.port = server.address().port;
     const log = fs.openSync(path.join(this.dir, "cockpit-ws.log"), "a");
     this.ws = spawn(

@@ -37,13 +37,17 @@ export function StopDialog({ job: live, force: escalate, store, toast, onClose }
   const [other, setOther] = useState("");
   const [notes, setNotes] = useState("");
   const [mode, setMode] = useState(escalate ? "force" : "graceful");
+  // The graceful stop's timeout in seconds, defaulting to the job's own stop timeout.
+  const ownTimeout = job.StopTimeoutUSec ? Math.round(job.StopTimeoutUSec / 1e6) : 0;
+  const [timeout, setTimeoutText] = useState(ownTimeout ? String(ownTimeout) : "");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState("");
 
   const reasonText = reason === "other" ? other.trim() : reason;
   const reasonBytes = utf8Bytes(reasonText);
   const notesLength = characters(notes);
-  const valid = reasonBytes >= 1 && reasonBytes <= REASON_MAX && notesLength <= NOTES_MAX && !gone;
+  const timeoutValid = mode === "force" || timeout === "" || /^[1-9][0-9]{0,6}$/.test(timeout);
+  const valid = reasonBytes >= 1 && reasonBytes <= REASON_MAX && notesLength <= NOTES_MAX && timeoutValid && !gone;
   const name = jobName(job);
   const stopping = job.State === "stopping";
 
@@ -54,6 +58,7 @@ export function StopDialog({ job: live, force: escalate, store, toast, onClose }
     const options = { reason: ["s", reasonText] };
     if (notes) options.notes = ["s", notes];
     if (mode === "force") options.force = ["b", true];
+    else if (timeout !== "" && Number(timeout) !== ownTimeout) options.timeout_usec = ["t", Number(timeout) * 1e6];
     store
       .call(job.path, "Stop", options)
       .then((reply) => {
@@ -125,6 +130,26 @@ export function StopDialog({ job: live, force: escalate, store, toast, onClose }
             onChange={() => setMode("force")}
           />
         </FormGroup>
+        {mode === "graceful" && !stopping && (
+          <FormGroup
+            label={_("Timeout")}
+            fieldId="stop-timeout"
+            helperText={ownTimeout
+              ? cockpit.format(_("Seconds before all of its processes are killed (the job's own: $0 s)"), ownTimeout)
+              : _("Seconds before all of its processes are killed")}
+            helperTextInvalid={_("A whole number of seconds, at least 1")}
+            validated={timeoutValid ? "default" : "error"}
+          >
+            <TextInput
+              id="stop-timeout"
+              type="number"
+              min={1}
+              value={timeout}
+              onChange={(v) => setTimeoutText(typeof v === "string" ? v : v.target.value)}
+              validated={timeoutValid ? "default" : "error"}
+            />
+          </FormGroup>
+        )}
         <FormGroup label={_("Reason")} isRequired fieldId="stop-reason">
           <FormSelect id="stop-reason" value={reason} onChange={(v) => setReason(typeof v === "string" ? v : v.target.value)} aria-label={_("Reason")}>
             {REASONS.map(([value, label]) => (

@@ -113,3 +113,30 @@ test("a job deleted meanwhile: the open dialog says so and keeps what was typed"
   await page.waitForSelector("#no-jobs");
   assert.deepEqual(w.pageErrors, []);
 });
+
+test("a graceful stop with a timeout shorter than the job's own: SIGKILL when it expires", { timeout: 120000 }, async (t) => {
+  const w = new World("timeout");
+  t.after(() => w.close());
+  const page = await w.start();
+  const { fifo } = await w.submitControlled("slowpoke", ["--stop-timeout", "10min"], true);
+  await waitRow(page, "slowpoke", { state: "running" });
+  w.tell(fifo, "PROGRESS=5");
+  await waitRow(page, "slowpoke", { progress: 5 }); // the job's properties are loaded
+  await openMenuItem(page, "slowpoke", "stop");
+  await page.waitForSelector("#stop-dialog");
+  assert.equal(await page.$eval("#stop-timeout", (e) => e.value), "600");
+  await page.click("#stop-timeout", { clickCount: 3 });
+  await page.type("#stop-timeout", "2");
+  await w.screenshot("timeout-dialog");
+  await page.click("#stop-confirm");
+  await waitRow(page, "slowpoke", { state: "stopping" });
+  await waitRow(page, "slowpoke", { state: "cancelled" });
+  const trail = await events(w, "slowpoke");
+  const asked = trail.find((e) => e.type === "stop-requested");
+  const killed = trail.find((e) => e.type === "signal" && e.message.startsWith("SIGKILL"));
+  assert.ok(asked && killed, JSON.stringify(trail));
+  const after = (killed.ts_usec - asked.ts_usec) / 1e6;
+  assert.ok(after >= 2 && after < 60, `SIGKILL ${after} s after the request`);
+  assert.equal(await w.prop("slowpoke", "StopMode"), "graceful");
+  assert.deepEqual(w.pageErrors, []);
+});

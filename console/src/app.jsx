@@ -65,6 +65,7 @@ const JobRow = memo(function JobRow({ job, now, onAction }) {
     if (job.State === "stopping")
       items.push({ title: _("Stop now…"), itemKey: "stop", onClick: () => onAction("stop", job, true) });
     else items.push({ title: _("Stop…"), itemKey: "stop", onClick: () => onAction("stop", job, false) });
+    items.push({ title: _("Stop and delete…"), itemKey: "stop-delete", onClick: () => onAction("delete", job, true) });
   }
   if (isFinished(job)) items.push({ title: _("Delete…"), itemKey: "delete", onClick: () => onAction("delete", job) });
   return (
@@ -306,7 +307,7 @@ export function App() {
         <StopDialog job={dialogJob} force={dialog.force} store={store} toast={toast} onClose={() => setDialog(null)} />
       )}
       {dialog && dialog.kind === "delete" && (
-        <DeleteDialog job={dialogJob} store={store} toast={toast} onClose={() => setDialog(null)} />
+        <DeleteDialog job={dialogJob} force={dialog.force} store={store} toast={toast} onClose={() => setDialog(null)} />
       )}
     </Page>
   );

@@ -7,7 +7,7 @@ import {
   List, ListItem, Modal, ModalVariant, Radio, TextArea, TextInput,
 } from "@patternfly/react-core";
 import cockpit from "./cockpit.js";
-import { describeError } from "./jobs.js";
+import { describeError, isActive } from "./jobs.js";
 import { formatBytes, shortId } from "./format.js";
 
 const _ = cockpit.gettext;
@@ -194,10 +194,13 @@ export function StopDialog({ job: live, force: escalate, store, toast, onClose }
   );
 }
 
-export function DeleteDialog({ job: live, store, toast, onClose }) {
+// Delete a finished job; with `force` (Stop and delete) an active one, which the daemon stops at
+// once (SIGKILL), cleans up and then deletes, in one call.
+export function DeleteDialog({ job: live, force, store, toast, onClose }) {
   const [snapshot] = useState(live);
   const job = live || snapshot;
   const gone = !live;
+  const active = isActive(job);
   const volumes = (job.ResourceDetails || []).filter((r) => r.created && r.kind !== "nbd-server");
   const [keep, setKeep] = useState(volumes.length > 0);
   const [busy, setBusy] = useState(false);
@@ -209,7 +212,7 @@ export function DeleteDialog({ job: live, store, toast, onClose }) {
     setBusy(true);
     setError("");
     store
-      .call(job.path, "Delete", { keep_data: ["b", keep] })
+      .call(job.path, "Delete", force ? { keep_data: ["b", keep], force: ["b", true] } : { keep_data: ["b", keep] })
       .then(() => {
         toast("success", cockpit.format(_("“$0” deleted"), name), keep ? _("Its data was kept.") : undefined);
         onClose();
@@ -227,14 +230,14 @@ export function DeleteDialog({ job: live, store, toast, onClose }) {
     <Modal
       id="delete-dialog"
       variant={ModalVariant.small}
-      title={cockpit.format(_("Delete “$0”?"), name)}
+      title={force && active ? cockpit.format(_("Stop and delete “$0”?"), name) : cockpit.format(_("Delete “$0”?"), name)}
       titleIconVariant="danger"
       isOpen
       onClose={onClose}
       actions={[
         <Button key="confirm" id="delete-confirm" variant="danger" isLoading={busy} isDisabled={busy || gone}
           spinnerAriaValueText={_("Deleting…")} onClick={confirm}>
-          {busy ? _("Deleting…") : _("Delete")}
+          {busy ? _("Deleting…") : force && active ? _("Stop and delete") : _("Delete")}
         </Button>,
         <Button key="cancel" id="delete-cancel" variant="link" onClick={onClose} isDisabled={busy}>
           {_("Cancel")}
@@ -243,6 +246,10 @@ export function DeleteDialog({ job: live, store, toast, onClose }) {
     >
       {gone && <Alert isInline variant="info" title={_("This job was deleted meanwhile.")} />}
       {error && <Alert isInline variant="danger" title={error} id="delete-error" />}
+      {force && active && (
+        <Alert isInline variant="warning" id="delete-active" className="repvisor-space-below"
+          title={_("This job is still running. It will be stopped immediately (every process killed), its resources torn down, then deleted.")} />
+      )}
       <p className="repvisor-space-below">{_("This removes the job from repvisor. Its audit trail stays.")}</p>
       <List id="delete-what">
         <ListItem>{_("The job's record: its settings, state and progress — deleted")}</ListItem>

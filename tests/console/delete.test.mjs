@@ -67,3 +67,33 @@ test("delete keeping the replicated data, then delete without it", { timeout: 12
   assert.equal(deletes.length, 2, JSON.stringify(deletes));
   assert.deepEqual(w.pageErrors, []);
 });
+
+test("stop and delete a running job in one dialog, keeping its data", { timeout: 120000 }, async (t) => {
+  const w = new World("stop-delete");
+  t.after(() => w.close());
+  const page = await w.start();
+  const volume = path.join(w.volumes, "busy.img");
+  const spec = path.join(w.dir, "busy.toml");
+  fs.writeFileSync(
+    spec,
+    `name = "busy"\nargv = ["sh", "-c", "echo replicated > \\"$1\\"; exec sleep 1000", "job", "{volume.target}"]\n` +
+      `[[resources]]\nkind = "file"\nname = "target"\npath = "${volume}"\nsize = "1M"\n`,
+  );
+  await w.ctl("submit", "-F", spec);
+  await waitRow(page, "busy", { state: "running" });
+  assert.equal(await w.prop("busy", "State"), "running");
+  await page.click('tr[data-job-name="busy"] button[aria-label="Actions"]');
+  await page.click('tr[data-job-name="busy"] [data-key="stop-delete"]');
+  await page.waitForSelector("#delete-dialog");
+  assert.match(await page.$eval("#delete-active", (e) => e.textContent), /still running/);
+  assert.ok(await page.$eval("#delete-keep-data", (e) => e.checked));
+  assert.equal(await page.$eval("#delete-confirm", (e) => e.textContent), "Stop and delete");
+  await w.screenshot("stop-delete-dialog");
+  await page.click("#delete-confirm");
+  await waitRow(page, "busy", { absent: true });
+  await page.waitForFunction(() => document.querySelector("#toasts").textContent.includes("“busy” deleted"));
+  assert.ok(fs.existsSync(volume), "the kept volume is gone");
+  const trail = JSON.parse(await w.ctl("--json", "events")).map((e) => e.type);
+  assert.ok(trail.includes("delete-requested") && trail.includes("cancelled") && trail.includes("deleted"), trail.join(" "));
+  assert.deepEqual(w.pageErrors, []);
+});

@@ -13,7 +13,7 @@ import cockpit from "./cockpit.js";
 import { JobStore, STATES, isActive, isFinished } from "./jobs.js";
 import { StateLabel, stateText } from "./state-label.jsx";
 import { formatAgo, formatBytes, formatExact, shortId } from "./format.js";
-import { DeleteDialog, StopDialog } from "./dialogs.jsx";
+import { DeleteDialog, ResumeDialog, StopDialog } from "./dialogs.jsx";
 
 const _ = cockpit.gettext;
 
@@ -67,12 +67,17 @@ const JobRow = memo(function JobRow({ job, now, onAction }) {
     else items.push({ title: _("Stop…"), itemKey: "stop", onClick: () => onAction("stop", job, false) });
     items.push({ title: _("Stop and delete…"), itemKey: "stop-delete", onClick: () => onAction("delete", job, true) });
   }
+  if (job.State === "cancelled" || job.State === "failed")
+    items.push({ title: _("Resume…"), itemKey: "resume", onClick: () => onAction("resume", job) });
   if (isFinished(job)) items.push({ title: _("Delete…"), itemKey: "delete", onClick: () => onAction("delete", job) });
   return (
     <Tr data-job-id={job.Id} data-job-name={job.Name} data-state={job.State}>
       <Td dataLabel={_("Name")}>
         <div>{name}</div>
-        <div className="repvisor-id repvisor-muted">{shortId(job.Id)}</div>
+        <div className="repvisor-id repvisor-muted">
+          {shortId(job.Id)}
+          {job.Runs > 1 && <span className="repvisor-runs">{cockpit.format(_("run $0"), job.Runs)}</span>}
+        </div>
       </Td>
       <Td dataLabel={_("State")}>
         <StateLabel job={job} />
@@ -305,6 +310,9 @@ export function App() {
       </AlertGroup>
       {dialog && dialog.kind === "stop" && (
         <StopDialog job={dialogJob} force={dialog.force} store={store} toast={toast} onClose={() => setDialog(null)} />
+      )}
+      {dialog && dialog.kind === "resume" && (
+        <ResumeDialog job={dialogJob} store={store} toast={toast} onClose={() => setDialog(null)} />
       )}
       {dialog && dialog.kind === "delete" && (
         <DeleteDialog job={dialogJob} force={dialog.force} store={store} toast={toast} onClose={() => setDialog(null)} />

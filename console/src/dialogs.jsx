@@ -275,3 +275,62 @@ export function DeleteDialog({ job: live, force, store, toast, onClose }) {
     </Modal>
   );
 }
+
+// Resume a cancelled or failed job: the same job runs again from its last checkpoint, on its kept
+// volumes. The daemon refuses (NotResumable) when a volume was discarded or has gone.
+export function ResumeDialog({ job: live, store, toast, onClose }) {
+  const [snapshot] = useState(live);
+  const job = live || snapshot;
+  const gone = !live;
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState("");
+  const name = jobName(job);
+
+  const confirm = () => {
+    if (busy || gone) return;
+    setBusy(true);
+    setError("");
+    store
+      .resume(job.path)
+      .then(() => {
+        toast("success", cockpit.format(_("“$0” resumed"), name));
+        onClose();
+      })
+      .catch((err) => {
+        const text = describeError(err, "resume");
+        setBusy(false);
+        setError(text);
+        toast("danger", cockpit.format(_("Could not resume “$0”"), name), text);
+      });
+  };
+
+  return (
+    <Modal
+      id="resume-dialog"
+      variant={ModalVariant.small}
+      title={cockpit.format(_("Resume “$0”?"), name)}
+      isOpen
+      onClose={onClose}
+      actions={[
+        <Button key="confirm" id="resume-confirm" variant="primary" isLoading={busy} isDisabled={busy || gone}
+          spinnerAriaValueText={_("Resuming…")} onClick={confirm}>
+          {busy ? _("Resuming…") : _("Resume")}
+        </Button>,
+        <Button key="cancel" id="resume-cancel" variant="link" onClick={onClose} isDisabled={busy}>
+          {_("Cancel")}
+        </Button>,
+      ]}
+    >
+      {gone && <Alert isInline variant="info" title={_("This job was deleted meanwhile.")} />}
+      {error && <Alert isInline variant="danger" title={error} id="resume-error" />}
+      <p className="repvisor-space-below">
+        {cockpit.format(_("The job runs again with the same id (run $0), on the volumes it kept."), (job.Runs || 1) + 1)}
+      </p>
+      <p id="resume-checkpoint">
+        {job.Checkpoint
+          ? cockpit.format(_("It continues from its last checkpoint: $0"), job.Checkpoint)
+          : _("It reported no checkpoint: it starts from the beginning.")}
+      </p>
+    </Modal>
+  );
+}

@@ -172,6 +172,12 @@ export class JobStore {
     if (!this.client) return Promise.reject(new Error("not connected"));
     return this.client.call(path, JOB_IFACE, method, [args], { type: "a{sv}" }).then(([reply]) => unwrap(reply));
   }
+
+  // Job.Resume (a{sv}) -> o: the job's path, which stays the same.
+  resume(path) {
+    if (!this.client) return Promise.reject(new Error("not connected"));
+    return this.client.call(path, JOB_IFACE, "Resume", [{}], { type: "a{sv}" }).then(([object]) => object);
+  }
 }
 
 export function isActive(job) {

@@ -140,3 +140,29 @@ test("a graceful stop with a timeout shorter than the job's own: SIGKILL when it
   assert.equal(await w.prop("slowpoke", "StopMode"), "graceful");
   assert.deepEqual(w.pageErrors, []);
 });
+
+test("resume a cancelled job from its checkpoint", { timeout: 120000 }, async (t) => {
+  const w = new World("resume");
+  t.after(() => w.close());
+  const page = await w.start();
+  const { fifo } = await w.submitControlled("disk9");
+  await waitRow(page, "disk9", { state: "running" });
+  w.tell(fifo, "PROGRESS=42 CHECKPOINT=block-4200");
+  await waitRow(page, "disk9", { progress: 42 });
+  await w.ctl("stop", "disk9", "--reason", "maintenance");
+  await waitRow(page, "disk9", { state: "cancelled" });
+
+  await openMenuItem(page, "disk9", "resume");
+  await page.waitForSelector("#resume-dialog");
+  assert.equal(await page.$eval("#resume-checkpoint", (e) => e.textContent), "It continues from its last checkpoint: block-4200");
+  await w.screenshot("resume-dialog");
+  await page.click("#resume-confirm");
+  await page.waitForFunction(() => document.querySelector("#toasts").textContent.includes("“disk9” resumed"));
+  await waitRow(page, "disk9", { state: "running", text: "run 2" });
+  assert.equal(await w.prop("disk9", "Runs"), 2);
+  // The same job, its FIFO read again: it reports and completes.
+  w.tell(fifo, "PROGRESS=100");
+  w.tell(fifo, "exit 0");
+  await waitRow(page, "disk9", { state: "completed" });
+  assert.deepEqual(w.pageErrors, []);
+});

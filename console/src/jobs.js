@@ -69,6 +69,7 @@ export class JobStore {
     this.close();
     this.set({ status: "unreachable", problem: problem || "", jobs: new Map() });
     this.watchName();
+    if (this.ownerCame) this.connect();
   }
 
   // NameOwnerChanged for org.repvisor1 on the bus itself (a client for the name closes when the
@@ -79,7 +80,10 @@ export class JobStore {
     this.nameWatch = this.busClient.subscribe(
       { name: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus", member: "NameOwnerChanged", arg0: SERVICE },
       (_p, _i, _s, [name, _old, owner]) => {
-        if (name === SERVICE && owner && this.state.status === "unreachable") this.connect();
+        if (name !== SERVICE || !owner) return;
+        // During a load that is about to fail, remember it: the failure then loads again.
+        if (this.state.status === "loading") this.ownerCame = true;
+        else if (this.state.status === "unreachable") this.connect();
       },
     );
   }
@@ -96,6 +100,7 @@ export class JobStore {
     this.close();
     const gen = this.generation;
     const current = () => gen === this.generation;
+    this.ownerCame = false;
     this.set({ status: "loading", problem: "", jobs: new Map() });
     this.watchName();
     // superuser "try": with Cockpit's administrative access on, calls are made as root.

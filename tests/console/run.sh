@@ -9,7 +9,7 @@ tap=build/console-tests.tap
 rm -rf build/console-screenshots
 status=0
 node --test --test-reporter=spec --test-reporter-destination=stdout \
-  --test-reporter=tap --test-reporter-destination="$tap" tests/console/ || status=$?
+  --test-reporter=tap --test-reporter-destination="$tap" tests/console/*.test.mjs || status=$?
 pass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap")
 fail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$tap")
 echo "console tests: ${pass:-0} passed, ${fail:-0} failed (screenshots in build/console-screenshots/)"

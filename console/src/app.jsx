@@ -58,7 +58,7 @@ function JobProgress({ job }) {
 }
 
 // One row; memoized so that a progress tick of one job renders only that job's row.
-const JobRow = memo(function JobRow({ job, now, onAction }) {
+const JobRow = memo(function JobRow({ job, now, onAction, rowIndex, isSelected, onSelect }) {
   const name = job.Name || shortId(job.Id);
   const items = [];
   if (isActive(job)) {
@@ -72,6 +72,7 @@ const JobRow = memo(function JobRow({ job, now, onAction }) {
   if (isFinished(job)) items.push({ title: _("Delete…"), itemKey: "delete", onClick: () => onAction("delete", job) });
   return (
     <Tr data-job-id={job.Id} data-job-name={job.Name} data-state={job.State}>
+      <Td select={{ rowIndex, onSelect: (_e, selected) => onSelect(job.path, selected), isSelected }} />
       <Td dataLabel={_("Name")}>
         <div>{name}</div>
         <div className="repvisor-id repvisor-muted">
@@ -189,6 +190,14 @@ export function App() {
   }, []);
   const dismiss = (key) => setToasts((t) => t.filter((x) => x.key !== key));
   const onAction = useCallback((kind, job, force) => setDialog({ kind, path: job.path, force }), []);
+  // Selected rows (object paths), for Stop on several jobs at once.
+  const [selected, setSelected] = useState(() => new Set());
+  const onSelect = useCallback((path, isSelected) => setSelected((old) => {
+    const next = new Set(old);
+    if (isSelected) next.add(path);
+    else next.delete(path);
+    return next;
+  }), []);
 
   const all = [...model.jobs.values()];
   const needle = search.trim().toLowerCase();
@@ -207,6 +216,9 @@ export function App() {
     });
   }
   const dialogJob = dialog && model.jobs.get(dialog.path);
+  const chosen = shown.filter((j) => selected.has(j.path));
+  const chosenActive = chosen.filter((j) => isActive(j));
+  const allChosen = shown.length > 0 && chosen.length === shown.length;
 
   let body;
   if (model.status === "loading") body = <Loading />;
@@ -239,6 +251,16 @@ export function App() {
             <ToolbarItem>
               <StateFilter selected={states} onChange={setStates} />
             </ToolbarItem>
+            <ToolbarItem>
+              <Button
+                id="bulk-stop"
+                variant="secondary"
+                isDisabled={chosenActive.length === 0}
+                onClick={() => setDialog({ kind: "bulk-stop", paths: chosenActive.map((j) => j.path) })}
+              >
+                {chosenActive.length ? cockpit.format(_("Stop $0 selected…"), chosenActive.length) : _("Stop selected…")}
+              </Button>
+            </ToolbarItem>
             <ToolbarItem variant="pagination" id="job-count">
               {shown.length === all.length
                 ? cockpit.format(cockpit.ngettext("$0 job", "$0 jobs", all.length), all.length)
@@ -262,11 +284,18 @@ export function App() {
           <TableComposable aria-label={_("Replication jobs")} variant="compact" id="jobs">
             <Thead>
               <Tr>
+                <Th
+                  select={{
+                    onSelect: (_e, all) => setSelected(all ? new Set(shown.map((j) => j.path)) : new Set()),
+                    isSelected: allChosen,
+                  }}
+                  aria-label={_("Select all")}
+                />
                 {COLUMNS.map((c, i) => (
                   <Th
                     key={c.key}
                     width={c.width}
-                    sort={c.sort ? { sortBy: { index: sort.index, direction: sort.direction }, onSort: (_e, index, direction) => setSort({ index, direction }), columnIndex: i } : undefined}
+                    sort={c.sort ? { sortBy: { index: sort.index + 1, direction: sort.direction }, onSort: (_e, index, direction) => setSort({ index: index - 1, direction }), columnIndex: i + 1 } : undefined}
                   >
                     {c.title()}
                   </Th>
@@ -275,8 +304,8 @@ export function App() {
               </Tr>
             </Thead>
             <Tbody>
-              {shown.map((j) => (
-                <JobRow key={j.path} job={j} now={now} onAction={onAction} />
+              {shown.map((j, i) => (
+                <JobRow key={j.path} job={j} now={now} onAction={onAction} rowIndex={i} isSelected={selected.has(j.path)} onSelect={onSelect} />
               ))}
             </Tbody>
           </TableComposable>
@@ -310,6 +339,17 @@ export function App() {
       </AlertGroup>
       {dialog && dialog.kind === "stop" && (
         <StopDialog job={dialogJob} force={dialog.force} store={store} toast={toast} onClose={() => setDialog(null)} />
+      )}
+      {dialog && dialog.kind === "bulk-stop" && (
+        <StopDialog
+          jobs={dialog.paths.map((p) => model.jobs.get(p)).filter(Boolean)}
+          store={store}
+          toast={toast}
+          onClose={(done) => {
+            if (done) setSelected(new Set());
+            setDialog(null);
+          }}
+        />
       )}
       {dialog && dialog.kind === "resume" && (
         <ResumeDialog job={dialogJob} store={store} toast={toast} onClose={() => setDialog(null)} />

@@ -28,11 +28,14 @@ function jobName(job) {
   return job.Name || shortId(job.Id);
 }
 
-export function StopDialog({ job: live, force: escalate, store, toast, onClose }) {
-  // The job as it was when the dialog opened, should it vanish meanwhile.
+// One job (`job`), or several at once (`jobs`, the selected rows): one confirmation for all.
+export function StopDialog({ job: live, jobs: many, force: escalate, store, toast, onClose }) {
+  const bulk = Array.isArray(many);
+  // The job(s) as they were when the dialog opened, should one vanish meanwhile.
   const [snapshot] = useState(live);
-  const job = live || snapshot;
-  const gone = !live;
+  const [targets] = useState(many);
+  const job = bulk ? { State: "", StopTimeoutUSec: 0 } : live || snapshot;
+  const gone = !bulk && !live;
   const [reason, setReason] = useState("user_request");
   const [other, setOther] = useState("");
   const [notes, setNotes] = useState("");
@@ -48,8 +51,26 @@ export function StopDialog({ job: live, force: escalate, store, toast, onClose }
   const notesLength = characters(notes);
   const timeoutValid = mode === "force" || timeout === "" || /^[1-9][0-9]{0,6}$/.test(timeout);
   const valid = reasonBytes >= 1 && reasonBytes <= REASON_MAX && notesLength <= NOTES_MAX && timeoutValid && !gone;
-  const name = jobName(job);
+  const name = bulk ? "" : jobName(job);
   const stopping = job.State === "stopping";
+
+  const stopMany = (options) => {
+    Promise.allSettled(targets.map((j) => store.call(j.path, "Stop", options))).then((results) => {
+      const failed = results
+        .map((r, i) => (r.status === "rejected" ? `${jobName(targets[i])}: ${describeError(r.reason, "stop")}` : null))
+        .filter(Boolean);
+      const done = results.length - failed.length;
+      if (done) toast("success", cockpit.format(cockpit.ngettext("Stopping $0 job", "Stopping $0 jobs", done), done));
+      if (failed.length) {
+        const text = failed.join("\n");
+        toast("danger", cockpit.format(cockpit.ngettext("Could not stop $0 job", "Could not stop $0 jobs", failed.length), failed.length), text);
+        setBusy(false);
+        setError(text);
+        if (done === 0) return;
+      }
+      onClose(true);
+    });
+  };
 
   const confirm = () => {
     if (!valid || busy) return;
@@ -59,6 +80,10 @@ export function StopDialog({ job: live, force: escalate, store, toast, onClose }
     if (notes) options.notes = ["s", notes];
     if (mode === "force") options.force = ["b", true];
     else if (timeout !== "" && Number(timeout) !== ownTimeout) options.timeout_usec = ["t", Number(timeout) * 1e6];
+    if (bulk) {
+      stopMany(options);
+      return;
+    }
     store
       .call(job.path, "Stop", options)
       .then((reply) => {
@@ -79,7 +104,9 @@ export function StopDialog({ job: live, force: escalate, store, toast, onClose }
     <Modal
       id="stop-dialog"
       variant={ModalVariant.small}
-      title={stopping ? cockpit.format(_("Stop “$0” now?"), name) : cockpit.format(_("Stop “$0”?"), name)}
+      title={bulk
+        ? cockpit.format(cockpit.ngettext("Stop $0 job?", "Stop $0 jobs?", targets.length), targets.length)
+        : stopping ? cockpit.format(_("Stop “$0” now?"), name) : cockpit.format(_("Stop “$0”?"), name)}
       titleIconVariant="warning"
       isOpen
       onClose={onClose}
@@ -109,6 +136,13 @@ export function StopDialog({ job: live, force: escalate, store, toast, onClose }
       >
         {gone && <Alert isInline variant="info" title={_("This job was deleted meanwhile.")} />}
         {error && <Alert isInline variant="danger" title={error} id="stop-error" />}
+        {bulk && (
+          <List id="stop-targets">
+            {targets.map((j) => (
+              <ListItem key={j.path}>{jobName(j)}</ListItem>
+            ))}
+          </List>
+        )}
         <FormGroup label={_("How")} isRequired fieldId="stop-graceful" role="radiogroup" isStack>
           <Radio
             id="stop-graceful"
@@ -136,7 +170,9 @@ export function StopDialog({ job: live, force: escalate, store, toast, onClose }
             fieldId="stop-timeout"
             helperText={ownTimeout
               ? cockpit.format(_("Seconds before all of its processes are killed (the job's own: $0 s)"), ownTimeout)
-              : _("Seconds before all of its processes are killed")}
+              : bulk
+                ? _("Seconds before all of a job's processes are killed (empty: each job's own)")
+                : _("Seconds before all of its processes are killed")}
             helperTextInvalid={_("A whole number of seconds, at least 1")}
             validated={timeoutValid ? "default" : "error"}
           >

@@ -166,3 +166,35 @@ test("resume a cancelled job from its checkpoint", { timeout: 120000 }, async (t
   await waitRow(page, "disk9", { state: "completed" });
   assert.deepEqual(w.pageErrors, []);
 });
+
+test("stop several selected jobs with one confirmation", { timeout: 120000 }, async (t) => {
+  const w = new World("bulk");
+  t.after(() => w.close());
+  const page = await w.start();
+  for (const name of ["bulk-a", "bulk-b", "bulk-c"]) await w.ctl("submit", "--name", name, "--", "sleep", "1000");
+  for (const name of ["bulk-a", "bulk-b", "bulk-c"]) await waitRow(page, name, { state: "running" });
+  assert.ok(await page.$eval("#bulk-stop", (e) => e.disabled));
+  await page.click('tr[data-job-name="bulk-a"] td.pf-c-table__check input');
+  await page.click('tr[data-job-name="bulk-c"] td.pf-c-table__check input');
+  await page.waitForFunction(() => document.querySelector("#bulk-stop").textContent === "Stop 2 selected…");
+  await page.click("#bulk-stop");
+  await page.waitForSelector("#stop-dialog");
+  const listed = await page.$$eval("#stop-targets li", (items) => items.map((e) => e.textContent).sort());
+  assert.deepEqual(listed, ["bulk-a", "bulk-c"]);
+  await page.select("#stop-reason", "migration_window");
+  await page.type("#stop-notes", "both at once");
+  await w.screenshot("bulk-dialog");
+  await page.click("#stop-confirm");
+  await page.waitForFunction(() => document.querySelector("#toasts").textContent.includes("Stopping 2 jobs"));
+  await waitRow(page, "bulk-a", { state: "cancelled" });
+  await waitRow(page, "bulk-c", { state: "cancelled" });
+  await w.screenshot("bulk-stopped");
+  assert.equal(await w.prop("bulk-b", "State"), "running");
+  for (const name of ["bulk-a", "bulk-c"]) {
+    assert.equal(await w.prop(name, "CancelReason"), "migration_window");
+    assert.equal(await w.prop(name, "CancelNotes"), "both at once");
+  }
+  // The selection is cleared once done.
+  await page.waitForFunction(() => document.querySelector("#bulk-stop").disabled);
+  assert.deepEqual(w.pageErrors, []);
+});

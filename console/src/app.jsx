@@ -90,7 +90,15 @@ const JobRow = memo(function JobRow({ job, now, onAction, rowIndex, isSelected, 
         <JobProgress job={job} />
       </Td>
       <Td dataLabel={_("Created")}>
-        <Tooltip content={formatExact(job.CreatedUSec)}>
+        <Tooltip
+          content={
+            <div className="repvisor-times">
+              <div>{cockpit.format(_("Created $0"), formatExact(job.CreatedUSec))}</div>
+              {job.StartedUSec > 0 && <div>{cockpit.format(_("Started $0"), formatExact(job.StartedUSec))}</div>}
+              {job.FinishedUSec > 0 && <div>{cockpit.format(_("Finished $0"), formatExact(job.FinishedUSec))}</div>}
+            </div>
+          }
+        >
           <span tabIndex={0} className="repvisor-created">
             {formatAgo(job.CreatedUSec, now)}
           </span>

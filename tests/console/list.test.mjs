@@ -35,6 +35,11 @@ test("list and live progress: rows appear, progress updates in place, a complete
   await waitRow(page, "disk0-copy", { progress: 100, text: "100% · 1.00 GiB of 1.00 GiB" });
   assert.ok(await page.$('tr[data-job-name="disk0-copy"] .pf-c-label.pf-m-green'));
   assert.ok(await page.evaluate((r) => r.isConnected, row));
+  // The exact times on hover.
+  await page.hover('tr[data-job-name="disk0-copy"] .repvisor-created');
+  await page.waitForSelector(".repvisor-times");
+  const times = await page.$eval(".repvisor-times", (e) => e.textContent);
+  assert.match(times, /^Created \d{4}-\d\d-\d\d \d\d:\d\d:\d\dStarted \d{4}-.*Finished \d{4}-/);
   await w.screenshot("completed");
   assert.deepEqual(w.pageErrors, []);
 });

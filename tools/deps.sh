@@ -11,3 +11,23 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# The web console (console/, a Cockpit page) and its browser tests: Cockpit's web server, shell and
+# bridge, Debian's Chromium, Node.js with npm (any nodejs package that provides npm will do), then
+# the npm packages of console/package-lock.json, installed again only when the lock changed.
+web=(cockpit-ws cockpit-bridge cockpit-system chromium)
+command -v node >/dev/null && command -v npm >/dev/null || web+=(nodejs npm)
+missing=()
+for p in "${web[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+console="$(cd "$(dirname "$0")/.." && pwd)/console"
+stamp="$console/node_modules/.package-lock.sha256"
+if ! [[ -f $stamp ]] || [[ $(cat "$stamp") != $(sha256sum <"$console/package-lock.json") ]]; then
+  # puppeteer-core downloads no browser; the tests use Debian's /usr/bin/chromium.
+  (cd "$console" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  sha256sum <"$console/package-lock.json" >"$stamp"
+fi

@@ -3,11 +3,16 @@
 # Then the same suite again built with AddressSanitizer + UndefinedBehaviorSanitizer (halting on
 # the first error), clang-format and clang-tidy with the repo's configs, and each libFuzzer target
 # for a bounded time (FUZZ_SECONDS, default 10). SANITIZE=0 / TIDY=0 / FUZZ=0 skip those.
+# The web console's browser tests run after the first ctest (CONSOLE=0 skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/deps.sh
 bash tools/build.sh
 (cd build && ctest --output-on-failure -j"$(nproc)" --timeout 300)
+# The web console's browser tests (tests/console/run.sh; CONSOLE=0 skips them).
+if [[ ${CONSOLE:-1} == 1 ]]; then
+  bash tests/console/run.sh
+fi
 
 if [[ ${SANITIZE:-1} == 1 ]]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \

@@ -434,19 +434,27 @@ int verb_list(const Globals& g, const JobArg& a) {
     return kExitOk;
   }
   if (rows.empty()) {
-    fmt::print("No jobs.\n");
+    // Say what matched nothing: an empty filter's answer is not "there are no jobs".
+    std::string states;
+    for (const auto& s : a.states) states += (states.empty() ? "" : ", ") + s;
+    fmt::print("{}\n", states.empty() ? "No jobs." : "No jobs in state " + states + ".");
     return kExitOk;
   }
   std::sort(rows.begin(), rows.end(), [](const JobRow& x, const JobRow& y) { return x.created_usec < y.created_usec; });
   const usec_t now = now_realtime();
-  fmt::print("{}\n", bold(fmt::format("{:<12}  {:<20}  {:<10}  {:<12}  {:<17}  {}", "ID", "NAME", "STATE", "PHASE",
-                                      "PROGRESS", "CREATED")));
+  // The name column is as wide as the longest name (at most 64 ASCII characters), so a
+  // long name never pushes the columns after it out of line.
+  size_t width = 4;
+  for (const auto& r : rows) width = std::max(width, escape(r.name).size());
+  const auto padded = [](const std::string& s, size_t w) { return s + std::string(w - std::min(w, s.size()), ' '); };
+  fmt::print("{}\n", bold(fmt::format("{:<12}  {}  {:<10}  {:<12}  {:<17}  {}", "ID", padded("NAME", width), "STATE",
+                                      "PHASE", "PROGRESS", "CREATED")));
   for (const auto& r : rows) {
     // Padding outside the colour codes, so columns line up on a terminal.
     const std::string pad(r.state.size() < 10 ? 10 - r.state.size() : 0, ' ');
-    fmt::print("{:<12}  {:<20}  {}{}  {:<12}  {:<17}  {}\n", short_id(r.id), r.name.empty() ? "-" : escape(r.name),
-               coloured_state(r.state), pad, escape(r.phase), r.progress >= 0 ? progress_bar(r.progress, 10) : "",
-               format_ago(r.created_usec, now));
+    fmt::print("{:<12}  {}  {}{}  {:<12}  {:<17}  {}\n", short_id(r.id),
+               padded(r.name.empty() ? "-" : escape(r.name), width), coloured_state(r.state), pad, escape(r.phase),
+               r.progress >= 0 ? progress_bar(r.progress, 10) : "", format_ago(r.created_usec, now));
   }
   fmt::print("\n{} job(s).\n", rows.size());
   return kExitOk;
@@ -524,17 +532,26 @@ int verb_stop(const Globals& g, const StopArgs& a) {
       },
       &reply);
   std::string last;
-  run_until(
-      c, [&] { return reply.done; }, live ? 250 * USEC_PER_MSEC : USEC_INFINITY,
-      [&] {
-        if (!live) return;
-        std::string line = stop_line(p, timeout);
-        if (line != last) {
-          fmt::print("\r\x1b[K{}", line);
-          fflush(stdout);
-          last = line;
-        }
-      });
+  try {
+    run_until(
+        c, [&] { return reply.done; }, live ? 250 * USEC_PER_MSEC : USEC_INFINITY,
+        [&] {
+          if (!live) return;
+          std::string line = stop_line(p, timeout);
+          if (line != last) {
+            fmt::print("\r\x1b[K{}", line);
+            fflush(stdout);
+            last = line;
+          }
+        });
+  } catch (const CtlError& e) {
+    sd_bus_slot_unref(slot);
+    if (e.exit_code != 130) throw;
+    // Only the waiting ends: the daemon has the request and carries the stop through.
+    if (live && !last.empty()) fmt::print("\r\x1b[K");
+    throw CtlError(130, fmt::format("interrupted: the stop of job {} carries on in the daemon", a.job),
+                   "follow it with: repvisorctl status " + a.job);
+  }
   sd_bus_slot_unref(slot);
   if (live && !last.empty()) fmt::print("\r\x1b[K");
   if (!reply.err_name.empty() || !reply.err_msg.empty()) {

@@ -16,6 +16,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 
 #include "client.hpp"
 #include "harness.hpp"
@@ -488,4 +489,60 @@ TEST_F(CtlTest, StatusOfAStoppingJobCountsDownToSigkill) {
   EXPECT_EQ(bus.prop_t(id, "StopDeadlineUSec"), 0u);
   ASSERT_EQ(run_command(ctl("status " + id), &out), 0) << out;
   EXPECT_EQ(out.find("Stop signal:"), std::string::npos) << out;
+}
+
+// A filter that matched nothing says so; a 64-character name keeps the columns in line.
+TEST_F(CtlTest, ListSaysWhatMatchedNothingAndFitsLongNames) {
+  EXPECT_EQ(run_command(ctl("list --state stopping --state cancelled"), &out), 0) << out;
+  EXPECT_NE(out.find("No jobs in state stopping, cancelled."), std::string::npos) << out;
+  Bus bus(daemon.address());
+  const std::string long_name(64, 'n');
+  const std::string a = bus.submit_ok({"true"}, {{"name", long_name}});
+  const std::string b = bus.submit_ok({"true"}, {{"name", std::string("short")}});
+  bus.wait_terminal(a);
+  bus.wait_terminal(b);
+  ASSERT_EQ(run_command(ctl("list"), &out), 0) << out;
+  std::istringstream lines(out);
+  std::string header, row_a, row_b;
+  std::getline(lines, header);
+  std::getline(lines, row_a);
+  std::getline(lines, row_b);
+  // NO_COLOR is not needed: output to a pipe is never coloured.
+  const size_t state_at = header.find("STATE");
+  ASSERT_NE(state_at, std::string::npos) << out;
+  EXPECT_EQ(row_a.find("completed"), state_at) << out;
+  EXPECT_EQ(row_b.find("completed"), state_at) << out;
+  EXPECT_NE(row_a.find(long_name), std::string::npos) << out;
+}
+
+// Ctrl-C while `stop` waits ends the waiting, not the stop: it says so and exits 130.
+TEST_F(CtlTest, CtrlCDuringStopSaysTheStopCarriesOn) {
+  Bus bus(daemon.address());
+  ReadyFifo ready(daemon.dir);
+  const std::string id = bus.submit_ok(stubborn(ready));
+  ready.wait_line();
+  int out_pipe[2];
+  ASSERT_EQ(pipe2(out_pipe, O_CLOEXEC), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    dup2(out_pipe[1], STDOUT_FILENO);
+    dup2(out_pipe[1], STDERR_FILENO);
+    execl(REPVISORCTL_PATH, "repvisorctl", "--runtime-dir", daemon.runtime_dir.c_str(), "stop", id.c_str(), "--timeout",
+          "60s", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  bus.wait_state(id, "stopping");
+  ASSERT_EQ(kill(child, SIGINT), 0);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(out_pipe[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  close(out_pipe[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << text;
+  EXPECT_EQ(WEXITSTATUS(status), 130) << text;
+  EXPECT_NE(text.find("the stop of job " + id + " carries on in the daemon"), std::string::npos) << text;
+  EXPECT_EQ(bus.prop_s(id, "State"), "stopping");
+  ASSERT_TRUE(bus.stop(id, {{"force", true}, {"wait", true}}).ok);
 }

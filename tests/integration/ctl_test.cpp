@@ -546,3 +546,19 @@ TEST_F(CtlTest, CtrlCDuringStopSaysTheStopCarriesOn) {
   EXPECT_EQ(bus.prop_s(id, "State"), "stopping");
   ASSERT_TRUE(bus.stop(id, {{"force", true}, {"wait", true}}).ok);
 }
+
+// Bash completion offers job ids and names from `list --json`, of the daemon the command line
+// names (--runtime-dir here), not of the default one.
+TEST_F(CtlTest, BashCompletionOffersJobsOfTheDaemonTheCommandLineNames) {
+  Bus bus(daemon.address());
+  const std::string id = bus.submit_ok({"true"}, {{"name", std::string("disk0-copy")}});
+  bus.wait_terminal(id);
+  const std::string bin = std::filesystem::path(REPVISORCTL_PATH).parent_path();
+  const std::string script = "PATH=" + bin + ":$PATH; source " SOURCE_DIR "/packaging/completion/repvisorctl; " +
+                             "COMP_WORDS=(repvisorctl --runtime-dir " + daemon.runtime_dir +
+                             " status ''); COMP_CWORD=4; _repvisorctl; printf '%s\\n' \"${COMPREPLY[@]}\"";
+  ASSERT_EQ(run_command("bash -c \"" + std::regex_replace(script, std::regex("([\"$`\\\\])"), "\\$1") + "\"", &out), 0)
+      << out;
+  EXPECT_NE(out.find(id + "\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("disk0-copy\n"), std::string::npos) << out;
+}

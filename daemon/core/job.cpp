@@ -8,6 +8,8 @@
 #include <array>
 #include <utility>
 
+#include "util/text.hpp"
+
 namespace repvisor::core {
 
 namespace {
@@ -162,7 +164,8 @@ StopOutcome Job::request_stop(const StopRequest& req) {
   stop_mode = req.force ? StopMode::Force : StopMode::Graceful;
   driver_.changed(*this, kChangedStop);
   driver_.event(*this, "stop-requested",
-                fmt::format("{} stop by {}, reason {}", to_string(stop_mode), requester(req.uid), req.reason));
+                fmt::format("{} stop by {}, reason {}{}", to_string(stop_mode), requester(req.uid), req.reason,
+                            req.notes.empty() ? "" : ", notes " + quote(req.notes, 500)));
 
   switch (state_) {
     case JobState::Pending:

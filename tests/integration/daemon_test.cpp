@@ -91,6 +91,11 @@ TEST_F(DaemonTest, GracefulStopEscalatesToSigkillAfterTimeout) {
   EXPECT_EQ(bus.prop_s(id, "StopMode"), "graceful");
   EXPECT_EQ(bus.prop_s(id, "CancelReason"), "maintenance");
   EXPECT_EQ(bus.prop_i(id, "RequestedByUID"), 0);
+  // The audit trail keeps the request whole: mode, who, reason and notes.
+  std::string out;
+  ASSERT_EQ(run_command(std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " events " + id, &out),
+            0);
+  EXPECT_NE(out.find("graceful stop by uid 0, reason maintenance, notes 'window 3'"), std::string::npos) << out;
   expect_clean(id);
 }
 

@@ -45,7 +45,8 @@ test("graceful stop with a reason and notes from the dialog", { timeout: 120000 
   const trail = await events(w, "disk0");
   const req = trail.filter((e) => e.type === "stop-requested");
   assert.equal(req.length, 1, JSON.stringify(trail));
-  assert.equal(req[0].message, "graceful stop by uid 0, reason maintenance");
+  // The request whole: mode, who, reason and the notes, quoted.
+  assert.equal(req[0].message, `graceful stop by uid 0, reason maintenance, notes '${notes}'`);
   // Made by the page's bridge, as the logged-in user.
   assert.equal(req[0].details.command, "cockpit-bridge");
   assert.equal(req[0].details.uid, 0);

@@ -892,17 +892,25 @@ int verb_watch(const Globals& g, const JobArg& a) {
     fmt::print("{}", frame);
     fflush(stdout);
   };
-  auto print_event = [&](const std::string& path, const Props& ch) {
+  // Not on a terminal: one line per change, naming the job; jobs added and removed say so.
+  auto label = [](const Props& p) {
+    const std::string name = escape(get_s(p, "Name"));
+    return short_id(get_s(p, "Id")) + (name.empty() ? "" : " " + name);
+  };
+  auto print_event = [&](const std::string& path, const Props& ch, const char* event) {
     if (tty && !g.json) return;
     const Props& p = jobs[path];
     if (g.json) {
       json j = props_json(ch);
       j["id"] = get_s(p, "Id");
+      if (*event) j["event"] = event;
       fmt::print("{}\n", j.dump());
+    } else if (*event) {
+      fmt::print("{}: {} ({})\n", label(p), event, get_s(p, "State"));
     } else {
       std::string what;
       for (const auto& [k, v] : ch) what += fmt::format(" {}={}", k, to_json(v).dump());
-      fmt::print("{}{}\n", short_id(get_s(p, "Id")), what);
+      fmt::print("{}:{}\n", label(p), what);
     }
     fflush(stdout);
   };
@@ -916,13 +924,17 @@ int verb_watch(const Globals& g, const JobArg& a) {
           } catch (const CtlError&) {
             return;
           }
+          print_event(path, jobs[path], "added");
         }
         merge(jobs[path], ch);
-        print_event(path, ch);
+        print_event(path, ch, "");
         draw();
       },
       [&](const std::string& path) {
-        jobs.erase(path);
+        if (auto it = jobs.find(path); it != jobs.end()) {
+          print_event(path, Props{}, "removed");
+          jobs.erase(it);
+        }
         draw();
       });
   if (only.empty()) {
@@ -930,10 +942,13 @@ int verb_watch(const Globals& g, const JobArg& a) {
   } else {
     jobs[only] = c.job_properties(only);
   }
-  // JSON lines begin with every job as it is; the changes follow.
+  // JSON lines begin with every job as it is, text lines with every job and its state (not on
+  // a terminal); the changes follow.
   if (g.json) {
     for (const auto& [path, p] : jobs) fmt::print("{}\n", props_json(p).dump());
     fflush(stdout);
+  } else if (!tty) {
+    for (const auto& [path, p] : jobs) print_event(path, p, "listed");
   }
   if (tty && !g.json) {
     struct sigaction sa {};

@@ -562,3 +562,43 @@ TEST_F(CtlTest, BashCompletionOffersJobsOfTheDaemonTheCommandLineNames) {
   EXPECT_NE(out.find(id + "\n"), std::string::npos) << out;
   EXPECT_NE(out.find("disk0-copy\n"), std::string::npos) << out;
 }
+
+// Not on a terminal, `watch` prints a line per change that names the job, and says when a job
+// is added and when it is removed.
+TEST_F(CtlTest, WatchToAPipeNamesTheJobAndReportsAddedAndRemoved) {
+  Bus bus(daemon.address());
+  const std::string first = bus.submit_ok({"true"}, {{"name", std::string("w0")}});
+  bus.wait_terminal(first);
+  int out_pipe[2];
+  ASSERT_EQ(pipe2(out_pipe, O_CLOEXEC), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    dup2(out_pipe[1], STDOUT_FILENO);
+    execl(REPVISORCTL_PATH, "repvisorctl", "--runtime-dir", daemon.runtime_dir.c_str(), "watch",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  FILE* in = fdopen(out_pipe[0], "r");
+  ASSERT_NE(in, nullptr);
+  // Reads lines until one holds `what`; all of them, for the failure message.
+  std::string seen;
+  auto until = [&](const std::string& what) {
+    char line[4096];
+    while (fgets(line, sizeof line, in)) {
+      seen += line;
+      if (std::string(line).find(what) != std::string::npos) return true;
+    }
+    return false;
+  };
+  // The watcher subscribes, then lists: once it has shown the job it found, it hears every new one.
+  ASSERT_TRUE(until(first.substr(0, 12) + " w0: listed (completed)")) << seen;
+  const std::string id = bus.submit_ok({"true"}, {{"name", std::string("w1")}});
+  bus.wait_terminal(id);
+  ASSERT_TRUE(until(id.substr(0, 12) + " w1: added")) << seen;
+  ASSERT_TRUE(bus.remove(id, {}).ok);
+  ASSERT_TRUE(until(id.substr(0, 12) + " w1: removed")) << seen;
+  kill(child, SIGTERM);
+  fclose(in);
+  waitpid(child, nullptr, 0);
+}

@@ -11,7 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string error;
   if (repvisor::core::parse_notify(std::string_view(reinterpret_cast<const char*>(data), size), &m, &error)) {
     if (m.progress && (!std::isfinite(*m.progress) || *m.progress < 0 || *m.progress > 100)) __builtin_trap();
-    if (m.status && (m.status->size() > 1024 || !repvisor::core::valid_utf8(*m.status))) __builtin_trap();
+    if (m.status && (m.status->size() > 1024 || !repvisor::core::is_valid_utf8(*m.status))) __builtin_trap();
     if (m.phase && m.phase->size() > 64) __builtin_trap();
     if (m.checkpoint && m.checkpoint->size() > repvisor::core::kCheckpointMax) __builtin_trap();
   } else if (error.empty()) {

@@ -276,8 +276,8 @@ core::JobSpec parse_job_spec(sd_bus_message* m, const config::Config& cfg, bool*
         continue;
       }
       if (!std::regex_match(given->second, std::regex(p.pattern)))
-        invalid(fmt::format("params.{}: {} does not match the template's pattern '{}'", pname, quote(given->second),
-                            p.pattern));
+        invalid(fmt::format("params.{}: {} does not match the template's pattern '{}'", pname,
+                            p.secret ? std::string("its (secret) value") : quote(given->second), p.pattern));
       values[pname] = given->second;
     }
     // Secret parameters stay placeholders in what is shown; every other one is put in place.

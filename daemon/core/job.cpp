@@ -145,6 +145,11 @@ void Job::enter_running() {
   set_state(JobState::Running, SubState::Running);
 }
 
+// A deadline never wraps: a timeout near USEC_INFINITY would otherwise mean an immediate SIGKILL.
+static usec_t saturating_add(usec_t a, usec_t b) {
+  return a >= USEC_INFINITY - 1 || b >= USEC_INFINITY - 1 - a ? USEC_INFINITY - 1 : a + b;
+}
+
 std::string requester(uint32_t uid) { return uid == kDaemonUid ? "repvisord" : fmt::format("uid {}", uid); }
 
 StopOutcome Job::request_stop(const StopRequest& req) {
@@ -215,7 +220,7 @@ void Job::enter_stop_sigterm(usec_t timeout) {
     // also when the stop was carried through a daemon restart.
     const usec_t now = driver_.now();
     const usec_t since = stop_requested && stop_requested_usec && stop_requested_usec < now ? stop_requested_usec : now;
-    stop_deadline_usec = since + timeout;
+    stop_deadline_usec = saturating_add(since, timeout);
     driver_.arm_timer(*this, stop_deadline_usec > now ? stop_deadline_usec - now : 1);
   }
   driver_.changed(*this, kChangedStop);
@@ -413,9 +418,11 @@ void Job::enter_dead() {
     final_state = JobState::Failed;
   }
   if (final_state == JobState::Failed && fail_reason.empty())
-    fail_reason = exit_unknown  ? std::string("exit status unknown")
-                  : exit_signal ? fmt::format("killed by {}", signal_name(exit_signal))
-                                : fmt::format("exited with status {}", exit_code);
+    fail_reason = exit_unknown && reported_exit_status
+                      ? fmt::format("exited with status {} (as the job reported it)", *reported_exit_status)
+                  : exit_unknown ? std::string("exit status unknown")
+                  : exit_signal  ? fmt::format("killed by {}", signal_name(exit_signal))
+                                 : fmt::format("exited with status {}", exit_code);
   // The job's own status text stays; the daemon's reason fills it only when the job said nothing.
   if (final_state == JobState::Failed && status_text.empty()) status_text = fail_reason;
   driver_.changed(*this, kChangedTimes | kChangedStatus);
@@ -455,7 +462,7 @@ void Job::set_checkpoint(std::string cp) {
 void Job::extend_stop_timeout(usec_t usec, usec_t max_extension) {
   if (sub_state_ != SubState::StopSigterm || stop_deadline_usec == 0) return;
   const usec_t now = driver_.now();
-  const usec_t limit = stop_requested_usec + stop_timeout_used + max_extension;
+  const usec_t limit = saturating_add(saturating_add(stop_requested_usec, stop_timeout_used), max_extension);
   usec_t wanted = usec > USEC_INFINITY - now ? USEC_INFINITY : now + usec;
   const bool capped = wanted > limit;
   if (capped) wanted = limit;

@@ -9,7 +9,7 @@
 
 namespace repvisor::core {
 
-bool valid_utf8(std::string_view s) {
+bool is_valid_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     const size_t n = utf8_sequence(s, i);
     if (n == 0) return false;
@@ -38,7 +38,7 @@ bool parse_notify(std::string_view data, NotifyMessage* out, std::string* error)
         *error = fmt::format("line {}: invalid key", line_no);
         return false;
       }
-    if (!valid_utf8(value)) {
+    if (!is_valid_utf8(value)) {
       *error = fmt::format("line {} ({}): value is not valid UTF-8", line_no, key);
       return false;
     }

@@ -28,6 +28,6 @@ inline constexpr size_t kCheckpointMax = 4096;
 // message is dropped whole. Unknown keys (MAINPID=, WATCHDOG=, ...) are accepted and ignored.
 bool parse_notify(std::string_view data, NotifyMessage* out, std::string* error);
 
-bool valid_utf8(std::string_view s);
+bool is_valid_utf8(std::string_view s);
 
 }  // namespace repvisor::core

@@ -205,7 +205,7 @@ void Supervisor::on_notify(int fd, Entry* own) {
       reject(fmt::format("malformed notify message from pid {} dropped: {}", pid, error));
       continue;
     }
-    if (msg.checkpoint && !core::valid_utf8(*msg.checkpoint)) {
+    if (msg.checkpoint && !core::is_valid_utf8(*msg.checkpoint)) {
       reject(fmt::format("checkpoint from pid {} is not UTF-8 text; dropped", pid));
       msg.checkpoint.reset();
     }

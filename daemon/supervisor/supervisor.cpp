@@ -333,11 +333,17 @@ void Supervisor::delete_job(core::Job& job, const DeleteOptions& opts, const Cal
       event(job, "delete-requested",
             fmt::format("forced delete by uid {}{}", opts.uid, opts.keep_data ? ", keeping data" : ""));
     } else if (opts.keep_data && !job.delete_keep_data) {
-      // A second delete asks to keep what the first would have discarded: keep wins, while the
-      // teardown has not yet discarded anything.
-      job.delete_keep_data = true;
-      store_->save(job);
-      event(job, "delete-requested", fmt::format("forced delete by uid {}, keeping data", opts.uid));
+      // A second delete asks to keep what the first would have discarded: keep wins while the
+      // teardown has not reached its discard; past that, the trail says what happens instead.
+      if (entry(job).phase == ResourcePhase::Discard) {
+        event(
+            job, "delete-requested",
+            fmt::format("forced delete by uid {}, keeping data: too late, the volumes are being discarded", opts.uid));
+      } else {
+        job.delete_keep_data = true;
+        store_->save(job);
+        event(job, "delete-requested", fmt::format("forced delete by uid {}, keeping data", opts.uid));
+      }
     }
     if (!job.stop_requested || job.stop_mode != core::StopMode::Force)
       job.request_stop(core::StopRequest{.force = true, .reason = "deleted", .uid = opts.uid});
@@ -480,6 +486,9 @@ int Supervisor::prepare_spawn(core::Job& job, PreparedSpawn& p) {
   const auto& spec = job.spec();
   sys::SpawnRequest& req = p.req;
   p.task.req = &req;
+  // Checked at submit, and again here: a job queued before a restart that lost the pids
+  // controller (or its cgroups) must not run without the limit it was accepted with.
+  if (spec.tasks_max && (!cgroups_ || !cgroups_->pids_unavailable().empty())) return -EOPNOTSUPP;
 
   std::string path_env = kDefaultPath;
   if (auto it = spec.env.find("PATH"); it != spec.env.end()) path_env = it->second;

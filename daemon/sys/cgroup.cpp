@@ -102,6 +102,18 @@ std::optional<CgroupTree> CgroupTree::open(const std::string& setting, const std
     // Under systemd with Delegate=yes our own cgroup is ours to divide; elsewhere we make a
     // subtree of our own so that we never mix with a foreign manager's cgroups.
     root = mount + own + (getenv("INVOCATION_ID") ? "" : "/" + auto_root_name(owner));
+    // A daemon from before the per-state-directory name kept its jobs in "repvisor": while any
+    // job cgroup is left there, that stays the root, so that those jobs are found again.
+    if (!getenv("INVOCATION_ID")) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(mount + own + "/repvisor", ec)) {
+        const std::string name = e.path().filename();
+        if (e.is_directory() && (name.rfind("job-", 0) == 0 || name.rfind("srv-", 0) == 0)) {
+          root = mount + own + "/repvisor";
+          break;
+        }
+      }
+    }
   } else if (setting.rfind(mount + "/", 0) == 0) {
     root = setting;
   } else {
@@ -140,11 +152,13 @@ std::optional<CgroupTree> CgroupTree::open(const std::string& setting, const std
     tree.pids_unavailable_ = "the pids controller is not available in " + root +
                              (controllers.empty() ? " (no controller is: cgroup v1 holds them)" : "");
   else if (int r = write_file(root + "/cgroup.subtree_control", "+pids"); r < 0)
-    tree.pids_unavailable_ = "cannot enable the pids controller below " + root + ": " + strerror(-r);
-  // Named on the root too, for whoever looks and for the refusal above.
-  if (fsetxattr(tree.lock_.get(), kOwnerXattr, owner.data(), owner.size(), 0) < 0 &&
-      (errno == EOPNOTSUPP || errno == ENOTSUP))
-    tree.xattrs_ = false;
+    tree.pids_unavailable_ =
+        "cannot enable the pids controller below " + root + ": " + strerror(-r) +
+        (r == -EBUSY ? " (the root holds processes of its own: under systemd, the daemon itself)" : "");
+  // Named on the root too, for whoever looks and for the refusal above. Where the mark cannot
+  // be written (no xattrs, or no CAP_SYS_ADMIN for trusted.* in a container), the locked root
+  // vouches for everything in it instead, and no start fails for want of a mark.
+  if (fsetxattr(tree.lock_.get(), kOwnerXattr, owner.data(), owner.size(), 0) < 0) tree.xattrs_ = false;
   return tree;
 }
 
@@ -167,7 +181,8 @@ int CgroupTree::create(const std::string& name, Fd* dir) const {
   if (::mkdir(p.c_str(), 0755) < 0 && errno != EEXIST) return -errno;
   Fd fd(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd) return -errno;
-  if (xattrs_ && fsetxattr(fd.get(), kOwnerXattr, owner_.data(), owner_.size(), 0) < 0) return -errno;
+  // A mark that cannot be written only means a leftover of this job will not be taken for ours.
+  if (xattrs_) (void)fsetxattr(fd.get(), kOwnerXattr, owner_.data(), owner_.size(), 0);
   *dir = std::move(fd);
   return 0;
 }

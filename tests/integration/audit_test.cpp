@@ -95,3 +95,10 @@ TEST_F(AuditTest, OnlyAdminsReadTheSpecInTheTrail) {
   EXPECT_EQ(others.find("working_directory"), std::string::npos) << others;
   EXPECT_EQ(others.find("'spec'"), std::string::npos) << others;
 }
+
+// A refused secret is not echoed back in the error either.
+TEST_F(AuditTest, ASecretParameterThatDoesNotMatchIsNotEchoed) {
+  EXPECT_NE(gdbus("", "Submit", "\"{'template': <'token'>, 'params': <{'token': 'hunter 2', 'user': 'alice'}>}\""), 0);
+  EXPECT_NE(out.find("params.token: its (secret) value does not match"), std::string::npos) << out;
+  EXPECT_EQ(out.find("hunter"), std::string::npos) << out;
+}

@@ -609,3 +609,28 @@ TEST(Recovery, ASecondDaemonOnTheSameCgroupRootIsRefused) {
   EXPECT_EQ(a.prop_s(id, "State"), "running");
   ASSERT_TRUE(a.stop(id, {{"wait", true}}).ok);
 }
+
+// A daemon from before the per-state-directory root name kept its jobs in "<own>/repvisor":
+// while job cgroups are left there, "auto" keeps that root, so that they are found again.
+TEST(Recovery, AnAutoRootKeepsTheOldNameWhileJobCgroupsAreLeftThere) {
+  unsetenv("INVOCATION_ID");
+  const std::string mount = repvisor::sys::find_cgroup2_mount();
+  const std::string before = repvisor::sys::own_cgroup();
+  // In a cgroup of its own, so that no other test's "auto" daemon shares "<own>/repvisor".
+  const std::string own = mount + (before == "/" ? "" : before) + "/repvisor-test-legacy-" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(own.c_str(), 0755), 0) << strerror(errno);
+  std::ofstream(own + "/cgroup.procs") << getpid() << std::endl;
+  ASSERT_EQ(repvisor::sys::own_cgroup(), own.substr(mount.size()));
+  const std::string legacy = own + "/repvisor", left = legacy + "/job-0123456789abcdef0123456789abcdef";
+  ASSERT_EQ(mkdir(legacy.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(left.c_str(), 0755), 0);
+  {
+    Daemon daemon("cgroup_root = \"auto\"");
+    EXPECT_NE(daemon.log().find("job cgroups under " + legacy + "\n"), std::string::npos) << daemon.log();
+    EXPECT_TRUE(fs::exists(left)) << "an unmarked cgroup is not this daemon's to remove";
+  }
+  EXPECT_EQ(rmdir(left.c_str()), 0);
+  EXPECT_EQ(rmdir(legacy.c_str()), 0);
+  std::ofstream(mount + (before == "/" ? "" : before) + "/cgroup.procs") << getpid() << std::endl;
+  EXPECT_EQ(rmdir(own.c_str()), 0) << strerror(errno);
+}

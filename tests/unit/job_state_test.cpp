@@ -489,3 +489,23 @@ TEST_F(ResourceFixture, ARestartDuringSetupIsToldAsACommandThatNeverRan) {
   EXPECT_FALSE(job->exit_unknown);
   EXPECT_EQ(job->started_usec, 0u);
 }
+
+// A timeout near USEC_INFINITY must not wrap the deadline into an immediate SIGKILL.
+TEST_F(Fixture, AHugeStopTimeoutNeverWrapsIntoAnImmediateKill) {
+  running();
+  job->request_stop({.timeout = USEC_INFINITY - 5});
+  EXPECT_EQ(job->sub_state(), SubState::StopSigterm);
+  EXPECT_EQ(job->stop_deadline_usec, USEC_INFINITY - 1);
+  EXPECT_GT(d.timer, USEC_INFINITY / 2);
+  EXPECT_FALSE(d.called("kill_tree"));
+}
+
+TEST_F(Fixture, AReportedNonZeroExitStatusIsTheFailureReason) {
+  running();
+  job->set_reported_exit_status(3);
+  job->on_main_gone();
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Failed);
+  EXPECT_EQ(job->exit_code, 3);
+  EXPECT_EQ(job->fail_reason, "exited with status 3 (as the job reported it)");
+}

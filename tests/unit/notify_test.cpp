@@ -37,14 +37,14 @@ TEST(Notify, RejectsMalformedMessagesWhole) {
 }
 
 TEST(Utf8, Validation) {
-  EXPECT_TRUE(valid_utf8("plain"));
+  EXPECT_TRUE(is_valid_utf8("plain"));
   EXPECT_TRUE(
-      valid_utf8("Gr\xc3\xbc\xc3\x9f"
-                 "e \xe2\x82\xac \xf0\x9f\x98\x80"));
-  EXPECT_FALSE(valid_utf8("\xc0\xaf"));          // overlong
-  EXPECT_FALSE(valid_utf8("\xed\xa0\x80"));      // surrogate
-  EXPECT_FALSE(valid_utf8("\xe2\x82"));          // truncated
-  EXPECT_FALSE(valid_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+      is_valid_utf8("Gr\xc3\xbc\xc3\x9f"
+                    "e \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong
+  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(is_valid_utf8("\xe2\x82"));          // truncated
+  EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
 }
 
 TEST(Notify, ExitStatusIsANumberFrom0To255) {

@@ -4,6 +4,10 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang-tidy clang-format clang libclang-rt-14-dev git bc
       libsystemd-dev libuv1-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev
       libsqlite3-dev sqlite3 libmnl-dev libnbd-dev libnbd-bin nbdkit qemu-utils libgtest-dev dbus-daemon dbus-bin libglib2.0-bin systemd util-linux procps man-db dpkg-dev libbenchmark-dev)
+# The web console (console/, a Cockpit page) and its browser tests: Cockpit's web server, shell and
+# bridge, Debian's Chromium, and Node.js with npm (any nodejs package that provides npm will do).
+pkgs+=(cockpit-ws cockpit-bridge cockpit-system chromium)
+command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -12,18 +16,7 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The web console (console/, a Cockpit page) and its browser tests: Cockpit's web server, shell and
-# bridge, Debian's Chromium, Node.js with npm (any nodejs package that provides npm will do), then
-# the npm packages of console/package-lock.json, installed again only when the lock changed.
-web=(cockpit-ws cockpit-bridge cockpit-system chromium)
-command -v node >/dev/null && command -v npm >/dev/null || web+=(nodejs npm)
-missing=()
-for p in "${web[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
-if ((${#missing[@]})); then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# The npm packages of console/package-lock.json, installed again only when the lock changed.
 console="$(cd "$(dirname "$0")/.." && pwd)/console"
 stamp="$console/node_modules/.package-lock.sha256"
 if ! [[ -f $stamp ]] || [[ $(cat "$stamp") != $(sha256sum <"$console/package-lock.json") ]]; then

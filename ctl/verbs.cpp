@@ -151,15 +151,38 @@ class Watcher {
 };
 
 // Processes the bus until `done()` or the timeout; calls tick() at least every tick_usec.
+// SIGINT is let through only inside ppoll: one that came between the check of `interrupted`
+// and a plain wait would be noticed only at the next message, perhaps never.
 void run_until(Client& c, const std::function<bool()>& done, usec_t tick_usec = USEC_INFINITY,
                const std::function<void()>& tick = {}) {
+  sigset_t block, old, waiting;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigprocmask(SIG_BLOCK, &block, &old);
+  waiting = old;
+  sigdelset(&waiting, SIGINT);
+  struct Restore {
+    const sigset_t& mask;
+    ~Restore() { sigprocmask(SIG_SETMASK, &mask, nullptr); }
+  } restore{old};
   while (!done() && !interrupted) {
     int r = sd_bus_process(c.bus(), nullptr);
     if (r < 0) throw CtlError(kExitUnreachable, fmt::format("lost the connection to repvisord: {}", strerror(-r)));
     if (r > 0) continue;
     if (done()) break;
-    r = sd_bus_wait(c.bus(), tick_usec == USEC_INFINITY ? UINT64_MAX : tick_usec);
-    if (r < 0 && r != -EINTR) throw CtlError(kExitUnreachable, fmt::format("waiting on repvisord: {}", strerror(-r)));
+    // Wake for the bus, its own timeout (absolute, CLOCK_MONOTONIC) or our tick, whichever first.
+    uint64_t wait_usec = tick_usec;
+    if (uint64_t at = 0; sd_bus_get_timeout(c.bus(), &at) >= 0 && at != UINT64_MAX) {
+      timespec now{};
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      const uint64_t now_usec =
+          static_cast<uint64_t>(now.tv_sec) * USEC_PER_SEC + static_cast<uint64_t>(now.tv_nsec) / 1000;
+      wait_usec = std::min<uint64_t>(wait_usec, at > now_usec ? at - now_usec : 0);
+    }
+    timespec ts{static_cast<time_t>(wait_usec / USEC_PER_SEC), static_cast<long>((wait_usec % USEC_PER_SEC) * 1000)};
+    pollfd p{sd_bus_get_fd(c.bus()), static_cast<short>(sd_bus_get_events(c.bus())), 0};
+    if (ppoll(&p, 1, wait_usec == USEC_INFINITY ? nullptr : &ts, &waiting) < 0 && errno != EINTR)
+      throw CtlError(kExitUnreachable, fmt::format("waiting on repvisord: {}", strerror(errno)));
     if (tick) tick();
   }
   if (interrupted) throw CtlError(130, "interrupted");

@@ -758,6 +758,14 @@ uint64_t last_lines_offset(int fd, int64_t lines) {
 }  // namespace
 
 int verb_logs(const Globals& g, const JobArg& a) {
+  // Following, SIGINT is let through only inside ppoll (below): one that came during a call
+  // before it (the watch's match rules) would fail that call, and one between the check of
+  // `interrupted` and the wait would be noticed only at the next line of output.
+  sigset_t block, unblocked;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigprocmask(a.follow ? SIG_BLOCK : SIG_UNBLOCK, a.follow ? &block : nullptr, &unblocked);
+  sigdelset(&unblocked, SIGINT);
   Client c(g.address);
   const std::string path = c.get_job(a.job);
   Props p = c.job_properties(path);
@@ -813,13 +821,6 @@ int verb_logs(const Globals& g, const JobArg& a) {
         done = is_terminal(get_s(p, "State"));
       },
       [&](const std::string& removed) { gone |= removed == path; });
-  // SIGINT is let through only inside ppoll: one that comes between the check of `interrupted`
-  // and the wait would otherwise be noticed only at the next line of output.
-  sigset_t block, unblocked;
-  sigemptyset(&block);
-  sigaddset(&block, SIGINT);
-  sigprocmask(SIG_BLOCK, &block, &unblocked);
-  sigdelset(&unblocked, SIGINT);
   while (!done && !gone && !interrupted) {
     while (sd_bus_process(c.bus(), nullptr) > 0) {
     }

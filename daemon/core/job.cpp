@@ -5,18 +5,21 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include <array>
 #include <utility>
 
+#include "util/string_table.hpp"
 #include "util/text.hpp"
 
 namespace repvisor::core {
 
 namespace {
-constexpr std::array<const char*, 8> kStateNames{"pending",  "starting",  "running", "stopping",
-                                                 "cleaning", "completed", "failed",  "cancelled"};
-constexpr std::array<const char*, 9> kSubStateNames{
-    "queued", "setup", "running", "stop-sigterm", "stop-sigkill", "final-sigkill", "unkillable", "cleanup", "dead"};
+constexpr StringTable<JobState, 8> kStates({"pending", "starting", "running", "stopping", "cleaning", "completed",
+                                            "failed", "cancelled"});
+constexpr StringTable<SubState, 9> kSubStates({"queued", "setup", "running", "stop-sigterm", "stop-sigkill",
+                                               "final-sigkill", "unkillable", "cleanup", "dead"});
+constexpr StringTable<StopMode, 3> kStopModes({"", "graceful", "force"});
+constexpr StringTable<KillMode, 2> kKillModes({"mixed", "control-group"});
+constexpr StringTable<ProgressSource, 2> kProgressSources({"notify", "nbdcopy"});
 
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
@@ -24,59 +27,15 @@ std::string signal_name(int sig) {
 }
 }  // namespace
 
-const char* to_string(JobState s) { return kStateNames[static_cast<size_t>(s)]; }
-const char* to_string(SubState s) { return kSubStateNames[static_cast<size_t>(s)]; }
-const char* to_string(StopMode m) {
-  switch (m) {
-    case StopMode::Graceful:
-      return "graceful";
-    case StopMode::Force:
-      return "force";
-    case StopMode::None:
-      break;
-  }
-  return "";
-}
-const char* to_string(KillMode m) { return m == KillMode::Mixed ? "mixed" : "control-group"; }
-const char* to_string(ProgressSource p) { return p == ProgressSource::Notify ? "notify" : "nbdcopy"; }
-
-bool progress_source_from_string(std::string_view s, ProgressSource* out) {
-  if (s == "notify")
-    *out = ProgressSource::Notify;
-  else if (s == "nbdcopy")
-    *out = ProgressSource::Nbdcopy;
-  else
-    return false;
-  return true;
-}
-
-bool kill_mode_from_string(std::string_view s, KillMode* out) {
-  if (s == "mixed")
-    *out = KillMode::Mixed;
-  else if (s == "control-group")
-    *out = KillMode::ControlGroup;
-  else
-    return false;
-  return true;
-}
-
-bool job_state_from_string(std::string_view s, JobState* out) {
-  for (size_t i = 0; i < kStateNames.size(); ++i)
-    if (s == kStateNames[i]) {
-      *out = static_cast<JobState>(i);
-      return true;
-    }
-  return false;
-}
-
-bool sub_state_from_string(std::string_view s, SubState* out) {
-  for (size_t i = 0; i < kSubStateNames.size(); ++i)
-    if (s == kSubStateNames[i]) {
-      *out = static_cast<SubState>(i);
-      return true;
-    }
-  return false;
-}
+const char* to_string(JobState s) { return kStates.name(s); }
+const char* to_string(SubState s) { return kSubStates.name(s); }
+const char* to_string(StopMode m) { return kStopModes.name(m); }
+const char* to_string(KillMode m) { return kKillModes.name(m); }
+const char* to_string(ProgressSource p) { return kProgressSources.name(p); }
+bool progress_source_from_string(std::string_view s, ProgressSource* out) { return kProgressSources.value(s, out); }
+bool kill_mode_from_string(std::string_view s, KillMode* out) { return kKillModes.value(s, out); }
+bool job_state_from_string(std::string_view s, JobState* out) { return kStates.value(s, out); }
+bool sub_state_from_string(std::string_view s, SubState* out) { return kSubStates.value(s, out); }
 
 bool is_terminal(JobState s) { return s == JobState::Completed || s == JobState::Failed || s == JobState::Cancelled; }
 bool is_active(JobState s) {

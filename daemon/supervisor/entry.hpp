@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/nbdcopy_progress.hpp"
 #include "supervisor/supervisor.hpp"
 
 struct nbd_handle;
@@ -75,7 +76,7 @@ struct Supervisor::Entry {
   // nbdcopy --progress=FD
   Fd progress_fd;
   UvPtr<uv_poll_t> progress_poll;
-  std::string progress_buf;
+  core::NbdcopyProgress progress;
 };
 
 }  // namespace repvisor

@@ -150,7 +150,7 @@ int Supervisor::spawn(core::Job& job) {
   }
   sys::Spawned& child = p->task.child;
   if (e.progress_fd) {
-    e.progress_buf.clear();
+    e.progress = {};
     e.progress_poll = make_uv<uv_poll_t>([&](uv_poll_t* h) { return uv_poll_init(loop_, h, e.progress_fd.get()); }, &e);
     uv_poll_start(e.progress_poll.get(), UV_READABLE, [](uv_poll_t* h, int, int) {
       if (auto* en = static_cast<Entry*>(h->data)) en->owner->on_progress(*en);

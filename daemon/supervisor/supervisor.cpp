@@ -354,30 +354,14 @@ void Supervisor::on_progress(Entry& e) {
   char buf[512];
   for (;;) {
     const ssize_t n = ::read(e.progress_fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      if (n == 0 || (errno != EAGAIN && errno != EINTR)) e.progress_poll.reset();  // EOF: nbdcopy ended
-      if (n < 0 && errno == EINTR) continue;
+      if (n == 0 || errno != EAGAIN) e.progress_poll.reset();  // EOF: nbdcopy ended
       break;
     }
-    e.progress_buf.append(buf, static_cast<size_t>(n));
-    if (e.progress_buf.size() > 4096) e.progress_buf.erase(0, e.progress_buf.size() - 64);
+    if (auto percent = e.progress.feed(std::string_view(buf, static_cast<size_t>(n))))
+      e.job->set_progress("copying", *percent);
   }
-  // Only whole lines; the last one counts.
-  size_t end = e.progress_buf.rfind('\n');
-  if (end == std::string::npos) return;
-  size_t start = e.progress_buf.rfind('\n', end == 0 ? std::string::npos : end - 1);
-  start = start == std::string::npos ? 0 : start + 1;
-  const std::string line = e.progress_buf.substr(start, end - start);
-  e.progress_buf.erase(0, end + 1);
-  // "N/D": a chunk started (not written: never a checkpoint).
-  uint64_t num = 0, den = 0;
-  const char* p = line.data();
-  const char* end_p = line.data() + line.size();
-  auto r1 = std::from_chars(p, end_p, num);
-  if (r1.ec != std::errc() || r1.ptr == end_p || *r1.ptr != '/') return;
-  auto r2 = std::from_chars(r1.ptr + 1, end_p, den);
-  if (r2.ec != std::errc() || r2.ptr != end_p || den == 0 || num > den) return;
-  e.job->set_progress("copying", 100.0 * static_cast<double>(num) / static_cast<double>(den));
 }
 
 void Supervisor::changed(core::Job& job, uint32_t what) {

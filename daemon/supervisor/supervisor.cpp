@@ -23,6 +23,7 @@
 #include <fstream>
 #include <utility>
 
+#include "core/log_index.hpp"
 #include "supervisor/entry.hpp"
 #include "supervisor/log_limiter.hpp"
 #include "sys/proc.hpp"
@@ -328,9 +329,11 @@ void Supervisor::remove_entry(const std::string& id, bool keep_data) {
   if (it == entries_.end()) return;
   core::Job& job = *it->second->job;
   log_limiter_->forget(id);  // before its file can become another job's log
-  if (!keep_data)
+  if (!keep_data) {
     if (int r = logs_->release(log_path(job)); r < 0)
       log::warning("job {}: cannot remove its log {}: {}", id, log_path(job), strerror(-r));
+    ::unlink(core::log_index_path(log_path(job)).c_str());  // none, for a job that never wrote
+  }
   remove_runtime_dir(*it->second);
   deadlines_->disarm(id);
   if (!job.spec().name.empty()) names_.erase(job.spec().name);

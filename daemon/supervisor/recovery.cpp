@@ -100,6 +100,9 @@ void Supervisor::recover_job(Entry& e) {
   }
 
   // Alive: watch it again, then stop it (or, with recovery = "adopt", supervise it on).
+  // A job still recorded pending was started by a daemon that stopped before it recorded the
+  // start: which process is its main one is not known, so it cannot be supervised on.
+  const bool start_recorded = job.state() != core::JobState::Pending;
   e.in_cgroup = have_cgroup;
   if (!have_cgroup) sessions_.insert(id);
   job.restore(core::JobState::Running, core::SubState::Running);
@@ -148,14 +151,17 @@ void Supervisor::recover_job(Entry& e) {
     job.stop_mode = core::StopMode::None;
     event(job, "recovered", "stop in flight when the daemon stopped: carrying it through");
     job.request_stop(req);
-  } else if (cfg_.recovery == "adopt") {
+  } else if (cfg_.recovery == "adopt" && start_recorded) {
     adopt_resources(e);
     event(job, "adopted",
           fmt::format("processes still running: supervising them on{}",
                       main ? fmt::format(" (main process {})", main) : std::string()));
     changed(job, core::kChangedState);
   } else {
-    event(job, "recovered", "processes still running after a daemon restart: stopping them (recovery = \"stop\")");
+    event(job, "recovered",
+          start_recorded ? "processes still running after a daemon restart: stopping them (recovery = \"stop\")"
+                         : "started just before the daemon stopped, which did not record the start: its processes "
+                           "are stopped (its main process is not known)");
     job.request_stop(core::StopRequest{.reason = "daemon_restart", .uid = core::kDaemonUid});
   }
   if (main == 0) job.on_main_gone();  // its leftovers go too

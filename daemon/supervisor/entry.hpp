@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/nbdcopy_progress.hpp"
 #include "supervisor/host_resources.hpp"
 #include "supervisor/resource_pipeline.hpp"
 #include "supervisor/supervisor.hpp"
@@ -51,7 +52,7 @@ struct Supervisor::Entry {
   // nbdcopy --progress=FD
   Fd progress_fd;
   UvPtr<uv_poll_t> progress_poll;
-  std::string progress_buf;
+  core::NbdcopyProgress progress;
 };
 
 }  // namespace repvisor

@@ -19,6 +19,7 @@
 #include "core/job.hpp"
 #include "store/store.hpp"
 #include "supervisor/deadlines.hpp"
+#include "supervisor/state_dirs.hpp"
 #include "sys/cgroup.hpp"
 #include "sys/file_pool.hpp"
 #include "sys/remover.hpp"
@@ -159,12 +160,14 @@ class Supervisor final : public core::JobDriver {
   void on_cgroup_event(Entry& e);
   void watch_cgroup(Entry& e);  // its cgroup.events, through inotify
   void check_tree(Entry& e);
+  static void block_sigchld();  // in the calling thread, which must be the only one
+  void watch_sigchld();
   void on_sigchld();
   void reap_orphans();
   // A child we no longer wait for (a server that survived SIGKILL): reaped whenever it ends, so
   // that it never stays a zombie (the orphan reaper does not see the spawner thread's children).
   void reap_when_gone(Fd pidfd);
-  std::string runtime_dir_of(const std::string& id) const;
+  std::string runtime_dir_of(const std::string& id) const { return dirs_.job_runtime_dir(id); }
   int make_runtime_dir(Entry& e);  // 0 or -errno
   void remove_runtime_dir(Entry& e);
   // The notify socket every job is given (notify_socket.cpp), and the one of its own that a job
@@ -195,7 +198,6 @@ class Supervisor final : public core::JobDriver {
   bool finish_delete(core::Job& job, bool keep_data, uint32_t uid, const Caller* caller, std::string* why = nullptr);
   void update_active();  // tells the observer when the count changed
   void sync_active(Entry& e);
-  void lock_state_dir();
   void recover();
   void recover_job(Entry& e);
   void clean_strays();
@@ -225,7 +227,7 @@ class Supervisor final : public core::JobDriver {
   uv_loop_t* loop_;
   config::Config cfg_;
   std::optional<sys::CgroupTree> cgroups_;
-  Fd lock_fd_;
+  StateDirs dirs_{cfg_};  // after cfg_: it reads it
   std::unique_ptr<store::Store> store_;
   std::optional<sys::FilePool> logs_;  // the jobs' log files, made and removed through it
   const Caller* caller_ = nullptr;     // while an API call is being handled

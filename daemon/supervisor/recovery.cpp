@@ -49,7 +49,7 @@ void Supervisor::recover_job(Entry& e) {
     if (job.cleanup_state == "running" || job.cleanup_state == "failed") {
       // A teardown cut short by the crash, or one that failed: try it again now.
       event(job, "recovered", "cleanup of the job's resources unfinished: running it again");
-      e.cleanup_waiters.emplace_back([this, id](bool) {
+      e.resources->when_torn_down([this, id](bool) {
         auto* j = find_by_id(id);
         if (j && j->delete_requested) finish_delete(*j, j->delete_keep_data, j->delete_uid, nullptr);
       });

@@ -139,7 +139,8 @@ Supervisor::Entry& Supervisor::add_entry(std::unique_ptr<core::Job> job) {
   auto e = std::make_unique<Entry>();
   e->owner = this;
   e->job = std::move(job);
-  e->res_timer = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, e.get());
+  if (!host_resources_) host_resources_ = std::make_unique<HostResources>(*this);
+  e->resources = std::make_unique<ResourcePipeline>(*e->job, *this, *host_resources_, cfg_);
   const std::string id = e->job->id();
   if (!e->job->spec().name.empty()) names_[e->job->spec().name] = id;
   return *entries_.emplace(id, std::move(e)).first->second;
@@ -248,7 +249,7 @@ void Supervisor::delete_job(core::Job& job, const DeleteOptions& opts, const Cal
     } else if (opts.keep_data && !job.delete_keep_data) {
       // A second delete asks to keep what the first would have discarded: keep wins while the
       // teardown has not reached its discard; past that, the trail says what happens instead.
-      if (entry(job).phase == ResourcePhase::Discard) {
+      if (entry(job).resources->phase() == ResourcePhase::Discard) {
         event(
             job, "delete-requested",
             fmt::format("forced delete by uid {}, keeping data: too late, the volumes are being discarded", opts.uid));

@@ -381,6 +381,7 @@ TEST(Recovery, AJobFromADaemonWithPerJobNotifySocketsIsStillHeard) {
                         "echo ready > " + ready.path() + "; read x < " + go + "; NOTIFY_SOCKET=" + daemon.runtime_dir +
                             "/jobs/$REPVISOR_JOB_ID/notify systemd-notify PHASE=own-socket; exec sleep 1000"});
     ready.wait_line();
+    ASSERT_EQ(bus.prop_s(id, "State"), "running");  // read after the start, so recorded with it
   }
   crash(daemon);
   // What the older daemon left: the job's directory and its socket's file.

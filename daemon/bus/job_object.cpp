@@ -96,6 +96,7 @@ constexpr Property<JobView> kJobProperties[] = {
     {"Progress", "d", core::kChangedProgress, [](auto m, auto& v) { return append(m, v.job.progress); }},
     {"StatusText", "s", core::kChangedStatus, [](auto m, auto& v) { return append(m, v.job.status_text); }},
     {"FailReason", "s", core::kChangedStatus, [](auto m, auto& v) { return append(m, v.job.fail_reason); }},
+    {"Result", "s", core::kChangedResult, [](auto m, auto& v) { return append(m, core::to_string(v.job.result())); }},
     {"BytesDone", "t", core::kChangedProgress, [](auto m, auto& v) { return append(m, v.job.bytes_done); }},
     {"BytesTotal", "t", core::kChangedProgress, [](auto m, auto& v) { return append(m, v.job.bytes_total); }},
     {"Checkpoint", "s", core::kChangedCheckpoint, [](auto m, auto& v) { return append(m, v.job.checkpoint); }},

@@ -536,7 +536,7 @@ int verb_stop(const Globals& g, const StopArgs& a) {
     Props result;
     std::string err_name, err_msg;
   } reply;
-  sd_bus_slot* slot = c.call_async(
+  wire::Slot slot = c.call_async(
       path.c_str(), kJob, "Stop", {}, opts,
       [](sd_bus_message* m, void* userdata, sd_bus_error*) {
         auto* r = static_cast<Reply*>(userdata);
@@ -568,14 +568,14 @@ int verb_stop(const Globals& g, const StopArgs& a) {
           }
         });
   } catch (const CtlError& e) {
-    sd_bus_slot_unref(slot);
+    slot.reset();
     if (e.exit_code != 130) throw;
     // Only the waiting ends: the daemon has the request and carries the stop through.
     if (live && !last.empty()) fmt::print("\r\x1b[K");
     throw CtlError(130, fmt::format("interrupted: the stop of job {} carries on in the daemon", a.job),
                    "follow it with: repvisorctl status " + a.job);
   }
-  sd_bus_slot_unref(slot);
+  slot.reset();
   if (live && !last.empty()) fmt::print("\r\x1b[K");
   if (!reply.err_name.empty() || !reply.err_msg.empty()) {
     sd_bus_error e = SD_BUS_ERROR_MAKE_CONST(reply.err_name.c_str(), reply.err_msg.c_str());

@@ -13,13 +13,14 @@
 
 #include "supervisor/supervisor.hpp"
 #include "util/uv.hpp"
+#include "wire/names.hpp"
 
 namespace repvisor::bus {
 
-inline constexpr const char* kManagerPath = "/org/repvisor1";
-inline constexpr const char* kManagerInterface = "org.repvisor1.Manager";
-inline constexpr const char* kJobPrefix = "/org/repvisor1/job";
-inline constexpr const char* kJobInterface = "org.repvisor1.Job";
+using wire::kJobInterface;
+using wire::kJobPrefix;
+using wire::kManagerInterface;
+using wire::kManagerPath;
 
 std::string job_path(const std::string& id);
 

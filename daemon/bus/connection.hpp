@@ -8,19 +8,14 @@
 #include <functional>
 
 #include "util/uv.hpp"
+#include "wire/handles.hpp"
 
 namespace repvisor::bus {
 
-// Owns one sd_bus reference.
-struct BusUnref {
-  void operator()(sd_bus* b) const { sd_bus_flush_close_unref(b); }
-};
-using BusPtr = std::unique_ptr<sd_bus, BusUnref>;
-
-struct MessageUnref {
-  void operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
-};
-using MessagePtr = std::unique_ptr<sd_bus_message, MessageUnref>;
+// Owns one sd_bus reference (wire/handles.hpp, shared with the clients).
+using BusPtr = wire::Bus;
+using MessageUnref = wire::MessageUnref;
+using MessagePtr = wire::Message;
 // A shared reference to a call, kept until it is answered (std::function needs copies).
 inline std::shared_ptr<sd_bus_message> ref(sd_bus_message* m) {
   return std::shared_ptr<sd_bus_message>(sd_bus_message_ref(m), MessageUnref{});

@@ -6,20 +6,16 @@
 
 #include "config/config.hpp"
 #include "config/logs_toml.hpp"
+#include "util/string_table.hpp"
 
 namespace repvisor::config {
 
-const char* to_string(LogKeep k) {
-  switch (k) {
-    case LogKeep::Head:
-      return "head";
-    case LogKeep::Tail:
-      return "tail";
-    case LogKeep::Both:
-      return "both";
-  }
-  return "both";
-}
+namespace {
+constexpr StringTable<LogKeep, 3> kKeeps({"head", "tail", "both"});
+}  // namespace
+
+const char* to_string(LogKeep k) { return kKeeps.name(k); }
+bool log_keep_from_string(std::string_view s, LogKeep* out) { return kKeeps.value(s, out); }
 
 bool parse_size(const std::string& text, uint64_t* out, std::string* why) {
   uint64_t v = 0;
@@ -104,13 +100,7 @@ void parse_logs(const std::string& source, const toml::table& t, LogLimits& into
     } else if (k == "keep") {
       if (!node.is_string()) fail(source, node, key, "expected a string");
       const std::string v = *node.value<std::string>();
-      if (v == "head")
-        l.keep = LogKeep::Head;
-      else if (v == "tail")
-        l.keep = LogKeep::Tail;
-      else if (v == "both")
-        l.keep = LogKeep::Both;
-      else
+      if (!kKeeps.value(v, &l.keep))
         fail(source, node, key, fmt::format("'{}' is not \"head\", \"tail\" or \"both\"", v));
     } else {
       fail(source, node, key, "unknown key");

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace repvisor::config {
 
@@ -10,6 +11,7 @@ inline constexpr uint64_t KiB = 1024, MiB = KiB * 1024, GiB = MiB * 1024, TiB = 
 enum class LogKeep { Head, Tail, Both };
 
 const char* to_string(LogKeep k);
+bool log_keep_from_string(std::string_view s, LogKeep* out);
 
 struct LogLimits {
   // One job's log. Its first and last part by default: a replication job's start says what it

@@ -5,18 +5,23 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include <array>
 #include <utility>
 
+#include "util/string_table.hpp"
 #include "util/text.hpp"
 
 namespace repvisor::core {
 
 namespace {
-constexpr std::array<const char*, 8> kStateNames{"pending",  "starting",  "running", "stopping",
-                                                 "cleaning", "completed", "failed",  "cancelled"};
-constexpr std::array<const char*, 9> kSubStateNames{
-    "queued", "setup", "running", "stop-sigterm", "stop-sigkill", "final-sigkill", "unkillable", "cleanup", "dead"};
+constexpr StringTable<JobState, 8> kStates({"pending", "starting", "running", "stopping", "cleaning", "completed",
+                                            "failed", "cancelled"});
+constexpr StringTable<SubState, 9> kSubStates({"queued", "setup", "running", "stop-sigterm", "stop-sigkill",
+                                               "final-sigkill", "unkillable", "cleanup", "dead"});
+constexpr StringTable<StopMode, 3> kStopModes({"", "graceful", "force"});
+constexpr StringTable<JobResult, 9> kResults({"", "success", "exit-code", "signal", "start-failed", "resources",
+                                              "cancelled", "daemon-restart", "unknown"});
+constexpr StringTable<KillMode, 2> kKillModes({"mixed", "control-group"});
+constexpr StringTable<ProgressSource, 2> kProgressSources({"notify", "nbdcopy"});
 
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
@@ -24,59 +29,17 @@ std::string signal_name(int sig) {
 }
 }  // namespace
 
-const char* to_string(JobState s) { return kStateNames[static_cast<size_t>(s)]; }
-const char* to_string(SubState s) { return kSubStateNames[static_cast<size_t>(s)]; }
-const char* to_string(StopMode m) {
-  switch (m) {
-    case StopMode::Graceful:
-      return "graceful";
-    case StopMode::Force:
-      return "force";
-    case StopMode::None:
-      break;
-  }
-  return "";
-}
-const char* to_string(KillMode m) { return m == KillMode::Mixed ? "mixed" : "control-group"; }
-const char* to_string(ProgressSource p) { return p == ProgressSource::Notify ? "notify" : "nbdcopy"; }
-
-bool progress_source_from_string(std::string_view s, ProgressSource* out) {
-  if (s == "notify")
-    *out = ProgressSource::Notify;
-  else if (s == "nbdcopy")
-    *out = ProgressSource::Nbdcopy;
-  else
-    return false;
-  return true;
-}
-
-bool kill_mode_from_string(std::string_view s, KillMode* out) {
-  if (s == "mixed")
-    *out = KillMode::Mixed;
-  else if (s == "control-group")
-    *out = KillMode::ControlGroup;
-  else
-    return false;
-  return true;
-}
-
-bool job_state_from_string(std::string_view s, JobState* out) {
-  for (size_t i = 0; i < kStateNames.size(); ++i)
-    if (s == kStateNames[i]) {
-      *out = static_cast<JobState>(i);
-      return true;
-    }
-  return false;
-}
-
-bool sub_state_from_string(std::string_view s, SubState* out) {
-  for (size_t i = 0; i < kSubStateNames.size(); ++i)
-    if (s == kSubStateNames[i]) {
-      *out = static_cast<SubState>(i);
-      return true;
-    }
-  return false;
-}
+const char* to_string(JobState s) { return kStates.name(s); }
+const char* to_string(SubState s) { return kSubStates.name(s); }
+const char* to_string(StopMode m) { return kStopModes.name(m); }
+const char* to_string(JobResult r) { return kResults.name(r); }
+bool job_result_from_string(std::string_view s, JobResult* out) { return kResults.value(s, out); }
+const char* to_string(KillMode m) { return kKillModes.name(m); }
+const char* to_string(ProgressSource p) { return kProgressSources.name(p); }
+bool progress_source_from_string(std::string_view s, ProgressSource* out) { return kProgressSources.value(s, out); }
+bool kill_mode_from_string(std::string_view s, KillMode* out) { return kKillModes.value(s, out); }
+bool job_state_from_string(std::string_view s, JobState* out) { return kStates.value(s, out); }
+bool sub_state_from_string(std::string_view s, SubState* out) { return kSubStates.value(s, out); }
 
 bool is_terminal(JobState s) { return s == JobState::Completed || s == JobState::Failed || s == JobState::Cancelled; }
 bool is_active(JobState s) {
@@ -94,6 +57,13 @@ void Job::set_state(JobState s, SubState sub) {
   state_ = s;
   sub_state_ = sub;
   driver_.changed(*this, kChangedState);
+}
+
+void Job::set_result(JobResult r) {
+  if (r == result_ || r == JobResult::None) return;
+  if (result_ != JobResult::None && (result_ != JobResult::Success || r == JobResult::Success)) return;
+  result_ = r;
+  driver_.changed(*this, kChangedResult);
 }
 
 void Job::start() {
@@ -115,6 +85,7 @@ void Job::on_setup_done(bool ok, const std::string& error) {
   if (state_ != JobState::Starting) return;
   if (!ok) {
     fail_reason = status_text = "setting up resources failed: " + error;
+    set_result(JobResult::Resources);
     driver_.changed(*this, kChangedStatus);
     driver_.event(*this, "start-failed", status_text);
     enter_cleaning();
@@ -129,6 +100,7 @@ void Job::launch() {
     start_error = -r;
     fail_reason = status_text =
         fmt::format("could not start {}: {}", spec_.argv.empty() ? "" : spec_.argv[0], strerror(-r));
+    set_result(JobResult::StartFailed);
     driver_.changed(*this, kChangedStatus);
     driver_.event(*this, "start-failed", status_text);
     enter_cleaning();
@@ -165,6 +137,7 @@ StopOutcome Job::request_stop(const StopRequest& req) {
     cancel_reason = req.reason;
     cancel_notes = req.notes;
     requested_by_uid = req.uid;
+    set_result(JobResult::Cancelled);
   }
   stop_mode = req.force ? StopMode::Force : StopMode::Graceful;
   driver_.changed(*this, kChangedStop);
@@ -256,11 +229,13 @@ void Job::on_main_exited(int code, int status) {
   if (code == CLD_EXITED) {
     exit_code = status;
     exit_signal = 0;
+    set_result(status == 0 ? JobResult::Success : JobResult::ExitCode);
   } else {
     exit_code = -1;
     exit_signal = status;
+    set_result(JobResult::Signal);
   }
-  driver_.changed(*this, kChangedExit);
+  driver_.changed(*this, kChangedExit | kChangedPid);  // MainPID reads 0 once it is gone
   driver_.event(*this, "exited",
                 code == CLD_EXITED ? fmt::format("main process exited with status {}", status)
                                    : fmt::format("main process killed by {}", signal_name(status)));
@@ -273,7 +248,8 @@ void Job::on_main_gone() {
   exit_unknown = true;
   exit_code = reported_exit_status.value_or(-1);
   exit_signal = 0;
-  driver_.changed(*this, kChangedExit);
+  set_result(!reported_exit_status ? JobResult::Unknown : exit_code == 0 ? JobResult::Success : JobResult::ExitCode);
+  driver_.changed(*this, kChangedExit | kChangedPid);  // MainPID reads 0 once it is gone
   driver_.event(*this, "exited",
                 reported_exit_status
                     ? fmt::format("main process gone (not our child after a daemon restart); it reported "
@@ -309,6 +285,7 @@ void Job::on_resource_failed(const std::string& reason) {
   if (state_ != JobState::Running && state_ != JobState::Stopping) return;
   if (stop_requested || !fail_reason.empty()) return;  // already ending for another reason
   fail_reason = status_text = reason;
+  set_result(JobResult::Resources);
   driver_.changed(*this, kChangedStatus);
   driver_.event(*this, "resource-failed", reason);
   if (state_ == JobState::Running) enter_stop_sigterm(spec_.stop_timeout);
@@ -339,14 +316,24 @@ void Job::reset_for_resume() {
   stop_deadline_usec = 0;
   cleanup_state.clear();
   cleanup_error.clear();
+  result_ = JobResult::None;
   driver_.changed(*this, kChangedPid | kChangedStop | kChangedExit | kChangedTimes | kChangedStatus | kChangedProgress |
-                             kChangedResources | kChangedRuns);
+                             kChangedResources | kChangedRuns | kChangedResult);
   set_state(JobState::Pending, SubState::Queued);
 }
 
 void Job::finish_interrupted() {
   main_alive = tree_alive = false;
-  if (!stop_requested) {
+  if (!stop_requested && state_ != JobState::Starting && reported_exit_status) {
+    // It said how it ended (EXIT_STATUS=) before the daemon went: the best truth there is.
+    exit_unknown = true;
+    exit_code = *reported_exit_status;
+    exit_signal = 0;
+    set_result(exit_code == 0 ? JobResult::Success : JobResult::ExitCode);
+    driver_.changed(*this, kChangedExit | kChangedPid);
+    driver_.event(*this, "exited",
+                  fmt::format("main process gone while the daemon was down; it reported EXIT_STATUS={}", exit_code));
+  } else if (!stop_requested) {
     // A job recorded starting was still being set up: its command never ran.
     const bool ran = state_ != JobState::Starting;
     exit_unknown = ran;
@@ -355,7 +342,8 @@ void Job::finish_interrupted() {
                       : "interrupted: the daemon stopped during the job's setup; its command never ran";
     // The status text is the job's own word: kept, and only filled in when the job said nothing.
     if (status_text.empty()) status_text = fail_reason;
-    driver_.changed(*this, kChangedExit | kChangedStop | kChangedStatus);
+    set_result(JobResult::DaemonRestart);
+    driver_.changed(*this, kChangedExit | kChangedPid | kChangedStop | kChangedStatus);
   }
   enter_cleaning();
 }
@@ -408,14 +396,18 @@ void Job::on_cleanup_done(bool ok, const std::string& error) {
 
 void Job::enter_dead() {
   finished_usec = driver_.now();
+  if (result_ == JobResult::None)  // a run recorded before results were kept
+    set_result(start_error                             ? JobResult::StartFailed
+               : exit_unknown && !reported_exit_status ? JobResult::Unknown
+               : exit_signal                           ? JobResult::Signal
+               : exit_code == 0 && fail_reason.empty() ? JobResult::Success
+                                                       : JobResult::ExitCode);
   JobState final_state;
   if (stop_requested) {
     final_state = JobState::Cancelled;
     cancelled_usec = finished_usec;
-  } else if (start_error == 0 && fail_reason.empty() && exit_code == 0 && (!exit_unknown || reported_exit_status)) {
-    final_state = JobState::Completed;
   } else {
-    final_state = JobState::Failed;
+    final_state = result_ == JobResult::Success ? JobState::Completed : JobState::Failed;
   }
   if (final_state == JobState::Failed && fail_reason.empty())
     fail_reason = exit_unknown && reported_exit_status

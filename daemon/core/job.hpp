@@ -31,9 +31,26 @@ enum class SubState {
 
 enum class StopMode { None, Graceful, Force };
 
+// Why the job ended, kept apart from its state as systemd's service result is: the first reason
+// it had to end wins and is never overwritten (until a resume starts a new run). None while the
+// job runs and nothing went wrong yet.
+enum class JobResult {
+  None,
+  Success,        // exited 0 (or said EXIT_STATUS=0 when its status could not be read)
+  ExitCode,       // exited non-zero
+  Signal,         // killed by a signal that no stop sent
+  StartFailed,    // its command could not be started
+  Resources,      // a resource could not be set up, or failed while the job ran
+  Cancelled,      // stopped on request
+  DaemonRestart,  // its processes were gone when the daemon came back
+  Unknown,        // its main process ended, and nothing can tell how
+};
+
 const char* to_string(JobState s);
 const char* to_string(SubState s);
 const char* to_string(StopMode m);
+const char* to_string(JobResult r);
+bool job_result_from_string(std::string_view s, JobResult* out);
 bool job_state_from_string(std::string_view s, JobState* out);
 bool sub_state_from_string(std::string_view s, SubState* out);
 bool is_terminal(JobState s);
@@ -53,6 +70,7 @@ enum Changed : uint32_t {
   kChangedResources = 1u << 8,   // Resources, ResourceEndpoints, CleanupState, CleanupError
   kChangedRuns = 1u << 9,        // Runs (a resume)
   kChangedLog = 1u << 10,        // LogBytesCut, LogKeep, LogLimit
+  kChangedResult = 1u << 11,     // Result
 };
 
 // The uid of a stop the daemon makes itself (shutdown, recovery): systemd's UID_INVALID.
@@ -130,6 +148,8 @@ class Job {
     state_ = s;
     sub_state_ = sub;
   }
+  // Recovery only: the result recorded with it.
+  void restore_result(JobResult r) { result_ = r; }
   // Recovery only: a job recorded cleaning runs its teardown again.
   void restart_cleanup() {
     if (state_ == JobState::Cleaning) driver_.begin_cleanup(*this);
@@ -140,7 +160,11 @@ class Job {
   // Progress reported by the job (notify protocol).
   void set_progress(std::string phase, double progress);
   void set_status_text(std::string text);
-  void set_reported_exit_status(int status) { reported_exit_status = status; }
+  void set_reported_exit_status(int status) {
+    if (reported_exit_status == status) return;
+    reported_exit_status = status;
+    driver_.changed(*this, kChangedStatus);  // kept with the next save: a restart must know it
+  }
   void set_bytes(std::optional<uint64_t> done, std::optional<uint64_t> total);
   void set_checkpoint(std::string checkpoint);
   // EXTEND_TIMEOUT_USEC during a graceful stop: the SIGKILL deadline moves to now + usec, never
@@ -151,6 +175,7 @@ class Job {
   const JobSpec& spec() const { return spec_; }
   JobState state() const { return state_; }
   SubState sub_state() const { return sub_state_; }
+  JobResult result() const { return result_; }
 
   // Recorded facts, read by the bus layer.
   pid_t main_pid = 0;
@@ -197,6 +222,9 @@ class Job {
   void enter_cleaning();
   void enter_dead();
   void set_state(JobState s, SubState sub);
+  // The first reason to end wins: a later one (the exit status of a process a stop killed, say)
+  // never replaces it. Success only fills a result still empty.
+  void set_result(JobResult r);
   void maybe_done();
   void after_main_exit();
 
@@ -206,6 +234,7 @@ class Job {
   usec_t final_kill_timeout_;
   JobState state_ = JobState::Pending;
   SubState sub_state_ = SubState::Queued;
+  JobResult result_ = JobResult::None;
 };
 
 }  // namespace repvisor::core

@@ -2,30 +2,20 @@
 
 #include <fmt/format.h>
 
-#include <array>
 #include <set>
 
+#include "util/string_table.hpp"
 #include "util/text.hpp"
 
 namespace repvisor::core {
 
 namespace {
-template <class E, size_t N>
-bool from_names(const std::array<const char*, N>& names, std::string_view s, E* out) {
-  for (size_t i = 0; i < N; ++i)
-    if (s == names[i]) {
-      *out = static_cast<E>(i);
-      return true;
-    }
-  return false;
-}
-
-constexpr std::array<const char*, 4> kKinds{"nbd-server", "nbd-device", "file", "loop"};
-constexpr std::array<const char*, 2> kServers{"qemu-nbd", "nbdkit"};
-constexpr std::array<const char*, 2> kFormats{"raw", "qcow2"};
-constexpr std::array<const char*, 2> kOnStop{"keep", "discard"};
-constexpr std::array<const char*, 7> kStates{"pending",   "ready",  "released",   "kept",
-                                             "discarded", "failed", "unavailable"};
+constexpr StringTable<ResourceKind, 4> kKinds({"nbd-server", "nbd-device", "file", "loop"});
+constexpr StringTable<NbdServerKind, 2> kServers({"qemu-nbd", "nbdkit"});
+constexpr StringTable<ImageFormat, 2> kFormats({"raw", "qcow2"});
+constexpr StringTable<OnStop, 2> kOnStop({"keep", "discard"});
+constexpr StringTable<ResourceState, 7> kStates({"pending", "ready", "released", "kept", "discarded", "failed",
+                                                 "unavailable"});
 constexpr size_t kMaxResources = 16;
 constexpr uint64_t kMaxSize = uint64_t{1} << 50;  // 1 PiB: a typo, not a disk
 
@@ -48,16 +38,16 @@ std::string check_path(const std::string& p) {
 }
 }  // namespace
 
-const char* to_string(ResourceKind k) { return kKinds[static_cast<size_t>(k)]; }
-const char* to_string(NbdServerKind k) { return kServers[static_cast<size_t>(k)]; }
-const char* to_string(ImageFormat f) { return kFormats[static_cast<size_t>(f)]; }
-const char* to_string(OnStop p) { return kOnStop[static_cast<size_t>(p)]; }
-const char* to_string(ResourceState s) { return kStates[static_cast<size_t>(s)]; }
-bool resource_kind_from_string(std::string_view s, ResourceKind* out) { return from_names(kKinds, s, out); }
-bool nbd_server_kind_from_string(std::string_view s, NbdServerKind* out) { return from_names(kServers, s, out); }
-bool image_format_from_string(std::string_view s, ImageFormat* out) { return from_names(kFormats, s, out); }
-bool on_stop_from_string(std::string_view s, OnStop* out) { return from_names(kOnStop, s, out); }
-bool resource_state_from_string(std::string_view s, ResourceState* out) { return from_names(kStates, s, out); }
+const char* to_string(ResourceKind k) { return kKinds.name(k); }
+const char* to_string(NbdServerKind k) { return kServers.name(k); }
+const char* to_string(ImageFormat f) { return kFormats.name(f); }
+const char* to_string(OnStop p) { return kOnStop.name(p); }
+const char* to_string(ResourceState s) { return kStates.name(s); }
+bool resource_kind_from_string(std::string_view s, ResourceKind* out) { return kKinds.value(s, out); }
+bool nbd_server_kind_from_string(std::string_view s, NbdServerKind* out) { return kServers.value(s, out); }
+bool image_format_from_string(std::string_view s, ImageFormat* out) { return kFormats.value(s, out); }
+bool on_stop_from_string(std::string_view s, OnStop* out) { return kOnStop.value(s, out); }
+bool resource_state_from_string(std::string_view s, ResourceState* out) { return kStates.value(s, out); }
 
 std::string resource_env_suffix(std::string_view name) {
   std::string out;

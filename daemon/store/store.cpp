@@ -102,6 +102,24 @@ ALTER TABLE jobs ADD COLUMN log_bytes_cut INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN log_keep TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN log_limit INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 6: the sticky result, and the EXIT_STATUS= a job reported (so a restart keeps it). The
+    // results of the jobs already recorded are read from what was recorded of their end.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN result TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN reported_exit_status INTEGER;
+UPDATE jobs SET result = CASE
+  WHEN state = 'completed' THEN 'success'
+  WHEN state = 'cancelled' OR stop_requested != 0 THEN 'cancelled'
+  WHEN state != 'failed' THEN ''
+  WHEN start_error != 0 THEN 'start-failed'
+  WHEN fail_reason LIKE 'setting up resources failed:%' THEN 'resources'
+  WHEN fail_reason LIKE 'interrupted:%' THEN 'daemon-restart'
+  WHEN exit_unknown != 0 AND fail_reason = 'exit status unknown' THEN 'unknown'
+  WHEN fail_reason LIKE 'exited with status %' THEN 'exit-code'
+  WHEN fail_reason LIKE 'killed by %' OR (fail_reason = '' AND exit_signal != 0) THEN 'signal'
+  WHEN fail_reason = '' THEN 'exit-code'
+  ELSE 'resources' END;
+)sql",
 };
 constexpr int kKnownVersion = static_cast<int>(std::size(kMigrations));
 static_assert(kKnownVersion == kSchemaVersion);
@@ -243,9 +261,9 @@ INSERT INTO jobs (id, name, spec, state, sub_state, main_pid, main_start_time, c
   stop_requested_usec, finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason,
   cancel_notes, requested_by_uid, exit_code, exit_signal, exit_unknown, start_error, status_text, phase, progress,
   delete_requested, delete_keep_data, delete_uid, bytes_done, bytes_total, checkpoint, resources, cleanup_state,
-  cleanup_error, fail_reason, runs, log_bytes_cut, log_keep, log_limit)
+  cleanup_error, fail_reason, runs, log_bytes_cut, log_keep, log_limit, result, reported_exit_status)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-  ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39))sql");
+  ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41))sql");
   // The same numbering; ?2, ?3 and ?8 (name, spec, created) are never updated.
   update_ = std::make_unique<Stmt>(db_, R"sql(
 UPDATE jobs SET state=?4, sub_state=?5, main_pid=?6, main_start_time=?7, started_usec=?9,
@@ -253,7 +271,8 @@ UPDATE jobs SET state=?4, sub_state=?5, main_pid=?6, main_start_time=?7, started
   stop_timeout_usec=?15, cancel_reason=?16, cancel_notes=?17, requested_by_uid=?18, exit_code=?19, exit_signal=?20,
   exit_unknown=?21, start_error=?22, status_text=?23, phase=?24, progress=?25, delete_requested=?26,
   delete_keep_data=?27, delete_uid=?28, bytes_done=?29, bytes_total=?30, checkpoint=?31, resources=?32,
-  cleanup_state=?33, cleanup_error=?34, fail_reason=?35, runs=?36, log_bytes_cut=?37, log_keep=?38, log_limit=?39
+  cleanup_state=?33, cleanup_error=?34, fail_reason=?35, runs=?36, log_bytes_cut=?37, log_keep=?38, log_limit=?39,
+  result=?40, reported_exit_status=?41
 WHERE id=?1)sql");
   delete_ = std::make_unique<Stmt>(db_, "DELETE FROM jobs WHERE id = ?1");
   insert_event_ = std::make_unique<Stmt>(
@@ -341,7 +360,12 @@ void Store::bind_state(Stmt& s, const core::Job& j) {
       .bind(36, j.runs)
       .bind(37, j.log_bytes_cut)
       .bind(38, j.log_keep)
-      .bind(39, j.log_limit);
+      .bind(39, j.log_limit)
+      .bind(40, core::to_string(j.result()));
+  if (j.reported_exit_status)
+    s.bind(41, *j.reported_exit_status);
+  else
+    s.bind_null(41);
 }
 
 void Store::write_job(const core::Job& j) {
@@ -396,7 +420,7 @@ SELECT id, spec, state, sub_state, main_pid, main_start_time, created_usec, star
   finished_usec, cancelled_usec, stop_requested, stop_mode, stop_timeout_usec, cancel_reason, cancel_notes,
   requested_by_uid, exit_code, exit_signal, exit_unknown, start_error, status_text, phase, progress,
   delete_requested, delete_keep_data, delete_uid, bytes_done, bytes_total, checkpoint, resources, cleanup_state,
-  cleanup_error, fail_reason, runs, log_bytes_cut, log_keep, log_limit
+  cleanup_error, fail_reason, runs, log_bytes_cut, log_keep, log_limit, result, reported_exit_status
 FROM jobs ORDER BY created_usec)sql");
   while (s.step()) {
     const std::string id = s.text(0);
@@ -455,6 +479,11 @@ FROM jobs ORDER BY created_usec)sql");
     job->log_bytes_cut = static_cast<uint64_t>(s.i64(35));
     job->log_keep = s.text(36);
     job->log_limit = static_cast<uint64_t>(s.i64(37));
+    core::JobResult result = core::JobResult::None;
+    if (!core::job_result_from_string(s.text(38), &result) && !s.text(38).empty())
+      throw StoreError(fmt::format("{}: job {}: unknown result '{}'", db_.path(), id, s.text(38)));
+    job->restore_result(result);
+    if (!s.null(39)) job->reported_exit_status = static_cast<int>(s.i64(39));
     out.push_back(std::move(job));
   }
   return out;

@@ -17,7 +17,7 @@
 
 namespace repvisor::store {
 
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
 
 struct Event {
   usec_t ts_usec = 0;

@@ -7,9 +7,9 @@ namespace repvisor {
 
 namespace {
 config::LogKeep keep_of(const core::Job& job) {
-  if (job.log_keep == "head") return config::LogKeep::Head;
-  if (job.log_keep == "tail") return config::LogKeep::Tail;
-  return config::LogKeep::Both;
+  auto keep = config::LogKeep::Both;
+  config::log_keep_from_string(job.log_keep, &keep);
+  return keep;
 }
 }  // namespace
 

@@ -20,29 +20,14 @@ namespace fs = std::filesystem;
 
 // ---- the job's runtime directory (its notify socket, its servers' sockets) -----------------
 
-std::string Supervisor::runtime_dir_of(const std::string& id) const { return cfg_.runtime_dir + "/jobs/" + id; }
-
 int Supervisor::make_runtime_dir(Entry& e) {
-  // One mkdir on every start; the parents only when they are missing (removed under us).
   e.runtime_dir = true;
-  const std::string dir = runtime_dir_of(e.job->id());
-  if (::mkdir(dir.c_str(), 0777) == 0 || errno == EEXIST) return 0;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  return ec ? -ec.value() : 0;
+  return dirs_.make_job_runtime_dir(e.job->id());
 }
 
 void Supervisor::remove_runtime_dir(Entry& e) {
-  // Normally empty by now (the sockets are unlinked as they close): one rmdir on every end of a
-  // job that made one.
-  if (!e.runtime_dir) return;
-  const std::string dir = runtime_dir_of(e.job->id());
-  if (::rmdir(dir.c_str()) < 0 && errno != ENOENT) {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-    if (ec) return;  // tried again at the next end of it (its deletion, a restart)
-  }
-  e.runtime_dir = false;
+  // One rmdir on every end of a job that made one, none for a job that did not.
+  if (e.runtime_dir && dirs_.remove_job_runtime_dir(e.job->id())) e.runtime_dir = false;
 }
 
 // ---- notify sockets -----------------------------------------------------------------------

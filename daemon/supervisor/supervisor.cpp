@@ -1,3 +1,7 @@
+// The supervisor as a registry plus operations: the jobs by id and name, the queue, submit,
+// stop, delete and their audit, the state machines' driver callbacks, commits and shutdown.
+// Starting processes (spawning.cpp), watching and signalling them (processes.cpp), the notify
+// socket, recovery, resources and logs each have a file of their own.
 #include "supervisor/supervisor.hpp"
 
 #include <fcntl.h>
@@ -19,6 +23,7 @@
 #include <fstream>
 #include <utility>
 
+#include "core/log_index.hpp"
 #include "supervisor/entry.hpp"
 #include "supervisor/log_limiter.hpp"
 #include "sys/proc.hpp"
@@ -33,32 +38,12 @@ namespace repvisor {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 uint64_t usec_to_ms_ceil(usec_t usec) { return (usec + USEC_PER_MSEC - 1) / USEC_PER_MSEC; }
-
-sigset_t only_sigchld() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  return set;
-}
 }  // namespace
 
 Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(std::move(cfg)) {
-  // SIGCHLD is read from a signalfd, not caught: a handler costs every job's end a signal frame
-  // and libuv's three pipe writes. Blocked here, before the spawner and the store's checkpointer
-  // start their threads, it is blocked in every thread of ours (they inherit the mask, and so do
-  // libuv's pool threads, started later by this thread), so it waits for the signalfd and is
-  // never taken, and dropped, by a thread with the default disposition. The processes we start
-  // unblock every signal (sys/spawn.cpp).
-  const sigset_t chld = only_sigchld();
-  if (int r = pthread_sigmask(SIG_BLOCK, &chld, nullptr); r != 0)
-    throw std::runtime_error(std::string("blocking SIGCHLD: ") + strerror(r));
-  // A thread started before us would not have it blocked: say so now rather than lose orphans.
-  std::error_code ec;
-  if (auto tasks = fs::directory_iterator("/proc/self/task", ec); !ec && std::distance(tasks, {}) > 1)
-    throw std::logic_error("the Supervisor must be made before any other thread starts (SIGCHLD stays blocked)");
+  // Before the spawner and the store start their threads (processes.cpp says why).
+  block_sigchld();
   // Four spawns at a time: each mostly waits for its child's exec to get a core (bench/README.md:
   // on 2 cores, 1,000 starts took 0.63 s one at a time, ~0.5 s two at a time, ~0.47 s four).
   spawner_ = std::make_unique<sys::Spawner>(4);
@@ -74,20 +59,7 @@ Supervisor::Supervisor(uv_loop_t* loop, config::Config cfg) : loop_(loop), cfg_(
 Supervisor::~Supervisor() = default;
 
 void Supervisor::init() {
-  std::error_code ec;
-  for (const auto& dir : {cfg_.state_dir, cfg_.state_dir + "/logs", cfg_.runtime_dir}) {
-    fs::create_directories(dir, ec);
-    if (ec) throw std::runtime_error("cannot create " + dir + ": " + ec.message());
-  }
-  chmod(cfg_.runtime_dir.c_str(), 0755);
-  for (const auto& root : cfg_.volume_roots) {
-    // Volumes hold replicated disks: root-only, like the state dir.
-    if (!fs::exists(root, ec) && fs::create_directories(root, ec))
-      chmod(root.c_str(), 0700);
-    else if (ec)
-      log::warning("volume root {}: {}", root, ec.message());
-  }
-  lock_state_dir();
+  dirs_.create_and_lock();
   store_ = std::make_unique<store::Store>(cfg_.state_dir + "/repvisor.db");
   // Deleted jobs' logs, emptied, become new jobs' logs (sys/file_pool.hpp). As many as a large
   // batch of jobs: more would only leave more empty files about.
@@ -118,69 +90,10 @@ void Supervisor::init() {
     }
   }
 
-  const sigset_t chld = only_sigchld();
-  sigchld_fd_ = Fd(signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
-  if (!sigchld_fd_) throw std::runtime_error(std::string("signalfd: ") + strerror(errno));
-  sigchld_ = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, sigchld_fd_.get()); }, this);
-  uv_poll_start(sigchld_.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
-    auto* self = static_cast<Supervisor*>(p->data);
-    if (!self) return;
-    // One read takes it: SIGCHLD is not queued, so at most one is pending however many
-    // children ended; the reaping below finds them all.
-    signalfd_siginfo info[4];
-    while (::read(self->sigchld_fd_.get(), info, sizeof info) < 0 && errno == EINTR) {
-    }
-    self->on_sigchld();
-  });
-  uv_unref(reinterpret_cast<uv_handle_t*>(sigchld_.get()));
+  watch_sigchld();
   open_notify_socket();
   recover();
   track_logs();
-}
-
-namespace {
-// Whether `pid` is a live repvisord (the holder of a lock we cannot get).
-bool is_live_repvisord(pid_t pid) {
-  if (pid <= 0 || kill(pid, 0) < 0) return false;
-  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
-  std::string name;
-  std::getline(comm, name);
-  return name == "repvisord";
-}
-
-void on_alarm(int) {}
-}  // namespace
-
-void Supervisor::lock_state_dir() {
-  const std::string path = cfg_.state_dir + "/lock";
-  lock_fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock_fd_) throw std::runtime_error("cannot open " + path + ": " + strerror(errno));
-  if (flock(lock_fd_.get(), LOCK_EX | LOCK_NB) < 0) {
-    char buf[32] = {};
-    ssize_t n = pread(lock_fd_.get(), buf, sizeof buf - 1, 0);
-    const pid_t holder = n > 0 ? static_cast<pid_t>(strtol(buf, nullptr, 10)) : 0;
-    if (is_live_repvisord(holder))
-      throw std::runtime_error("another repvisord (pid " + std::to_string(holder) + ") is using the state directory " +
-                               cfg_.state_dir);
-    // The daemon that held it is gone; a job it was starting (between clone and exec) still has
-    // the lock for a moment. Wait for it, a bounded time.
-    log::notice("state directory lock still held after repvisord {} ended: waiting for it", holder);
-    struct sigaction sa {
-    }, old{};
-    sa.sa_handler = on_alarm;  // no SA_RESTART: the alarm interrupts flock()
-    sigaction(SIGALRM, &sa, &old);
-    alarm(10);
-    const int r = flock(lock_fd_.get(), LOCK_EX);
-    const int saved = errno;
-    alarm(0);
-    sigaction(SIGALRM, &old, nullptr);
-    if (r < 0)
-      throw std::runtime_error("the state directory " + cfg_.state_dir + " stayed locked (" + strerror(saved) +
-                               "); is another repvisord using it?");
-  }
-  const std::string pid = std::to_string(getpid());
-  if (ftruncate(lock_fd_.get(), 0) == 0 && pwrite(lock_fd_.get(), pid.data(), pid.size(), 0) < 0)
-    log::warning("cannot write pid to {}: {}", path, strerror(errno));
 }
 
 void Supervisor::crash_point(const char* name) {
@@ -226,7 +139,8 @@ Supervisor::Entry& Supervisor::add_entry(std::unique_ptr<core::Job> job) {
   auto e = std::make_unique<Entry>();
   e->owner = this;
   e->job = std::move(job);
-  e->res_timer = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, e.get());
+  if (!host_resources_) host_resources_ = std::make_unique<HostResources>(*this);
+  e->resources = std::make_unique<ResourcePipeline>(*e->job, *this, *host_resources_, cfg_);
   const std::string id = e->job->id();
   if (!e->job->spec().name.empty()) names_[e->job->spec().name] = id;
   return *entries_.emplace(id, std::move(e)).first->second;
@@ -335,7 +249,7 @@ void Supervisor::delete_job(core::Job& job, const DeleteOptions& opts, const Cal
     } else if (opts.keep_data && !job.delete_keep_data) {
       // A second delete asks to keep what the first would have discarded: keep wins while the
       // teardown has not reached its discard; past that, the trail says what happens instead.
-      if (entry(job).phase == ResourcePhase::Discard) {
+      if (entry(job).resources->phase() == ResourcePhase::Discard) {
         event(
             job, "delete-requested",
             fmt::format("forced delete by uid {}, keeping data: too late, the volumes are being discarded", opts.uid));
@@ -416,9 +330,11 @@ void Supervisor::remove_entry(const std::string& id, bool keep_data) {
   if (it == entries_.end()) return;
   core::Job& job = *it->second->job;
   log_limiter_->forget(id);  // before its file can become another job's log
-  if (!keep_data)
+  if (!keep_data) {
     if (int r = logs_->release(log_path(job)); r < 0)
       log::warning("job {}: cannot remove its log {}: {}", id, log_path(job), strerror(-r));
+    ::unlink(core::log_index_path(log_path(job)).c_str());  // none, for a job that never wrote
+  }
   remove_runtime_dir(*it->second);
   deadlines_->disarm(id);
   if (!job.spec().name.empty()) names_.erase(job.spec().name);
@@ -434,421 +350,22 @@ void Supervisor::remove_entry(const std::string& id, bool keep_data) {
 
 // ---- starting ------------------------------------------------------------------------------
 
-void Supervisor::start_queued() {
-  // A spawn returns once its child has exec'd (~0.4 ms here, mostly the kernel's exec and the
-  // wait for a core). The next few jobs that only spawn are handed to the spawner first, so
-  // their clones run while this thread records the ones before them: starting a batch, the
-  // loop no longer waits for each exec in turn. Nothing shows: each job still goes from
-  // pending to running (or failed) in its own start(), within this iteration.
-  while (!queue_.empty() && active_ < cfg_.max_concurrent_jobs && !shutting_down_) {
-    spawn_ahead();
-    std::string id = queue_.front();
-    queue_.pop_front();
-    if (auto* job = find_by_id(id)) {
-      job->start();
-      update_active();
-    }
-  }
-  // Left only if a job could not be started after all (shutdown): its process must not run.
-  for (auto& [id, p] : ahead_) {
-    log::warning("job {}: started ahead but not run; its process is killed", id);
-    if (p->error == 0 && spawner_->wait(&p->task) == 0) {
-      sys::pidfd_send_signal(p->task.child.pidfd.get(), SIGKILL, nullptr, 0);
-      siginfo_t si{};
-      waitid(P_PIDFD, static_cast<id_t>(p->task.child.pidfd.get()), &si, WEXITED);
-    }
-    if (p->cgroup_dir) cgroups_->remove(p->cgroup);
-  }
-  ahead_.clear();
-}
-
-void Supervisor::spawn_ahead() {
-  // The jobs the caller's loop is about to start (each takes a slot), in order; only the ones
-  // whose start() spawns at once (no resources to set up first).
-  constexpr size_t kAhead = 8;  // twice the spawner's threads: one waiting for each as it finishes
-  const size_t slots = cfg_.max_concurrent_jobs - active_;
-  size_t seen = 0;
-  for (const std::string& id : queue_) {
-    if (seen == std::min(slots, kAhead)) break;
-    core::Job* job = find_by_id(id);
-    if (!job || job->state() != core::JobState::Pending) continue;
-    ++seen;
-    if (!job->spec().resources.empty() || ahead_.count(id)) continue;
-    auto p = std::make_unique<PreparedSpawn>();
-    p->error = prepare_spawn(*job, *p);
-    if (p->error == 0) spawner_->submit(&p->task);
-    ahead_.emplace(id, std::move(p));
-  }
-}
-
-int Supervisor::prepare_spawn(core::Job& job, PreparedSpawn& p) {
-  Entry& e = entry(job);
-  const auto& spec = job.spec();
-  sys::SpawnRequest& req = p.req;
-  p.task.req = &req;
-  // Checked at submit, and again here: a job queued before a restart that lost the pids
-  // controller (or its cgroups) must not run without the limit it was accepted with.
-  if (spec.tasks_max && (!cgroups_ || !cgroups_->pids_unavailable().empty())) return -EOPNOTSUPP;
-
-  std::string path_env = kDefaultPath;
-  if (auto it = spec.env.find("PATH"); it != spec.env.end()) path_env = it->second;
-  int err = 0;
-  req.executable = sys::find_executable(spec.argv[0], path_env, &err);
-  if (req.executable.empty()) return -err;
-  req.argv = spec.argv;
-  req.working_directory = spec.working_directory;
-  std::map<std::string, std::string> env{{"PATH", kDefaultPath}, {"REPVISOR_JOB_ID", job.id()}};
-  env["NOTIFY_SOCKET"] = notify_socket_path();
-  if (!spec.name.empty()) env["REPVISOR_JOB_NAME"] = spec.name;
-  for (const auto& [k, v] : spec.env) env[k] = v;
-  add_resource_env(e, env, req.argv);
-  for (const auto& [k, v] : env) req.env.push_back(k + "=" + v);
-  if (spec.progress == core::ProgressSource::Nbdcopy) {
-    // nbdcopy writes "N/100" lines to the descriptor named by --progress=FD: ours is 3.
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0) return -errno;
-    e.progress_fd.reset(fds[0]);
-    p.progress_write.reset(fds[1]);
-    fcntl(fds[0], F_SETFL, O_NONBLOCK);
-    req.pass_fds.push_back(fds[1]);
-    req.argv.insert(req.argv.begin() + 1, "--progress=3");
-  }
-
-  // A file, not a pipe: the job's output does not depend on the daemon staying up.
-  const int log_fd = logs_->open_append(log_path(job));
-  if (log_fd < 0) {
-    e.progress_fd.reset();
-    return log_fd;
-  }
-  p.out.reset(log_fd);
-  req.output_fd = p.out.get();
-
-  if (cgroups_) {
-    p.cgroup = cgroup_name(job);
-    if (int r = cgroups_->create(p.cgroup, &p.cgroup_dir); r < 0) {
-      e.progress_fd.reset();
-      return r;
-    }
-    // Before the first process enters it: a fork bomb is held from its first fork.
-    if (job.spec().tasks_max)
-      if (int r = sys::CgroupTree::set_pids_max(p.cgroup_dir.get(), job.spec().tasks_max); r < 0) {
-        e.progress_fd.reset();
-        return r;
-      }
-    req.cgroup_fd = p.cgroup_dir.get();
-  }
-  return 0;
-}
-
-int Supervisor::spawn(core::Job& job) {
-  std::unique_ptr<PreparedSpawn> p;
-  if (auto it = ahead_.find(job.id()); it != ahead_.end()) {
-    p = std::move(it->second);
-    ahead_.erase(it);
-  } else {
-    p = std::make_unique<PreparedSpawn>();
-    p->error = prepare_spawn(job, *p);
-    if (p->error == 0) spawner_->submit(&p->task);
-  }
-  if (p->error < 0) return p->error;
-  Entry& e = entry(job);
-  if (int r = spawner_->wait(&p->task); r < 0) {
-    if (p->cgroup_dir) cgroups_->remove(p->cgroup);
-    e.progress_fd.reset();
-    return r;
-  }
-  sys::Spawned& child = p->task.child;
-  if (e.progress_fd) {
-    e.progress_buf.clear();
-    e.progress_poll = make_uv<uv_poll_t>([&](uv_poll_t* h) { return uv_poll_init(loop_, h, e.progress_fd.get()); }, &e);
-    uv_poll_start(e.progress_poll.get(), UV_READABLE, [](uv_poll_t* h, int, int) {
-      if (auto* en = static_cast<Entry*>(h->data)) en->owner->on_progress(*en);
-    });
-  }
-  job.main_pid = child.pid;
-  job.main_start_time = child.start_time;
-  track_main(job);
-  e.pidfd = std::move(child.pidfd);
-  e.in_cgroup = cgroups_.has_value();
-  if (!e.in_cgroup) sessions_.insert(job.id());
-  e.pid_poll = make_uv<uv_poll_t>([&](uv_poll_t* h) { return uv_poll_init(loop_, h, e.pidfd.get()); }, &e);
-  uv_poll_start(e.pid_poll.get(), UV_READABLE, [](uv_poll_t* h, int, int) {
-    auto* en = static_cast<Entry*>(h->data);
-    if (en) en->owner->on_pidfd(*en);
-  });
-  if (e.in_cgroup) {
-    // Without it (it cannot fail but for lack of descriptors), check_tree opens it by name.
-    sys::CgroupTree::open_events(p->cgroup_dir.get(), &e.cgroup_events);
-    sys::CgroupTree::open_kill(p->cgroup_dir.get(), &e.cgroup_kill);  // without it: by name, at the kill
-    // Its cgroup is watched only if its tree outlives its main process (check_tree).
-  }
-  track_log(job, true);
-  return 0;
-}
-
-// ---- watching -----------------------------------------------------------------------------
-
-void Supervisor::on_pidfd(Entry& e) {
-  // What the job said before its main process ended counts, and is told by that PID: read
-  // before the PID is released.
-  drain_notify();
-  siginfo_t si{};
-  if (!e.pidfd_is_child) {
-    // Not our child (taken over after a restart): the kernel tells its status to a pidfd's
-    // holder once its parent has reaped it, which the pidfd reports as POLLHUP.
-    const int r = sys::pidfd_exit_status(e.pidfd.get(), &si.si_code, &si.si_status);
-    if (r == -ENODATA && !e.awaiting_reap) {
-      e.awaiting_reap = true;
-      uv_poll_start(e.pid_poll.get(), UV_DISCONNECT, [](uv_poll_t* p, int, int) {
-        if (auto* en = static_cast<Entry*>(p->data)) en->owner->on_pidfd(*en);
-      });
-      return;
-    }
-    if (r < 0) {
-      forget_main(*e.job);
-      e.pid_poll.reset();
-      e.pidfd.reset();
-      if (e.job->tree_alive) check_tree(e);
-      e.job->on_main_gone();
-      return;
-    }
-  } else if (waitid(P_PIDFD, static_cast<id_t>(e.pidfd.get()), &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) {
-    return;
-  }
-  core::Job& job = *e.job;
-  forget_main(job);
-  e.pid_poll.reset();
-  e.pidfd.reset();
-  // Look at the tree first: if the main process was the last one, nothing needs killing. This
-  // also covers a tree that emptied before our cgroup watch was set up.
-  if (job.tree_alive) check_tree(e);
-  job.on_main_exited(si.si_code, si.si_status);
-}
-
-void Supervisor::on_cgroup_event(Entry& e) {
-  if (e.job->tree_alive) check_tree(e);
-}
-
-void Supervisor::watch_cgroup(Entry& e) {
-  // cgroup.events changes ("populated 0") arrive as inotify modify events.
-  e.cgroup_watch = make_uv<uv_fs_event_t>([&](uv_fs_event_t* w) { return uv_fs_event_init(loop_, w); }, &e);
-  uv_fs_event_start(
-      e.cgroup_watch.get(),
-      [](uv_fs_event_t* w, const char*, int, int) {
-        if (auto* en = static_cast<Entry*>(w->data)) en->owner->on_cgroup_event(*en);
-      },
-      cgroups_->events_file(cgroup_name(*e.job)).c_str(), 0);
-}
-
-void Supervisor::check_tree(Entry& e) {
-  core::Job& job = *e.job;
-  // Without cgroups, orphans of the session come to us: reap the dead ones, and count the
-  // zombies still there (one may die between the two steps) as members, so that the session is
-  // empty only once every process of it is reaped. Its SIGCHLD brings us back here.
-  if (!e.in_cgroup) reap_orphans();
-  auto populated = [&] {
-    return e.cgroup_events ? sys::CgroupTree::populated(e.cgroup_events.get()) : cgroups_->populated(cgroup_name(job));
-  };
-  bool alive = e.in_cgroup ? populated() : !sys::session_members(job.main_pid, true).empty();
-  if (alive && e.in_cgroup && !e.cgroup_watch) {
-    // A cgroup is watched only once its main process has ended with the rest of its tree still
-    // there: before, the tree cannot be empty, and most trees (a force stop's, with cgroup.kill)
-    // end with their main process, so most jobs never add or remove an inotify watch. An end
-    // before the watch was set is seen by this second look; one after, by the watch.
-    watch_cgroup(e);
-    alive = populated();
-  }
-  if (!alive) job.on_tree_empty();
-}
-
-void Supervisor::on_sigchld() {
-  reap_orphans();
-  // Without cgroups the end of a session is seen only through its members dying, and the
-  // orphans among them are ours (child subreaper).
-  const std::vector<std::string> ids(sessions_.begin(), sessions_.end());  // check_tree may end one
-  for (const auto& id : ids) {
-    auto it = entries_.find(id);
-    if (it != entries_.end() && it->second->job->tree_alive && !it->second->job->main_alive) check_tree(*it->second);
-  }
-}
-
-void Supervisor::reap_orphans() {
-  // Only the orphans, reparented to us: never waitpid(-1), which would steal exit statuses. The
-  // processes we start are the spawner thread's children (sys/spawner.hpp), reaped through their
-  // pidfds; this thread's own children (__WNOTHREAD) are the orphans alone, whoever reaps them.
-  for (;;) {
-    siginfo_t si{};
-    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | __WNOTHREAD) < 0 || si.si_pid == 0) return;
-  }
-}
-
-void Supervisor::reap_when_gone(Fd pidfd) {
-  auto l = std::make_unique<Lingering>();
-  l->owner = this;
-  l->pidfd = std::move(pidfd);
-  Lingering* raw = l.get();
-  l->poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop_, p, raw->pidfd.get()); }, raw);
-  uv_poll_start(l->poll.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
-    auto* lg = static_cast<Lingering*>(p->data);
-    if (!lg) return;
-    siginfo_t si{};
-    if (waitid(P_PIDFD, static_cast<id_t>(lg->pidfd.get()), &si, WEXITED | WNOHANG) == 0 && si.si_pid == 0) return;
-    lg->owner->lingering_.remove_if([&](const auto& x) { return x.get() == lg; });  // closes the poll
-  });
-  uv_unref(reinterpret_cast<uv_handle_t*>(l->poll.get()));
-  lingering_.push_back(std::move(l));
-}
-
-void Supervisor::reap_exiting_orphans(const std::vector<std::string>& cgroups) {
-  // A process leaves its cgroup (cgroup_exit) a moment before it becomes a zombie and is
-  // reported to its parent (exit_notify). Orphans of these jobs that are in that window still
-  // name their job's cgroup in /proc/PID/cgroup: wait for them here, so that a job is never
-  // reported finished while a zombie of it remains. The wait is bounded by the kernel's own
-  // exit path, not by anything the job does. One read of this thread's children list (the
-  // orphans only: sys/spawner.hpp) serves every job that ended in this loop iteration.
-  if (cgroups.empty() || !sys::thread_has_children()) return;  // the usual case: no orphan at all
-  for (pid_t pid : sys::thread_children()) {
-    const std::string cg = sys::process_cgroup(pid);
-    const bool ours = std::any_of(cgroups.begin(), cgroups.end(), [&](const std::string& job_cg) {
-      return cg.compare(0, job_cg.size(), job_cg) == 0 && (cg.size() == job_cg.size() || cg[job_cg.size()] == '/');
-    });
-    if (!ours) continue;
-    Fd fd(sys::pidfd_open(pid, 0));
-    if (!fd) continue;
-    siginfo_t si{};
-    waitid(P_PIDFD, static_cast<id_t>(fd.get()), &si, WEXITED);
-  }
-}
-
-// ---- acting -------------------------------------------------------------------------------
-
-int Supervisor::signal_main(core::Job& job, int sig) {
-  Entry& e = entry(job);
-  if (!e.pidfd) return -ESRCH;
-  return sys::pidfd_send_signal(e.pidfd.get(), sig, nullptr, 0) < 0 ? -errno : 0;
-}
-
-int Supervisor::signal_tree(core::Job& job, int sig) {
-  Entry& e = entry(job);
-  if (e.in_cgroup) return cgroups_->signal_all(cgroup_name(job), sig);
-  int r = 0;
-  if (e.pidfd && sys::pidfd_send_signal(e.pidfd.get(), sig, nullptr, 0) < 0) r = -errno;
-  for (pid_t pid : sys::session_members(job.main_pid)) {
-    Fd fd(sys::pidfd_open(pid, 0));
-    if (fd) sys::pidfd_send_signal(fd.get(), sig, nullptr, 0);
-  }
-  return r;
-}
-
-int Supervisor::kill_tree(core::Job& job) {
-  Entry& e = entry(job);
-  if (e.in_cgroup) {
-    int r = e.cgroup_kill ? sys::CgroupTree::kill(e.cgroup_kill.get()) : cgroups_->kill(cgroup_name(job));
-    if (r < 0) r = cgroups_->signal_all(cgroup_name(job), SIGKILL);  // kernels without cgroup.kill
-    return r;
-  }
-  return signal_tree(job, SIGKILL);
-}
-
 void Supervisor::arm_timer(core::Job& job, usec_t after) { deadlines_->arm(job.id(), after); }
 
 void Supervisor::disarm_timer(core::Job& job) { deadlines_->disarm(job.id()); }
-
-std::vector<pid_t> Supervisor::tree_pids(core::Job& job) {
-  Entry& e = entry(job);
-  if (e.in_cgroup) return cgroups_->procs(cgroup_name(job));
-  return sys::session_members(job.main_pid);
-}
-
-void Supervisor::begin_cleanup(core::Job& job) {
-  crash_point("cleanup");
-  Entry& e = entry(job);
-  log_ended(job);
-  sessions_.erase(job.id());
-  e.pid_poll.reset();
-  e.cgroup_watch.reset();
-  e.cgroup_events.reset();
-  e.cgroup_kill.reset();
-  if (e.notify_fd) on_notify(e.notify_fd.get(), &e);  // what the job said last still counts
-  close_job_notify_socket(e);
-  forget_main(job);
-  if (e.progress_fd) on_progress(e);
-  e.progress_poll.reset();
-  e.progress_fd.reset();
-  if (e.in_cgroup) {
-    // Its cgroup is empty. Its exiting orphans are reaped, and the cgroup removed, from
-    // run_deferred(), for every job that ended in this loop iteration at once (end_cgroups).
-    // When several end together, the remover's thread removes their cgroups while we read the
-    // next ends (sys/remover.hpp); a lone job's is removed there, without a thread's wake-up.
-    ending_.push_back(job.id());
-    if (ending_.size() == 2) hand_over_cgroup(ending_.front());
-    if (ending_.size() >= 2) hand_over_cgroup(job.id());
-    return;
-  }
-  if (cgroups_ && job.start_error) cgroups_->remove(cgroup_name(job));
-  event(job, "cleanup", "processes gone");
-  start_resource_cleanup(e, true);
-}
-
-void Supervisor::hand_over_cgroup(const std::string& id) {
-  if (auto it = entries_.find(id); it != entries_.end())
-    it->second->cgroup_removal = remover_->submit(cgroups_->path_of(cgroup_name(*it->second->job)));
-}
-
-void Supervisor::end_cgroups() {
-  if (ending_.empty()) return;
-  std::vector<std::string> ids;
-  ids.swap(ending_);
-  std::vector<std::string> cgroups;
-  for (const auto& id : ids)
-    if (auto* job = find_by_id(id)) cgroups.push_back(cgroups_->cgroup_of(cgroup_name(*job)));
-  reap_exiting_orphans(cgroups);
-  for (const auto& id : ids) {
-    auto it = entries_.find(id);
-    if (it == entries_.end()) continue;
-    Entry& e = *it->second;
-    core::Job& job = *e.job;
-    std::string error;
-    const int r = e.cgroup_removal ? remover_->take(*e.cgroup_removal) : cgroups_->remove(cgroup_name(job));
-    e.cgroup_removal.reset();
-    if (r < 0)
-      error = "cannot remove cgroup " + cgroups_->path_of(cgroup_name(job)) + ": " + strerror(-r);
-    else
-      event(job, "cleanup", "cgroup " + cgroup_name(job) + " removed");
-    // Then the resources, in their safe order; the pipeline reports to the state machine when
-    // done (possibly at once), with the cgroup's error if there was one.
-    start_resource_cleanup(e, true, error);
-  }
-}
 
 void Supervisor::on_progress(Entry& e) {
   char buf[512];
   for (;;) {
     const ssize_t n = ::read(e.progress_fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      if (n == 0 || (errno != EAGAIN && errno != EINTR)) e.progress_poll.reset();  // EOF: nbdcopy ended
-      if (n < 0 && errno == EINTR) continue;
+      if (n == 0 || errno != EAGAIN) e.progress_poll.reset();  // EOF: nbdcopy ended
       break;
     }
-    e.progress_buf.append(buf, static_cast<size_t>(n));
-    if (e.progress_buf.size() > 4096) e.progress_buf.erase(0, e.progress_buf.size() - 64);
+    if (auto percent = e.progress.feed(std::string_view(buf, static_cast<size_t>(n))))
+      e.job->set_progress("copying", *percent);
   }
-  // Only whole lines; the last one counts.
-  size_t end = e.progress_buf.rfind('\n');
-  if (end == std::string::npos) return;
-  size_t start = e.progress_buf.rfind('\n', end == 0 ? std::string::npos : end - 1);
-  start = start == std::string::npos ? 0 : start + 1;
-  const std::string line = e.progress_buf.substr(start, end - start);
-  e.progress_buf.erase(0, end + 1);
-  // "N/D": a chunk started (not written: never a checkpoint).
-  uint64_t num = 0, den = 0;
-  const char* p = line.data();
-  const char* end_p = line.data() + line.size();
-  auto r1 = std::from_chars(p, end_p, num);
-  if (r1.ec != std::errc() || r1.ptr == end_p || *r1.ptr != '/') return;
-  auto r2 = std::from_chars(r1.ptr + 1, end_p, den);
-  if (r2.ec != std::errc() || r2.ptr != end_p || den == 0 || num > den) return;
-  e.job->set_progress("copying", 100.0 * static_cast<double>(num) / static_cast<double>(den));
 }
 
 void Supervisor::changed(core::Job& job, uint32_t what) {

@@ -397,6 +397,7 @@ TEST(JobStateMachine, RandomEventSequencesKeepInvariants) {
     Job job(d, "0123456789abcdef0123456789abcdef", sp, kFinalKill);
     JobState terminal_seen = JobState::Pending;
     bool was_terminal = false;
+    JobResult failure_seen = JobResult::None;  // the first result other than success
     for (int step = 0; step < 12; ++step) {
       switch (rng() % 8) {
         case 6:
@@ -449,6 +450,20 @@ TEST(JobStateMachine, RandomEventSequencesKeepInvariants) {
       }
       ASSERT_LE(d.finished_count, 1);
       ASSERT_EQ(d.finished_count, was_terminal ? 1 : 0);
+      // The result is sticky: the first failure is never replaced.
+      if (failure_seen != JobResult::None) {
+        ASSERT_EQ(job.result(), failure_seen) << "run " << run;
+      } else if (job.result() != JobResult::None && job.result() != JobResult::Success) {
+        failure_seen = job.result();
+      }
+      if (is_terminal(job.state())) {
+        ASSERT_NE(job.result(), JobResult::None);
+        ASSERT_EQ(job.state() == JobState::Completed, job.result() == JobResult::Success && !job.stop_requested);
+      }
+      if (job.stop_requested) {
+        ASSERT_NE(job.result(), JobResult::None);
+        ASSERT_NE(job.result(), JobResult::Success);
+      }
     }
   }
 }
@@ -508,4 +523,116 @@ TEST_F(Fixture, AReportedNonZeroExitStatusIsTheFailureReason) {
   EXPECT_EQ(job->state(), JobState::Failed);
   EXPECT_EQ(job->exit_code, 3);
   EXPECT_EQ(job->fail_reason, "exited with status 3 (as the job reported it)");
+}
+
+// The result says why the job ended; the first reason wins, whatever happens after it.
+TEST_F(Fixture, ResultOfACleanExitIsSuccess) {
+  running();
+  EXPECT_EQ(job->result(), JobResult::None);
+  job->on_main_exited(CLD_EXITED, 0);
+  job->on_tree_empty();
+  EXPECT_EQ(job->result(), JobResult::Success);
+  EXPECT_STREQ(to_string(job->result()), "success");
+}
+
+TEST_F(Fixture, ResultOfAFailedExitIsExitCodeOrSignal) {
+  running();
+  job->on_main_exited(CLD_EXITED, 2);
+  job->on_tree_empty();
+  EXPECT_EQ(job->result(), JobResult::ExitCode);
+
+  RecordingDriver d2;
+  Job killed(d2, "1123456789abcdef0123456789abcdef", spec(), kFinalKill);
+  killed.start();
+  killed.on_main_exited(CLD_KILLED, SIGSEGV);
+  killed.on_tree_empty();
+  EXPECT_EQ(killed.state(), JobState::Failed);
+  EXPECT_EQ(killed.result(), JobResult::Signal);
+}
+
+TEST_F(Fixture, ResultOfAStartFailureIsStartFailed) {
+  d.spawn_result = -ENOENT;
+  job->start();
+  EXPECT_EQ(job->state(), JobState::Failed);
+  EXPECT_EQ(job->result(), JobResult::StartFailed);
+}
+
+TEST_F(Fixture, AStopIsCancelledAndTheSigtermExitDoesNotReplaceIt) {
+  running();
+  job->request_stop({});
+  EXPECT_EQ(job->result(), JobResult::Cancelled);
+  job->on_main_exited(CLD_KILLED, SIGTERM);
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Cancelled);
+  EXPECT_EQ(job->result(), JobResult::Cancelled);
+}
+
+TEST_F(ResourceFixture, AResourceFailureStaysTheResultThroughALaterStop) {
+  job->start();
+  job->on_resource_failed("nbd-server 'src' exited");
+  EXPECT_EQ(job->result(), JobResult::Resources);
+  job->request_stop({.force = true});
+  job->on_main_exited(CLD_KILLED, SIGKILL);
+  job->on_tree_empty();
+  EXPECT_TRUE(is_terminal(job->state()));
+  EXPECT_EQ(job->result(), JobResult::Resources);
+}
+
+TEST_F(ResourceFixture, AFailedSetupIsResources) {
+  d.setup_sync = false;
+  job->start();
+  job->on_setup_done(false, "no such volume");
+  EXPECT_EQ(job->state(), JobState::Failed);
+  EXPECT_EQ(job->result(), JobResult::Resources);
+}
+
+// Taken over after a restart, its status unreadable and nothing said: the record says unknown,
+// never a made-up failure reason.
+TEST_F(Fixture, AGoneMainProcessThatSaidNothingIsUnknown) {
+  running();
+  job->on_main_gone();
+  job->on_tree_empty();
+  EXPECT_EQ(job->result(), JobResult::Unknown);
+  EXPECT_STREQ(to_string(job->result()), "unknown");
+}
+
+TEST_F(Fixture, AGoneMainProcessThatReportedSuccessIsSuccess) {
+  running();
+  job->set_reported_exit_status(0);
+  job->on_main_gone();
+  job->on_tree_empty();
+  EXPECT_EQ(job->state(), JobState::Completed);
+  EXPECT_EQ(job->result(), JobResult::Success);
+}
+
+// Its processes were gone when the daemon came back: what it reported before decides; without
+// a report the result names the restart.
+TEST_F(Fixture, InterruptedJobsEndAsTheyReportedOrAsDaemonRestart) {
+  running();
+  job->set_reported_exit_status(0);
+  job->finish_interrupted();
+  EXPECT_EQ(job->state(), JobState::Completed);
+  EXPECT_EQ(job->result(), JobResult::Success);
+
+  RecordingDriver d2;
+  Job silent(d2, "1123456789abcdef0123456789abcdef", spec(), kFinalKill);
+  silent.start();
+  silent.set_status_text("copied 3 GiB");
+  silent.finish_interrupted();
+  EXPECT_EQ(silent.state(), JobState::Failed);
+  EXPECT_EQ(silent.result(), JobResult::DaemonRestart);
+  EXPECT_EQ(silent.status_text, "copied 3 GiB");
+}
+
+TEST_F(ResourceFixture, AResumeStartsANewResult) {
+  job->start();
+  job->on_main_exited(CLD_EXITED, 1);
+  job->on_tree_empty();
+  ASSERT_EQ(job->result(), JobResult::ExitCode);
+  job->reset_for_resume();
+  EXPECT_EQ(job->result(), JobResult::None);
+  job->start();
+  job->on_main_exited(CLD_EXITED, 0);
+  job->on_tree_empty();
+  EXPECT_EQ(job->result(), JobResult::Success);
 }

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "core/nbdcopy_progress.hpp"
 #include "core/notify.hpp"
 
 using namespace repvisor::core;
@@ -58,4 +59,26 @@ TEST(Notify, ExitStatusIsANumberFrom0To255) {
   EXPECT_NE(err.find("EXIT_STATUS '256' is not a number from 0 to 255"), std::string::npos) << err;
   EXPECT_FALSE(parse_notify("EXIT_STATUS=-1", &m, &err));
   EXPECT_FALSE(parse_notify("EXIT_STATUS=", &m, &err));
+}
+
+// nbdcopy --progress=FD: "N/D" lines in pieces of any size; the last whole line counts.
+TEST(NbdcopyProgress, WholeLinesInAnyPiecesAndTheLastCounts) {
+  NbdcopyProgress p;
+  EXPECT_EQ(p.feed("1/4"), std::nullopt) << "not a whole line yet";
+  EXPECT_EQ(p.feed("\n"), 25.0);
+  EXPECT_EQ(p.feed("2/4\n3/4\n"), 75.0);
+  EXPECT_EQ(p.feed("4/"), std::nullopt);
+  EXPECT_EQ(p.feed("4\n"), 100.0);
+}
+
+TEST(NbdcopyProgress, MalformedLinesAreIgnoredAndNoStreamGrowsItWithoutBound) {
+  NbdcopyProgress p;
+  EXPECT_EQ(p.feed("5/4\n"), std::nullopt) << "more than the whole";
+  EXPECT_EQ(p.feed("1/0\n"), std::nullopt);
+  EXPECT_EQ(p.feed("x/4\n"), std::nullopt);
+  EXPECT_EQ(p.feed("1/4 \n"), std::nullopt);
+  EXPECT_EQ(p.feed("\n"), std::nullopt);
+  EXPECT_EQ(p.feed(std::string(1 << 20, '7')), std::nullopt);
+  // What is kept of a line with no end is bounded; the next whole line still counts.
+  EXPECT_EQ(p.feed("\n1/2\n"), 50.0);
 }

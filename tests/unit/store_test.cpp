@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -108,6 +109,73 @@ TEST_F(StoreFile, EventsKeepTheirSeqAcrossTheMigrationThatDropsAutoincrement) {
   EXPECT_EQ(triggers.i64(0), 2);
   triggers.reset();
   EXPECT_THROW(raw.exec("DELETE FROM events"), store::StoreError) << "still append-only";
+}
+
+// Jobs recorded before results were kept get the result their recorded end implies.
+TEST_F(StoreFile, TheResultsOfJobsRecordedBeforeThemAreReadFromHowTheyEnded) {
+  const char* spec =
+      "'{\"argv\":[\"true\"],\"env\":{},\"kill_mode\":\"mixed\",\"stop_signal\":15,"
+      "\"stop_timeout_usec\":5000000,\"working_directory\":\"/\"}'";
+  struct Row {
+    const char* id;
+    const char* state;
+    const char* extra;  // columns = values
+    core::JobResult want;
+  };
+  const Row rows[] = {
+      {"00000000000000000000000000000001", "completed", "exit_code = 0", core::JobResult::Success},
+      {"00000000000000000000000000000002", "cancelled", "stop_requested = 1", core::JobResult::Cancelled},
+      {"00000000000000000000000000000003", "failed", "start_error = 2, fail_reason = 'could not start x'",
+       core::JobResult::StartFailed},
+      {"00000000000000000000000000000004", "failed", "fail_reason = 'setting up resources failed: no'",
+       core::JobResult::Resources},
+      {"00000000000000000000000000000005", "failed", "exit_unknown = 1, fail_reason = 'interrupted: gone'",
+       core::JobResult::DaemonRestart},
+      {"00000000000000000000000000000006", "failed", "exit_unknown = 1, fail_reason = 'exit status unknown'",
+       core::JobResult::Unknown},
+      {"00000000000000000000000000000007", "failed", "exit_code = 3, fail_reason = 'exited with status 3'",
+       core::JobResult::ExitCode},
+      {"00000000000000000000000000000008", "failed", "exit_signal = 11, fail_reason = 'killed by SIGSEGV'",
+       core::JobResult::Signal},
+      {"00000000000000000000000000000009", "failed", "fail_reason = 'nbd-server ''src'' exited'",
+       core::JobResult::Resources},
+      {"0000000000000000000000000000000a", "running", "exit_code = -1", core::JobResult::None},
+  };
+  {
+    store::Store v5(path, 5);
+    store::Db db(path);
+    for (const Row& r : rows) {
+      db.exec(std::string("INSERT INTO jobs (id, spec, state, sub_state, created_usec) VALUES ('") + r.id + "', " +
+              spec + ", '" + r.state + "', '" + (std::string(r.state) == "running" ? "running" : "dead") + "', 1)");
+      db.exec(std::string("UPDATE jobs SET ") + r.extra + " WHERE id = '" + r.id + "'");
+    }
+  }
+  store::Store current(path);
+  auto jobs = current.load(driver, 10 * USEC_PER_SEC);
+  ASSERT_EQ(jobs.size(), std::size(rows));
+  for (const Row& r : rows) {
+    auto it = std::find_if(jobs.begin(), jobs.end(), [&](const auto& j) { return j->id() == r.id; });
+    ASSERT_NE(it, jobs.end());
+    EXPECT_EQ((*it)->result(), r.want) << r.id << ": " << core::to_string((*it)->result());
+  }
+}
+
+TEST_F(StoreFile, TheResultAndAReportedExitStatusAreKept) {
+  const std::string id = "fedcba9876543210fedcba9876543211";
+  {
+    store::Store s(path);
+    auto j = job(id);
+    j->set_reported_exit_status(7);
+    j->start();  // fails to start (NullDriver): start-failed
+    ASSERT_EQ(j->result(), core::JobResult::StartFailed);
+    s.save(*j);
+    s.commit();
+  }
+  store::Store s(path);
+  auto jobs = s.load(driver, 10 * USEC_PER_SEC);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0]->result(), core::JobResult::StartFailed);
+  EXPECT_EQ(jobs[0]->reported_exit_status, 7);
 }
 
 TEST_F(StoreFile, JobsRoundTripAndEventsAreAppendOnly) {

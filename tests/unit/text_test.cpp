@@ -1,6 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <set>
+
+#include "config/logs.hpp"
+#include "core/job.hpp"
+#include "core/resource.hpp"
 #include "util/id.hpp"
+#include "util/string_table.hpp"
 #include "util/text.hpp"
 
 using namespace repvisor;
@@ -39,4 +45,53 @@ TEST(Text, AJobNameWithANonAsciiCharacterIsRefusedWithTheWholeCharacter) {
   const std::string why = check_job_name("héllo");
   EXPECT_NE(why.find("'é'"), std::string::npos) << why;
   EXPECT_EQ(valid_utf8(why), why);
+}
+
+// Every enum spelled on the bus, in the store or in the config reads back as itself.
+template <class E, class Name, class Value>
+void expect_round_trip(size_t n, Name name, Value value) {
+  std::set<std::string> seen;
+  for (size_t i = 0; i < n; ++i) {
+    const auto e = static_cast<E>(i);
+    const std::string s = name(e);
+    EXPECT_TRUE(seen.insert(s).second) << "two values spelled '" << s << "'";
+    if (s.empty()) continue;  // a "none" value is never read back
+    E back{};
+    ASSERT_TRUE(value(s, &back)) << s;
+    EXPECT_EQ(back, e) << s;
+  }
+}
+
+TEST(StringTable, EveryEnumRoundTrips) {
+  expect_round_trip<core::JobState>(
+      8, [](auto e) { return core::to_string(e); }, core::job_state_from_string);
+  expect_round_trip<core::SubState>(
+      9, [](auto e) { return core::to_string(e); }, core::sub_state_from_string);
+  expect_round_trip<core::KillMode>(
+      2, [](auto e) { return core::to_string(e); }, core::kill_mode_from_string);
+  expect_round_trip<core::ProgressSource>(
+      2, [](auto e) { return core::to_string(e); }, core::progress_source_from_string);
+  expect_round_trip<core::ResourceKind>(
+      4, [](auto e) { return core::to_string(e); }, core::resource_kind_from_string);
+  expect_round_trip<core::NbdServerKind>(
+      2, [](auto e) { return core::to_string(e); }, core::nbd_server_kind_from_string);
+  expect_round_trip<core::ImageFormat>(
+      2, [](auto e) { return core::to_string(e); }, core::image_format_from_string);
+  expect_round_trip<core::OnStop>(
+      2, [](auto e) { return core::to_string(e); }, core::on_stop_from_string);
+  expect_round_trip<core::ResourceState>(
+      7, [](auto e) { return core::to_string(e); }, core::resource_state_from_string);
+  expect_round_trip<config::LogKeep>(
+      3, [](auto e) { return config::to_string(e); }, config::log_keep_from_string);
+}
+
+TEST(StringTable, NamesValuesAndChoices) {
+  enum class Colour { None, Red, Green };
+  constexpr repvisor::StringTable<Colour, 3> table({"", "red", "green"});
+  static_assert(std::string_view(table.name(Colour::Green)) == "green");
+  EXPECT_STREQ(table.name(static_cast<Colour>(7)), "");
+  EXPECT_EQ(table.value("red"), Colour::Red);
+  EXPECT_EQ(table.value("blue"), std::nullopt);
+  EXPECT_EQ(table.value("Red"), std::nullopt);  // names are exact
+  EXPECT_EQ(table.choices(), "red, green");
 }

@@ -7,6 +7,8 @@
 #include <optional>
 #include <string_view>
 
+#include "util/string_table.hpp"
+
 namespace repvisor::wire {
 
 enum class ErrorKind {
@@ -20,37 +22,22 @@ enum class ErrorKind {
   Failed
 };
 
-struct ErrorName {
-  ErrorKind kind;
-  const char* name;
-};
+// In the order of ErrorKind.
+inline constexpr StringTable<ErrorKind, 8> kErrorNames({
+    "org.repvisor1.Error.NoSuchJob",
+    "org.repvisor1.Error.JobActive",
+    "org.freedesktop.DBus.Error.InvalidArgs",
+    "org.freedesktop.DBus.Error.AccessDenied",
+    "org.repvisor1.Error.ShuttingDown",
+    "org.repvisor1.Error.NotResumable",
+    "org.repvisor1.Error.CleanupFailed",
+    "org.freedesktop.DBus.Error.Failed",
+});
+static_assert(kErrorNames.size() == static_cast<size_t>(ErrorKind::Failed) + 1, "kErrorNames: a name for every kind");
 
-// In the order of ErrorKind: the kind is the index.
-inline constexpr ErrorName kErrorNames[] = {
-    {ErrorKind::NoSuchJob, "org.repvisor1.Error.NoSuchJob"},
-    {ErrorKind::JobActive, "org.repvisor1.Error.JobActive"},
-    {ErrorKind::InvalidArgs, "org.freedesktop.DBus.Error.InvalidArgs"},
-    {ErrorKind::AccessDenied, "org.freedesktop.DBus.Error.AccessDenied"},
-    {ErrorKind::ShuttingDown, "org.repvisor1.Error.ShuttingDown"},
-    {ErrorKind::NotResumable, "org.repvisor1.Error.NotResumable"},
-    {ErrorKind::CleanupFailed, "org.repvisor1.Error.CleanupFailed"},
-    {ErrorKind::Failed, "org.freedesktop.DBus.Error.Failed"},
-};
-
-constexpr bool error_names_in_order() {
-  for (size_t i = 0; i < std::size(kErrorNames); ++i)
-    if (static_cast<size_t>(kErrorNames[i].kind) != i) return false;
-  return std::size(kErrorNames) == static_cast<size_t>(ErrorKind::Failed) + 1;
-}
-static_assert(error_names_in_order(), "kErrorNames: one row for every ErrorKind, in its order");
-
-constexpr const char* error_name(ErrorKind kind) { return kErrorNames[static_cast<size_t>(kind)].name; }
+constexpr const char* error_name(ErrorKind kind) { return kErrorNames.name(kind); }
 
 // The kind of an error the API sends; none for any other name (sd-bus's own: NoReply, say).
-constexpr std::optional<ErrorKind> error_kind(std::string_view name) {
-  for (const auto& e : kErrorNames)
-    if (name == e.name) return e.kind;
-  return std::nullopt;
-}
+inline std::optional<ErrorKind> error_kind(std::string_view name) { return kErrorNames.value(name); }
 
 }  // namespace repvisor::wire

@@ -5,15 +5,13 @@
 
 #include <fmt/format.h>
 
-#include "bus/connection.hpp"
+#include "bus/call.hpp"
 #include "bus/errors.hpp"
+#include "bus/job_object.hpp"
+#include "bus/manager_object.hpp"
 #include "sys/users.hpp"
-#include "util/id.hpp"
-#include "util/log.hpp"
 
 namespace repvisor::bus {
-
-std::string job_path(const std::string& id) { return std::string(kJobPrefix) + "/" + id; }
 
 namespace {
 constexpr usec_t kProgressEvery = 100 * USEC_PER_MSEC;
@@ -26,53 +24,13 @@ Api::Api(Supervisor& sup, uv_loop_t* loop) : sup_(sup) {
 
 Api::~Api() { sup_.set_observer(nullptr); }
 
-namespace {
-
-int find_job(sd_bus*, const char* path, const char*, void* userdata, void** found, sd_bus_error*) {
-  auto* api = static_cast<Api*>(userdata);
-  const std::string prefix = std::string(kJobPrefix) + "/";
-  std::string_view p(path);
-  if (p.size() <= prefix.size() || p.substr(0, prefix.size()) != prefix) return 0;
-  if (!api->supervisor().find_by_id(p.substr(prefix.size()))) return 0;
-  *found = api;
-  return 1;
-}
-
-int enumerate_jobs(sd_bus*, const char*, void* userdata, char*** nodes, sd_bus_error*) {
-  auto* api = static_cast<Api*>(userdata);
-  auto jobs = api->supervisor().jobs();
-  char** l = static_cast<char**>(calloc(jobs.size() + 1, sizeof(char*)));
-  if (!l) return -ENOMEM;
-  size_t i = 0;
-  for (const auto* j : jobs) {
-    l[i] = strdup(job_path(j->id()).c_str());
-    if (!l[i]) {
-      for (size_t k = 0; k < i; ++k) free(l[k]);
-      free(l);
-      return -ENOMEM;
-    }
-    ++i;
-  }
-  *nodes = l;
-  return 0;
-}
-
-}  // namespace
-
 void Api::attach(sd_bus* bus, bool peer_to_peer) {
-  auto check = [](int r, const char* what) {
-    if (r < 0) throw std::runtime_error(std::string(what) + ": " + strerror(-r));
-  };
-  if (peer_to_peer)
-    check(sd_bus_add_object_vtable(bus, nullptr, "/org/freedesktop/DBus", "org.freedesktop.DBus", kDriverVtable, this),
-          "driver object");
-  check(sd_bus_add_object_vtable(bus, nullptr, kManagerPath, kManagerInterface, kManagerVtable, this),
-        "manager object");
-  check(sd_bus_add_object_manager(bus, nullptr, kManagerPath), "object manager");
-  check(sd_bus_add_fallback_vtable(bus, nullptr, kJobPrefix, kJobInterface, kJobVtable, find_job, this), "job objects");
-  check(sd_bus_add_node_enumerator(bus, nullptr, kJobPrefix, enumerate_jobs, this), "job enumerator");
+  Slots& slots = slots_[bus];
+  if (peer_to_peer) driver_.serve(bus, slots);
+  serve_manager(bus, *this, slots);
+  serve_jobs(bus, *this, slots);
   if (peer_to_peer) {
-    check(sd_bus_add_filter(bus, nullptr, on_message, this), "message filter");
+    slots.add("message filter", [&](sd_bus_slot** s) { return sd_bus_add_filter(bus, s, on_message, this); });
     attached_.insert(bus);
   } else {
     buses_.push_back(bus);
@@ -87,33 +45,24 @@ int Api::on_message(sd_bus_message* m, void* userdata, sd_bus_error*) {
 }
 
 void Api::detach(sd_bus* bus) {
+  slots_.erase(bus);
   attached_.erase(bus);
   peer_command_.erase(bus);
   buses_.erase(std::remove(buses_.begin(), buses_.end(), bus), buses_.end());
 }
 
-core::Job& Api::job_from_path(const char* path) {
-  const std::string prefix = std::string(kJobPrefix) + "/";
-  std::string_view p(path ? path : "");
-  if (p.size() > prefix.size() && p.substr(0, prefix.size()) == prefix)
-    if (auto* j = sup_.find_by_id(p.substr(prefix.size()))) return *j;
-  throw ApiError(ErrorKind::NoSuchJob, "no job at " + std::string(p));
-}
-
 uint32_t Api::caller_uid(sd_bus_message* m) {
-  sd_bus_creds* creds = nullptr;
   uid_t uid = static_cast<uid_t>(-1);
   // On a bus the sender's credentials; on a peer-to-peer socket sd-bus answers with the peer's
   // SO_PEERCRED, which the kernel vouches for.
-  if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds) >= 0) {
-    if (sd_bus_creds_get_euid(creds, &uid) < 0) uid = static_cast<uid_t>(-1);
-    sd_bus_creds_unref(creds);
+  if (sd_bus_creds* raw = nullptr; sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &raw) >= 0) {
+    const CredsPtr creds(raw);
+    if (sd_bus_creds_get_euid(creds.get(), &uid) < 0) uid = static_cast<uid_t>(-1);
   }
   if (uid == static_cast<uid_t>(-1)) {
-    sd_bus* bus = sd_bus_message_get_bus(m);
-    if (sd_bus_get_owner_creds(bus, SD_BUS_CREDS_EUID, &creds) >= 0) {
-      if (sd_bus_creds_get_euid(creds, &uid) < 0) uid = static_cast<uid_t>(-1);
-      sd_bus_creds_unref(creds);
+    if (sd_bus_creds* raw = nullptr; sd_bus_get_owner_creds(sd_bus_message_get_bus(m), SD_BUS_CREDS_EUID, &raw) >= 0) {
+      const CredsPtr creds(raw);
+      if (sd_bus_creds_get_euid(creds.get(), &uid) < 0) uid = static_cast<uid_t>(-1);
     }
   }
   return uid;
@@ -122,17 +71,17 @@ uint32_t Api::caller_uid(sd_bus_message* m) {
 Caller Api::caller(sd_bus_message* m) {
   Caller c;
   c.uid = caller_uid(m);
-  sd_bus_creds* creds = nullptr;
-  int r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_PID | SD_BUS_CREDS_COMM | SD_BUS_CREDS_AUGMENT, &creds);
-  if (r < 0 || !creds)
-    r = sd_bus_get_owner_creds(sd_bus_message_get_bus(m), SD_BUS_CREDS_PID | SD_BUS_CREDS_COMM | SD_BUS_CREDS_AUGMENT,
-                               &creds);
-  if (r >= 0 && creds) {
+  constexpr uint64_t kWanted = SD_BUS_CREDS_PID | SD_BUS_CREDS_COMM | SD_BUS_CREDS_AUGMENT;
+  sd_bus_creds* raw = nullptr;
+  CredsPtr creds;
+  if (sd_bus_query_sender_creds(m, kWanted, &raw) >= 0) creds.reset(raw);
+  raw = nullptr;
+  if (!creds && sd_bus_get_owner_creds(sd_bus_message_get_bus(m), kWanted, &raw) >= 0) creds.reset(raw);
+  if (creds) {
     pid_t pid = 0;
-    if (sd_bus_creds_get_pid(creds, &pid) >= 0) c.pid = pid;
+    if (sd_bus_creds_get_pid(creds.get(), &pid) >= 0) c.pid = pid;
     const char* comm = nullptr;
-    if (sd_bus_creds_get_comm(creds, &comm) >= 0 && comm) c.command = comm;
-    sd_bus_creds_unref(creds);
+    if (sd_bus_creds_get_comm(creds.get(), &comm) >= 0 && comm) c.command = comm;
   }
   if (c.command.empty() && c.pid > 0) {
     // Peer-to-peer there is no bus to tell us: ask /proc (best effort, for the audit trail).
@@ -184,27 +133,29 @@ void Api::job_removed(const std::string& id) {
   removed_.push_back(id);
 }
 
-void Api::jobs_active_changed() { manager_dirty_ = true; }
-void Api::limits_changed() { limits_dirty_ = true; }
+void Api::jobs_active_changed() { manager_dirty_ |= kManagerChangedJobsActive; }
+void Api::limits_changed() { manager_dirty_ |= kManagerChangedLimits; }
 
-void Api::reply_after_commit(sd_bus_message* call, sd_bus_message* reply, std::function<void()> undo) {
-  pending_replies_.push_back({ref(call), std::shared_ptr<sd_bus_message>(reply, MessageUnref{}), std::move(undo)});
+void Api::reply_after_commit(sd_bus_message* call, MessagePtr reply, std::function<void()> undo) {
+  pending_replies_.push_back({ref(call), std::move(reply), std::move(undo)});
 }
 
 void Api::flush(const std::string& commit_error) {
   auto pending = std::move(pending_replies_);
   pending_replies_.clear();
   for (auto& p : pending) {
-    if (commit_error.empty())
+    if (commit_error.empty()) {
       sd_bus_send(nullptr, p.reply.get(), nullptr);  // the caller may be gone: nothing to do then
-    else if (p.undo) {
-      p.undo();
-      reply_error(p.call.get(), SD_BUS_ERROR_FAILED, "nothing was done: cannot record it (" + commit_error + ")");
-    } else {
-      reply_error(p.call.get(), SD_BUS_ERROR_FAILED,
-                  "the change took effect but could not be recorded yet (" + commit_error +
-                      "); the daemon keeps trying to record it");
+      continue;
     }
+    answer(p.call.get(), [&]() -> int {
+      if (p.undo) {
+        p.undo();
+        throw ApiError(ErrorKind::Failed, "nothing was done: cannot record it (" + commit_error + ")");
+      }
+      throw ApiError(ErrorKind::Failed, "the change took effect but could not be recorded yet (" + commit_error +
+                                            "); the daemon keeps trying to record it");
+    });
   }
   if (!commit_error.empty()) return;  // signals wait for the state to be on disk too
   for (const auto& id : added_) {
@@ -218,14 +169,11 @@ void Api::flush(const std::string& commit_error) {
     for (sd_bus* b : buses_) sd_bus_emit_interfaces_removed(b, path.c_str(), kJobInterface, nullptr);
   }
   removed_.clear();
-  if (manager_dirty_ || limits_dirty_) {
-    const char* names[3] = {nullptr, nullptr, nullptr};
-    int n = 0;
-    if (manager_dirty_) names[n++] = "JobsActive";
-    if (limits_dirty_) names[n++] = "MaxConcurrentJobs";
-    manager_dirty_ = limits_dirty_ = false;
+  if (manager_dirty_) {
+    auto names = manager_properties_changed(manager_dirty_);
+    manager_dirty_ = 0;
     for (sd_bus* b : buses_)
-      sd_bus_emit_properties_changed_strv(b, kManagerPath, kManagerInterface, const_cast<char**>(names));
+      sd_bus_emit_properties_changed_strv(b, kManagerPath, kManagerInterface, const_cast<char**>(names.data()));
   }
   if (dirty_.empty()) return;
   const usec_t now = now_monotonic();
@@ -241,25 +189,7 @@ void Api::flush(const std::string& commit_error) {
       continue;
     }
     if (what & core::kChangedProgress) last = now;
-    std::vector<const char*> names;
-    if (what & core::kChangedState) names.insert(names.end(), {"State", "SubState"});
-    if (what & core::kChangedPid) names.push_back("MainPID");
-    if (what & core::kChangedStop)
-      names.insert(names.end(), {"StopRequestedUSec", "StopDeadlineUSec", "StopMode", "CancelReason", "CancelNotes",
-                                 "RequestedByUID"});
-    if (what & core::kChangedExit) names.insert(names.end(), {"ExitCode", "ExitSignal"});
-    if (what & core::kChangedTimes) names.insert(names.end(), {"StartedUSec", "FinishedUSec", "CancelledUSec"});
-    if (what & core::kChangedStatus) {
-      names.push_back("StatusText");
-      names.push_back("FailReason");
-    }
-    if (what & core::kChangedProgress) names.insert(names.end(), {"Phase", "Progress", "BytesDone", "BytesTotal"});
-    if (what & core::kChangedCheckpoint) names.push_back("Checkpoint");
-    if (what & core::kChangedResources)
-      names.insert(names.end(), {"Resources", "ResourceDetails", "CleanupState", "CleanupError"});
-    if (what & core::kChangedRuns) names.push_back("Runs");
-    if (what & core::kChangedLog) names.insert(names.end(), {"LogBytesCut", "LogKeep", "LogLimit"});
-    names.push_back(nullptr);
+    auto names = job_properties_changed(what);
     const std::string path = job_path(id);
     for (sd_bus* b : buses_)
       sd_bus_emit_properties_changed_strv(b, path.c_str(), kJobInterface, const_cast<char**>(names.data()));

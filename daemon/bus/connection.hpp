@@ -7,19 +7,10 @@
 
 #include <functional>
 
+#include "bus/handles.hpp"
 #include "util/uv.hpp"
-#include "wire/handles.hpp"
 
 namespace repvisor::bus {
-
-// Owns one sd_bus reference (wire/handles.hpp, shared with the clients).
-using BusPtr = wire::Bus;
-using MessageUnref = wire::MessageUnref;
-using MessagePtr = wire::Message;
-// A shared reference to a call, kept until it is answered (std::function needs copies).
-inline std::shared_ptr<sd_bus_message> ref(sd_bus_message* m) {
-  return std::shared_ptr<sd_bus_message>(sd_bus_message_ref(m), MessageUnref{});
-}
 
 class Connection {
  public:

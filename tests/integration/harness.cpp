@@ -356,6 +356,104 @@ Daemon::~Daemon() {
   }
 }
 
+// ---- PrivateSystemBus ------------------------------------------------------------------------
+
+PrivateSystemBus::PrivateSystemBus() {
+  dir_ = temp_dir();
+  chmod(dir_.c_str(), 0755);  // unprivileged test users connect too
+  socket_ = dir_ + "/system_bus_socket";
+  config_ = dir_ + "/system.conf";
+  std::ofstream(config_) << R"(<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=)" << socket_
+                         << R"(</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <include>)" << SOURCE_DIR
+                         << R"(/systemd/org.repvisor1.conf</include>
+</busconfig>
+)";
+  start();
+}
+
+PrivateSystemBus::~PrivateSystemBus() {
+  stop();
+  fs::remove_all(dir_);
+}
+
+void PrivateSystemBus::start() {
+  std::string out;
+  if (run_command("dbus-daemon --config-file=" + config_ + " --fork --print-pid --nosyslog", &out) != 0)
+    throw std::runtime_error("dbus-daemon: " + out);
+  pid_ = static_cast<pid_t>(std::stol(out));
+}
+
+void PrivateSystemBus::stop() {
+  if (pid_ <= 0) return;
+  const int fd = pidfd_of(pid_);
+  kill(pid_, SIGTERM);
+  if (fd >= 0) {
+    wait_gone(fd);
+    close(fd);
+  }
+  pid_ = -1;
+}
+
+bool wait_for_owner(const std::string& address, const std::string& name) {
+  sd_bus* bus = nullptr;
+  if (sd_bus_new(&bus) < 0) return false;
+  sd_bus_set_address(bus, address.c_str());
+  sd_bus_set_bus_client(bus, 1);
+  if (sd_bus_start(bus) < 0) {
+    sd_bus_unref(bus);
+    return false;
+  }
+  bool owned = false;
+  const std::string rule = "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" + name + "'";
+  sd_bus_add_match(
+      bus, nullptr, rule.c_str(),
+      [](sd_bus_message* m, void* userdata, sd_bus_error*) {
+        const char *n, *old_owner, *new_owner;
+        if (sd_bus_message_read(m, "sss", &n, &old_owner, &new_owner) >= 0 && *new_owner)
+          *static_cast<bool*>(userdata) = true;
+        return 0;
+      },
+      &owned);
+  // Asked after the match is in place: an owner that came meanwhile is seen either way.
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  if (sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetNameOwner",
+                         &err, &reply, "s", name.c_str()) >= 0)
+    owned = true;
+  sd_bus_message_unref(reply);
+  sd_bus_error_free(&err);
+  const uint64_t deadline = kDeadlineUsec;
+  uint64_t waited = 0;
+  while (!owned && waited < deadline) {
+    if (sd_bus_process(bus, nullptr) > 0) continue;
+    sd_bus_wait(bus, 100'000);
+    waited += 100'000;  // a bound for a hung test, not a poll: the wait ends on the signal
+  }
+  sd_bus_flush_close_unref(bus);
+  return owned;
+}
+
 // ---- process inspection ---------------------------------------------------------------------
 
 std::vector<pid_t> zombie_children(pid_t parent) {

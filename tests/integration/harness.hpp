@@ -87,6 +87,26 @@ class Daemon {
   std::string stderr_path_;
 };
 
+// A dbus-daemon configured like the system bus (deny by default, services bring their policy),
+// with the shipped org.repvisor1.conf; started at construction.
+class PrivateSystemBus {
+ public:
+  PrivateSystemBus();
+  ~PrivateSystemBus();
+  PrivateSystemBus(const PrivateSystemBus&) = delete;
+  // --fork returns once the bus listens; --print-pid tells us whom to stop.
+  void start();
+  void stop();
+  std::string address() const { return "unix:path=" + socket_; }
+
+ private:
+  std::string dir_, socket_, config_;
+  pid_t pid_ = -1;
+};
+
+// Blocks until `name` has an owner on the bus at `address`, driven by NameOwnerChanged.
+bool wait_for_owner(const std::string& address, const std::string& name);
+
 // Processes that are children of `parent` and zombies.
 std::vector<pid_t> zombie_children(pid_t parent);
 // Every pid still in the cgroup subtree (recursively).

@@ -28,7 +28,16 @@
 #include <thread>
 #include <vector>
 
+#include "wire/client.hpp"
+#include "wire/names.hpp"
+#include "wire/values.hpp"
+
 namespace {
+
+using repvisor::wire::kJobInterface;
+using repvisor::wire::kManagerInterface;
+using repvisor::wire::kManagerPath;
+namespace wire = repvisor::wire;
 
 double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -40,37 +49,30 @@ void check(int r, const char* what) {
 
 sd_bus* bus = nullptr;
 
-void call_error(sd_bus_error* e, const char* what) {
-  std::string msg = std::string(what) + ": " + (e->message ? e->message : "?");
-  sd_bus_error_free(e);
-  throw std::runtime_error(msg);
+[[noreturn]] void call_error(const wire::Error& e, const char* what) {
+  throw std::runtime_error(std::string(what) + ": " + (e.get()->message ? e.get()->message : "?"));
 }
 
-sd_bus_message* new_submit() {
-  sd_bus_message* m = nullptr;
-  check(sd_bus_message_new_method_call(bus, &m, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager", "Submit"),
-        "Submit");
+wire::Message new_call(const char* path, const char* interface, const char* method) {
+  wire::Message m;
+  check(wire::new_call(bus, path, interface, method, &m), method);
   return m;
 }
 
-// Sends a Submit (and frees it); returns the new job's object path.
-std::string call_submit(sd_bus_message* m) {
-  sd_bus_message* reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  const int r = sd_bus_call(bus, m, 0, &err, &reply);
-  sd_bus_message_unref(m);
-  if (r < 0) call_error(&err, "Submit");
+// Sends a Submit; returns the new job's object path.
+std::string call_submit(const wire::Message& m) {
+  wire::Error err;
+  wire::Message reply;
+  if (wire::call(bus, m.get(), 0, &err, &reply) < 0) call_error(err, "Submit");
   const char *id, *path;
-  check(sd_bus_message_read(reply, "so", &id, &path), "Submit reply");
-  std::string out = path;
-  sd_bus_message_unref(reply);
-  return out;
+  check(sd_bus_message_read(reply.get(), "so", &id, &path), "Submit reply");
+  return path;
 }
 
 // Submits the child; returns the job's object path.
 std::string submit(const std::string& child, const char* mode, uint64_t stop_timeout_usec) {
-  sd_bus_message* m = new_submit();
-  check(sd_bus_message_append(m, "a{sv}", 2, "argv", "as", 2, child.c_str(), mode, "stop_timeout_usec", "t",
+  const wire::Message m = new_call(kManagerPath, kManagerInterface, "Submit");
+  check(sd_bus_message_append(m.get(), "a{sv}", 2, "argv", "as", 2, child.c_str(), mode, "stop_timeout_usec", "t",
                               stop_timeout_usec),
         "Submit");
   return call_submit(m);
@@ -79,38 +81,26 @@ std::string submit(const std::string& child, const char* mode, uint64_t stop_tim
 // A repvisor-copy job from `source` into a `file` volume the daemon creates (and flushes when
 // the job ends); returns the job's object path.
 std::string submit_copy(const std::string& worker, const std::string& source, const std::string& target) {
-  sd_bus_message* m = new_submit();
-  check(sd_bus_message_open_container(m, 'a', "{sv}"), "Submit");
-  check(sd_bus_message_append(m, "{sv}", "argv", "as", 5, worker.c_str(), source.c_str(), "{volume.target}",
-                              "--checkpoint-interval", "1000"),
-        "Submit");
-  check(sd_bus_message_open_container(m, 'e', "sv"), "Submit");
-  check(sd_bus_message_append(m, "s", "resources"), "Submit");
-  check(sd_bus_message_open_container(m, 'v', "aa{sv}"), "Submit");
-  check(sd_bus_message_append(m, "aa{sv}", 1, 4, "kind", "s", "file", "name", "s", "target", "path", "s",
-                              target.c_str(), "size", "t", uint64_t{64} << 30),
-        "Submit");
-  check(sd_bus_message_close_container(m), "Submit");
-  check(sd_bus_message_close_container(m), "Submit");
-  check(sd_bus_message_close_container(m), "Submit");
+  const wire::Message m = new_call(kManagerPath, kManagerInterface, "Submit");
+  const wire::Dict spec = {
+      {"argv", std::vector<std::string>{worker, source, "{volume.target}", "--checkpoint-interval", "1000"}},
+      {"resources", wire::Records{{{"kind", std::string("file")},
+                                   {"name", std::string("target")},
+                                   {"path", target},
+                                   {"size", uint64_t{64} << 30}}}}};
+  check(wire::append_dict(m.get(), spec), "Submit");
   return call_submit(m);
 }
 
 std::string job_string(const std::string& path, const char* property) {
-  char* v = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  sd_bus_get_property_string(bus, "org.repvisor1", path.c_str(), "org.repvisor1.Job", property, &err, &v);
-  sd_bus_error_free(&err);
-  std::string out = v ? v : "";
-  free(v);
-  return out;
+  std::string v;
+  wire::get_property(bus, path.c_str(), kJobInterface, property, &v);
+  return v;
 }
 
 uint64_t bytes_done(const std::string& path) {
   uint64_t v = 0;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  sd_bus_get_property_trivial(bus, "org.repvisor1", path.c_str(), "org.repvisor1.Job", "BytesDone", &err, 't', &v);
-  sd_bus_error_free(&err);
+  wire::get_property(bus, path.c_str(), kJobInterface, "BytesDone", &v);
   return v;
 }
 
@@ -135,10 +125,7 @@ double run_cold(const std::vector<std::string>& args) {
 
 uint32_t jobs_active() {
   uint32_t n = 0;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  sd_bus_get_property_trivial(bus, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager", "JobsActive", &err, 'u',
-                              &n);
-  sd_bus_error_free(&err);
+  wire::get_property(bus, kManagerPath, kManagerInterface, "JobsActive", &n);
   return n;
 }
 
@@ -153,9 +140,10 @@ class PropertyWatch {
   using OnValue = std::function<void(sd_bus_message*)>;
   PropertyWatch(const char* iface, const char* property, OnValue on_value)
       : iface_(iface), property_(property), on_value_(std::move(on_value)) {
-    check(sd_bus_add_filter(bus, &slot_, on_message, this), "filter");
+    sd_bus_slot* slot = nullptr;
+    check(sd_bus_add_filter(bus, &slot, on_message, this), "filter");
+    slot_.reset(slot);
   }
-  ~PropertyWatch() { sd_bus_slot_unref(slot_); }
   PropertyWatch(const PropertyWatch&) = delete;
   PropertyWatch& operator=(const PropertyWatch&) = delete;
   void wait_until(const std::function<bool()>& done) {
@@ -172,23 +160,14 @@ class PropertyWatch {
     auto* self = static_cast<PropertyWatch*>(userdata);
     if (!sd_bus_message_is_signal(m, "org.freedesktop.DBus.Properties", "PropertiesChanged")) return 0;
     const char* iface = nullptr;
-    if (sd_bus_message_read(m, "s", &iface) < 0 || strcmp(iface, self->iface_) != 0) return 0;
-    if (sd_bus_message_enter_container(m, 'a', "{sv}") < 0) return 0;
-    while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
-      const char* name = nullptr;
-      if (sd_bus_message_read(m, "s", &name) < 0) return 0;
-      if (strcmp(name, self->property_) == 0) {
-        self->on_value_(m);
-        return 0;
-      }
-      if (sd_bus_message_skip(m, "v") < 0 || sd_bus_message_exit_container(m) < 0) return 0;
-    }
+    if (sd_bus_message_read_basic(m, 's', &iface) < 0 || strcmp(iface, self->iface_) != 0) return 0;
+    if (wire::seek_key(m, self->property_) > 0) self->on_value_(m);
     return 0;
   }
   const char* iface_;
   const char* property_;
   OnValue on_value_;
-  sd_bus_slot* slot_ = nullptr;
+  wire::Slot slot_;
 };
 
 // Counts the jobs the daemon announced running (State "running").
@@ -201,7 +180,7 @@ class RunningWatch {
 
  private:
   std::set<std::string> seen_;
-  PropertyWatch watch_{"org.repvisor1.Job", "State", [this](sd_bus_message* m) {
+  PropertyWatch watch_{kJobInterface, "State", [this](sd_bus_message* m) {
                          const char* value = nullptr;
                          if (sd_bus_message_read(m, "v", "s", &value) >= 0 && strcmp(value, "running") == 0)
                            seen_.insert(sd_bus_message_get_path(m));
@@ -218,12 +197,12 @@ std::vector<std::string> submit_pipelined(const std::string& exe, const char* ar
     bool failed;
   } ctx{&paths, &pending, false};
   for (int i = 0; i < n; ++i) {
-    sd_bus_message* m = new_submit();
-    check(sd_bus_message_append(m, "a{sv}", 2, "argv", "as", 2, exe.c_str(), arg, "stop_timeout_usec", "t",
+    const wire::Message m = new_call(kManagerPath, kManagerInterface, "Submit");
+    check(sd_bus_message_append(m.get(), "a{sv}", 2, "argv", "as", 2, exe.c_str(), arg, "stop_timeout_usec", "t",
                                 uint64_t{30'000'000}),
           "Submit");
     check(sd_bus_call_async(
-              bus, nullptr, m,
+              bus, nullptr, m.get(),
               [](sd_bus_message* reply, void* userdata, sd_bus_error*) {
                 auto* c = static_cast<Ctx*>(userdata);
                 const char *id, *path;
@@ -236,7 +215,6 @@ std::vector<std::string> submit_pipelined(const std::string& exe, const char* ar
               },
               &ctx, UINT64_MAX),
           "Submit");
-    sd_bus_message_unref(m);
   }
   while (pending > 0) {
     const int r = sd_bus_process(bus, nullptr);
@@ -251,17 +229,15 @@ std::vector<std::string> submit_pipelined(const std::string& exe, const char* ar
 double stop_all(const std::vector<std::string>& jobs) {
   if (jobs_active() == 0) throw std::runtime_error("stop-all: no job is active");
   bool none_active = false;
-  PropertyWatch watch("org.repvisor1.Manager", "JobsActive", [&](sd_bus_message* m) {
+  PropertyWatch watch(kManagerInterface, "JobsActive", [&](sd_bus_message* m) {
     uint32_t n = 0;
     if (sd_bus_message_read(m, "v", "u", &n) >= 0) none_active = n == 0;
   });
   const double t0 = now_ms();
   for (const auto& j : jobs) {
-    sd_bus_message* m = nullptr;
-    check(sd_bus_message_new_method_call(bus, &m, "org.repvisor1", j.c_str(), "org.repvisor1.Job", "Stop"), "Stop");
-    check(sd_bus_message_append(m, "a{sv}", 0), "Stop");
-    check(sd_bus_send(bus, m, nullptr), "Stop");  // fire them all, then wait for the end
-    sd_bus_message_unref(m);
+    const wire::Message m = new_call(j.c_str(), kJobInterface, "Stop");
+    check(sd_bus_message_append(m.get(), "a{sv}", 0), "Stop");
+    check(sd_bus_send(bus, m.get(), nullptr), "Stop");  // fire them all, then wait for the end
   }
   check(sd_bus_flush(bus), "flush");
   watch.wait_until([&] { return none_active; });
@@ -270,9 +246,7 @@ double stop_all(const std::vector<std::string>& jobs) {
 
 uint32_t main_pid(const std::string& path) {
   uint32_t pid = 0;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  sd_bus_get_property_trivial(bus, "org.repvisor1", path.c_str(), "org.repvisor1.Job", "MainPID", &err, 'u', &pid);
-  sd_bus_error_free(&err);
+  wire::get_property(bus, path.c_str(), kJobInterface, "MainPID", &pid);
   return pid;
 }
 
@@ -295,44 +269,35 @@ void wait_ready(const std::string& path, const std::string& child) {
   while (!term_ready(static_cast<pid_t>(pid), child)) std::this_thread::sleep_for(std::chrono::microseconds(100));
 }
 
-void stop(const std::string& path, bool force, bool wait) {
-  sd_bus_message *m = nullptr, *reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  check(sd_bus_message_new_method_call(bus, &m, "org.repvisor1", path.c_str(), "org.repvisor1.Job", "Stop"), "Stop");
-  check(sd_bus_message_append(m, "a{sv}", 2, "force", "b", force, "wait", "b", wait), "Stop");
-  if (sd_bus_call(bus, m, UINT64_MAX, &err, &reply) < 0) call_error(&err, "Stop");
-  sd_bus_message_unref(m);
-  sd_bus_message_unref(reply);
+// Calls a method whose one argument is an empty a{sv}; its reply.
+wire::Message call_empty(const char* path, const char* interface, const char* method, uint64_t timeout = 0) {
+  const wire::Message m = new_call(path, interface, method);
+  check(sd_bus_message_append(m.get(), "a{sv}", 0), method);
+  wire::Error err;
+  wire::Message reply;
+  if (wire::call(bus, m.get(), timeout, &err, &reply) < 0) call_error(err, method);
+  return reply;
 }
 
-void remove_job(const std::string& path) {
-  sd_bus_message* reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  if (sd_bus_call_method(bus, "org.repvisor1", path.c_str(), "org.repvisor1.Job", "Delete", &err, &reply, "a{sv}", 0) <
-      0)
-    call_error(&err, "Delete");
-  sd_bus_message_unref(reply);
+void stop(const std::string& path, bool force, bool wait) {
+  const wire::Message m = new_call(path.c_str(), kJobInterface, "Stop");
+  check(sd_bus_message_append(m.get(), "a{sv}", 2, "force", "b", force, "wait", "b", wait), "Stop");
+  wire::Error err;
+  wire::Message reply;
+  if (wire::call(bus, m.get(), UINT64_MAX, &err, &reply) < 0) call_error(err, "Stop");
 }
+
+void remove_job(const std::string& path) { call_empty(path.c_str(), kJobInterface, "Delete"); }
 
 // Jobs in state "running", from one List call; its duration in *ms.
 size_t running(double* ms) {
-  sd_bus_message* reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
   const double t0 = now_ms();
-  if (sd_bus_call_method(bus, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager", "List", &err, &reply, "a{sv}",
-                         0) < 0)
-    call_error(&err, "List");
+  const wire::Message reply = call_empty(kManagerPath, kManagerInterface, "List");
   if (ms) *ms = now_ms() - t0;
-  size_t n = 0;
-  check(sd_bus_message_enter_container(reply, 'a', "(ssssdtto)"), "List");
-  const char *id, *name, *state, *phase, *path;
-  double progress;
-  uint64_t created, finished;
-  while (sd_bus_message_read(reply, "(ssssdtto)", &id, &name, &state, &phase, &progress, &created, &finished, &path) >
-         0)
-    if (strcmp(state, "running") == 0) ++n;
-  sd_bus_message_unref(reply);
-  return n;
+  std::vector<wire::JobRow> rows;
+  check(wire::read_job_rows(reply.get(), &rows), "List");
+  return static_cast<size_t>(
+      std::count_if(rows.begin(), rows.end(), [](const auto& r) { return r.state == "running"; }));
 }
 
 // Turns a `perf record --control fifo:PATH` on for one phase of SCALE_ONLY, and off after it.
@@ -446,14 +411,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string address = argv[1], child = argv[3];
+  wire::Bus connection;
   try {
     const pid_t daemon = static_cast<pid_t>(number(argv[2], "DAEMON_PID"));
     const int n = argc > 4 ? number(argv[4], "ITERATIONS") : 200, esc = argc > 5 ? number(argv[5], "ESCALATIONS") : 5;
     const int scale = argc > 6 ? number(argv[6], "SCALE") : 1000;
-    check(sd_bus_new(&bus), "sd_bus_new");
-    check(sd_bus_set_address(bus, address.c_str()), "address");
-    sd_bus_set_bus_client(bus, 1);
-    check(sd_bus_start(bus), "connect");
+    check(wire::connect(address, &connection), "connect");
+    bus = connection.get();
 
     if (getenv("SCALE_ONLY")) {
       // A profiling aid (perf record -p DAEMON_PID meanwhile): pipelined start and stop-all of
@@ -549,10 +513,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 1000; ++i) {
       uint32_t pid = 0;
       const double t0 = now_ms();
-      sd_bus_error err = SD_BUS_ERROR_NULL;
-      sd_bus_get_property_trivial(bus, "org.repvisor1", jobs[0].c_str(), "org.repvisor1.Job", "MainPID", &err, 'u',
-                                  &pid);
-      sd_bus_error_free(&err);
+      wire::get_property(bus, jobs[0].c_str(), kJobInterface, "MainPID", &pid);
       status_rt.push_back(now_ms() - t0);
     }
     double list_ms = 0;
@@ -640,6 +601,5 @@ int main(int argc, char** argv) {
     fprintf(stderr, "repvisor-bench: %s\n", e.what());
     return 1;
   }
-  sd_bus_flush_close_unref(bus);
   return 0;
 }

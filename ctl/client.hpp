@@ -4,11 +4,13 @@
 #include <systemd/sd-bus.h>
 
 #include <map>
-#include <memory>
 #include <stdexcept>
 #include <string>
 #include <variant>
 #include <vector>
+
+#include "wire/client.hpp"
+#include "wire/values.hpp"
 
 namespace repvisor::ctl {
 
@@ -35,14 +37,14 @@ struct CtlError : std::runtime_error {
   std::string hint;
 };
 
-using StringMap = std::map<std::string, std::string>;
+// The API's values (wire/values.hpp) under the names the verbs use.
+using StringMap = wire::StringMap;
 // A list of flat dictionaries (aa{sv}): job resources, sent and read back.
-using DictValue = std::variant<std::string, uint64_t, bool>;
-using Dict = std::map<std::string, DictValue>;
-using DictList = std::vector<Dict>;
-using Value = std::variant<std::string, bool, uint64_t, int64_t, int32_t, uint32_t, double, std::vector<std::string>,
-                           std::vector<uint32_t>, StringMap, DictList>;
-using Props = std::map<std::string, Value>;
+using DictValue = wire::Scalar;
+using Dict = wire::Record;
+using DictList = wire::Records;
+using Value = wire::Value;
+using Props = wire::Dict;
 
 // The properties with every string escaped (util/text.hpp): what a job's submitter chose (its
 // name, notes, argv, status text) goes to a terminal as text, never as control sequences.
@@ -62,21 +64,15 @@ struct EventRow {
   Props details;
 };
 
-struct JobRow {
-  std::string id, name, state, phase;
-  double progress = -1;
-  uint64_t created_usec = 0, finished_usec = 0;
-  std::string path;
-};
+using JobRow = wire::JobRow;
 
 class Client {
  public:
   explicit Client(const std::string& address);
-  ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  sd_bus* bus() const { return bus_; }
+  sd_bus* bus() const { return bus_.get(); }
 
   std::pair<std::string, std::string> submit(const Options& spec);
   std::vector<JobRow> list(const std::vector<std::string>& states = {});
@@ -86,9 +82,9 @@ class Client {
   Props manager_properties();
   // Starts a method call with an a{sv} argument (after `leading` string args); the reply comes to
   // `cb`. Used for the calls whose replies can take long (stop with wait, forced delete).
-  sd_bus_slot* call_async(const char* path, const char* interface, const char* method,
-                          const std::vector<std::string>& leading, const Options& opts, sd_bus_message_handler_t cb,
-                          void* userdata);
+  wire::Slot call_async(const char* path, const char* interface, const char* method,
+                        const std::vector<std::string>& leading, const Options& opts, sd_bus_message_handler_t cb,
+                        void* userdata);
   // Job.Resume: the job's object path.
   std::string resume(const std::string& path);
   // Job.RetryCleanup: returns when the teardown has run (it may take minutes: no call timeout).
@@ -96,21 +92,19 @@ class Client {
   Props call_dict(const char* path, const char* interface, const char* method, const std::vector<std::string>& leading,
                   const Options& opts);
 
-  // Throws CtlError for a D-Bus error reply (with the daemon's message and our hint).
+  // Throws CtlError for a D-Bus error reply (with the daemon's message and our hint); the exit
+  // code of each of the API's errors is chosen by its kind (wire/errors.hpp).
   [[noreturn]] static void raise(const sd_bus_error* e, const std::string& context = {});
 
  private:
-  struct Unref {
-    void operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
-  };
-  using Reply = std::unique_ptr<sd_bus_message, Unref>;
+  using Reply = wire::Message;
   // One call on `path`: `leading` string arguments, then `opts` as a{sv} when given; waits up to
   // `timeout` (0: sd-bus's default) and raises a D-Bus error as CtlError.
   Reply call(const char* path, const char* interface, const char* method, const Options* opts, uint64_t timeout = 0,
              const std::vector<std::string>& leading = {});
   // Throws the CtlError for an id prefix that matches more than one job, naming them.
   [[noreturn]] void ambiguous(const std::string& prefix);
-  sd_bus* bus_ = nullptr;
+  wire::Bus bus_;
 };
 
 // Reads a property dictionary (a{sv}) from m.

@@ -13,6 +13,7 @@
 
 #include "output.hpp"
 #include "verbs.hpp"
+#include "watcher.hpp"
 
 using namespace repvisor::ctl;
 

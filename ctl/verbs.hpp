@@ -1,4 +1,5 @@
-// The verbs of repvisorctl, one function each; main.cpp holds the table that names them.
+// The verbs of repvisorctl, one function each (read_verbs.cpp those that only read,
+// change_verbs.cpp those that change jobs); main.cpp holds the table that names them.
 #pragma once
 #include <string>
 #include <vector>
@@ -49,8 +50,6 @@ int verb_watch(const Globals& g, const JobArg& a);
 int verb_events(const Globals& g, const EventsArgs& a);
 int verb_resume(const Globals& g, const JobArg& a);
 int verb_cleanup(const Globals& g, const JobArg& a);
-
-void install_interrupt_handler();
 
 // Parses a TOML job file into Submit options; errors name file:line:column and the key.
 Options load_job_file(const std::string& path);

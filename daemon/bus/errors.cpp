@@ -6,28 +6,6 @@
 
 namespace repvisor::bus {
 
-const char* error_name(ErrorKind kind) {
-  switch (kind) {
-    case ErrorKind::NoSuchJob:
-      return kErrorNoSuchJob;
-    case ErrorKind::JobActive:
-      return kErrorJobActive;
-    case ErrorKind::InvalidArgs:
-      return SD_BUS_ERROR_INVALID_ARGS;
-    case ErrorKind::AccessDenied:
-      return SD_BUS_ERROR_ACCESS_DENIED;
-    case ErrorKind::ShuttingDown:
-      return kErrorShuttingDown;
-    case ErrorKind::NotResumable:
-      return kErrorNotResumable;
-    case ErrorKind::CleanupFailed:
-      return kErrorCleanupFailed;
-    case ErrorKind::Failed:
-      break;
-  }
-  return SD_BUS_ERROR_FAILED;
-}
-
 std::string bus_message(std::string_view text) {
   constexpr size_t kMax = 4096;
   std::string out = valid_utf8(text.substr(0, kMax));

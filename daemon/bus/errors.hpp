@@ -1,5 +1,5 @@
-// D-Bus error names, mapped from ErrorKind once, and the trampoline that keeps exceptions from
-// ever crossing sd-bus's C callbacks.
+// D-Bus errors set from ErrorKind (the names are in wire/errors.hpp, shared with the clients), and
+// the trampoline that keeps exceptions from ever crossing sd-bus's C callbacks.
 #pragma once
 #include <systemd/sd-bus.h>
 
@@ -12,13 +12,13 @@
 
 namespace repvisor::bus {
 
-inline constexpr const char* kErrorNoSuchJob = "org.repvisor1.Error.NoSuchJob";
-inline constexpr const char* kErrorJobActive = "org.repvisor1.Error.JobActive";
-inline constexpr const char* kErrorShuttingDown = "org.repvisor1.Error.ShuttingDown";
-inline constexpr const char* kErrorNotResumable = "org.repvisor1.Error.NotResumable";
-inline constexpr const char* kErrorCleanupFailed = "org.repvisor1.Error.CleanupFailed";
+inline constexpr const char* kErrorNoSuchJob = wire::error_name(ErrorKind::NoSuchJob);
+inline constexpr const char* kErrorJobActive = wire::error_name(ErrorKind::JobActive);
+inline constexpr const char* kErrorShuttingDown = wire::error_name(ErrorKind::ShuttingDown);
+inline constexpr const char* kErrorNotResumable = wire::error_name(ErrorKind::NotResumable);
+inline constexpr const char* kErrorCleanupFailed = wire::error_name(ErrorKind::CleanupFailed);
 
-const char* error_name(ErrorKind kind);
+using wire::error_name;
 // An error's text as it may go on the bus: valid UTF-8 (sd-bus will not send anything else, and
 // the caller would wait for a reply that never comes) and at most 4 KiB.
 std::string bus_message(std::string_view text);

@@ -1,5 +1,6 @@
 // Owners of sd-bus's handles: each holds one reference (or one sd_bus_error) and drops it once,
-// so no path through the bus layer, a throwing one included, leaks or double-frees them.
+// so no path through the bus layer, a throwing one included, leaks or double-frees them. Those
+// the clients need too are wire/handles.hpp's, under the bus layer's names.
 #pragma once
 #include <systemd/sd-bus.h>
 
@@ -10,26 +11,19 @@
 #include <string>
 #include <vector>
 
+#include "wire/handles.hpp"
+
 namespace repvisor::bus {
 
-struct BusUnref {
-  void operator()(sd_bus* b) const { sd_bus_flush_close_unref(b); }
-};
-using BusPtr = std::unique_ptr<sd_bus, BusUnref>;
-
-struct MessageUnref {
-  void operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
-};
-using MessagePtr = std::unique_ptr<sd_bus_message, MessageUnref>;
+using BusPtr = wire::Bus;
+using MessageUnref = wire::MessageUnref;
+using MessagePtr = wire::Message;
 
 // A method call kept until it is answered: shared, as the std::functions that carry it need copies.
 using CallRef = std::shared_ptr<sd_bus_message>;
 inline CallRef ref(sd_bus_message* m) { return CallRef(sd_bus_message_ref(m), MessageUnref{}); }
 
-struct SlotUnref {
-  void operator()(sd_bus_slot* s) const { sd_bus_slot_unref(s); }
-};
-using SlotPtr = std::unique_ptr<sd_bus_slot, SlotUnref>;
+using SlotPtr = wire::Slot;
 
 struct CredsUnref {
   void operator()(sd_bus_creds* c) const { sd_bus_creds_unref(c); }
@@ -37,17 +31,7 @@ struct CredsUnref {
 using CredsPtr = std::unique_ptr<sd_bus_creds, CredsUnref>;
 
 // An sd_bus_error, freed at the end of its scope.
-class ErrorBuffer {
- public:
-  ErrorBuffer() = default;
-  ErrorBuffer(const ErrorBuffer&) = delete;
-  ErrorBuffer& operator=(const ErrorBuffer&) = delete;
-  ~ErrorBuffer() { sd_bus_error_free(&error_); }
-  sd_bus_error* get() { return &error_; }
-
- private:
-  sd_bus_error error_ = SD_BUS_ERROR_NULL;
-};
+using ErrorBuffer = wire::Error;
 
 // What one connection has registered (objects, enumerators, a filter): dropped all together,
 // which unregisters them, when the connection is let go.

@@ -10,13 +10,14 @@
 
 #include "bus/handles.hpp"
 #include "core/job.hpp"
+#include "wire/names.hpp"
 
 namespace repvisor::bus {
 
 class Api;
 
-inline constexpr const char* kJobPrefix = "/org/repvisor1/job";
-inline constexpr const char* kJobInterface = "org.repvisor1.Job";
+using wire::kJobInterface;
+using wire::kJobPrefix;
 
 std::string job_path(const std::string& id);
 

@@ -7,13 +7,14 @@
 #include <vector>
 
 #include "bus/handles.hpp"
+#include "wire/names.hpp"
 
 namespace repvisor::bus {
 
 class Api;
 
-inline constexpr const char* kManagerPath = "/org/repvisor1";
-inline constexpr const char* kManagerInterface = "org.repvisor1.Manager";
+using wire::kManagerInterface;
+using wire::kManagerPath;
 
 // What changed on the Manager, for its PropertiesChanged.
 enum ManagerChanged : uint32_t {

@@ -9,10 +9,11 @@
 
 #include "bus/api.hpp"
 #include "bus/connection.hpp"
+#include "wire/names.hpp"
 
 namespace repvisor::bus {
 
-inline constexpr const char* kBusName = "org.repvisor1";
+using wire::kBusName;
 
 class SystemBus {
  public:

@@ -1,21 +1,14 @@
-// The documented outcomes of API calls, kept apart from fatal errors. The bus layer maps each
-// kind to its D-Bus error name in one place (bus/errors.cpp).
+// The documented outcomes of API calls, kept apart from fatal errors. The kinds and their D-Bus
+// error names are listed once, in wire/errors.hpp, which the clients share.
 #pragma once
 #include <stdexcept>
 #include <string>
 
+#include "wire/errors.hpp"
+
 namespace repvisor {
 
-enum class ErrorKind {
-  NoSuchJob,
-  JobActive,
-  InvalidArgs,
-  AccessDenied,
-  ShuttingDown,
-  NotResumable,
-  CleanupFailed,
-  Failed
-};
+using ErrorKind = wire::ErrorKind;
 
 class ApiError : public std::runtime_error {
  public:

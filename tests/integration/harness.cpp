@@ -21,6 +21,8 @@
 #include <sstream>
 
 #include "sys/cgroup.hpp"
+#include "wire/client.hpp"
+#include "wire/names.hpp"
 
 namespace repvisor::test {
 
@@ -32,88 +34,6 @@ uint64_t mono_usec() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
-}
-
-void append_dict(sd_bus_message* m, const Dict& d) {
-  sd_bus_message_open_container(m, 'a', "{sv}");
-  for (const auto& [k, v] : d) {
-    sd_bus_message_open_container(m, 'e', "sv");
-    sd_bus_message_append_basic(m, 's', k.c_str());
-    std::visit(
-        [&](const auto& x) {
-          using T = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<T, std::string>)
-            sd_bus_message_append(m, "v", "s", x.c_str());
-          else if constexpr (std::is_same_v<T, bool>)
-            sd_bus_message_append(m, "v", "b", static_cast<int>(x));
-          else if constexpr (std::is_same_v<T, uint64_t>)
-            sd_bus_message_append(m, "v", "t", x);
-          else if constexpr (std::is_same_v<T, int32_t>)
-            sd_bus_message_append(m, "v", "i", x);
-          else if constexpr (std::is_same_v<T, uint32_t>)
-            sd_bus_message_append(m, "v", "u", x);
-          else if constexpr (std::is_same_v<T, double>)
-            sd_bus_message_append(m, "v", "d", x);
-          else if constexpr (std::is_same_v<T, ResourceList>) {
-            sd_bus_message_open_container(m, 'v', "aa{sv}");
-            sd_bus_message_open_container(m, 'a', "a{sv}");
-            for (const auto& r : x) {
-              sd_bus_message_open_container(m, 'a', "{sv}");
-              for (const auto& [rk, rv] : r) {
-                if (const auto* str = std::get_if<std::string>(&rv))
-                  sd_bus_message_append(m, "{sv}", rk.c_str(), "s", str->c_str());
-                else
-                  sd_bus_message_append(m, "{sv}", rk.c_str(), "t", std::get<uint64_t>(rv));
-              }
-              sd_bus_message_close_container(m);
-            }
-            sd_bus_message_close_container(m);
-            sd_bus_message_close_container(m);
-          } else {
-            std::vector<const char*> l;
-            for (const auto& s : x) l.push_back(s.c_str());
-            l.push_back(nullptr);
-            sd_bus_message_open_container(m, 'v', "as");
-            sd_bus_message_append_strv(m, const_cast<char**>(l.data()));
-            sd_bus_message_close_container(m);
-          }
-        },
-        v);
-    sd_bus_message_close_container(m);
-  }
-  sd_bus_message_close_container(m);
-}
-
-Dict read_dict(sd_bus_message* m) {
-  Dict out;
-  if (sd_bus_message_enter_container(m, 'a', "{sv}") <= 0) return out;
-  while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
-    const char* k;
-    const char* contents;
-    sd_bus_message_read_basic(m, 's', &k);
-    sd_bus_message_peek_type(m, nullptr, &contents);
-    std::string sig = contents;
-    sd_bus_message_enter_container(m, 'v', contents);
-    if (sig == "s") {
-      const char* s;
-      sd_bus_message_read_basic(m, 's', &s);
-      out[k] = std::string(s);
-    } else if (sig == "b") {
-      int b;
-      sd_bus_message_read_basic(m, 'b', &b);
-      out[k] = b != 0;
-    } else if (sig == "t") {
-      uint64_t t;
-      sd_bus_message_read_basic(m, 't', &t);
-      out[k] = t;
-    } else {
-      sd_bus_message_skip(m, contents);
-    }
-    sd_bus_message_exit_container(m);
-    sd_bus_message_exit_container(m);
-  }
-  sd_bus_message_exit_container(m);
-  return out;
 }
 
 std::string read_file(const std::string& p) {
@@ -134,54 +54,43 @@ std::string temp_dir() {
 // ---- Bus ----------------------------------------------------------------------------------
 
 Bus::Bus(const std::string& address) {
-  sd_bus_new(&bus_);
-  sd_bus_set_address(bus_, address.c_str());
-  sd_bus_set_bus_client(bus_, 1);
-  int r = sd_bus_start(bus_);
-  if (r < 0) {
-    bus_ = sd_bus_flush_close_unref(bus_);  // no destructor runs for a throwing constructor
+  if (int r = wire::connect(address, &bus_); r < 0)
     throw std::runtime_error("cannot connect to " + address + ": " + strerror(-r));
-  }
 }
-
-Bus::~Bus() { sd_bus_flush_close_unref(bus_); }
 
 CallResult Bus::call(const char* path, const char* iface, const char* method, const std::string* arg,
                      const Dict* dict) {
-  sd_bus_message *m = nullptr, *reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  sd_bus_message_new_method_call(bus_, &m, "org.repvisor1", path, iface, method);
-  if (arg) sd_bus_message_append_basic(m, 's', arg->c_str());
-  if (dict) append_dict(m, *dict);
+  wire::Message m;
+  wire::new_call(get(), path, iface, method, &m);
+  if (arg) sd_bus_message_append_basic(m.get(), 's', arg->c_str());
+  if (dict) wire::append_dict(m.get(), *dict);
   CallResult res;
-  int r = sd_bus_call(bus_, m, kDeadlineUsec, &err, &reply);
-  sd_bus_message_unref(m);
-  if (r < 0) {
-    res.error_name = err.name ? err.name : "";
-    res.error_message = err.message ? err.message : strerror(-r);
-    sd_bus_error_free(&err);
+  wire::Error err;
+  wire::Message reply;
+  if (int r = wire::call(get(), m.get(), kDeadlineUsec, &err, &reply); r < 0) {
+    res.error_name = err.name();
+    res.error_message = err.get()->message ? err.get()->message : strerror(-r);
     return res;
   }
   res.ok = true;
-  const char* sig = sd_bus_message_get_signature(reply, 1);
-  if (std::string_view(sig) == "a{sv}") {
-    res.dict = read_dict(reply);
-  } else if (std::string_view(sig) == "so") {
+  const std::string_view sig = sd_bus_message_get_signature(reply.get(), 1);
+  if (sig == "a{sv}") {
+    wire::read_dict(reply.get(), &res.dict);
+  } else if (sig == "so") {
     const char *a, *b;
-    sd_bus_message_read(reply, "so", &a, &b);
+    sd_bus_message_read(reply.get(), "so", &a, &b);
     res.s1 = a;
     res.s2 = b;
-  } else if (std::string_view(sig) == "o") {
+  } else if (sig == "o") {
     const char* a;
-    sd_bus_message_read(reply, "o", &a);
+    sd_bus_message_read(reply.get(), "o", &a);
     res.s1 = a;
   }
-  sd_bus_message_unref(reply);
   return res;
 }
 
 CallResult Bus::submit(const Dict& spec) {
-  return call("/org/repvisor1", "org.repvisor1.Manager", "Submit", nullptr, &spec);
+  return call(wire::kManagerPath, wire::kManagerInterface, "Submit", nullptr, &spec);
 }
 
 std::string Bus::submit_ok(std::vector<std::string> argv, Dict extra) {
@@ -192,137 +101,88 @@ std::string Bus::submit_ok(std::vector<std::string> argv, Dict extra) {
 }
 
 CallResult Bus::stop(const std::string& job, const Dict& opts) {
-  return call("/org/repvisor1", "org.repvisor1.Manager", "StopJob", &job, &opts);
+  return call(wire::kManagerPath, wire::kManagerInterface, "StopJob", &job, &opts);
 }
 CallResult Bus::remove(const std::string& job, const Dict& opts) {
-  return call("/org/repvisor1", "org.repvisor1.Manager", "DeleteJob", &job, &opts);
+  return call(wire::kManagerPath, wire::kManagerInterface, "DeleteJob", &job, &opts);
 }
 CallResult Bus::get_job(const std::string& job) {
-  return call("/org/repvisor1", "org.repvisor1.Manager", "GetJob", &job, nullptr);
+  return call(wire::kManagerPath, wire::kManagerInterface, "GetJob", &job, nullptr);
 }
 
 std::vector<std::vector<std::string>> Bus::list(const std::vector<std::string>& states) {
   Dict filter;
   if (!states.empty()) filter["states"] = states;
-  sd_bus_message *m = nullptr, *reply = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  sd_bus_message_new_method_call(bus_, &m, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager", "List");
-  append_dict(m, filter);
-  int r = sd_bus_call(bus_, m, kDeadlineUsec, &err, &reply);
-  sd_bus_message_unref(m);
+  wire::Message m;
+  wire::new_call(get(), wire::kManagerPath, wire::kManagerInterface, "List", &m);
+  wire::append_dict(m.get(), filter);
+  wire::Error err;
+  wire::Message reply;
   std::vector<std::vector<std::string>> rows;
-  if (r < 0) {
-    ADD_FAILURE() << "List: " << (err.message ? err.message : "");
-    sd_bus_error_free(&err);
+  if (wire::call(get(), m.get(), kDeadlineUsec, &err, &reply) < 0) {
+    ADD_FAILURE() << "List: " << err.message();
     return rows;
   }
-  sd_bus_message_enter_container(reply, 'a', "(ssssdtto)");
-  const char *id, *name, *state, *phase, *path;
-  double progress;
-  uint64_t c, f;
-  while (sd_bus_message_read(reply, "(ssssdtto)", &id, &name, &state, &phase, &progress, &c, &f, &path) > 0)
-    rows.push_back({id, name, state, phase, path});
-  sd_bus_message_unref(reply);
+  std::vector<wire::JobRow> jobs;
+  wire::read_job_rows(reply.get(), &jobs);
+  for (const auto& j : jobs) rows.push_back({j.id, j.name, j.state, j.phase, j.path});
   return rows;
 }
 
-static std::string job_path(const std::string& id) { return "/org/repvisor1/job/" + id; }
-
 std::string Bus::prop_s(const std::string& id, const char* name) {
-  char* s = nullptr;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  int r = sd_bus_get_property_string(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, &s);
-  sd_bus_error_free(&err);
-  if (r < 0) return "<error: " + std::string(strerror(-r)) + ">";
-  std::string out = s;
-  free(s);
+  std::string out;
+  if (int r = wire::get_property(get(), wire::job_path(id).c_str(), wire::kJobInterface, name, &out); r < 0)
+    return "<error: " + std::string(strerror(-r)) + ">";
   return out;
 }
 
 std::vector<std::map<std::string, std::string>> Bus::resource_details(const std::string& id) {
   std::vector<std::map<std::string, std::string>> out;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  sd_bus_message* m = nullptr;
-  int r = sd_bus_get_property(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", "ResourceDetails", &err,
-                              &m, "aa{sv}");
-  sd_bus_error_free(&err);
-  if (r < 0) return out;
-  sd_bus_message_enter_container(m, 'a', "a{sv}");
-  while (sd_bus_message_enter_container(m, 'a', "{sv}") > 0) {
+  wire::Records records;
+  if (wire::get_property(get(), wire::job_path(id).c_str(), wire::kJobInterface, "ResourceDetails", &records) < 0)
+    return out;
+  for (const auto& record : records) {
     std::map<std::string, std::string> d;
-    while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
-      const char* k = nullptr;
-      const char* t = nullptr;
-      sd_bus_message_read_basic(m, 's', &k);
-      sd_bus_message_peek_type(m, nullptr, &t);
-      sd_bus_message_enter_container(m, 'v', t);
-      const std::string ts = t;
-      if (ts == "s") {
-        const char* v = nullptr;
-        sd_bus_message_read_basic(m, 's', &v);
-        d[k] = v;
-      } else if (ts == "b") {
-        int v = 0;
-        sd_bus_message_read_basic(m, 'b', &v);
-        d[k] = v ? "true" : "false";
-      } else if (ts == "u") {
-        uint32_t v = 0;
-        sd_bus_message_read_basic(m, 'u', &v);
-        d[k] = std::to_string(v);
-      } else if (ts == "t") {
-        uint64_t v = 0;
-        sd_bus_message_read_basic(m, 't', &v);
-        d[k] = std::to_string(v);
-      } else {
-        sd_bus_message_skip(m, t);
-      }
-      sd_bus_message_exit_container(m);
-      sd_bus_message_exit_container(m);
+    for (const auto& [k, v] : record) {
+      if (const auto* s = std::get_if<std::string>(&v))
+        d[k] = *s;
+      else if (const auto* b = std::get_if<bool>(&v))
+        d[k] = *b ? "true" : "false";
+      else
+        d[k] = std::to_string(std::get<uint64_t>(v));
     }
-    sd_bus_message_exit_container(m);
     out.push_back(std::move(d));
   }
-  sd_bus_message_unref(m);
   return out;
 }
 
 uint64_t Bus::prop_t(const std::string& id, const char* name) {
   uint64_t v = 0;
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  sd_bus_get_property_trivial(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, 't', &v);
-  sd_bus_error_free(&err);
+  wire::get_property(get(), wire::job_path(id).c_str(), wire::kJobInterface, name, &v);
   return v;
 }
 
 int64_t Bus::prop_i(const std::string& id, const char* name) {
   // The unsigned ones are PIDs and UIDs; the rest are signed.
   const std::string_view n(name);
-  const bool is_unsigned = n == "MainPID" || n == "RequestedByUID" || n == "Runs";
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  int64_t out = INT64_MIN;
-  if (is_unsigned) {
+  const std::string path = wire::job_path(id);
+  if (n == "MainPID" || n == "RequestedByUID" || n == "Runs") {
     uint32_t u = 0;
-    if (sd_bus_get_property_trivial(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, 'u',
-                                    &u) >= 0)
-      out = u;
-  } else {
-    int32_t i = 0;
-    if (sd_bus_get_property_trivial(bus_, "org.repvisor1", job_path(id).c_str(), "org.repvisor1.Job", name, &err, 'i',
-                                    &i) >= 0)
-      out = i;
+    return wire::get_property(get(), path.c_str(), wire::kJobInterface, name, &u) < 0 ? INT64_MIN : u;
   }
-  sd_bus_error_free(&err);
-  return out;
+  int32_t i = 0;
+  return wire::get_property(get(), path.c_str(), wire::kJobInterface, name, &i) < 0 ? INT64_MIN : i;
 }
 
 bool Bus::job_exists(const std::string& id) { return get_job(id).ok; }
 
 void Bus::wait_until(const std::string& id, const std::function<bool(Bus&)>& pred) {
-  sd_bus_slot* slot = nullptr;
+  sd_bus_slot* raw = nullptr;
   const std::string rule =
-      "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path='" + job_path(id) +
-      "'";
-  sd_bus_add_match(bus_, &slot, rule.c_str(), nullptr, nullptr);
+      "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path='" +
+      wire::job_path(id) + "'";
+  sd_bus_add_match(get(), &raw, rule.c_str(), nullptr, nullptr);
+  const wire::Slot slot(raw);
   const uint64_t deadline = mono_usec() + kDeadlineUsec;
   while (!pred(*this)) {
     const uint64_t now = mono_usec();
@@ -331,14 +191,13 @@ void Bus::wait_until(const std::string& id, const std::function<bool(Bus&)>& pre
                     << prop_s(id, "SubState") << ")";
       break;
     }
-    int r = sd_bus_process(bus_, nullptr);
+    int r = sd_bus_process(get(), nullptr);
     if (r < 0) {
       ADD_FAILURE() << "bus: " << strerror(-r);
       break;
     }
-    if (r == 0) sd_bus_wait(bus_, deadline - now);
+    if (r == 0) sd_bus_wait(get(), deadline - now);
   }
-  sd_bus_slot_unref(slot);
 }
 
 void Bus::wait_state(const std::string& id, const std::string& state) {

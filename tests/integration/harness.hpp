@@ -8,18 +8,19 @@
 #include <functional>
 #include <map>
 #include <string>
-#include <variant>
 #include <vector>
+
+#include "wire/handles.hpp"
+#include "wire/values.hpp"
 
 namespace repvisor::test {
 
 inline constexpr uint64_t kDeadlineUsec = 60'000'000;  // a hung test fails after this
 
 // Job resources (aa{sv}): each a dictionary of strings and sizes.
-using ResourceList = std::vector<std::map<std::string, std::variant<std::string, uint64_t>>>;
-using Value =
-    std::variant<std::string, bool, uint64_t, int32_t, uint32_t, double, std::vector<std::string>, ResourceList>;
-using Dict = std::map<std::string, Value>;
+using ResourceList = wire::Records;
+using Value = wire::Value;
+using Dict = wire::Dict;
 
 struct CallResult {
   bool ok = false;
@@ -31,8 +32,7 @@ struct CallResult {
 class Bus {
  public:
   explicit Bus(const std::string& address);
-  ~Bus();
-  sd_bus* get() const { return bus_; }
+  sd_bus* get() const { return bus_.get(); }
 
   CallResult submit(const Dict& spec);
   std::string submit_ok(std::vector<std::string> argv, Dict extra = {});  // returns id
@@ -55,7 +55,7 @@ class Bus {
 
  private:
   CallResult call(const char* path, const char* iface, const char* method, const std::string* arg, const Dict* dict);
-  sd_bus* bus_ = nullptr;
+  wire::Bus bus_;
 };
 
 class Daemon {

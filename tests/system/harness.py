@@ -458,9 +458,13 @@ class SystemTest(unittest.TestCase):
         # A failure of this test (or of its setUp) is already in the result when cleanups run.
         failed = self._problems() > self._problems_before
         if failed:
-            # The journal is kept in build/system/journal/<test>; its end says most.
-            print(f"\n---- journal of {self.c.name} (kept in {self.c.journal}) ----", file=sys.stderr)
-            print(self.c.journal_text(lines=150), file=sys.stderr)
+            # The journal is kept in build/system/journal/<test>: the daemon's part of it, and the
+            # end of all of it (systemd's word on the unit, dbus, dpkg's scripts).
+            print(f"\n---- repvisord's journal in {self.c.name} (all of it kept in {self.c.journal}) ----",
+                  file=sys.stderr)
+            print(self.c.journal_text(["-u", "repvisord"], lines=100), file=sys.stderr)
+            print("---- the end of the whole journal ----", file=sys.stderr)
+            print(self.c.journal_text(lines=60), file=sys.stderr)
         self.c.teardown()
         if not failed and not os.environ.get("KEEP_JOURNALS"):
             shutil.rmtree(self.c.journal, ignore_errors=True)

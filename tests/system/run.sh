@@ -7,7 +7,8 @@
 #   tests/system/run.sh [unittest names, e.g. test_jobs.Jobs.test_...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-debs=build/system/debs
+# Absolute, as packaging/build-deb.sh must take it (it once read it as relative to the checkout).
+debs=$PWD/build/system/debs
 version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' build/CMakeCache.txt)
 # The next version: the patch level plus one (0.1.0 -> 0.1.1).
 next=${version%.*}.$((${version##*.} + 1))

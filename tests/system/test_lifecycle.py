@@ -162,8 +162,9 @@ class Lifecycle(harness.SystemTest):
         self.assertEqual((end["state"], end["exit_code"]), ("completed", 0), end)
         self.c.run(["cmp", f"{VOLUMES}/src/a.raw", f"{VOLUMES}/a.img"])
 
-        # The copy from nbdkit was: nbdkit (1.32) as repvisord starts it has the kernel send it
-        # SIGTERM when its parent dies (PR_SET_PDEATHSIG), and its parent is the old daemon.
+        # The copy from nbdkit was: nbdkit (1.32), socket-activated as repvisord starts it, has
+        # the kernel send it SIGTERM when its parent dies (PR_SET_PDEATHSIG), and its parent is
+        # the old daemon (docs/system-tests.md, Upgrades).
         # The new daemon finds the server gone (or, when the copy saw it first and failed, the
         # job's processes gone) and fails the job; its checkpoint and kept volume make it
         # resumable.

@@ -9,7 +9,6 @@ unit context run through systemd-run inside it. See docs/system-tests.md.
 
 import contextlib
 import ctypes
-import errno
 import hashlib
 import json
 import os
@@ -21,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 import unittest
 
@@ -482,12 +480,6 @@ class SystemTest(unittest.TestCase):
             self.c.run(["systemctl", "daemon-reload"])
         self.c.run(["systemctl", "start", "repvisord"])
         return int(self.c.show("repvisord", "MainPID"))
-
-    def ctl(self, *args, user=None, check=True):
-        """repvisorctl with --json, as a user in a unit of its own when given; parsed output."""
-        p = self.c.unit(["repvisorctl", "--json", *args], user=user, check=check) if user else \
-            self.c.run(["repvisorctl", "--json", *args], check=check)
-        return p
 
     def job(self, job_id):
         return json.loads(self.c.run(["repvisorctl", "--json", "status", job_id]).stdout)

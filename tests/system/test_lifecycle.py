@@ -10,10 +10,10 @@ import harness
 from test_jobs import SLOW_NBDKIT, VOLUMES, copy_job
 
 # qemu-nbd as the daemon starts it for a raw image (descriptor 4, socket-activated), read through
-# a throttle of 4 MiB/s: a copy that lasts across an upgrade.
+# a throttle of 3 MiB/s: a copy that lasts across an upgrade (24 MiB: 8 s).
 SLOW_QEMU_NBD = """#!/bin/sh
 exec /usr/bin/qemu-nbd --read-only --persistent --shared=0 \\
-  --object throttle-group,id=slow,x-bps-read=4194304 \\
+  --object throttle-group,id=slow,x-bps-read=3145728 \\
   --image-opts driver=throttle,throttle-group=slow,file.driver=raw,file.file.driver=file,file.file.filename=/dev/fd/4
 """
 
@@ -128,7 +128,7 @@ class Lifecycle(harness.SystemTest):
         self.c.run(["systemctl", "restart", "repvisord"])
         self.c.write("/usr/local/bin/qemu-nbd", SLOW_QEMU_NBD, mode="0755")
         self.c.write("/usr/local/bin/nbdkit", SLOW_NBDKIT, mode="0755")
-        self.c.write("/etc/repvisor-test-delay", "200ms\n")
+        self.c.write("/etc/repvisor-test-delay", "400ms\n")  # 16 chunks: 6.4 s, past the upgrade
         slow = ["--chunk-size", "1M", "--connections", "1", "--requests", "1", "--checkpoint-interval", "100"]
         qemu = self.submit(copy_job("via-qemu-nbd", "qemu-nbd", f"{VOLUMES}/src/a.raw", f"{VOLUMES}/a.img", "24M",
                                     extra=slow), "/root/a.toml")

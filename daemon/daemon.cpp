@@ -100,6 +100,15 @@ void Daemon::before_poll() {
       error = e.what();
       break;
     }
+    // A caller waits for what is now committed (a Submit: the job is recorded, which is all its
+    // reply says): it is told before the deferred work runs, as systemd answers StartUnit once
+    // the job is queued. The jobs it queued still start in this iteration, before any other
+    // request is read, so nothing else can see the difference; their start is recorded by the
+    // next commit and made durable with the next sync.
+    if (api_->replies_waiting()) {
+      if (!sync_now(&error)) break;
+      api_->flush("");
+    }
     if (!sup_->run_deferred() && !sup_->store_dirty()) break;
   }
   // Commits reach the WAL at once; making them durable costs an fsync, paid once for all of
@@ -118,17 +127,7 @@ void Daemon::before_poll() {
           },
           sync_failed_ ? 1000 : kSyncHoldMsec, 0);  // a failing disk is retried each second
     }
-    if (!hold) {
-      uv_timer_stop(sync_hold_.get());
-      sync_held_ = sync_due_ = false;
-      try {
-        sup_->sync();
-        sync_failed_ = false;
-      } catch (const std::exception& e) {
-        error = e.what();
-        sync_failed_ = true;
-      }
-    }
+    if (!hold) sync_now(&error);
   }
   if (!error.empty()) {
     log::err("cannot record state: {}", error);
@@ -140,6 +139,21 @@ void Daemon::before_poll() {
   if (server_) server_->update();
   if (system_bus_) system_bus_->update();
   if (!hold && !stopping_) update_status();
+}
+
+bool Daemon::sync_now(std::string* error) {
+  uv_timer_stop(sync_hold_.get());
+  sync_held_ = sync_due_ = false;
+  if (!sup_->store_unsynced()) return true;
+  try {
+    sup_->sync();
+    sync_failed_ = false;
+    return true;
+  } catch (const std::exception& e) {
+    *error = e.what();
+    sync_failed_ = true;
+    return false;
+  }
 }
 
 void Daemon::update_status() {

@@ -29,6 +29,8 @@ class Daemon {
 
  private:
   void before_poll();
+  // Makes what was committed durable, at once; false with *error when it could not.
+  bool sync_now(std::string* error);
   void on_stop_signal(int sig);
   void reload();
 

@@ -1,4 +1,4 @@
-// The Stop and Delete confirmation dialogs. Each says what will happen in plain words, shows a
+// The Stop, Delete, Resume and Retry cleanup confirmation dialogs. Each says what will happen in plain words, shows a
 // spinner and "Stopping…"/"Deleting…" while its call runs (the button is disabled meanwhile, so a
 // double click sends one request), and on an error keeps what the user typed.
 import { useState } from "react";
@@ -90,7 +90,7 @@ export function StopDialog({ job: live, jobs: many, force: escalate, store, toas
         if (reply.already) toast("info", cockpit.format(_("“$0” was already $1"), name, reply.state === "stopping" ? _("being stopped") : reply.state));
         else if (mode === "force") toast("success", cockpit.format(_("“$0” stopped"), name));
         else toast("success", cockpit.format(_("Stopping “$0”"), name), _("It finishes its current step, then ends cancelled."));
-        onClose();
+        onClose(true);
       })
       .catch((err) => {
         const text = describeError(err, "stop");
@@ -109,7 +109,7 @@ export function StopDialog({ job: live, jobs: many, force: escalate, store, toas
         : stopping ? cockpit.format(_("Stop “$0” now?"), name) : cockpit.format(_("Stop “$0”?"), name)}
       titleIconVariant="warning"
       isOpen
-      onClose={onClose}
+      onClose={() => onClose(false)}
       actions={[
         <Button
           key="confirm"
@@ -122,7 +122,7 @@ export function StopDialog({ job: live, jobs: many, force: escalate, store, toas
         >
           {busy ? _("Stopping…") : mode === "force" ? _("Stop immediately") : _("Stop")}
         </Button>,
-        <Button key="cancel" id="stop-cancel" variant="link" onClick={onClose} isDisabled={busy}>
+        <Button key="cancel" id="stop-cancel" variant="link" onClick={() => onClose(false)} isDisabled={busy}>
           {_("Cancel")}
         </Button>,
       ]}
@@ -251,7 +251,7 @@ export function DeleteDialog({ job: live, force, store, toast, onClose }) {
       .call(job.path, "Delete", force ? { keep_data: ["b", keep], force: ["b", true] } : { keep_data: ["b", keep] })
       .then(() => {
         toast("success", cockpit.format(_("“$0” deleted"), name), keep ? _("Its data was kept.") : undefined);
-        onClose();
+        onClose(true);
       })
       .catch((err) => {
         const text = describeError(err, "delete");
@@ -269,13 +269,13 @@ export function DeleteDialog({ job: live, force, store, toast, onClose }) {
       title={force && active ? cockpit.format(_("Stop and delete “$0”?"), name) : cockpit.format(_("Delete “$0”?"), name)}
       titleIconVariant="danger"
       isOpen
-      onClose={onClose}
+      onClose={() => onClose(false)}
       actions={[
         <Button key="confirm" id="delete-confirm" variant="danger" isLoading={busy} isDisabled={busy || gone}
           spinnerAriaValueText={_("Deleting…")} onClick={confirm}>
           {busy ? _("Deleting…") : force && active ? _("Stop and delete") : _("Delete")}
         </Button>,
-        <Button key="cancel" id="delete-cancel" variant="link" onClick={onClose} isDisabled={busy}>
+        <Button key="cancel" id="delete-cancel" variant="link" onClick={() => onClose(false)} isDisabled={busy}>
           {_("Cancel")}
         </Button>,
       ]}
@@ -330,7 +330,7 @@ export function ResumeDialog({ job: live, store, toast, onClose }) {
       .resume(job.path)
       .then(() => {
         toast("success", cockpit.format(_("“$0” resumed"), name));
-        onClose();
+        onClose(true);
       })
       .catch((err) => {
         const text = describeError(err, "resume");
@@ -346,13 +346,13 @@ export function ResumeDialog({ job: live, store, toast, onClose }) {
       variant={ModalVariant.small}
       title={cockpit.format(_("Resume “$0”?"), name)}
       isOpen
-      onClose={onClose}
+      onClose={() => onClose(false)}
       actions={[
         <Button key="confirm" id="resume-confirm" variant="primary" isLoading={busy} isDisabled={busy || gone}
           spinnerAriaValueText={_("Resuming…")} onClick={confirm}>
           {busy ? _("Resuming…") : _("Resume")}
         </Button>,
-        <Button key="cancel" id="resume-cancel" variant="link" onClick={onClose} isDisabled={busy}>
+        <Button key="cancel" id="resume-cancel" variant="link" onClick={() => onClose(false)} isDisabled={busy}>
           {_("Cancel")}
         </Button>,
       ]}
@@ -367,6 +367,73 @@ export function ResumeDialog({ job: live, store, toast, onClose }) {
           ? cockpit.format(_("It continues from its last checkpoint: $0"), job.Checkpoint)
           : _("It reported no checkpoint: it starts from the beginning.")}
       </p>
+    </Modal>
+  );
+}
+
+// Retry cleanup of a finished job whose teardown failed: the daemon runs it again and answers once
+// it has run; CleanupFailed (with the reason) when it failed again, and the dialog stays open.
+export function RetryCleanupDialog({ job: live, store, toast, onClose }) {
+  const [snapshot] = useState(live);
+  const job = live || snapshot;
+  const gone = !live;
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState("");
+  const name = jobName(job);
+  const left = (job.ResourceDetails || []).filter((r) => r.state === "failed" || r.error);
+
+  const confirm = () => {
+    if (busy || gone) return;
+    setBusy(true);
+    setError("");
+    store
+      .retryCleanup(job.path)
+      .then(() => {
+        toast("success", cockpit.format(_("The cleanup of “$0” succeeded"), name), _("It can be resumed or deleted now."));
+        onClose(true);
+      })
+      .catch((err) => {
+        const text = err && err.name === "org.repvisor1.Error.CleanupFailed"
+          ? cockpit.format(_("The cleanup failed again: $0"), (err.message || "").replace(/^job [0-9a-f]+: cleanup failed: /, ""))
+          : describeError(err, "clean up");
+        setBusy(false);
+        setError(text);
+        toast("danger", cockpit.format(_("Could not clean up “$0”"), name), text);
+      });
+  };
+
+  return (
+    <Modal
+      id="cleanup-dialog"
+      variant={ModalVariant.small}
+      title={cockpit.format(_("Retry the cleanup of “$0”?"), name)}
+      isOpen
+      onClose={() => onClose(false)}
+      actions={[
+        <Button key="confirm" id="cleanup-confirm" variant="primary" isLoading={busy} isDisabled={busy || gone}
+          spinnerAriaValueText={_("Cleaning up…")} onClick={confirm}>
+          {busy ? _("Cleaning up…") : _("Retry cleanup")}
+        </Button>,
+        <Button key="cancel" id="cleanup-cancel" variant="link" onClick={() => onClose(false)} isDisabled={busy}>
+          {_("Cancel")}
+        </Button>,
+      ]}
+    >
+      {gone && <Alert isInline variant="info" title={_("This job was deleted meanwhile.")} />}
+      {error && <Alert isInline variant="danger" title={error} id="cleanup-error" className="repvisor-space-below" />}
+      <p className="repvisor-space-below">
+        {_("repvisor tears down what is left of the job's resources again: it stops their servers, detaches their devices and removes its cgroup. Volumes are kept or discarded as each one says; nothing else is deleted.")}
+      </p>
+      <p className="repvisor-space-below">{cockpit.format(_("The last cleanup failed: $0"), job.CleanupError || _("no reason was given"))}</p>
+      {left.length > 0 && (
+        <List id="cleanup-left">
+          {left.map((r) => (
+            <ListItem key={r.name}>
+              {cockpit.format(_("“$0” ($1): $2"), r.name, r.device || r.path, r.error || r.state)}
+            </ListItem>
+          ))}
+        </List>
+      )}
     </Modal>
   );
 }

@@ -10,6 +10,11 @@ export const MANAGER_PATH = "/org/repvisor1";
 export const MANAGER_IFACE = "org.repvisor1.Manager";
 export const JOB_IFACE = "org.repvisor1.Job";
 
+// A job's object path, from its full id (the daemon's rule: /org/repvisor1/job/<id>).
+export function jobPath(id) {
+  return `${MANAGER_PATH}/job/${id}`;
+}
+
 export const STATES = ["pending", "starting", "running", "stopping", "cleaning", "completed", "failed", "cancelled"];
 export const ACTIVE_STATES = ["pending", "starting", "running", "stopping"];
 export const FINISHED_STATES = ["completed", "failed", "cancelled"];
@@ -33,6 +38,7 @@ export class JobStore {
     this.client = null;
     this.subscriptions = [];
     this.generation = 0;
+    this.deletedHere = new Set(); // paths of jobs this page deleted
     this.state = { status: "loading", jobs: new Map(), problem: "" };
   }
 
@@ -171,18 +177,55 @@ export class JobStore {
       });
   }
 
+  // An action's outcome also tells whether this user may act: the daemon's AccessDenied says no
+  // (and names its admin group), a success says yes. `onAccess` (set by the page) learns from it.
+  // A native promise: cockpit's own do not turn a handler's throw into a rejection.
+  learn(promise) {
+    return Promise.resolve(promise).then(
+      (value) => {
+        if (this.onAccess) this.onAccess(null);
+        return value;
+      },
+      (err) => {
+        if (this.onAccess && isAccessDenied(err)) this.onAccess(err);
+        throw err;
+      },
+    );
+  }
+
   call(path, method, options) {
     const args = {};
     for (const [k, [t, v]] of Object.entries(options)) args[k] = { t, v };
     if (!this.client) return Promise.reject(new Error("not connected"));
-    return this.client.call(path, JOB_IFACE, method, [args], { type: "a{sv}" }).then(([reply]) => unwrap(reply));
+    return this.learn(this.client.call(path, JOB_IFACE, method, [args], { type: "a{sv}" })).then(([reply]) => unwrap(reply));
   }
 
   // Job.Resume (a{sv}) -> o: the job's path, which stays the same.
   resume(path) {
     if (!this.client) return Promise.reject(new Error("not connected"));
-    return this.client.call(path, JOB_IFACE, "Resume", [{}], { type: "a{sv}" }).then(([object]) => object);
+    return this.learn(this.client.call(path, JOB_IFACE, "Resume", [{}], { type: "a{sv}" })).then(([object]) => object);
   }
+
+  // Job.RetryCleanup(): answered once the teardown has run; CleanupFailed with the reason.
+  retryCleanup(path) {
+    if (!this.client) return Promise.reject(new Error("not connected"));
+    return this.learn(this.client.call(path, JOB_IFACE, "RetryCleanup", []));
+  }
+
+  // Manager.ListEvents: the audit trail, oldest first. `job` may be the full id of a deleted job.
+  events({ job, limit } = {}) {
+    if (!this.client) return Promise.reject(new Error("not connected"));
+    const filter = {};
+    if (job) filter.job = { t: "s", v: job };
+    if (limit) filter.limit = { t: "t", v: limit };
+    return this.client
+      .call(MANAGER_PATH, MANAGER_IFACE, "ListEvents", [filter], { type: "a{sv}" })
+      .then(([rows]) => rows.map(([ts, jobId, type, message, details]) => ({ ts, job: jobId, type, message, details: unwrap(details) })));
+  }
+}
+
+export function isAccessDenied(err) {
+  return !!err && (err.name === "org.freedesktop.DBus.Error.AccessDenied" || err.problem === "access-denied");
 }
 
 export function isActive(job) {
@@ -197,7 +240,7 @@ export function isFinished(job) {
 export function describeError(err, verb) {
   const name = (err && err.name) || "";
   const message = (err && err.message) || String(err);
-  if (name === "org.freedesktop.DBus.Error.AccessDenied" || err.problem === "access-denied") {
+  if (isAccessDenied(err)) {
     const m = /group '([^']+)'/.exec(message);
     return cockpit.format(
       _("You are not allowed to $0 jobs. Ask an administrator to add you to group '$1'."),

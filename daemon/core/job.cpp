@@ -235,7 +235,7 @@ void Job::on_main_exited(int code, int status) {
     exit_signal = status;
     set_result(JobResult::Signal);
   }
-  driver_.changed(*this, kChangedExit);
+  driver_.changed(*this, kChangedExit | kChangedPid);  // MainPID reads 0 once it is gone
   driver_.event(*this, "exited",
                 code == CLD_EXITED ? fmt::format("main process exited with status {}", status)
                                    : fmt::format("main process killed by {}", signal_name(status)));
@@ -249,7 +249,7 @@ void Job::on_main_gone() {
   exit_code = reported_exit_status.value_or(-1);
   exit_signal = 0;
   set_result(!reported_exit_status ? JobResult::Unknown : exit_code == 0 ? JobResult::Success : JobResult::ExitCode);
-  driver_.changed(*this, kChangedExit);
+  driver_.changed(*this, kChangedExit | kChangedPid);  // MainPID reads 0 once it is gone
   driver_.event(*this, "exited",
                 reported_exit_status
                     ? fmt::format("main process gone (not our child after a daemon restart); it reported "
@@ -330,7 +330,7 @@ void Job::finish_interrupted() {
     exit_code = *reported_exit_status;
     exit_signal = 0;
     set_result(exit_code == 0 ? JobResult::Success : JobResult::ExitCode);
-    driver_.changed(*this, kChangedExit);
+    driver_.changed(*this, kChangedExit | kChangedPid);
     driver_.event(*this, "exited",
                   fmt::format("main process gone while the daemon was down; it reported EXIT_STATUS={}", exit_code));
   } else if (!stop_requested) {
@@ -343,7 +343,7 @@ void Job::finish_interrupted() {
     // The status text is the job's own word: kept, and only filled in when the job said nothing.
     if (status_text.empty()) status_text = fail_reason;
     set_result(JobResult::DaemonRestart);
-    driver_.changed(*this, kChangedExit | kChangedStop | kChangedStatus);
+    driver_.changed(*this, kChangedExit | kChangedPid | kChangedStop | kChangedStatus);
   }
   enter_cleaning();
 }

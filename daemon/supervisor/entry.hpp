@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "core/nbdcopy_progress.hpp"
+#include "supervisor/host_resources.hpp"
+#include "supervisor/resource_pipeline.hpp"
 #include "supervisor/supervisor.hpp"
-
-struct nbd_handle;
 
 namespace repvisor {
 
@@ -24,21 +24,6 @@ class CallerScope {
   const Caller*& slot_;
   const Caller* saved_;
 };
-
-// What the daemon holds open for one resource of a running job (parallel to Job::resources).
-struct ResourceHandles {
-  Fd file;    // file, loop: the volume, for the flush after the job
-  Fd loop;    // loop: held while the job runs (autoclear detaches on the last close)
-  Fd listen;  // nbd-server: the socket it was activated with
-  Fd pidfd;   // nbd-server
-  bool server_is_child = true;
-  UvPtr<uv_poll_t> pid_poll;
-  nbd_handle* probe = nullptr;  // nbd-server: the handshake that says it serves
-  UvPtr<uv_poll_t> probe_poll;
-  int probe_events = 0;
-};
-
-enum class ResourcePhase { None, Setup, Sync, StopServers, Devices, Detach, Discard };
 
 struct Supervisor::Entry {
   std::unique_ptr<core::Job> job;
@@ -62,17 +47,8 @@ struct Supervisor::Entry {
   Supervisor* owner = nullptr;
   RejectLog rejects;  // its notify messages dropped
 
-  // Resources: set up before the job starts, torn down after its processes are gone.
-  std::vector<ResourceHandles> res;
-  ResourcePhase phase = ResourcePhase::None;
-  unsigned pending_ops = 0;
-  uint64_t generation = 0;  // bumped per phase: late completions of an abandoned one are ignored
-  bool cleanup_failed = false;
-  bool servers_killed = false;
-  UvPtr<uv_timer_t> res_timer;  // setup deadline, step timeouts, detach polling
-  usec_t detach_deadline = 0;
-  std::vector<std::function<void(bool ok)>> cleanup_waiters;  // RetryCleanup callers
-  bool cleanup_for_job = false;  // the pipeline runs for the state machine (else for a retry)
+  // Its resources, set up before it starts and torn down after its processes are gone.
+  std::unique_ptr<ResourcePipeline> resources;
   // nbdcopy --progress=FD
   Fd progress_fd;
   UvPtr<uv_poll_t> progress_poll;

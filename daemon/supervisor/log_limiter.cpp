@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/log_index.hpp"
 #include "sys/log_cut.hpp"
 #include "util/log.hpp"
 #include "util/thread.hpp"
@@ -39,6 +40,11 @@ struct LogLimiter::File {
   uint64_t layout = 0;       // both: the max_size its head and marker were placed by
   uint64_t lowered = 0;      // a running log's bound under max_total (0: max_size)
   uint64_t block = 4096;
+  // Its index of when its bytes were written (core/log_index.hpp).
+  Fd index;
+  bool index_read = false;  // its last stamp, from the file: a restart or resume carries on
+  uint64_t stamped = 0;     // the written-byte count of its last stamp
+  size_t stamps = 0;        // in the file
   // Under LogLimiter::mutex_.
   int watch = -1;
   bool dirty = false;
@@ -49,6 +55,17 @@ namespace {
 int64_t size_of(int fd) {
   struct stat st {};
   return fstat(fd, &st) < 0 ? -errno : st.st_size;
+}
+
+std::string read_all(int fd) {
+  std::string out;
+  char buf[65536];
+  for (off_t at = 0;;) {
+    const ssize_t n = pread(fd, buf, sizeof buf, at);
+    if (n <= 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+    at += n;
+  }
 }
 }  // namespace
 
@@ -183,6 +200,7 @@ void LogLimiter::forget(const std::string& id) {
   std::lock_guard file_lock(f->mu);
   f->gone = true;
   f->fd.reset();
+  f->index.reset();
   set_size(*f, 0);  // no longer counted towards max_total
   drop_watch(*f);
 }
@@ -297,8 +315,70 @@ void LogLimiter::look(const std::shared_ptr<File>& fp, const config::LogLimits& 
     f.layout = limits.max_size;
   }
   cut_to(f, f.lowered ? std::min(f.lowered, limits.max_size) : limits.max_size, last);
+  if (f.running || last) stamp(f);
   if (!f.running) drop_watch(f);  // ended, maybe while this look opened it
-  if (last) f.fd.reset();         // a finished log is opened again only to cut it for max_total
+  if (last) {
+    f.fd.reset();  // a finished log is opened again only to cut it for max_total
+    f.index.reset();
+    f.index_read = false;
+  }
+}
+
+void LogLimiter::stamp(File& f) {
+  const uint64_t size = f.size;
+  // The marker's bytes are the daemon's, not the job's (sys/log_cut.hpp).
+  const bool marker = (f.keep == LogKeep::Both && f.cut > 0) || (f.keep == LogKeep::Head && f.sealed);
+  const uint64_t written = f.cut + size - (marker ? std::min<uint64_t>(size, sys::kLogMarkerSize) : 0);
+  if (written <= f.stamped && f.index_read) return;
+  const std::string path = core::log_index_path(f.path);
+  if (!f.index_read) {
+    // The stamps it has, from before a restart or a resume: the next one carries on from them.
+    f.index_read = true;
+    f.index.reset(::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
+    if (f.index) {
+      const std::string data = read_all(f.index.get());
+      const auto stamps = core::decode_log_index(data);
+      f.stamps = stamps.size();
+      f.stamped = stamps.empty() ? 0 : stamps.back().written;
+      if (data.size() % core::kLogStampSize != 0)  // torn by a crash: whole stamps only
+        if (ftruncate(f.index.get(), static_cast<off_t>(stamps.size() * core::kLogStampSize)) < 0) f.index.reset();
+    }
+    if (written <= f.stamped) return;
+  }
+  if (!f.index) {
+    // Made with the first stamp: a job that writes nothing costs no file.
+    f.index.reset(::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+    if (!f.index) {
+      log::warning("job {}: cannot open its log's index {}: {}", f.id, path, strerror(errno));
+      return;
+    }
+  }
+  const std::string rec = core::encode({now_realtime(), written});
+  if (::write(f.index.get(), rec.data(), rec.size()) != static_cast<ssize_t>(rec.size())) {
+    log::warning("job {}: cannot write its log's index {}: {}", f.id, path, strerror(errno));
+    f.index.reset();  // no stamp rather than a torn one; the next look tries again
+    return;
+  }
+  f.stamped = written;
+  if (++f.stamps > 2 * core::kLogStampsMax) thin_index(f, path);
+}
+
+void LogLimiter::thin_index(File& f, const std::string& path) {
+  // A new file put in place of the old one: a reader sees either, never a half-written one.
+  auto stamps = core::decode_log_index(read_all(f.index.get()));
+  while (stamps.size() > core::kLogStampsMax) stamps = core::thin(stamps);
+  std::string data;
+  for (const auto& s : stamps) data += core::encode(s);
+  const std::string tmp = path + ".new";
+  Fd out(::open(tmp.c_str(), O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!out || ::write(out.get(), data.data(), data.size()) != static_cast<ssize_t>(data.size()) ||
+      ::rename(tmp.c_str(), path.c_str()) < 0) {
+    log::warning("job {}: cannot thin its log's index {}: {}", f.id, path, strerror(errno));
+    ::unlink(tmp.c_str());
+    return;  // it goes on growing; tried again at the next stamp
+  }
+  f.index = std::move(out);
+  f.stamps = stamps.size();
 }
 
 void LogLimiter::cut_to(File& f, uint64_t limit, bool last_look) {

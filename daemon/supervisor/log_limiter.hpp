@@ -82,6 +82,8 @@ class LogLimiter {
   void set_size(File& f, uint64_t size);            // f.mu held; keeps total_
   void enforce_total(const config::LogLimits& limits);
   void cut_to(File& f, uint64_t limit, bool last_look);  // f.mu held
+  void stamp(File& f);                                   // f.mu held: its index, when it grew
+  void thin_index(File& f, const std::string& path);     // f.mu held
   void deliver();                                        // on the loop
 
   std::mutex mutex_;  // everything below but the thread's own

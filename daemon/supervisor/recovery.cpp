@@ -49,7 +49,7 @@ void Supervisor::recover_job(Entry& e) {
     if (job.cleanup_state == "running" || job.cleanup_state == "failed") {
       // A teardown cut short by the crash, or one that failed: try it again now.
       event(job, "recovered", "cleanup of the job's resources unfinished: running it again");
-      e.cleanup_waiters.emplace_back([this, id](bool) {
+      e.resources->when_torn_down([this, id](bool) {
         auto* j = find_by_id(id);
         if (j && j->delete_requested) finish_delete(*j, j->delete_keep_data, j->delete_uid, nullptr);
       });
@@ -100,6 +100,9 @@ void Supervisor::recover_job(Entry& e) {
   }
 
   // Alive: watch it again, then stop it (or, with recovery = "adopt", supervise it on).
+  // A job still recorded pending was started by a daemon that stopped before it recorded the
+  // start: which process is its main one is not known, so it cannot be supervised on.
+  const bool start_recorded = job.state() != core::JobState::Pending;
   e.in_cgroup = have_cgroup;
   if (!have_cgroup) sessions_.insert(id);
   job.restore(core::JobState::Running, core::SubState::Running);
@@ -148,14 +151,17 @@ void Supervisor::recover_job(Entry& e) {
     job.stop_mode = core::StopMode::None;
     event(job, "recovered", "stop in flight when the daemon stopped: carrying it through");
     job.request_stop(req);
-  } else if (cfg_.recovery == "adopt") {
+  } else if (cfg_.recovery == "adopt" && start_recorded) {
     adopt_resources(e);
     event(job, "adopted",
           fmt::format("processes still running: supervising them on{}",
                       main ? fmt::format(" (main process {})", main) : std::string()));
     changed(job, core::kChangedState);
   } else {
-    event(job, "recovered", "processes still running after a daemon restart: stopping them (recovery = \"stop\")");
+    event(job, "recovered",
+          start_recorded ? "processes still running after a daemon restart: stopping them (recovery = \"stop\")"
+                         : "started just before the daemon stopped, which did not record the start: its processes "
+                           "are stopped (its main process is not known)");
     job.request_stop(core::StopRequest{.reason = "daemon_restart", .uid = core::kDaemonUid});
   }
   if (main == 0) job.on_main_gone();  // its leftovers go too

@@ -174,6 +174,7 @@ int Supervisor::spawn(core::Job& job) {
     // Its cgroup is watched only if its tree outlives its main process (check_tree).
   }
   track_log(job, true);
+  crash_point("job-spawned");  // running in its cgroup, its start not yet recorded
   return 0;
 }
 

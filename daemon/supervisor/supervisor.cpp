@@ -23,6 +23,7 @@
 #include <fstream>
 #include <utility>
 
+#include "core/log_index.hpp"
 #include "supervisor/entry.hpp"
 #include "supervisor/log_limiter.hpp"
 #include "sys/proc.hpp"
@@ -138,7 +139,8 @@ Supervisor::Entry& Supervisor::add_entry(std::unique_ptr<core::Job> job) {
   auto e = std::make_unique<Entry>();
   e->owner = this;
   e->job = std::move(job);
-  e->res_timer = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, e.get());
+  if (!host_resources_) host_resources_ = std::make_unique<HostResources>(*this);
+  e->resources = std::make_unique<ResourcePipeline>(*e->job, *this, *host_resources_, cfg_);
   const std::string id = e->job->id();
   if (!e->job->spec().name.empty()) names_[e->job->spec().name] = id;
   return *entries_.emplace(id, std::move(e)).first->second;
@@ -247,7 +249,7 @@ void Supervisor::delete_job(core::Job& job, const DeleteOptions& opts, const Cal
     } else if (opts.keep_data && !job.delete_keep_data) {
       // A second delete asks to keep what the first would have discarded: keep wins while the
       // teardown has not reached its discard; past that, the trail says what happens instead.
-      if (entry(job).phase == ResourcePhase::Discard) {
+      if (entry(job).resources->phase() == ResourcePhase::Discard) {
         event(
             job, "delete-requested",
             fmt::format("forced delete by uid {}, keeping data: too late, the volumes are being discarded", opts.uid));
@@ -328,9 +330,11 @@ void Supervisor::remove_entry(const std::string& id, bool keep_data) {
   if (it == entries_.end()) return;
   core::Job& job = *it->second->job;
   log_limiter_->forget(id);  // before its file can become another job's log
-  if (!keep_data)
+  if (!keep_data) {
     if (int r = logs_->release(log_path(job)); r < 0)
       log::warning("job {}: cannot remove its log {}: {}", id, log_path(job), strerror(-r));
+    ::unlink(core::log_index_path(log_path(job)).c_str());  // none, for a job that never wrote
+  }
   remove_runtime_dir(*it->second);
   deadlines_->disarm(id);
   if (!job.spec().name.empty()) names_.erase(job.spec().name);

@@ -30,7 +30,7 @@
 
 namespace repvisor {
 
-enum class ResourcePhase;
+class HostResources;
 class LogLimiter;
 struct LogCutReport;
 
@@ -206,39 +206,13 @@ class Supervisor final : public core::JobDriver {
   Entry& add_entry(std::unique_ptr<core::Job> job);
   std::string cgroup_name(const core::Job& job) const { return "job-" + job.id(); }
 
-  // Resources (resources.cpp).
+  // Resources (resources.cpp). Each job's setup and teardown is its ResourcePipeline
+  // (supervisor/resource_pipeline.hpp), acting on the host through host_resources_.
+  friend class HostResources;
   sys::VolumePolicy volume_policy() const;
-  std::string server_cgroup(const core::Job& job, size_t i) const;
-  std::string server_socket(const core::Job& job, size_t i) const;
-  bool setup_volume(Entry& e, size_t i);
-  // Records the resource failed and fails the setup, naming it; returns false.
-  bool resource_setup_failed(Entry& e, size_t i, const std::string& why);
-  bool start_server(Entry& e, size_t i);
-  // The files qemu would open by name for the qcow2 image at `fd` (backing files, external data
-  // files, theirs), each checked under the volume rules and opened into `files`. `opts` spells
-  // the image, as the server's descriptor `image_fd`, and them, as the descriptors after it, for
-  // --image-opts. "" or why the image is refused (a file outside the volume roots, say).
-  std::string check_qcow2_image(int fd, const std::string& path, int image_fd, std::vector<Fd>* files,
-                                std::string* opts) const;
-  void probe_step(Entry& e, size_t i);
-  void watch_server(Entry& e, size_t i);
-  void on_server_exit(Entry& e, size_t i);
-  void release_server(Entry& e, size_t i);
-  void finish_setup(Entry& e);
-  bool connect_device(Entry& e, size_t i);
-  void fail_setup(Entry& e, const std::string& why);
   void add_resource_env(Entry& e, std::map<std::string, std::string>& env, std::vector<std::string>& argv);
   // `earlier_error`: a failure of the teardown's first part (the job's cgroup), reported with it.
   void start_resource_cleanup(Entry& e, bool for_job, const std::string& earlier_error = "");
-  void cleanup_failure(Entry& e, size_t i, const std::string& why);
-  void op_done(Entry& e);
-  void next_phase(Entry& e);
-  void enter_phase(Entry& e, ResourcePhase phase);
-  void arm_res_timer(Entry& e, usec_t after, uint64_t repeat_ms);
-  void on_res_timer(Entry& e);
-  void loop_detached(Entry& e, size_t i);
-  bool discard_volume(core::Job& job, size_t i, std::string* why);
-  void finish_resource_cleanup(Entry& e);
   bool discard_for_delete(core::Job& job, std::string* why);
   void adopt_resources(Entry& e);
   // nbdcopy --progress=FD
@@ -259,6 +233,7 @@ class Supervisor final : public core::JobDriver {
   const Caller* caller_ = nullptr;     // while an API call is being handled
   std::string crash_at_;               // test-only fault injection (REPVISOR_TEST_CRASH_AT)
   SupervisorObserver* observer_ = nullptr;
+  std::unique_ptr<HostResources> host_resources_;                // the jobs' pipelines act through it
   std::map<std::string, std::unique_ptr<Entry>> entries_;        // ordered by id: prefix lookups
   std::unordered_map<std::string, std::string> names_;           // name -> id
   std::deque<std::string> queue_;                                // pending job ids, FIFO

@@ -41,7 +41,8 @@ function exited(child) {
 }
 
 export class World {
-  constructor(name) {
+  // options.volumes / options.bus: lines added to those tables of repvisord.toml.
+  constructor(name, options = {}) {
     this.name = name;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "repvisor-console-"));
     fs.chmodSync(this.dir, 0o755);
@@ -54,11 +55,8 @@ export class World {
     const cg = "/" + path.basename(this.dir);
     this.cgroupFs = cgroup2Mount() + cg;
     this.config = path.join(this.dir, "repvisord.toml");
-    fs.writeFileSync(
-      this.config,
-      `[daemon]\nfinal_kill_timeout = "5s"\nshutdown_timeout = "20s"\ncgroup_root = "${cg}"\n` +
-        `[volumes]\nroots = ["${this.volumes}"]\n[bus]\nsystem = "yes"\n`,
-    );
+    this.cgroupRoot = cg;
+    this.writeConfig(options);
     this.env = {
       ...process.env,
       DBUS_SYSTEM_BUS_ADDRESS: this.busAddress,
@@ -69,6 +67,33 @@ export class World {
     this.ws = null;
     this.browser = null;
     this.shots = 0;
+  }
+
+  writeConfig({ volumes = "", bus = "" } = {}) {
+    fs.writeFileSync(
+      this.config,
+      `[daemon]\nfinal_kill_timeout = "5s"\nshutdown_timeout = "20s"\ncgroup_root = "${this.cgroupRoot}"\n` +
+        `[volumes]\nroots = ["${this.volumes}"]\n${volumes}\n[bus]\nsystem = "yes"\n${bus}\n`,
+    );
+  }
+
+  // The daemon reads its configuration again (SIGHUP); resolves once its log says it did,
+  // followed with inotify (fs.watch), not by polling.
+  async reload(options) {
+    this.writeConfig(options);
+    const file = path.join(this.dir, "daemon.log");
+    const count = () => (this.daemonLog().match(/configuration reloaded/g) || []).length;
+    const before = count();
+    const done = new Promise((resolve) => {
+      const watcher = fs.watch(file, () => {
+        if (count() > before) {
+          watcher.close();
+          resolve();
+        }
+      });
+    });
+    this.daemon.kill("SIGHUP");
+    await done;
   }
 
   // The private system bus; --fork returns once it listens.
@@ -251,6 +276,13 @@ export class World {
     return (await this.busctl("get-property", "org.repvisor1", path, "org.repvisor1.Job", name)).data;
   }
 
+  // ResourceDetails of a job as plain objects: [{kind, name, path, device, state, ...}].
+  async resources(job) {
+    return (await this.prop(job, "ResourceDetails")).map((d) =>
+      Object.fromEntries(Object.entries(d).map(([k, v]) => [k, v.data])),
+    );
+  }
+
   // A job that reports what the test writes to its FIFO, one notify message a line, through
   // systemd-notify; a line "exit N" ends it with status N. Returns {id, fifo}.
   // With ignoreTerm the job ignores SIGTERM (a graceful stop leaves it stopping).
@@ -295,4 +327,21 @@ export async function waitRow(page, name, expect = {}) {
 
 export async function rowText(page, name) {
   return page.$eval(`tr[data-job-name="${name}"]`, (e) => e.textContent);
+}
+
+// The text of the tooltip shown for `selector` once the pointer is on it (PatternFly puts tooltips
+// at the end of the body).
+export async function tooltipOf(page, selector) {
+  await page.hover(selector);
+  const handle = await page.waitForFunction(
+    () => {
+      const tips = [...document.querySelectorAll(".pf-c-tooltip")];
+      return tips.length ? tips[tips.length - 1].textContent : false;
+    },
+    { polling: "mutation" },
+  );
+  const text = await handle.jsonValue();
+  await page.mouse.move(0, 0);
+  await page.waitForFunction(() => !document.querySelector(".pf-c-tooltip"), { polling: "mutation" });
+  return text;
 }

@@ -1,7 +1,9 @@
 // Job logs stay bounded ([logs]): the real daemon, real jobs flooding their stdout. Every wait is
 // on an event (PropertiesChanged of LogBytesCut or State, a FIFO), never a sleep.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -12,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/log_index.hpp"
 #include "harness.hpp"
 
 using namespace repvisor::test;
@@ -134,6 +137,9 @@ TEST(Logs, AnAdoptedJobsLogStaysBoundedAfterADaemonRestart) {
     ReadyFifo ready(daemon.dir);
     id = bus.submit_ok({"sh", "-c", "echo ready > " + ready.path() + "; read x < " + go + "; exec yes AAAAAAAA"});
     ready.wait_line();
+    // A call read after the start: it was recorded in the iteration that started it (Submit
+    // answers before that, once the job is recorded pending).
+    ASSERT_EQ(bus.prop_s(id, "State"), "running");
   }
   kill(daemon.pid, SIGKILL);
   ASSERT_EQ(daemon.wait_exit(), 128 + SIGKILL);
@@ -277,4 +283,72 @@ TEST(Logs, AReloadedMaxSizeBoundsARunningJobsLog) {
   bus.wait_until(id, [&](Bus& b) { return b.prop_t(id, "LogLimit") == MiB && b.prop_t(id, "LogBytesCut") > 0; });
   ASSERT_TRUE(bus.stop(id, {{"wait", true}}).ok);
   bus.wait_until(id, [&](Bus&) { return file_size(bus.prop_s(id, "LogPath")) <= MiB + 4096; });
+}
+
+namespace {
+// Waits, on inotify events of its directory, until `pred` holds for the file; false after 30 s.
+bool wait_for_file(const std::string& path, const std::function<bool()>& pred) {
+  const std::string dir = std::filesystem::path(path).parent_path();
+  const int in = inotify_init1(IN_CLOEXEC);
+  if (in < 0 || inotify_add_watch(in, dir.c_str(), IN_CREATE | IN_MODIFY | IN_MOVED_TO) < 0) return false;
+  bool ok = pred();
+  for (int i = 0; !ok && i < 3000; ++i) {
+    pollfd p{in, POLLIN, 0};
+    if (poll(&p, 1, 10) > 0) {
+      char buf[4096];
+      ssize_t ignored = read(in, buf, sizeof buf);
+      (void)ignored;
+    }
+    ok = pred();
+  }
+  close(in);
+  return ok;
+}
+
+std::vector<repvisor::core::LogStamp> stamps_of(const std::string& log) {
+  return repvisor::core::decode_log_index(read_all(repvisor::core::log_index_path(log)));
+}
+
+repvisor::usec_t realtime_usec() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<repvisor::usec_t>(ts.tv_sec) * 1'000'000 + static_cast<repvisor::usec_t>(ts.tv_nsec) / 1000;
+}
+}  // namespace
+
+// The daemon stamps when it saw the log grow: each part of the job's output gets a stamp no
+// earlier than the moment the test let the job write it, and the index goes with the log.
+TEST(Logs, TheIndexStampsWhenEachPartWasWrittenAndGoesWithTheLog) {
+  Daemon daemon(logs_config("max_size = \"1MiB\""));
+  Bus bus(daemon.address());
+  const std::string go = daemon.dir + "/go";
+  ASSERT_EQ(mkfifo(go.c_str(), 0600), 0);
+  const repvisor::usec_t before = realtime_usec();
+  const std::string id = bus.submit_ok({"sh", "-c", "echo one; read x < " + go + "; echo three; read x < " + go});
+  const std::string log = bus.prop_s(id, "LogPath");
+  ASSERT_TRUE(wait_for_file(repvisor::core::log_index_path(log), [&] {
+    const auto s = stamps_of(log);
+    return !s.empty() && s.back().written == 4;
+  })) << "no stamp for the first part";
+  const repvisor::usec_t first = stamps_of(log).back().usec;
+  EXPECT_GE(first, before);
+  const repvisor::usec_t middle = realtime_usec();
+  EXPECT_LE(first, middle);
+  std::ofstream(go) << "\n";
+  ASSERT_TRUE(wait_for_file(repvisor::core::log_index_path(log), [&] {
+    const auto s = stamps_of(log);
+    return !s.empty() && s.back().written == 10;
+  })) << "no stamp for the second part";
+  const auto stamps = stamps_of(log);
+  EXPECT_GE(stamps.back().usec, middle) << "the second part stamped before it could be written";
+  for (size_t i = 1; i < stamps.size(); ++i) {
+    EXPECT_LT(stamps[i - 1].written, stamps[i].written);
+    EXPECT_LE(stamps[i - 1].usec, stamps[i].usec);
+  }
+  EXPECT_EQ(repvisor::core::written_by(stamps, 0), first) << "'one' was seen by the first stamp";
+  EXPECT_EQ(repvisor::core::first_written_since(stamps, middle), 4u) << "only 'three' was written after";
+  std::ofstream(go) << "\n";
+  bus.wait_terminal(id);
+  ASSERT_TRUE(bus.remove(id, {}).ok);
+  EXPECT_FALSE(std::filesystem::exists(repvisor::core::log_index_path(log)));
 }

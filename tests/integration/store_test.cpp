@@ -301,6 +301,30 @@ TEST(Recovery, AdoptedJobIsSupervisedOnAndStillTalks) {
   EXPECT_TRUE(has(event_types(bus, id), "adopted"));
 }
 
+// The daemon died after it started a job but before it recorded the start: Submit had answered
+// (the job recorded pending), so the job is not lost, and its processes are not left to run
+// unsupervised: which one is its main process is not known, so even "adopt" stops them.
+TEST(Recovery, AJobStartedButNotRecordedIsStoppedAndSaysWhy) {
+  Daemon daemon("recovery = \"adopt\"");
+  ASSERT_EQ(daemon.terminate(), 0);
+  daemon.start("job-spawned");
+  std::string id;
+  {
+    Bus bus(daemon.address());
+    id = bus.submit_ok({"sleep", "1000"});
+  }
+  ASSERT_EQ(daemon.wait_exit(), 128 + SIGKILL);
+  daemon.start();
+  Bus bus(daemon.address());
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "cancelled");
+  EXPECT_EQ(bus.prop_s(id, "CancelReason"), "daemon_restart");
+  EXPECT_FALSE(std::filesystem::exists(daemon.cgroup_dir() + "/job-" + id)) << "its processes were left";
+  EXPECT_TRUE(has(event_types(bus, id), "recovered"));
+  EXPECT_NE(daemon.log().find("job " + id + ": recovered: started just before the daemon stopped"), std::string::npos)
+      << daemon.log();
+}
+
 // An adopted job is not the new daemon's child, but the kernel tells a pidfd's holder how it
 // ended once its parent has reaped it: a job that succeeds after the restart is completed,
 // one that fails is failed with its real status, and neither's own status text is replaced.
@@ -357,6 +381,7 @@ TEST(Recovery, AJobFromADaemonWithPerJobNotifySocketsIsStillHeard) {
                         "echo ready > " + ready.path() + "; read x < " + go + "; NOTIFY_SOCKET=" + daemon.runtime_dir +
                             "/jobs/$REPVISOR_JOB_ID/notify systemd-notify PHASE=own-socket; exec sleep 1000"});
     ready.wait_line();
+    ASSERT_EQ(bus.prop_s(id, "State"), "running");  // read after the start, so recorded with it
   }
   crash(daemon);
   // What the older daemon left: the job's directory and its socket's file.

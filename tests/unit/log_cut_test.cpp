@@ -10,6 +10,9 @@
 #include <random>
 #include <sstream>
 
+#include <fmt/format.h>
+
+#include "core/log_index.hpp"
 #include "sys/log_cut.hpp"
 #include "temp_dir.hpp"
 
@@ -174,4 +177,87 @@ TEST(LogCutTmpfs, CollapseIsRefusedSoTheLimiterKeepsTheHead) {
   ASSERT_EQ(::write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
   EXPECT_EQ(sys::cut_log_tail(fd, 128 * KiB, 4096), -EOPNOTSUPP);
   ::close(fd);
+}
+
+// ---- the index of when the bytes were written (core/log_index.hpp) ----
+
+TEST(LogIndex, StampsRoundTripAndATornLastOneIsLeftOut) {
+  std::string data = core::encode({100, 10}) + core::encode({200, 25});
+  data += core::encode({300, 40}).substr(0, 7);  // a crash in the middle of a write
+  const auto stamps = core::decode_log_index(data);
+  ASSERT_EQ(stamps.size(), 2u);
+  EXPECT_EQ(stamps[1].usec, 200u);
+  EXPECT_EQ(stamps[1].written, 25u);
+  EXPECT_EQ(core::log_index_path("/s/logs/ab.log"), "/s/logs/ab.idx");
+}
+
+TEST(LogIndex, ByteTimesAndTheFirstByteSinceATime) {
+  const std::vector<core::LogStamp> stamps{{100, 10}, {200, 25}, {300, 40}};
+  EXPECT_EQ(core::written_by(stamps, 0), 100u);
+  EXPECT_EQ(core::written_by(stamps, 9), 100u);
+  EXPECT_EQ(core::written_by(stamps, 10), 200u) << "byte 10 is the 11th: after the first look";
+  EXPECT_EQ(core::written_by(stamps, 39), 300u);
+  EXPECT_EQ(core::written_by(stamps, 40), std::nullopt) << "not seen by a look yet";
+  EXPECT_EQ(core::first_written_since(stamps, 50), 0u);
+  EXPECT_EQ(core::first_written_since(stamps, 100), 0u) << "bytes seen at 100 may have been written at 100";
+  EXPECT_EQ(core::first_written_since(stamps, 150), 10u);
+  EXPECT_EQ(core::first_written_since(stamps, 300), 25u);
+  EXPECT_EQ(core::first_written_since(stamps, 301), 40u);
+}
+
+TEST(LogIndex, ThinningHalvesAndKeepsTheLastStamp) {
+  std::vector<core::LogStamp> stamps;
+  for (uint64_t i = 1; i <= 2 * core::kLogStampsMax + 1; ++i) stamps.push_back({i * 10, i * 100});
+  auto thinned = core::thin(stamps);
+  EXPECT_LE(thinned.size(), core::kLogStampsMax + 1);
+  EXPECT_EQ(thinned.back().written, stamps.back().written);
+  for (size_t i = 1; i < thinned.size(); ++i) EXPECT_LT(thinned[i - 1].written, thinned[i].written);
+}
+
+// Each line of the stream names its own position in it: after a real cut, every line of the
+// file read back through the layout must land where it says it was written.
+std::string numbered_stream(size_t lines) {
+  std::string s;
+  for (size_t i = 0; i < lines; ++i) s += fmt::format("{:015}\n", s.size());
+  return s;
+}
+
+void expect_layout_maps_lines(const std::string& file, const core::LogLayout& layout) {
+  size_t checked = 0;
+  for (size_t at = 0; at < file.size();) {
+    const size_t nl = file.find('\n', at);
+    if (nl == std::string::npos) break;
+    const std::string line = file.substr(at, nl - at);
+    const bool whole = line.size() == 15 && line.find_first_not_of("0123456789") == std::string::npos;
+    const auto written = layout.written_at(at);
+    if (whole && written && layout.written_at(nl)) {
+      EXPECT_EQ(*written, std::stoull(line)) << "file offset " << at;
+      EXPECT_EQ(layout.offset_of(*written), at);
+      ++checked;
+    }
+    at = nl + 1;
+  }
+  EXPECT_GT(checked, 1000u);
+}
+
+TEST_F(LogCut, TheLayoutMapsTheFileOfATailCutToTheBytesWritten) {
+  const std::string stream = numbered_stream(64 * 1024);
+  append(path, stream);
+  const int64_t cut = sys::cut_log_tail(fd, 256 * KiB, block);
+  ASSERT_GT(cut, 0);
+  expect_layout_maps_lines(read_all(path), {.keep = "tail", .cut = static_cast<uint64_t>(cut)});
+}
+
+TEST_F(LogCut, TheLayoutMapsTheFileOfABothCutToTheBytesWritten) {
+  const std::string stream = numbered_stream(64 * 1024);
+  append(path, stream);
+  const uint64_t limit = 256 * KiB;
+  const int64_t cut = sys::cut_log_both(fd, limit, limit, block, 0);
+  ASSERT_GT(cut, 0);
+  const uint64_t marker_end = (limit / 2) / block * block + block;
+  const core::LogLayout layout{
+      .keep = "both", .cut = static_cast<uint64_t>(cut), .marker_end = marker_end, .marker_size = sys::kLogMarkerSize};
+  expect_layout_maps_lines(read_all(path), layout);
+  EXPECT_EQ(layout.written_at(marker_end - 1), std::nullopt) << "the marker is the daemon's";
+  EXPECT_EQ(layout.offset_of(marker_end - sys::kLogMarkerSize + 1), marker_end) << "a cut byte: the first kept after";
 }

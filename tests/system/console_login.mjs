@@ -2,7 +2,7 @@
 // page (PAM) at http://127.0.0.1:9090 and acts on the repvisor page. Run inside the container's
 // network namespace (nsenter -n), so that 127.0.0.1 is the container's loopback.
 //   node console_login.mjs stop USER PASSWORD JOB REASON SCREENSHOT   stops JOB from the Stop dialog
-//   node console_login.mjs try-stop USER PASSWORD JOB SCREENSHOT      tries to, as one who may not
+//   node console_login.mjs read-only USER PASSWORD JOB SCREENSHOT     finds the actions disabled
 // Prints one JSON line with what the page showed; exits non-zero on any failure.
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -43,12 +43,13 @@ async function main() {
     // Logged in: the session cookie opens the repvisor page (the shell shows it in a frame).
     await page.goto(`${BASE}/cockpit/@localhost/repvisor/index.html`);
     await row(page, job, "running");
-    await page.click(`tr[data-job-name="${job}"] button[aria-label="Actions"]`);
-    await page.click(`tr[data-job-name="${job}"] [data-key="stop"]`);
-    await page.waitForSelector("#stop-dialog");
     const out = { errors };
     if (verb === "stop") {
       const [reason, shot] = rest;
+      await page.waitForSelector('#jobs-card[data-may="true"]');
+      await page.click(`tr[data-job-name="${job}"] button[aria-label="Actions"]`);
+      await page.click(`tr[data-job-name="${job}"] [data-key="stop"]`);
+      await page.waitForSelector("#stop-dialog");
       await page.select("#stop-reason", reason);
       await page.type("#stop-notes", `stopped from the console by ${user}`);
       await page.click("#stop-confirm");
@@ -56,12 +57,22 @@ async function main() {
       await row(page, job, "cancelled");
       await page.screenshot({ path: shot });
       out.row = await page.$eval(`tr[data-job-name="${job}"]`, (e) => e.textContent);
-    } else if (verb === "try-stop") {
+    } else if (verb === "read-only") {
+      // The page learns from the daemon that this user may only read, and shows the actions
+      // disabled (docs/console.md); a click on one opens nothing.
       const [shot] = rest;
-      await page.click("#stop-confirm");
-      await page.waitForFunction(() => document.querySelector("#stop-error")?.textContent, { timeout: 30000 });
+      await page.waitForSelector('#jobs-card[data-may="false"]');
+      await page.click(`tr[data-job-name="${job}"] button[aria-label="Actions"]`);
+      await page.waitForSelector(`tr[data-job-name="${job}"] [data-key="stop"]`);
+      out.disabled = {};
+      for (const key of ["stop", "stop-delete"])
+        out.disabled[key] = await page.$eval(`tr[data-job-name="${job}"] [data-key="${key}"]`, (e) => e.getAttribute("aria-disabled"));
+      await page.hover(`tr[data-job-name="${job}"] [data-key="stop"]`);
+      await page.waitForSelector(".pf-c-tooltip");
+      out.tooltip = await page.$eval(".pf-c-tooltip", (e) => e.textContent);
       await page.screenshot({ path: shot });
-      out.error = await page.$eval("#stop-error", (e) => e.textContent);
+      await page.click(`tr[data-job-name="${job}"] [data-key="stop"]`);
+      out.dialog = Boolean(await page.$("#stop-dialog"));
       out.state = await page.$eval(`tr[data-job-name="${job}"]`, (e) => e.dataset.state);
     } else {
       throw new Error(`unknown verb ${verb}`);

@@ -7,6 +7,8 @@ pkgs=(build-essential cmake ninja-build pkg-config clang-tidy clang-format clang
 # The web console (console/, a Cockpit page) and its browser tests: Cockpit's web server, shell and
 # bridge, Debian's Chromium, and Node.js with npm (any nodejs package that provides npm will do).
 pkgs+=(cockpit-ws cockpit-bridge cockpit-system chromium)
+# The system tests (tests/system/): a bookworm tree booted under systemd-nspawn.
+pkgs+=(systemd-container mmdebstrap)
 command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done

@@ -3,7 +3,8 @@
 # Then the same suite again built with AddressSanitizer + UndefinedBehaviorSanitizer (halting on
 # the first error), clang-format and clang-tidy with the repo's configs, and each libFuzzer target
 # for a bounded time (FUZZ_SECONDS, default 10). SANITIZE=0 / TIDY=0 / FUZZ=0 skip those.
-# The web console's browser tests run after the first ctest (CONSOLE=0 skips them).
+# The web console's browser tests run after the first ctest (CONSOLE=0 skips them), then, with
+# SYSTEM_TESTS=1 (.ci/run sets it), the system tests: the .deb under systemd as PID 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/deps.sh
@@ -12,6 +13,11 @@ bash tools/build.sh
 # The web console's browser tests (tests/console/run.sh; CONSOLE=0 skips them).
 if [[ ${CONSOLE:-1} == 1 ]]; then
   bash tests/console/run.sh
+fi
+# The system tests (tests/system/run.sh, docs/system-tests.md): each test boots Debian 12 with
+# systemd as PID 1 in systemd-nspawn and installs the package there.
+if [[ ${SYSTEM_TESTS:-0} == 1 ]]; then
+  bash tests/system/run.sh
 fi
 
 if [[ ${SANITIZE:-1} == 1 ]]; then

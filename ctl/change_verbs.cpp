@@ -102,7 +102,7 @@ int verb_submit(const Globals& g, const SubmitArgs& a) {
     fmt::print("{}\n", props_json(p).dump());
   else
     fmt::print("{}\n", end_line(res.first, p));
-  return exit_for_state(get_s(p, "State"));
+  return exit_for_end(p);
 }
 
 int verb_stop(const Globals& g, const StopArgs& a) {

@@ -28,6 +28,7 @@ enum Exit : int {
   kExitCleanupFailed = 9,
   kExitJobFailed = 10,
   kExitJobCancelled = 11,
+  kExitJobUnknown = 12,
 };
 
 struct CtlError : std::runtime_error {

@@ -60,9 +60,12 @@ std::string bytes_line(const Props& p, usec_t now) {
 
 bool is_terminal(const std::string& s) { return s == "completed" || s == "failed" || s == "cancelled"; }
 
-int exit_for_state(const std::string& state) {
+int exit_for_end(const Props& p) {
+  const std::string state = get_s(p, "State");
   if (state == "completed") return kExitOk;
   if (state == "cancelled") return kExitJobCancelled;
+  // Not known to have failed: nothing could tell how its main process ended.
+  if (get_s(p, "Result") == "unknown") return kExitJobUnknown;
   return kExitJobFailed;
 }
 
@@ -127,6 +130,7 @@ void print_status(const Props& raw, const std::string& queue) {
   };
   row("Id", get_s(p, "Id"));
   row("State", fmt::format("{} ({})", coloured_state(state), sub));
+  row("Result", get_s(p, "Result"));
   std::vector<std::string> argv;
   if (auto it = p.find("Argv"); it != p.end())
     if (auto* v = std::get_if<std::vector<std::string>>(&it->second)) argv = *v;

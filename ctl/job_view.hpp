@@ -10,8 +10,8 @@
 namespace repvisor::ctl {
 
 bool is_terminal(const std::string& state);
-// What `wait` and `submit --wait` exit with for a job that ended in `state`.
-int exit_for_state(const std::string& state);
+// What `wait` and `submit --wait` exit with for a job that ended (docs/cli.md, Exit codes).
+int exit_for_end(const Props& p);
 
 nlohmann::json to_json(const Value& v);
 // The properties as a JSON object, keys in snake_case ("StartedUSec" is "started_usec").

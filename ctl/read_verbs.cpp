@@ -222,7 +222,7 @@ int verb_wait(const Globals& g, const JobArg& a) {
     fmt::print("{}\n", props_json(p).dump());
   else
     fmt::print("{}\n", end_line(job_label(p), p));
-  return exit_for_state(get_s(p, "State"));
+  return exit_for_end(p);
 }
 
 int verb_watch(const Globals& g, const JobArg& a) {

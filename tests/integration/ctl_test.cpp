@@ -602,3 +602,40 @@ TEST_F(CtlTest, WatchToAPipeNamesTheJobAndReportsAddedAndRemoved) {
   fclose(in);
   waitpid(child, nullptr, 0);
 }
+
+// A job whose main process ended while the daemon was down, its leftovers still running: how it
+// ended cannot be known. status says so, and wait exits 12, not 10 ("failed") or 0.
+TEST(CtlResult, AnEndNothingCanTellIsUnknownToStatusAndWait) {
+  Daemon daemon("recovery = \"adopt\"");
+  const auto ctl = [&](const std::string& args) {
+    return std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " " + args;
+  };
+  std::string id;
+  pid_t main_pid = 0;
+  {
+    Bus bus(daemon.address());
+    ReadyFifo ready(daemon.dir);
+    // A leftover that outlives the main process keeps the job's cgroup populated.
+    id = bus.submit_ok({"sh", "-c", "sleep 1000 & echo ready > " + ready.path() + "; exec sleep 1000"});
+    ready.wait_line();
+    ASSERT_EQ(bus.prop_s(id, "State"), "running");
+    main_pid = static_cast<pid_t>(bus.prop_i(id, "MainPID"));
+  }
+  kill(daemon.pid, SIGKILL);
+  ASSERT_EQ(daemon.wait_exit(), 128 + SIGKILL);
+  // The main process ends while no daemon watches it; its parent, gone too, never tells anyone.
+  const int pidfd = pidfd_of(main_pid);
+  ASSERT_GE(pidfd, 0);
+  ASSERT_EQ(kill(main_pid, SIGKILL), 0);
+  // Gone for good once reaped (by init, its parent now): the pidfd then reports POLLHUP, which
+  // poll() waits for with no other event asked.
+  pollfd p{pidfd, 0, 0};
+  ASSERT_EQ(poll(&p, 1, 30'000), 1) << "the killed main process was never reaped by init";
+  close(pidfd);
+  daemon.start();
+  std::string out;
+  EXPECT_EQ(run_command(ctl("wait " + id), &out), 12) << out;
+  ASSERT_EQ(run_command(ctl("status " + id), &out), 0) << out;
+  EXPECT_NE(out.find("Result: unknown"), std::string::npos) << out;
+  EXPECT_NE(out.find("State: failed"), std::string::npos) << out;
+}

@@ -22,6 +22,8 @@ class LogFollower {
   // `keep`: the job's LogKeep property ("" until its log was first cut). `whole_lines`: a line
   // not yet ended waits for its end (while following; not for the last read).
   void drain(const std::function<void(std::string_view)>& out, const std::string& keep, bool whole_lines);
+  // Inside `out`: the file offset of the piece it is given.
+  uint64_t offset() const { return offset_; }
 
  private:
   bool moved(uint64_t size);                // a cut since the last drain

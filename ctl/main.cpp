@@ -135,6 +135,10 @@ int main(int argc, char** argv) {
          s->add_option("-n,--tail", job.tail, "only the last N lines (0-1000000000), then what follows")
              ->type_name("N")
              ->check(CLI::Range(int64_t{0}, int64_t{1000000000}).description(""));
+         s->add_option("--since", job.since,
+                       "only what was written at TIME or later (\"YYYY-MM-DD [HH:MM[:SS]]\", \"10min ago\")")
+             ->type_name("TIME");
+         s->add_flag("-t,--timestamps", job.timestamps, "each line with the time it was written by");
        },
        [&] { return verb_logs(g, job); }},
       {"wait", "wait until a job has ended (exit 0 completed, 10 failed, 11 cancelled)", job_positional,

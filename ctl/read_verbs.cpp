@@ -9,11 +9,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "job_view.hpp"
 #include "log_follow.hpp"
+#include "log_times.hpp"
 #include "output.hpp"
 #include "screen.hpp"
 #include "util/text.hpp"
@@ -91,8 +94,33 @@ int verb_status(const Globals& g, const JobArg& a) {
 
 namespace {
 
-// Moves fd to the start of its last `lines` lines, reading backwards from the end in blocks.
-// Where the last `lines` lines of the file begin (0: all of it when it has fewer).
+uint64_t file_size(int fd) {
+  struct stat st {};
+  return fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+// The start of the line that `offset` is in: a time falls within a line at most as often as at
+// its end, and a line is shown whole.
+uint64_t line_start(int fd, uint64_t offset) {
+  char buf[4096];
+  while (offset > 0) {
+    const uint64_t from = offset > sizeof buf ? offset - sizeof buf : 0;
+    const ssize_t n = pread(fd, buf, static_cast<size_t>(offset - from), static_cast<off_t>(from));
+    if (n <= 0) return offset;
+    if (const void* nl = memrchr(buf, '\n', static_cast<size_t>(n)))
+      return from + static_cast<uint64_t>(static_cast<const char*>(nl) - buf) + 1;
+    offset = from;
+  }
+  return 0;
+}
+
+// "2026-12-08 01:44:15.123", local time as the other times repvisorctl prints.
+std::string format_time_ms(usec_t usec) {
+  return fmt::format("{}.{:03}", format_time(usec), (usec / USEC_PER_MSEC) % 1000);
+}
+
+// Where the last `lines` lines of the file begin (0: all of it when it has fewer), reading
+// backwards from the end in blocks.
 uint64_t last_lines_offset(int fd, int64_t lines) {
   struct stat st {};
   if (fstat(fd, &st) < 0) return 0;
@@ -130,6 +158,13 @@ int verb_logs(const Globals& g, const JobArg& a) {
   sigaddset(&block, SIGINT);
   sigprocmask(a.follow ? SIG_BLOCK : SIG_UNBLOCK, a.follow ? &block : nullptr, &unblocked);
   sigdelset(&unblocked, SIGINT);
+  std::optional<usec_t> since;
+  if (!a.since.empty()) {
+    std::string why;
+    since = parse_since(a.since, now_realtime(), &why);
+    if (!since) throw CtlError(kExitUsage, "--since: " + why);
+  }
+  if (a.timestamps && g.json) throw CtlError(kExitUsage, "-t: not with --json (its pieces carry no times)");
   Client c(g.address);
   const std::string path = c.get_job(a.job);
   Props p = c.job_properties(path);
@@ -144,7 +179,9 @@ int verb_logs(const Globals& g, const JobArg& a) {
   // With --json: without -f one object with the whole text; with -f one object a line of JSON
   // for each piece as it comes. Bytes that are not UTF-8 become U+FFFD.
   std::string whole;
-  auto emit = [&](std::string_view text) {
+  std::optional<LogFollower> follower;
+  auto follower_offset = [&] { return follower ? follower->offset() : 0; };
+  std::function<void(std::string_view)> emit = [&](std::string_view text) {
     if (g.json && !a.follow) {
       whole.append(text);
       return;
@@ -156,9 +193,43 @@ int verb_logs(const Globals& g, const JobArg& a) {
                  json{{"job", id}, {"log", std::string(text)}}.dump(-1, ' ', false, json::error_handler_t::replace));
     fflush(stdout);
   };
+  // When the lines were written (log_times.hpp), for --since and -t.
+  std::optional<LogTimes> times;
+  if (fd >= 0 && (since || a.timestamps)) {
+    times.emplace(log, fd, get_s(p, "LogKeep"), get_t(p, "LogBytesCut"), get_t(p, "LogLimit"));
+    if (times->empty() && file_size(fd) > 0)
+      fmt::print(stderr, "repvisorctl: the daemon kept no times for this log (it ran before they were kept)\n");
+  }
+  uint64_t start = a.tail >= 0 ? last_lines_offset(fd, a.tail) : 0;
+  if (times && since) start = std::max(start, line_start(fd, times->offset_since(*since)));
+  if (a.timestamps) {
+    // Each line with the time it was written by; a line no look has seen yet with the time it
+    // was read, marked "~".
+    bool at_line_start = true;
+    emit = [&, plain = emit](std::string_view text) {
+      const uint64_t offset = follower_offset();
+      std::string out;
+      for (size_t i = 0; i < text.size();) {
+        if (at_line_start) {
+          auto t = times ? times->time_of(offset + i) : std::nullopt;
+          if (!t && times) {
+            times->reload();
+            t = times->time_of(offset + i);
+          }
+          out += t ? " " + format_time_ms(*t) : "~" + format_time_ms(now_realtime());
+          out += ' ';
+        }
+        const size_t nl = text.find('\n', i);
+        const size_t end = nl == std::string_view::npos ? text.size() : nl + 1;
+        out.append(text.substr(i, end - i));
+        at_line_start = nl != std::string_view::npos;
+        i = end;
+      }
+      plain(out);
+    };
+  }
   // The follower notices the log's cuts (see log_follow.hpp) and goes on from the right place.
-  std::optional<LogFollower> follower;
-  if (fd >= 0) follower.emplace(fd, a.tail >= 0 ? last_lines_offset(fd, a.tail) : 0);
+  if (fd >= 0) follower.emplace(fd, start);
   auto drain = [&](bool whole_lines = true) {
     if (follower) follower->drain(emit, get_s(p, "LogKeep"), whole_lines);
   };

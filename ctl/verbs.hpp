@@ -35,7 +35,9 @@ struct EventsArgs {
 struct JobArg {
   std::string job;
   bool follow = false;
-  int64_t tail = -1;  // logs: only the last this many lines; -1 all
+  int64_t tail = -1;        // logs: only the last this many lines; -1 all
+  std::string since;        // logs: only what was written at this time or later
+  bool timestamps = false;  // logs: each line with the time it was written by
   std::vector<std::string> states;
 };
 

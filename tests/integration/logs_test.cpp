@@ -1,5 +1,6 @@
 // Job logs stay bounded ([logs]): the real daemon, real jobs flooding their stdout. Every wait is
 // on an event (PropertiesChanged of LogBytesCut or State, a FIFO), never a sleep.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -347,6 +348,18 @@ TEST(Logs, TheIndexStampsWhenEachPartWasWrittenAndGoesWithTheLog) {
   }
   EXPECT_EQ(repvisor::core::written_by(stamps, 0), first) << "'one' was seen by the first stamp";
   EXPECT_EQ(repvisor::core::first_written_since(stamps, middle), 4u) << "only 'three' was written after";
+  // repvisorctl: what was written since a time, and each line with the time it was seen by.
+  const std::string at = fmt::format("@{}.{:06}", middle / 1'000'000, middle % 1'000'000);
+  EXPECT_EQ(ctl(daemon, "logs --since " + at + " " + id), "three\n");
+  EXPECT_EQ(ctl(daemon, "logs --since '1h ago' " + id), "one\nthree\n");
+  const std::string stamped = ctl(daemon, "logs -t " + id);
+  EXPECT_TRUE(stamped.starts_with(" 20")) << stamped;
+  EXPECT_NE(stamped.find(" one\n "), std::string::npos) << stamped;
+  EXPECT_TRUE(stamped.ends_with(" three\n")) << stamped;
+  int status = 0;
+  EXPECT_NE(ctl(daemon, "logs --since yesterdayish " + id, &status).find("--since: 'yesterdayish' is not a time"),
+            std::string::npos);
+  EXPECT_EQ(status, 2);
   std::ofstream(go) << "\n";
   bus.wait_terminal(id);
   ASSERT_TRUE(bus.remove(id, {}).ok);

@@ -27,10 +27,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Event types recorded for a job, in order.
-std::vector<std::string> event_types(Bus& bus, const std::string& id) {
-  std::string out;
-  std::vector<std::string> types;
+// Events recorded for a job, in order: (type, message).
+std::vector<std::pair<std::string, std::string>> job_events(Bus& bus, const std::string& id) {
+  std::vector<std::pair<std::string, std::string>> types;
   sd_bus_message *m = nullptr, *reply = nullptr;
   sd_bus_error err = SD_BUS_ERROR_NULL;
   sd_bus_message_new_method_call(bus.get(), &m, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager",
@@ -48,11 +47,18 @@ std::vector<std::string> event_types(Bus& bus, const std::string& id) {
     uint64_t ts;
     const char *job, *type, *msg;
     sd_bus_message_read(reply, "tsss", &ts, &job, &type, &msg);
-    types.emplace_back(type);
+    types.emplace_back(type, msg);
     sd_bus_message_skip(reply, "a{sv}");
     sd_bus_message_exit_container(reply);
   }
   sd_bus_message_unref(reply);
+  return types;
+}
+
+// Event types recorded for a job, in order.
+std::vector<std::string> event_types(Bus& bus, const std::string& id) {
+  std::vector<std::string> types;
+  for (auto& [type, message] : job_events(bus, id)) types.push_back(type);
   return types;
 }
 
@@ -87,6 +93,29 @@ void crash(Daemon& d) {
 }
 
 }  // namespace
+
+// Every event of the audit trail reaches the daemon's log the same way, from its submission to
+// its deletion: as the line "job ID NAME: TYPE: message" here, where stderr is no journal, and
+// under journald as an entry with REPVISOR_JOB_ID= and REPVISOR_EVENT= (util/log.cpp; the
+// journal's side is tests/system/test_jobs.py's). The submission and the deletion were once
+// logged apart, as lines of their own, and reached the journal without the fields.
+TEST(Store, EveryAuditEventReachesTheLogAsTheOthersDo) {
+  Daemon daemon;
+  Bus bus(daemon.address());
+  const std::string id = bus.submit_ok({"sleep", "1000"}, {{"name", std::string("logged")}});
+  bus.wait_state(id, "running");
+  ASSERT_TRUE(bus.stop(id, {{"wait", true}}).ok);
+  ASSERT_TRUE(bus.remove(id, {}).ok);
+  const auto events = job_events(bus, id);
+  std::vector<std::string> types;
+  for (const auto& [type, message] : events) types.push_back(type);
+  ASSERT_TRUE(has(types, "submitted") && has(types, "deleted")) << ::testing::PrintToString(types);
+  const std::string log = daemon.log();
+  for (const auto& [type, message] : events)
+    EXPECT_NE(log.find("repvisord: job " + id + " logged: " + type + ": " + message + "\n"), std::string::npos)
+        << type << ": " << message << "\n"
+        << log;
+}
 
 TEST(Store, JobsKeepEveryPropertyAcrossARestart) {
   Daemon daemon;

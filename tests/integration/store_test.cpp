@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -393,6 +394,52 @@ TEST(Recovery, AnAdoptedJobEndsWithItsRealExitStatus) {
   EXPECT_EQ(run_command(std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " wait " + ok, &out),
             0)
       << out;
+}
+
+// An adopted main process that ends becomes a zombie of whoever inherited it when the old daemon
+// died, never of the new daemon (processes.cpp, on_pidfd, says why), and its status is known only
+// once that parent reaps it. Here the test process is that parent (a child subreaper above the
+// daemon), and it does not reap: the job must not run for ever. It ends without the status.
+TEST(Recovery, AnAdoptedMainProcessThatNobodyReapsEndsTheJobWithoutItsStatus) {
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  struct Restore {
+    ~Restore() { prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  } restore;
+  Daemon daemon("recovery = \"adopt\"");
+  const std::string go = daemon.dir + "/go";
+  ASSERT_EQ(mkfifo(go.c_str(), 0600), 0);
+  std::string id;
+  pid_t main_pid = 0;
+  {
+    Bus bus(daemon.address());
+    ReadyFifo ready(daemon.dir);
+    id = bus.submit_ok({"sh", "-c", "echo ready > " + ready.path() + "; read x < " + go + "; exit 3"});
+    ready.wait_line();
+    main_pid = static_cast<pid_t>(bus.prop_i(id, "MainPID"));
+  }
+  crash(daemon);
+  // The job's processes are ours now.
+  std::string ppid;
+  {
+    std::ifstream stat("/proc/" + std::to_string(main_pid) + "/stat");
+    std::string field;
+    for (int i = 0; i < 4 && stat >> field; ++i) ppid = field;  // "pid (comm) state ppid": no space in "sh"
+  }
+  ASSERT_EQ(ppid, std::to_string(getpid()));
+  daemon.start();
+  Bus bus(daemon.address());
+  EXPECT_EQ(bus.prop_s(id, "State"), "running");
+  std::ofstream(go) << "go\n";
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "failed");
+  EXPECT_EQ(bus.prop_s(id, "Result"), "unknown");
+  EXPECT_EQ(bus.prop_s(id, "FailReason"), "exit status unknown");
+  EXPECT_TRUE(has(event_types(bus, id), "unreaped"));
+  // It was a zombie all along, with the status nobody could read.
+  siginfo_t si{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(main_pid), &si, WEXITED | WNOHANG), 0);
+  EXPECT_EQ(si.si_pid, main_pid);
+  EXPECT_EQ(si.si_status, 3);
 }
 
 TEST(Recovery, AJobFromADaemonWithPerJobNotifySocketsIsStillHeard) {

@@ -37,8 +37,9 @@ struct Supervisor::Entry {
   UvPtr<uv_poll_t> notify_poll;
   std::vector<std::function<void(core::Job*)>> waiters;
   bool in_cgroup = false;
-  bool pidfd_is_child = true;  // false for a main process taken over after a daemon restart
-  bool awaiting_reap = false;  // such a process ended: its status comes once its parent reaps it
+  bool pidfd_is_child = true;    // false for a main process taken over after a daemon restart
+  bool awaiting_reap = false;    // such a process ended: its status comes once its parent reaps it
+  UvPtr<uv_timer_t> reap_timer;  // ... if that comes within kReapGrace (processes.cpp)
   bool deleting = false;
   bool counted_active = false;  // included in Supervisor::active_
   // Its runtime directory may exist: false only while it is known not to (a job submitted to

@@ -59,7 +59,13 @@ class HostResources final : public ResourceSystem {
  private:
   std::string server_cgroup(const core::Job& job, const JobResource& r) const;
   std::string server_socket(const core::Job& job, const JobResource& r) const;
-  void watch_server(JobResource& r, std::function<void(const std::string&)> on_exit);
+  // Watches the server's pidfd; r.handles.on_exit once it has ended.
+  static void watch_server(uv_loop_t* loop, JobResource& r);
+  // nbdkit's starting process ended: the server it forked is watched, and recorded, instead.
+  // False when there is none.
+  static bool take_forked_server(uv_loop_t* loop, JobResource& r);
+  // Starts the handshake that says the server serves; r.handles.on_probe once it is settled.
+  static int connect_probe(uv_loop_t* loop, JobResource& r, std::string* why);
   static void probe_step(JobResource& r);
 
   Supervisor& sup_;

@@ -30,10 +30,10 @@ void NbdCloser::operator()(nbd_handle* h) const {
 }
 
 namespace {
-std::string exit_text(const siginfo_t& si) {
-  if (si.si_code == CLD_EXITED) return fmt::format("exited with status {}", si.si_status);
-  const char* abbrev = sigabbrev_np(si.si_status);
-  return fmt::format("was killed by {}", abbrev ? std::string("SIG") + abbrev : std::to_string(si.si_status));
+std::string exit_text(int code, int status) {
+  if (code == CLD_EXITED) return fmt::format("exited with status {}", status);
+  const char* abbrev = sigabbrev_np(status);
+  return fmt::format("was killed by {}", abbrev ? std::string("SIG") + abbrev : std::to_string(status));
 }
 }  // namespace
 
@@ -56,7 +56,8 @@ int HostResources::start_server(const core::Job& job, JobResource& r, std::funct
   // server reads exactly what was checked, whatever happens to the path meanwhile.
   sys::Opened src;
   if (int rc = sys::open_volume(volume_policy(), spec.path, false, 0, &src, why); rc < 0) return rc;
-  // The image is descriptor 4 of the server (see pass_fds), the files a qcow2 image names follow.
+  // qemu-nbd's image is its descriptor 4 (see pass_fds), the files a qcow2 image names follow
+  // (nbdkit here serves raw images only: core/resource.cpp).
   constexpr int kImageFd = 4;
   std::vector<Fd> image_files;
   std::string image_opts;
@@ -65,40 +66,54 @@ int HostResources::start_server(const core::Job& job, JobResource& r, std::funct
         !refused.empty())
       return fail(refused);
 
-  // Socket activation: the daemon binds the socket, so it is accepting before the server runs,
-  // a stale socket file is never in the way, and the path is the daemon's to remove.
+  const bool nbdkit = spec.server == core::NbdServerKind::Nbdkit;
   const std::string sock = server_socket(job, r);
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   if (sock.size() >= sizeof sa.sun_path) return fail("socket path " + sock + " is too long (runtime_dir)");
   memcpy(sa.sun_path, sock.c_str(), sock.size() + 1);
-  Fd listen_fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!listen_fd) return fail(fmt::format("socket: {}", strerror(errno)), -errno);
-  ::unlink(sock.c_str());
-  if (bind(listen_fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0 || listen(listen_fd.get(), 64) < 0)
-    return fail(fmt::format("cannot listen on {}: {}", sock, strerror(errno)), -errno);
-  chmod(sock.c_str(), 0600);
-  out->socket = sock;
+  ::unlink(sock.c_str());  // a stale one is never in the way; the path is the daemon's to remove
+  Fd listen_fd;
+  if (nbdkit) {
+    out->socket = sock;  // nbdkit binds it (below)
+  } else {
+    // Socket activation: the daemon binds the socket, so it is accepting before the server runs.
+    listen_fd.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!listen_fd) return fail(fmt::format("socket: {}", strerror(errno)), -errno);
+    if (bind(listen_fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0 || listen(listen_fd.get(), 64) < 0)
+      return fail(fmt::format("cannot listen on {}: {}", sock, strerror(errno)), -errno);
+    chmod(sock.c_str(), 0600);
+    out->socket = sock;
+  }
 
-  sys::SpawnRequest req;
+  sys::SpawnRequest req{.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, .working_directory = "/"};
   int err = 0;
-  const char* prog = spec.server == core::NbdServerKind::QemuNbd ? "qemu-nbd" : "nbdkit";
+  const char* prog = nbdkit ? "nbdkit" : "qemu-nbd";
   req.executable = sys::find_executable(prog, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", &err);
   if (req.executable.empty()) return fail(fmt::format("{} is not installed: {}", prog, strerror(err)), -err);
-  // The server opens /dev/fd/4, the file checked here.
-  const std::string image = fmt::format("/dev/fd/{}", kImageFd);
-  if (spec.server == core::NbdServerKind::QemuNbd && spec.format == core::ImageFormat::Qcow2) {
-    req.argv = {prog, "--read-only", "--persistent", "--shared=0", "--image-opts", image_opts};
-  } else if (spec.server == core::NbdServerKind::QemuNbd) {
-    req.argv = {prog, "--read-only", "--persistent", "--shared=0", "--format=raw", image};
+  if (nbdkit) {
+    // In the background, on a socket of its own (-U: a Unix socket only, no TCP). nbdkit 1.32
+    // asks the kernel for SIGTERM when its parent dies (PR_SET_PDEATHSIG) however it is started:
+    // since 1.32.2 its --exit-with-parent code runs whether or not the option was given (a
+    // backported refactoring dropped the test). Its parent is the daemon, so in the foreground
+    // (or socket-activated, which implies it) it dies with the daemon, and a job adopted after a
+    // restart or an upgrade loses its source. In the background the process started binds the
+    // socket, forks the server and exits: the fork clears the death signal, and the server lives
+    // on, as qemu-nbd does. It serves /dev/fd/3, the file checked here; its messages once it
+    // serves go to syslog (in the background its stderr is /dev/null), its start's to the job log.
+    req.argv = {prog, "--readonly", "-U", sock, "file", "file=/dev/fd/3"};
+    req.pass_fds = {src.fd.get()};
   } else {
-    req.argv = {prog, "--foreground", "--readonly", "file", "file=" + image};
+    // The server opens /dev/fd/4, the file checked here (3 is the listening socket).
+    if (spec.format == core::ImageFormat::Qcow2)
+      req.argv = {prog, "--read-only", "--persistent", "--shared=0", "--image-opts", image_opts};
+    else
+      req.argv = {prog,         "--read-only",  "--persistent",
+                  "--shared=0", "--format=raw", fmt::format("/dev/fd/{}", kImageFd)};
+    req.pass_fds = {listen_fd.get(), src.fd.get()};
+    for (const auto& f : image_files) req.pass_fds.push_back(f.get());
+    req.listen_fds = 1;  // descriptor 3 is the listening socket; 4, the image, is not one
   }
-  req.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
-  req.working_directory = "/";
-  req.pass_fds = {listen_fd.get(), src.fd.get()};
-  for (const auto& f : image_files) req.pass_fds.push_back(f.get());
-  req.listen_fds = 1;  // descriptor 3 is the listening socket; 4, the image, is not one
   const int log_fd = sup_.logs_->open_append(sup_.log_path(job));
   if (log_fd < 0) return fail(fmt::format("cannot open the job log: {}", strerror(-log_fd)), log_fd);
   Fd output(log_fd);
@@ -121,7 +136,9 @@ int HostResources::start_server(const core::Job& job, JobResource& r, std::funct
   h.listen = std::move(listen_fd);
   h.pidfd = std::move(child.pidfd);
   h.server_is_child = true;
-  watch_server(r, std::move(on_exit));
+  h.launcher = nbdkit ? child.pid : 0;
+  h.on_exit = std::move(on_exit);
+  watch_server(sup_.loop_, r);
   return 0;
 }
 
@@ -199,6 +216,19 @@ std::string HostResources::check_qcow2_image(int fd, const std::string& path, in
 int HostResources::probe_server(JobResource& r, std::function<void(bool ok, const std::string& why)> done,
                                 std::string* why) {
   ResourceHandles& h = r.handles;
+  if (!sys::libnbd(why)) return -ENOPKG;
+  h.on_probe = std::move(done);
+  // nbdkit's socket is there once its starting process has ended: probed then (take_forked_server).
+  if (h.launcher) return 0;
+  if (int rc = connect_probe(sup_.loop_, r, why); rc < 0) {
+    h.on_probe = nullptr;
+    return rc;
+  }
+  return 0;
+}
+
+int HostResources::connect_probe(uv_loop_t* loop, JobResource& r, std::string* why) {
+  ResourceHandles& h = r.handles;
   const sys::LibNbd* nbd = sys::libnbd(why);
   if (!nbd) return -ENOPKG;
   h.probe.reset(nbd->create());
@@ -212,8 +242,7 @@ int HostResources::probe_server(JobResource& r, std::function<void(bool ok, cons
     return -ECONNREFUSED;
   }
   const int fd = nbd->aio_get_fd(h.probe.get());
-  h.probe_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(sup_.loop_, p, fd); }, &r);
-  h.on_probe = std::move(done);
+  h.probe_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop, p, fd); }, &r);
   probe_step(r);
   return 0;
 }
@@ -234,10 +263,10 @@ void HostResources::probe_step(JobResource& r) {
       return;
     }
     const std::string why = ready ? "" : nbd->get_error() ? nbd->get_error() : "connection closed";
-    auto done = std::move(h.on_probe);
-    h.on_probe = nullptr;
     h.probe_poll.reset();
     h.probe.reset();
+    auto done = std::move(h.on_probe);
+    h.on_probe = nullptr;
     if (done) done(ready, why);
     return;
   }
@@ -264,10 +293,9 @@ void HostResources::stop_probe(JobResource& r) {
 
 // ---- watching and stopping ------------------------------------------------------------------
 
-void HostResources::watch_server(JobResource& r, std::function<void(const std::string&)> on_exit) {
+void HostResources::watch_server(uv_loop_t* loop, JobResource& r) {
   ResourceHandles& h = r.handles;
-  h.on_exit = std::move(on_exit);
-  h.pid_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(sup_.loop_, p, h.pidfd.get()); }, &r);
+  h.pid_poll = make_uv<uv_poll_t>([&](uv_poll_t* p) { return uv_poll_init(loop, p, h.pidfd.get()); }, &r);
   uv_poll_start(h.pid_poll.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
     auto* res = static_cast<JobResource*>(p->data);
     if (!res) return;
@@ -277,13 +305,18 @@ void HostResources::watch_server(JobResource& r, std::function<void(const std::s
       siginfo_t si{};
       if (waitid(P_PIDFD, static_cast<id_t>(rh.pidfd.get()), &si, WEXITED | WNOHANG) < 0) {
         if (errno != ECHILD) return;
-        how = "ended (exit status unknown)";  // not ours to reap after all: it is gone all the same
+        // Reaped meanwhile as one of the orphans the daemon reaps (nbdkit's forked server is
+        // one): the kernel tells a pidfd's holder how it ended (Linux 6.15), or nothing does.
+        int code = 0, status = 0;
+        how = sys::pidfd_exit_status(rh.pidfd.get(), &code, &status) == 0 ? exit_text(code, status)
+                                                                          : "ended (exit status unknown)";
       } else if (si.si_pid == 0) {
         return;  // not yet
       } else {
-        how = exit_text(si);
+        how = exit_text(si.si_code, si.si_status);
       }
     }
+    if (rh.launcher && take_forked_server(p->loop, *res)) return;
     auto on_exit = std::move(rh.on_exit);
     rh.on_exit = nullptr;
     rh.on_probe = nullptr;
@@ -295,6 +328,41 @@ void HostResources::watch_server(JobResource& r, std::function<void(const std::s
   });
 }
 
+bool HostResources::take_forked_server(uv_loop_t* loop, JobResource& r) {
+  ResourceHandles& h = r.handles;
+  const pid_t launcher = h.launcher;
+  h.launcher = 0;
+  h.pid_poll.reset();
+  h.pidfd.reset();  // reaped by the watch
+  // nbdkit's starting process has ended; normally with status 0, once it has bound the socket
+  // and forked the server. An orphan now, the server was handed to the daemon (child subreaper:
+  // to its first thread, this one, before its parent could be reaped): it is the child of ours
+  // in the starting process's session (the spawn made one; nbdkit makes no other). Without it,
+  // whatever the starting process said is the server's end.
+  pid_t server = 0;
+  for (pid_t pid : sys::thread_children())
+    if (sys::process_session(pid) == launcher) server = pid;
+  if (server <= 0) return false;
+  h.pidfd.reset(sys::pidfd_open(server, 0));
+  if (!h.pidfd) return false;
+  h.server_is_child = true;
+  r.record.pid = server;
+  r.record.start_time = sys::process_start_time(server);
+  // nbdkit made the socket with its umask, 022: only root could connect already (connect(2)
+  // needs write permission); 0600, as the daemon makes qemu-nbd's.
+  chmod(r.record.socket.c_str(), 0600);
+  // A stop, or a kill, sent to the starting process is the server's too.
+  if (h.signalled) sys::pidfd_send_signal(h.pidfd.get(), h.signalled, nullptr, 0);
+  watch_server(loop, r);
+  // The socket is bound and listening: the server's readiness is its handshake, as qemu-nbd's.
+  if (std::string why; h.on_probe && connect_probe(loop, r, &why) < 0) {
+    auto done = std::move(h.on_probe);
+    h.on_probe = nullptr;
+    done(false, why);
+  }
+  return true;
+}
+
 bool HostResources::hold_server(JobResource& r, std::function<void(const std::string&)> on_exit) {
   ResourceHandles& h = r.handles;
   if (h.pidfd) return true;
@@ -304,11 +372,13 @@ bool HostResources::hold_server(JobResource& r, std::function<void(const std::st
   h.pidfd.reset(sys::pidfd_open(rec.pid, 0));
   if (!h.pidfd) return false;
   h.server_is_child = false;
-  watch_server(r, std::move(on_exit));
+  h.on_exit = std::move(on_exit);
+  watch_server(sup_.loop_, r);
   return true;
 }
 
 void HostResources::signal_server(JobResource& r, int sig) {
+  r.handles.signalled = sig;
   if (r.handles.pidfd) sys::pidfd_send_signal(r.handles.pidfd.get(), sig, nullptr, 0);
 }
 

@@ -13,16 +13,23 @@
 #include <filesystem>
 #include <utility>
 
+#include <fmt/format.h>
+
 #include "supervisor/entry.hpp"
 #include "sys/pidfd.hpp"
 #include "sys/proc.hpp"
 #include "util/log.hpp"
+#include "util/time.hpp"
 
 namespace repvisor {
 
 namespace fs = std::filesystem;
 
 namespace {
+// How long an adopted main process that has ended may stay unreaped before the job ends without
+// its exit status (on_pidfd says why). systemd reaps at once; other inits poll (one took 1.5 s).
+constexpr usec_t kReapGrace = 5 * USEC_PER_SEC;
+
 sigset_t only_sigchld() {
   sigset_t set;
   sigemptyset(&set);
@@ -75,18 +82,29 @@ void Supervisor::on_pidfd(Entry& e) {
     // holder once its parent has reaped it, which the pidfd reports as POLLHUP.
     const int r = sys::pidfd_exit_status(e.pidfd.get(), &si.si_code, &si.si_status);
     if (r == -ENODATA && !e.awaiting_reap) {
+      // Ended, a zombie until its parent reaps it, and that parent is never this daemon: the
+      // process was the child of the daemon that started it, and when that daemon died its
+      // children went to the nearest child subreaper above it, or to the PID namespace's init
+      // (the kernel's find_new_reaper walks up the dead process's ancestors); this daemon,
+      // started after, is no ancestor of it. Under systemd that is PID 1, which reaps at once.
+      // A parent that does not reap (an init that never waits, a subreaper that is stopped or
+      // stuck) would hold the job for ever: its status is waited for kReapGrace, then the job
+      // ends without it (tests/integration/store_test.cpp reproduces it).
       e.awaiting_reap = true;
       uv_poll_start(e.pid_poll.get(), UV_DISCONNECT, [](uv_poll_t* p, int, int) {
         if (auto* en = static_cast<Entry*>(p->data)) en->owner->on_pidfd(*en);
       });
+      e.reap_timer = make_uv<uv_timer_t>([&](uv_timer_t* t) { return uv_timer_init(loop_, t); }, &e);
+      uv_timer_start(
+          e.reap_timer.get(),
+          [](uv_timer_t* t) {
+            if (auto* en = static_cast<Entry*>(t->data)) en->owner->on_reap_overdue(*en);
+          },
+          kReapGrace / USEC_PER_MSEC, 0);
       return;
     }
     if (r < 0) {
-      forget_main(*e.job);
-      e.pid_poll.reset();
-      e.pidfd.reset();
-      if (e.job->tree_alive) check_tree(e);
-      e.job->on_main_gone();
+      main_gone(e);
       return;
     }
   } else if (waitid(P_PIDFD, static_cast<id_t>(e.pidfd.get()), &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) {
@@ -96,10 +114,38 @@ void Supervisor::on_pidfd(Entry& e) {
   forget_main(job);
   e.pid_poll.reset();
   e.pidfd.reset();
+  e.reap_timer.reset();
+  e.awaiting_reap = false;
   // Look at the tree first: if the main process was the last one, nothing needs killing. This
   // also covers a tree that emptied before our cgroup watch was set up.
   if (job.tree_alive) check_tree(e);
   job.on_main_exited(si.si_code, si.si_status);
+}
+
+void Supervisor::on_reap_overdue(Entry& e) {
+  e.reap_timer.reset();
+  if (!e.pidfd || !e.awaiting_reap) return;
+  int code = 0, status = 0;
+  if (sys::pidfd_exit_status(e.pidfd.get(), &code, &status) != -ENODATA) {
+    on_pidfd(e);  // reaped after all (its POLLHUP not yet seen): the status is known
+    return;
+  }
+  event(*e.job, "unreaped",
+        fmt::format("main process {} ended, but its parent has not reaped it within {}: its exit status "
+                    "cannot be known",
+                    e.job->main_pid, format_timespan(kReapGrace)));
+  main_gone(e);
+}
+
+void Supervisor::main_gone(Entry& e) {
+  // Its end is known, its status is not (the job's own EXIT_STATUS= report may still tell it).
+  forget_main(*e.job);
+  e.pid_poll.reset();
+  e.pidfd.reset();
+  e.reap_timer.reset();
+  e.awaiting_reap = false;
+  if (e.job->tree_alive) check_tree(e);
+  e.job->on_main_gone();
 }
 
 void Supervisor::on_cgroup_event(Entry& e) {

@@ -195,10 +195,9 @@ void Supervisor::clean_strays() {
       }
       // Nobody owns it (a job deleted while the daemon was down, a leftover of ours): nothing
       // may run that no job accounts for.
-      log::warning("stray cgroup {} with {} process(es): killing and removing it", d.path().string(), pids.size());
-      store_->append({now(), is_job_id(id) ? id : "", "stray-cleaned",
-                      fmt::format("stray cgroup {} with {} process(es) killed and removed", name, pids.size()),
-                      nlohmann::json::object()});
+      audit(is_job_id(id) ? id : "", "stray-cleaned",
+            fmt::format("stray cgroup {} with {} process(es) killed and removed", d.path().string(), pids.size()),
+            nullptr);
       cgroups_->kill(name);
       if (cgroups_->remove(name) < 0) watch_stray(name);
     }

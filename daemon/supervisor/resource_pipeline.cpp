@@ -206,7 +206,8 @@ void ResourcePipeline::on_probe(JobResource& r, bool ok, const std::string& why)
   r.pending = false;
   r.record.state = ResourceState::Ready;
   changed();
-  event("resource-ready", fmt::format("nbd-server '{}' answers on {}", r.spec.name, r.record.socket));
+  // Named with the process that serves, which for nbdkit is not the one started.
+  event("resource-ready", fmt::format("{} answers on {}", server_label(r), r.record.socket));
   if (!any_pending()) finish_setup();
 }
 

@@ -34,9 +34,13 @@ using NbdPtr = std::unique_ptr<nbd_handle, NbdCloser>;
 struct ResourceHandles {
   Fd file;    // file, loop: the volume, for the flush after the job
   Fd loop;    // loop: held while the job runs (autoclear detaches on the last close)
-  Fd listen;  // nbd-server: the socket it was activated with
+  Fd listen;  // nbd-server: the socket it was activated with (qemu-nbd; nbdkit binds its own)
   Fd pidfd;   // nbd-server, while it is watched
   bool server_is_child = true;
+  // nbd-server: while pidfd is nbdkit's starting process (its PID), which forks the server and
+  // exits (nbd_server.cpp); the server is watched, and recorded, from then on.
+  pid_t launcher = 0;
+  int signalled = 0;                                    // the last signal sent to the server, for one forked after it
   std::function<void(const std::string& how)> on_exit;  // nbd-server: it ended, "exited with status 1"
   UvPtr<uv_poll_t> pid_poll;
   NbdPtr probe;  // nbd-server: the handshake that says it serves
@@ -115,6 +119,8 @@ class ResourceSystem {
   virtual int start_server(const core::Job& job, JobResource& r, std::function<void(const std::string&)> on_exit,
                            ServerStart* out, std::string* why) = 0;
   // Waits for the server's first NBD handshake: `done(ok, why)`, unless stop_probe comes first.
+  // When the process serving is not the one started (nbdkit forks it), by then r.record's pid
+  // and start_time name the one serving.
   virtual int probe_server(JobResource& r, std::function<void(bool ok, const std::string& why)> done,
                            std::string* why) = 0;
   virtual void stop_probe(JobResource& r) = 0;

@@ -31,8 +31,6 @@
 #include "util/id.hpp"
 #include "util/log.hpp"
 
-#include <systemd/sd-journal.h>
-
 namespace repvisor {
 
 namespace fs = std::filesystem;
@@ -123,12 +121,18 @@ nlohmann::json caller_details(const Caller* c) {
   return d;
 }
 
+// Every event of the audit trail is recorded here: in the store, and in the daemon's log (the
+// journal, with its fields, under systemd: util/log.hpp), so both tell the same story.
+void record(store::Store* store, store::Event ev, log::Level level, std::string_view job_name = "") {
+  log::event(level, ev.job_id, job_name, ev.type, ev.message);
+  if (store) store->append(std::move(ev));
+}
+
 }  // namespace
 
 void Supervisor::audit(const std::string& job_id, const std::string& type, const std::string& message,
                        const Caller* caller) {
-  log::notice("{}{}{}", job_id.empty() ? "" : "job " + job_id + ": ", type + ": ", message);
-  if (store_) store_->append({now(), job_id, type, message, caller_details(caller)});
+  record(store_.get(), {now(), job_id, type, message, caller_details(caller)}, log::Notice);
 }
 
 usec_t Supervisor::now() { return now_realtime(); }
@@ -160,13 +164,15 @@ const core::Job& Supervisor::submit(core::JobSpec spec, const Caller& caller) {
   e.runtime_dir = false;  // a new id: nothing of it exists yet
   core::Job& job = *e.job;
   store_->save(job);
-  store_->append({job.created_usec, id, "submitted",
-                  fmt::format("{} submitted by uid {}", job.spec().argv_shown().front(), caller.uid), [&] {
-                    auto d = caller_details(&caller);
-                    d["spec"] = store::audit_spec_json(job.spec(), cfg_.audit_env_values);
-                    return d;
-                  }()});
-  log::info("job {} submitted by uid {}: {}", id, caller.uid, job.spec().argv_shown().front());
+  record(store_.get(),
+         {job.created_usec, id, "submitted",
+          fmt::format("{} submitted by uid {}", job.spec().argv_shown().front(), caller.uid),
+          [&] {
+            auto d = caller_details(&caller);
+            d["spec"] = store::audit_spec_json(job.spec(), cfg_.audit_env_values);
+            return d;
+          }()},
+         log::Info, job.spec().name);
   if (observer_) observer_->job_added(job);
   // Started from run_deferred(), once the submission is on disk: a crash never loses a job
   // that ran, and never runs one that was not recorded.
@@ -301,11 +307,12 @@ bool Supervisor::finish_delete(core::Job& job, bool keep_data, uint32_t uid, con
   details["state"] = core::to_string(job.state());
   details["keep_data"] = keep_data;
   details["by_uid"] = uid;
-  store_->append({now(), id, "deleted",
-                  fmt::format("job {} ({}) deleted by uid {}{}", id, core::to_string(job.state()), uid,
-                              keep_data ? ", data kept" : ""),
-                  details});
-  log::info("job {} deleted by uid {}{}", id, uid, keep_data ? " (data kept)" : "");
+  record(store_.get(),
+         {now(), id, "deleted",
+          fmt::format("job {} ({}) deleted by uid {}{}", id, core::to_string(job.state()), uid,
+                      keep_data ? ", data kept" : ""),
+          details},
+         log::Info, job.spec().name);
   remove_entry(id, keep_data);
   return true;
 }
@@ -403,15 +410,8 @@ void Supervisor::finished(core::Job& job) {
 void Supervisor::event(core::Job& job, std::string_view type, std::string_view message) {
   auto details = caller_details(caller_);
   if (!job.spec().name.empty()) details["name"] = job.spec().name;
-  store_->append({now(), job.id(), std::string(type), std::string(message), details});
-  if (getenv("JOURNAL_STREAM")) {
-    // Under systemd: structured fields, so `journalctl REPVISOR_JOB_ID=...` finds a job's story.
-    sd_journal_send("MESSAGE=job %s: %.*s: %.*s", job.id().c_str(), static_cast<int>(type.size()), type.data(),
-                    static_cast<int>(message.size()), message.data(), "PRIORITY=6", "REPVISOR_JOB_ID=%s",
-                    job.id().c_str(), "REPVISOR_EVENT=%.*s", static_cast<int>(type.size()), type.data(), nullptr);
-    return;
-  }
-  log::info("job {}{}{}: {}: {}", job.id(), job.spec().name.empty() ? "" : " ", job.spec().name, type, message);
+  record(store_.get(), {now(), job.id(), std::string(type), std::string(message), std::move(details)}, log::Info,
+         job.spec().name);
 }
 
 void Supervisor::sync_active(Entry& e) {

@@ -157,6 +157,8 @@ class Supervisor final : public core::JobDriver {
   void spawn_ahead();
   Entry& entry(const core::Job& job);
   void on_pidfd(Entry& e);
+  void on_reap_overdue(Entry& e);  // an adopted main process ended, and nobody reaped it
+  void main_gone(Entry& e);        // the main process ended, its status unknown
   void on_cgroup_event(Entry& e);
   void watch_cgroup(Entry& e);  // its cgroup.events, through inotify
   void check_tree(Entry& e);

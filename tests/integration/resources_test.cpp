@@ -3,6 +3,7 @@
 // dies, a daemon that crashes during cleanup, and paths that must be refused.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -464,6 +465,57 @@ TEST_F(ResourcesTest, AdoptedJobKeepsItsServerWatchedAndItsLoopDevice) {
   EXPECT_EQ(b.prop_s(id, "CleanupState"), "done");
   EXPECT_TRUE(loops_of(dst).empty());
   EXPECT_TRUE(fs::exists(dst));
+}
+
+// nbdkit, as the daemon starts it, outlives a daemon crash (and so an upgrade, which kills the
+// daemon alone): with recovery = "adopt" the copy reading from it goes on after the restart, on
+// the same connection, and completes. nbdkit 1.32 asks for SIGTERM when its parent dies, in the
+// foreground whatever its options: the daemon starts it in the background (nbd_server.cpp).
+TEST_F(ResourcesTest, AnNbdkitServerAndTheCopyFromItSurviveADaemonCrashWithRecoveryAdopt) {
+  ASSERT_EQ(daemon.terminate(), 0);
+  add_config("daemon", "recovery = \"adopt\"");
+  daemon.start();
+  const std::string go = daemon.dir + "/go";
+  ASSERT_EQ(mkfifo(go.c_str(), 0600), 0);
+  // The first MiB copied (dd takes exactly that much of the stream), then, once the test says
+  // go, the rest of the same stream: nbdcopy's connection stays open across the crash. The job
+  // holds the loop device open (descriptor 3), so it survives the crash too.
+  const std::string id = submit_file(
+      "argv = [\"/bin/bash\", \"-c\", \"set -o pipefail; exec 3<>{volume.dst}; nbdcopy {nbd.src} - | { dd bs=1M "
+      "count=1 iflag=fullblock status=none >&3 && echo copying > " +
+      fifo.path() + " && read x < " + go +
+      " && cat >&3; }\"]\n"
+      "[[resources]]\nkind = \"nbd-server\"\nname = \"src\"\nserver = \"nbdkit\"\npath = \"" +
+      src +
+      "\"\n"
+      "[[resources]]\nkind = \"loop\"\nname = \"dst\"\npath = \"" +
+      dst + "\"\nsize = \"16M\"\n");
+  ASSERT_EQ(fifo.wait_line(), "copying");
+  const pid_t server_pid = std::stoi(res(id, "src")["server_pid"]);
+  std::string comm;
+  std::getline(std::ifstream("/proc/" + std::to_string(server_pid) + "/comm"), comm);
+  ASSERT_EQ(comm, "nbdkit") << "the recorded server is the process that serves";
+  const int server = pidfd_of(server_pid);
+  ASSERT_GE(server, 0);
+
+  kill(daemon.pid, SIGKILL);
+  ASSERT_EQ(daemon.wait_exit(), 128 + SIGKILL);
+  daemon.start();
+  Bus b(daemon.address());
+  EXPECT_EQ(b.prop_s(id, "State"), "running") << b.prop_s(id, "StatusText");
+  EXPECT_EQ(res(id, "src")["state"], "ready");
+  EXPECT_EQ(std::stoi(res(id, "src")["server_pid"]), server_pid);
+  pollfd p{server, POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0) << "nbdkit died with the daemon";
+
+  std::ofstream(go) << "go\n";
+  b.wait_terminal(id);
+  EXPECT_EQ(b.prop_s(id, "State"), "completed") << b.prop_s(id, "StatusText");
+  EXPECT_EQ(b.prop_s(id, "CleanupState"), "done");
+  EXPECT_TRUE(wait_gone(server)) << "the cleanup stops the adopted server";
+  close(server);
+  EXPECT_TRUE(loops_of(dst).empty());
+  EXPECT_TRUE(read_bytes(dst, 16 * MiB) == read_bytes(src, 16 * MiB)) << "the copy is not exact";
 }
 
 // A job that does not hold its loop device open loses it when the daemon's hold ends with the

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -27,10 +28,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Event types recorded for a job, in order.
-std::vector<std::string> event_types(Bus& bus, const std::string& id) {
-  std::string out;
-  std::vector<std::string> types;
+// Events recorded for a job, in order: (type, message).
+std::vector<std::pair<std::string, std::string>> job_events(Bus& bus, const std::string& id) {
+  std::vector<std::pair<std::string, std::string>> types;
   sd_bus_message *m = nullptr, *reply = nullptr;
   sd_bus_error err = SD_BUS_ERROR_NULL;
   sd_bus_message_new_method_call(bus.get(), &m, "org.repvisor1", "/org/repvisor1", "org.repvisor1.Manager",
@@ -48,11 +48,18 @@ std::vector<std::string> event_types(Bus& bus, const std::string& id) {
     uint64_t ts;
     const char *job, *type, *msg;
     sd_bus_message_read(reply, "tsss", &ts, &job, &type, &msg);
-    types.emplace_back(type);
+    types.emplace_back(type, msg);
     sd_bus_message_skip(reply, "a{sv}");
     sd_bus_message_exit_container(reply);
   }
   sd_bus_message_unref(reply);
+  return types;
+}
+
+// Event types recorded for a job, in order.
+std::vector<std::string> event_types(Bus& bus, const std::string& id) {
+  std::vector<std::string> types;
+  for (auto& [type, message] : job_events(bus, id)) types.push_back(type);
   return types;
 }
 
@@ -87,6 +94,29 @@ void crash(Daemon& d) {
 }
 
 }  // namespace
+
+// Every event of the audit trail reaches the daemon's log the same way, from its submission to
+// its deletion: as the line "job ID NAME: TYPE: message" here, where stderr is no journal, and
+// under journald as an entry with REPVISOR_JOB_ID= and REPVISOR_EVENT= (util/log.cpp; the
+// journal's side is tests/system/test_jobs.py's). The submission and the deletion were once
+// logged apart, as lines of their own, and reached the journal without the fields.
+TEST(Store, EveryAuditEventReachesTheLogAsTheOthersDo) {
+  Daemon daemon;
+  Bus bus(daemon.address());
+  const std::string id = bus.submit_ok({"sleep", "1000"}, {{"name", std::string("logged")}});
+  bus.wait_state(id, "running");
+  ASSERT_TRUE(bus.stop(id, {{"wait", true}}).ok);
+  ASSERT_TRUE(bus.remove(id, {}).ok);
+  const auto events = job_events(bus, id);
+  std::vector<std::string> types;
+  for (const auto& [type, message] : events) types.push_back(type);
+  ASSERT_TRUE(has(types, "submitted") && has(types, "deleted")) << ::testing::PrintToString(types);
+  const std::string log = daemon.log();
+  for (const auto& [type, message] : events)
+    EXPECT_NE(log.find("repvisord: job " + id + " logged: " + type + ": " + message + "\n"), std::string::npos)
+        << type << ": " << message << "\n"
+        << log;
+}
 
 TEST(Store, JobsKeepEveryPropertyAcrossARestart) {
   Daemon daemon;
@@ -364,6 +394,52 @@ TEST(Recovery, AnAdoptedJobEndsWithItsRealExitStatus) {
   EXPECT_EQ(run_command(std::string(REPVISORCTL_PATH) + " --runtime-dir " + daemon.runtime_dir + " wait " + ok, &out),
             0)
       << out;
+}
+
+// An adopted main process that ends becomes a zombie of whoever inherited it when the old daemon
+// died, never of the new daemon (processes.cpp, on_pidfd, says why), and its status is known only
+// once that parent reaps it. Here the test process is that parent (a child subreaper above the
+// daemon), and it does not reap: the job must not run for ever. It ends without the status.
+TEST(Recovery, AnAdoptedMainProcessThatNobodyReapsEndsTheJobWithoutItsStatus) {
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  struct Restore {
+    ~Restore() { prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  } restore;
+  Daemon daemon("recovery = \"adopt\"");
+  const std::string go = daemon.dir + "/go";
+  ASSERT_EQ(mkfifo(go.c_str(), 0600), 0);
+  std::string id;
+  pid_t main_pid = 0;
+  {
+    Bus bus(daemon.address());
+    ReadyFifo ready(daemon.dir);
+    id = bus.submit_ok({"sh", "-c", "echo ready > " + ready.path() + "; read x < " + go + "; exit 3"});
+    ready.wait_line();
+    main_pid = static_cast<pid_t>(bus.prop_i(id, "MainPID"));
+  }
+  crash(daemon);
+  // The job's processes are ours now.
+  std::string ppid;
+  {
+    std::ifstream stat("/proc/" + std::to_string(main_pid) + "/stat");
+    std::string field;
+    for (int i = 0; i < 4 && stat >> field; ++i) ppid = field;  // "pid (comm) state ppid": no space in "sh"
+  }
+  ASSERT_EQ(ppid, std::to_string(getpid()));
+  daemon.start();
+  Bus bus(daemon.address());
+  EXPECT_EQ(bus.prop_s(id, "State"), "running");
+  std::ofstream(go) << "go\n";
+  bus.wait_terminal(id);
+  EXPECT_EQ(bus.prop_s(id, "State"), "failed");
+  EXPECT_EQ(bus.prop_s(id, "Result"), "unknown");
+  EXPECT_EQ(bus.prop_s(id, "FailReason"), "exit status unknown");
+  EXPECT_TRUE(has(event_types(bus, id), "unreaped"));
+  // It was a zombie all along, with the status nobody could read.
+  siginfo_t si{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(main_pid), &si, WEXITED | WNOHANG), 0);
+  EXPECT_EQ(si.si_pid, main_pid);
+  EXPECT_EQ(si.si_status, 3);
 }
 
 TEST(Recovery, AJobFromADaemonWithPerJobNotifySocketsIsStillHeard) {

@@ -151,14 +151,13 @@ class Jobs(harness.SystemTest):
         entries = [json.loads(line) for line in out.splitlines()]
         self.assertTrue(entries, "journalctl REPVISOR_JOB_ID= found nothing")
         events = [e["REPVISOR_EVENT"] for e in entries]
-        for expected in ("started", "stop-requested", "signal", "exited", "cleanup", "cancelled"):
+        # Every one of the job's audit events, its submission included, in the trail's order.
+        for expected in ("submitted", "started", "stop-requested", "signal", "exited", "cleanup", "cancelled"):
             self.assertIn(expected, events, events)
-        # Known gap (docs/system-tests.md): the submission is an audit event but reaches the
-        # journal only as a plain line, without the fields. When the daemon sends it with them,
-        # this fails: move "submitted" into the list above.
-        self.assertNotIn("submitted", events)
-        self.assertIn(f"job {job} submitted by uid 0",
-                      self.c.run(["journalctl", "-u", "repvisord", "-o", "cat", "--no-pager"]).stdout)
+        self.assertEqual(events, [e["type"] for e in self.events(job)])
+        submitted = entries[events.index("submitted")]
+        self.assertEqual(submitted["MESSAGE"], f"job {job} sleeper: submitted: sh submitted by uid 0")
+        self.assertEqual((submitted["PRIORITY"], submitted["SYSLOG_IDENTIFIER"]), ("6", "repvisord"))
         self.assertTrue(all(e["REPVISOR_JOB_ID"] == job for e in entries))
         self.assertTrue(all(e["_SYSTEMD_UNIT"] == "repvisord.service" for e in entries))
         # The job's own output is its log file (docs/design.md, Job logs), not the journal.

@@ -4,11 +4,12 @@ import { useCallback, useEffect, useMemo, useState } from "react";
 import { Alert, AlertActionCloseButton, AlertGroup, Card, CardBody, Page, PageSection, PageSectionVariants, Title } from "@patternfly/react-core";
 import cockpit from "./cockpit.js";
 import { JobStore } from "./jobs.js";
-import { Access, mayFromTrail } from "./access.js";
+import { Access } from "./access.js";
 import { JobList, INITIAL_VIEW } from "./list.jsx";
 import { JobDetail } from "./detail.jsx";
 import { DeleteDialog, ResumeDialog, RetryCleanupDialog, StopDialog } from "./dialogs.jsx";
 import { BulkDeleteDialog } from "./bulk-delete.jsx";
+import { RunJobDialog } from "./submit.jsx";
 import { useNow } from "./views.jsx";
 
 const _ = cockpit.gettext;
@@ -34,31 +35,22 @@ function findJob(model, key) {
 export function App() {
   const [model, setModel] = useState({ status: "loading", jobs: new Map(), problem: "" });
   const store = useMemo(() => new JobStore(setModel), []);
-  const [access, setAccess] = useState({ may: null, group: "", source: "" });
+  const [access, setAccess] = useState({ may: null, maySubmit: null, group: "", level: "" });
   const guard = useMemo(() => new Access(setAccess), []);
   useEffect(() => {
     store.onAccess = (err) => guard.learn(err);
     store.connect();
-    // The daemon's own decision, read from the trail (see access.js): the newest entries first,
-    // then, failing a submitted entry among them, the newest job's whole trail.
-    guard.start(() =>
-      store.events({ limit: 1000 }).then((rows) => {
-        const may = mayFromTrail(rows);
-        if (may !== null) return may;
-        const newest = [...store.state.jobs.values()].sort((a, b) => (b.CreatedUSec || 0) - (a.CreatedUSec || 0))[0];
-        return newest ? store.events({ job: newest.Id }).then(mayFromTrail) : null;
-      }),
-    );
+    guard.start(() => store.getAccess());
     return () => {
       store.dispose();
       guard.dispose();
     };
   }, [store, guard]);
-  // Asked again when the list (re)loads, and when jobs come while nothing is known yet.
-  const unknownWithJobs = access.may === null ? model.jobs.size : -1;
+  // The daemon is asked each time the list is (re)loaded: a daemon that came back may have been
+  // reconfigured meanwhile.
   useEffect(() => {
-    if (model.status === "ready") guard.recheck();
-  }, [model.status, unknownWithJobs, guard]);
+    if (model.status === "ready") guard.refresh();
+  }, [model.status, guard]);
 
   const location = useLocation();
   const now = useNow();
@@ -76,6 +68,7 @@ export function App() {
   const dismiss = (key) => setToasts((t) => t.filter((x) => x.key !== key));
   const onAction = useCallback((kind, job, force) => setDialog({ kind, path: job.path, force }), []);
   const onBulk = useCallback((kind, paths) => setDialog({ kind, paths }), []);
+  const onRun = useCallback(() => setDialog({ kind: "run" }), []);
   const close = (done) => {
     setDialog(null);
     setTrailTick((n) => n + 1);
@@ -110,7 +103,7 @@ export function App() {
             <Card id="jobs-card" data-may={String(access.may)}>
               <CardBody>
                 <JobList model={model} store={store} now={now} access={access} view={view} setView={setView}
-                  onAction={onAction} onBulk={onBulk} />
+                  onAction={onAction} onBulk={onBulk} onRun={onRun} />
               </CardBody>
             </Card>
           </PageSection>
@@ -156,6 +149,7 @@ export function App() {
           }}
         />
       )}
+      {dialog && dialog.kind === "run" && <RunJobDialog store={store} toast={toast} onClose={() => close(false)} />}
       {dialog && dialog.kind === "resume" && <ResumeDialog job={dialogJob} store={store} toast={toast} onClose={close} />}
       {dialog && dialog.kind === "cleanup" && <RetryCleanupDialog job={dialogJob} store={store} toast={toast} onClose={close} />}
       {dialog && dialog.kind === "delete" && (

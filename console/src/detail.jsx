@@ -1,7 +1,7 @@
 // A job's detail page (#/job/<id>, so it can be linked and reloaded): every property grouped, live
 // from PropertiesChanged; banners for a stop under way (with the SIGKILL countdown), a failure,
 // processes that survived SIGKILL, a cancellation and a failed cleanup; the actions its state
-// allows; its progress over time; and its audit trail. A deleted job says so, with its trail.
+// allows; its progress over time; its log, followed while it runs; and its audit trail. A deleted job says so, with its trail.
 import { useEffect, useRef } from "react";
 import {
   Alert, AlertActionLink, Breadcrumb, BreadcrumbItem, Button, Card, CardBody, CardTitle, DescriptionList,
@@ -21,6 +21,7 @@ import {
 import { JobProgress, Loading, Unreachable, useNow } from "./views.jsx";
 import { TrailTable, UserName, useTrail } from "./trail.jsx";
 import { ProgressChart } from "./chart.jsx";
+import { LogPanel } from "./log.jsx";
 
 const _ = cockpit.gettext;
 
@@ -286,7 +287,7 @@ function Properties({ job, now }) {
         </Field>
         <Field label={_("Log")} prop="LogPath">
           <code className="repvisor-wrap">{job.LogPath}</code>
-          <div className="repvisor-muted">{cockpit.format(_("Read it with: repvisorctl logs $0"), shortId(job.Id))}</div>
+          <div className="repvisor-muted">{cockpit.format(_("Shown below; also: repvisorctl logs $0"), shortId(job.Id))}</div>
         </Field>
         {job.LogBytesCut > 0 && (
           <Field label={_("Log cut")} prop="LogBytesCut">
@@ -373,6 +374,7 @@ export function JobDetail({ id, model, store, access, onAction, toast, busy, tra
             <Resources job={job} />
           </CardBody>
         </Card>
+        <LogPanel job={job} store={store} />
         <Card id="trail-card" isFlat>
           <CardTitle>{_("Audit trail")}</CardTitle>
           <CardBody>

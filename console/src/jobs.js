@@ -1,6 +1,7 @@
-// The job list, kept from org.repvisor1 on the system bus: loaded with Manager.List and each job's
-// Properties.GetAll, then kept live by InterfacesAdded/InterfacesRemoved (the Manager's
-// ObjectManager) and PropertiesChanged. No polling: after the first load only signals change it.
+// The job list, kept from org.repvisor1 on the system bus: loaded with the Manager's
+// ObjectManager.GetManagedObjects (every job with its properties), then kept live by
+// InterfacesAdded/InterfacesRemoved and PropertiesChanged. No polling: after the first load only
+// signals change it.
 import cockpit from "./cockpit.js";
 
 const _ = cockpit.gettext;
@@ -30,8 +31,35 @@ function unwrap(props) {
   return out;
 }
 
+// Throughput from BytesDone's changes: bytes a second over the last RATE_WINDOW ms of samples
+// (the daemon keeps no history of progress; a row shows it once two samples are that far apart).
+const RATE_WINDOW = 10000;
+const RATE_MIN_SPAN = 1500;
+const FLUSH_EVERY = 100;
+
+// One job's BytesDone samples, oldest first: [t (ms), bytes]. Returns the rate, or null.
+export function rateOf(samples, now, bytes) {
+  const last = samples[samples.length - 1];
+  if (!last || last[1] !== bytes) samples.push([now, bytes]);
+  while (samples.length > 2 && samples[1][0] <= now - RATE_WINDOW) samples.shift();
+  const first = samples[0];
+  const newest = samples[samples.length - 1];
+  if (newest[1] < first[1]) {
+    samples.splice(0, samples.length - 1); // a resume started over: a new series
+    return null;
+  }
+  const span = newest[0] - first[0];
+  return span >= RATE_MIN_SPAN ? ((newest[1] - first[1]) * 1000) / span : null;
+}
+
 // status: "loading" | "ready" | "unreachable"; jobs: Map path -> properties (a new object per
 // change, so that only the rows that changed render again).
+//
+// Signals come in bursts (1,000 jobs reporting progress are 1,000 PropertiesChanged a second):
+// each is applied to the store at once, but the page is told at most every FLUSH_EVERY ms (at the
+// next frame after that), with one new Map, so that a burst costs one render and the main thread
+// stays free for clicks in between. The daemon sends a job's progress at most ten times a second:
+// a page that shows it as often misses nothing.
 export class JobStore {
   constructor(onChange) {
     this.onChange = onChange;
@@ -39,30 +67,79 @@ export class JobStore {
     this.subscriptions = [];
     this.generation = 0;
     this.deletedHere = new Set(); // paths of jobs this page deleted
+    this.jobs = new Map(); // the live map; state.jobs is a copy made once per frame
+    this.samples = new Map(); // path -> BytesDone samples (rateOf)
+    this.frame = null;
     this.state = { status: "loading", jobs: new Map(), problem: "" };
   }
 
   set(patch) {
+    if ("jobs" in patch) this.jobs = new Map(patch.jobs);
     this.state = { ...this.state, ...patch };
+    this.cancelFrame();
     this.onChange(this.state);
   }
 
+  // The page learns of job changes at the next frame (or at once when hidden: no frames come).
+  touch() {
+    if (this.frame !== null) return;
+    const flush = () => {
+      this.frame = null;
+      this.flushed = performance.now();
+      this.state = { ...this.state, jobs: new Map(this.jobs) };
+      this.onChange(this.state);
+    };
+    const wait = Math.max(0, (this.flushed || 0) + FLUSH_EVERY - performance.now());
+    if (document.hidden) {
+      this.frame = setTimeout(flush, Math.max(wait, 250));
+      this.frameKind = "timeout";
+    } else if (wait > 0) {
+      this.frame = setTimeout(() => {
+        this.frame = requestAnimationFrame(flush);
+        this.frameKind = "raf";
+      }, wait);
+      this.frameKind = "timeout";
+    } else {
+      this.frame = requestAnimationFrame(flush);
+      this.frameKind = "raf";
+    }
+  }
+
+  cancelFrame() {
+    if (this.frame === null) return;
+    if (this.frameKind === "raf") cancelAnimationFrame(this.frame);
+    else clearTimeout(this.frame);
+    this.frame = null;
+  }
+
   setJob(path, props, replace) {
-    const jobs = new Map(this.state.jobs);
-    const old = jobs.get(path);
-    jobs.set(path, replace || !old ? { path, ...props } : { ...old, ...props });
-    this.set({ jobs });
+    const old = this.jobs.get(path);
+    const job = replace || !old ? { path, ...props } : { ...old, ...props };
+    if ("BytesDone" in props) {
+      if (!this.samples.has(path)) this.samples.set(path, []);
+      job.rate = ACTIVE_STATES.includes(job.State) ? rateOf(this.samples.get(path), Date.now(), Number(job.BytesDone) || 0) : null;
+    } else if (old && !ACTIVE_STATES.includes(job.State)) {
+      job.rate = null;
+    }
+    this.jobs.set(path, job);
+    this.touch();
   }
 
   removeJob(path) {
-    if (!this.state.jobs.has(path)) return;
-    const jobs = new Map(this.state.jobs);
-    jobs.delete(path);
-    this.set({ jobs });
+    if (!this.jobs.has(path)) return;
+    this.jobs.delete(path);
+    this.samples.delete(path);
+    this.touch();
+  }
+
+  // The job as it is now (the page's copy may be a frame behind).
+  job(path) {
+    return this.jobs.get(path);
   }
 
   close() {
     this.generation++;
+    this.cancelFrame();
     for (const s of this.subscriptions) s.remove();
     this.subscriptions = [];
     if (this.client) this.client.close();
@@ -127,7 +204,7 @@ export class JobStore {
       this.unreachable(problem);
     });
 
-    // Subscribed before List is called: a job added or changed meanwhile is seen either way.
+    // Subscribed before the load: a job added or changed meanwhile is seen either way.
     this.subscriptions.push(
       client.subscribe({ path: MANAGER_PATH, interface: "org.freedesktop.DBus.ObjectManager" }, (_p, _i, signal, args) => {
         if (!current()) return;
@@ -146,31 +223,22 @@ export class JobStore {
         (path, _i, _signal, args) => {
           if (!current()) return;
           const [iface, changed] = args;
-          if (iface === JOB_IFACE && this.state.jobs.has(path)) this.setJob(path, unwrap(changed), false);
+          if (iface === JOB_IFACE && this.jobs.has(path)) this.setJob(path, unwrap(changed), false);
         },
       ),
     );
 
+    // Every job with every property in one reply (the ObjectManager's): one message and one render
+    // for 1,000 jobs, rather than a List and a GetAll per job.
     client
-      .call(MANAGER_PATH, MANAGER_IFACE, "List", [{}], { type: "a{sv}" })
-      .then(([rows]) => {
+      .call(MANAGER_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", [])
+      .then(([objects]) => {
         if (!current()) return;
         const jobs = new Map();
-        for (const [id, name, state, phase, progress, created, finished, path] of rows)
-          jobs.set(path, {
-            path, Id: id, Name: name, State: state, Phase: phase, Progress: progress,
-            CreatedUSec: created, FinishedUSec: finished, partial: true,
-          });
+        for (const [path, ifaces] of Object.entries(objects))
+          if (ifaces[JOB_IFACE]) jobs.set(path, { path, ...unwrap(ifaces[JOB_IFACE]) });
         loaded = true;
         this.set({ status: "ready", jobs });
-        for (const path of jobs.keys())
-          client
-            .call(path, "org.freedesktop.DBus.Properties", "GetAll", [JOB_IFACE])
-            .then(([props]) => {
-              // A job deleted meanwhile stays deleted (its InterfacesRemoved came first).
-              if (current() && this.state.jobs.has(path)) this.setJob(path, { ...unwrap(props), partial: false }, false);
-            })
-            .catch(() => {});
       })
       .catch((err) => {
         if (current()) this.unreachable(err.message || String(err));
@@ -212,6 +280,49 @@ export class JobStore {
     return this.learn(this.client.call(path, JOB_IFACE, "RetryCleanup", []));
   }
 
+  // Manager.GetAccess: what this page's user may do, as the daemon decides it (the calls go as
+  // the same user: with Cockpit's administrative access on, as root).
+  getAccess() {
+    if (!this.client) return Promise.reject(new Error("not connected"));
+    return this.client.call(MANAGER_PATH, MANAGER_IFACE, "GetAccess", []).then(([a]) => unwrap(a));
+  }
+
+  // Manager.ListTemplates: [{ name, description, argv, progress, stop_timeout_usec, params: [{ name,
+  // pattern, secret, description, default? }] }].
+  templates() {
+    if (!this.client) return Promise.reject(new Error("not connected"));
+    return this.client
+      .call(MANAGER_PATH, MANAGER_IFACE, "ListTemplates", [])
+      .then(([list]) => list.map((t) => {
+        const out = unwrap(t);
+        out.params = (out.params || []).map((p) => unwrap(p));
+        return out;
+      }));
+  }
+
+  // Manager.Submit from a template: resolves to the new job's object path.
+  submitTemplate(template, params, name) {
+    if (!this.client) return Promise.reject(new Error("not connected"));
+    const spec = { template: { t: "s", v: template }, params: { t: "a{ss}", v: params } };
+    if (name) spec.name = { t: "s", v: name };
+    return this.learn(this.client.call(MANAGER_PATH, MANAGER_IFACE, "Submit", [spec], { type: "a{sv}" })).then(([, path]) => path);
+  }
+
+  // Job.ReadLog: { bytes (Uint8Array), start, next, end, kept [[from, to]], stamps [[position, usec]], cut, keep }.
+  readLog(path, offset, maxBytes, options = {}) {
+    if (!this.client) return Promise.reject(new Error("not connected"));
+    const opts = {};
+    if (options.fromEnd) opts.from_end = { t: "b", v: true };
+    if (options.wholeLines) opts.whole_lines = { t: "b", v: true };
+    if (options.sinceUsec) opts.since_usec = { t: "t", v: options.sinceUsec };
+    return this.client
+      .call(path, JOB_IFACE, "ReadLog", [offset, maxBytes, opts], { type: "tua{sv}" })
+      .then(([data, next, info]) => {
+        const i = unwrap(info);
+        return { bytes: toBytes(data), next, start: i.start, end: i.end, kept: i.kept || [], stamps: i.stamps || [], cut: i.cut, keep: i.keep };
+      });
+  }
+
   // Manager.ListEvents: the audit trail, oldest first. `job` may be the full id of a deleted job.
   events({ job, limit } = {}) {
     if (!this.client) return Promise.reject(new Error("not connected"));
@@ -222,6 +333,15 @@ export class JobStore {
       .call(MANAGER_PATH, MANAGER_IFACE, "ListEvents", [filter], { type: "a{sv}" })
       .then(([rows]) => rows.map(([ts, jobId, type, message, details]) => ({ ts, job: jobId, type, message, details: unwrap(details) })));
   }
+}
+
+// "ay" comes from cockpit.dbus as base64.
+export function toBytes(data) {
+  if (typeof data !== "string") return new Uint8Array(data || []);
+  const bin = atob(data);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
 }
 
 export function isAccessDenied(err) {

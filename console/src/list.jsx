@@ -3,7 +3,7 @@
 // and Stop or Delete on the selected rows. Each name links to the job's detail page.
 import { memo, useCallback, useState } from "react";
 import {
-  Button, EmptyState, EmptyStateBody, EmptyStateIcon, EmptyStatePrimary, EmptyStateVariant, SearchInput, Select,
+  Button, EmptyState, EmptyStateBody, EmptyStateIcon, EmptyStatePrimary, EmptyStateVariant, Pagination, SearchInput, Select,
   SelectOption, SelectVariant, Title, Toolbar, ToolbarContent, ToolbarItem, Tooltip,
 } from "@patternfly/react-core";
 import { ActionsColumn, TableComposable, Tbody, Td, Th, Thead, Tr } from "@patternfly/react-table";
@@ -11,7 +11,7 @@ import { CubesIcon, SearchIcon } from "@patternfly/react-icons";
 import cockpit from "./cockpit.js";
 import { STATES, isActive } from "./jobs.js";
 import { jobActions, whyNotDeletable } from "./actions.js";
-import { deniedReason } from "./access.js";
+import { deniedReason, submitDeniedReason } from "./access.js";
 import { StateLabel, stateText } from "./state-label.jsx";
 import { formatAgo, formatExact, shortId } from "./format.js";
 import { JobProgress, Loading, Unreachable } from "./views.jsx";
@@ -118,6 +118,17 @@ function BulkButton({ id, count, label, none, verb, access, onClick }) {
   return readOnly ? <Tooltip content={deniedReason(access, verb)}>{button}</Tooltip> : button;
 }
 
+// "Run job…": for those who may submit from templates; shown disabled, with why, to the others.
+function RunButton({ access, onRun, variant = "primary" }) {
+  const denied = access.maySubmit === false;
+  const button = (
+    <Button id="run-job" variant={variant} isAriaDisabled={denied} onClick={() => !denied && onRun()}>
+      {_("Run job…")}
+    </Button>
+  );
+  return denied ? <Tooltip content={submitDeniedReason(access)}>{button}</Tooltip> : button;
+}
+
 // Fixed widths: a progress tick never moves the columns (nor the menu under the pointer).
 const COLUMNS = [
   { key: "name", width: 20, title: () => _("Name"), sort: (j) => (j.Name || j.Id || "").toLowerCase() },
@@ -127,12 +138,17 @@ const COLUMNS = [
   { key: "created", width: 15, title: () => _("Created"), sort: (j) => j.CreatedUSec || 0 },
 ];
 
-export const INITIAL_VIEW = { states: [], search: "", sort: { index: 4, direction: "desc" }, selected: new Set() };
+export const INITIAL_VIEW = { states: [], search: "", sort: { index: 4, direction: "desc" }, selected: new Set(), page: 1, perPage: 50 };
+
+// Pages of rows: a table of 1,000 rows is slow to lay out again for each progress report (the
+// bench in bench/console-responsiveness.mjs), and nobody reads 1,000 rows at once; filter, search
+// and sort still cover every job.
+const PER_PAGE = [20, 50, 100, 500].map((n) => ({ title: String(n), value: n }));
 
 // `view` (filter, search, sort, selection) lives in the page, so it is kept while a job's detail
 // page is open and is there again on the way back.
-export function JobList({ model, store, now, access, view, setView, onAction, onBulk }) {
-  const { states, search, sort, selected } = view;
+export function JobList({ model, store, now, access, view, setView, onAction, onBulk, onRun }) {
+  const { states, search, sort, selected, perPage } = view;
   const patch = (p) => setView((v) => ({ ...v, ...p }));
   // Stable, so that the memoized rows do not render again for it.
   const onSelect = useCallback(
@@ -156,7 +172,10 @@ export function JobList({ model, store, now, access, view, setView, onAction, on
         <Title headingLevel="h2" size="lg">
           {_("No replication jobs")}
         </Title>
-        <EmptyStateBody>{_("Jobs submitted to repvisor (repvisorctl submit, or any D-Bus client) appear here as they start.")}</EmptyStateBody>
+        <EmptyStateBody>{_("Jobs submitted to repvisor (from a template here, with repvisorctl submit, or by any D-Bus client) appear here as they start.")}</EmptyStateBody>
+        <EmptyStatePrimary>
+          <RunButton access={access} onRun={onRun} />
+        </EmptyStatePrimary>
       </EmptyState>
     );
 
@@ -175,11 +194,20 @@ export function JobList({ model, store, now, access, view, setView, onAction, on
       return x < y ? -dir : x > y ? dir : a.Id < b.Id ? -1 : 1;
     });
   }
+  const pages = Math.max(1, Math.ceil(shown.length / perPage));
+  const page = Math.min(view.page, pages);
+  const visible = shown.length > perPage ? shown.slice((page - 1) * perPage, page * perPage) : shown;
   const chosen = shown.filter((j) => selected.has(j.path));
   const chosenActive = chosen.filter((j) => isActive(j));
   const chosenDeletable = chosen.filter((j) => !whyNotDeletable(j));
   const allChosen = shown.length > 0 && chosen.length === shown.length;
-  const clear = () => patch({ states: [], search: "" });
+  const clear = () => patch({ states: [], search: "", page: 1 });
+  const paging = (variant) =>
+    shown.length > PER_PAGE[0].value && (
+      <Pagination id={`jobs-pages-${variant}`} variant={variant} itemCount={shown.length} perPage={perPage} page={page}
+        perPageOptions={PER_PAGE} isCompact={variant === "top"} onSetPage={(_e, p) => patch({ page: p })}
+        onPerPageSelect={(_e, n) => patch({ perPage: n, page: 1 })} titles={{ paginationTitle: _("Pages of jobs") }} />
+    );
 
   return (
     <>
@@ -191,12 +219,15 @@ export function JobList({ model, store, now, access, view, setView, onAction, on
               aria-label={_("Search by name or id")}
               placeholder={_("Search by name or id")}
               value={search}
-              onChange={(value) => patch({ search: typeof value === "string" ? value : value.target.value })}
-              onClear={() => patch({ search: "" })}
+              onChange={(value) => patch({ search: typeof value === "string" ? value : value.target.value, page: 1 })}
+              onClear={() => patch({ search: "", page: 1 })}
             />
           </ToolbarItem>
           <ToolbarItem>
-            <StateFilter selected={states} onChange={(s) => patch({ states: s })} />
+            <StateFilter selected={states} onChange={(s) => patch({ states: s, page: 1 })} />
+          </ToolbarItem>
+          <ToolbarItem>
+            <RunButton access={access} onRun={onRun} />
           </ToolbarItem>
           <ToolbarItem>
             <BulkButton id="bulk-stop" count={chosenActive.length} label={_("Stop $0 selected…")} none={_("Stop selected…")}
@@ -212,6 +243,7 @@ export function JobList({ model, store, now, access, view, setView, onAction, on
               ? cockpit.format(cockpit.ngettext("$0 job", "$0 jobs", all.length), all.length)
               : cockpit.format(_("$0 of $1 jobs"), shown.length, all.length)}
           </ToolbarItem>
+          {shown.length > PER_PAGE[0].value && <ToolbarItem variant="pagination">{paging("top")}</ToolbarItem>}
         </ToolbarContent>
       </Toolbar>
       {shown.length === 0 ? (
@@ -250,13 +282,14 @@ export function JobList({ model, store, now, access, view, setView, onAction, on
             </Tr>
           </Thead>
           <Tbody>
-            {shown.map((j, i) => (
+            {visible.map((j, i) => (
               <JobRow key={j.path} job={j} now={now} onAction={onAction} rowIndex={i} isSelected={selected.has(j.path)}
                 onSelect={onSelect} access={access} />
             ))}
           </Tbody>
         </TableComposable>
       )}
+      {paging("bottom")}
     </>
   );
 }

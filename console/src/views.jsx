@@ -33,7 +33,9 @@ export function JobProgress({ job, size = "sm" }) {
   if (total > 0) bytes = cockpit.format(_("$0 of $1"), formatBytes(done), formatBytes(total));
   else if (done > 0) bytes = formatBytes(done);
   const percent = known || job.State === "completed" ? `${Math.round(value)}%` : _("unknown");
-  const label = bytes ? `${percent} · ${bytes}` : percent;
+  // Throughput while it runs, from BytesDone's changes (jobs.js, rateOf).
+  const rate = typeof job.rate === "number" ? cockpit.format(_("$0/s"), formatBytes(Math.max(0, Math.round(job.rate)))) : "";
+  const label = [percent, bytes, rate].filter(Boolean).join(" · ");
   let variant;
   if (job.State === "completed") variant = ProgressVariant.success;
   else if (job.State === "failed") variant = ProgressVariant.danger;
@@ -49,6 +51,7 @@ export function JobProgress({ job, size = "sm" }) {
       size={size}
       aria-label={cockpit.format(_("Progress of $0"), job.Name || job.Id)}
       data-progress={value}
+      data-rate={typeof job.rate === "number" ? Math.round(job.rate) : ""}
     />
   );
 }

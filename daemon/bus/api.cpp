@@ -15,7 +15,10 @@ namespace repvisor::bus {
 
 namespace {
 constexpr usec_t kProgressEvery = 100 * USEC_PER_MSEC;
-}
+// What changes often: a job's progress and its log's growth share one budget of signals (a job
+// that logs and reports progress costs no more signals than one that only reports progress).
+constexpr uint32_t kFrequent = core::kChangedProgress | core::kChangedLogWritten;
+}  // namespace
 
 Api::Api(Supervisor& sup, uv_loop_t* loop) : sup_(sup) {
   sup_.set_observer(this);
@@ -181,14 +184,15 @@ void Api::flush(const std::string& commit_error) {
   for (auto it = dirty_.begin(); it != dirty_.end();) {
     const auto& [id, what] = *it;
     usec_t& last = last_progress_emit_[id];
-    if ((what & ~core::kChangedProgress) == 0 && now < last + kProgressEvery) {
-      // Only progress, and too soon after the last: held back, the latest values go out later.
+    if ((what & ~kFrequent) == 0 && now < last + kProgressEvery) {
+      // Only progress or log growth, and too soon after the last: held back, the latest values
+      // go out later.
       const usec_t wait = last + kProgressEvery - now;
       hold_for = hold_for ? std::min(hold_for, wait) : wait;
       ++it;
       continue;
     }
-    if (what & core::kChangedProgress) last = now;
+    if (what & kFrequent) last = now;
     auto names = job_properties_changed(what);
     const std::string path = job_path(id);
     for (sd_bus* b : buses_)

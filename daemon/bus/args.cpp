@@ -385,4 +385,18 @@ EventsFilterArgs parse_events_filter(sd_bus_message* m) {
   return f;
 }
 
+void parse_read_log_options(sd_bus_message* m, LogReadRequest* req) {
+  read_dict(m, [&](Value& v) {
+    const std::string& k = v.key();
+    if (k == "from_end")
+      req->from_end = v.boolean();
+    else if (k == "since_usec")
+      req->since = v.u64();
+    else if (k == "whole_lines")
+      req->whole_lines = v.boolean();
+    else
+      invalid("unknown key " + quote(k) + " in log read options");
+  });
+}
+
 }  // namespace repvisor::bus

@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "core/job.hpp"
 #include "core/job_spec.hpp"
+#include "supervisor/log_reader.hpp"
 #include "supervisor/supervisor.hpp"
 
 namespace repvisor::bus {
@@ -54,6 +55,9 @@ struct EventsFilterArgs {
   uint64_t limit = 1000;
 };
 EventsFilterArgs parse_events_filter(sd_bus_message* m);
+
+// Job.ReadLog options: `from_end` b, `since_usec` t, `whole_lines` b, set into *req.
+void parse_read_log_options(sd_bus_message* m, LogReadRequest* req);
 
 // Checks shared by the bus and the TOML job-file paths; throw ApiError(InvalidArgs).
 void validate_job_spec(const core::JobSpec& spec);

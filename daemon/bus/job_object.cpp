@@ -6,11 +6,15 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
+#include <utility>
 
 #include "bus/api.hpp"
 #include "bus/args.hpp"
 #include "bus/call.hpp"
 #include "bus/properties.hpp"
+#include "config/logs.hpp"
+#include "supervisor/log_reader.hpp"
 
 namespace repvisor::bus {
 
@@ -120,6 +124,7 @@ constexpr Property<JobView> kJobProperties[] = {
     {"LogBytesCut", "t", core::kChangedLog, [](auto m, auto& v) { return append(m, v.job.log_bytes_cut); }},
     {"LogKeep", "s", core::kChangedLog, [](auto m, auto& v) { return append(m, v.job.log_keep); }},
     {"LogLimit", "t", core::kChangedLog, [](auto m, auto& v) { return append(m, v.job.log_limit); }},
+    {"LogBytesWritten", "t", core::kChangedLogWritten, [](auto m, auto& v) { return append(m, v.job.log_written); }},
     {"StopTimeoutUSec", "t", kConst, [](auto m, auto& v) { return append(m, v.job.spec().stop_timeout); }},
     {"StopSignal", "i", kConst, [](auto m, auto& v) { return append(m, v.job.spec().stop_signal); }},
     {"KillMode", "s", kConst, [](auto m, auto& v) { return append(m, core::to_string(v.job.spec().kill_mode)); }},
@@ -151,6 +156,57 @@ int retry(Api& api, sd_bus_message* call) {
   return retry_cleanup(api, call, job_of(api, sd_bus_message_get_path(call)));
 }
 
+// The most one ReadLog returns: a reply of a few hundred KiB is what a console page wants, and
+// a caller that wants more asks again from next_offset.
+constexpr uint64_t kReadLogMax = uint64_t{1024} * 1024;
+
+// Positions and times as a(tt).
+template <class T, class Fn>
+void append_pairs(sd_bus_message* m, const char* key, const std::vector<T>& items, Fn pair) {
+  check(sd_bus_message_open_container(m, 'e', "sv"));
+  check(sd_bus_message_append_basic(m, 's', key));
+  check(sd_bus_message_open_container(m, 'v', "a(tt)"));
+  check(sd_bus_message_open_container(m, 'a', "(tt)"));
+  for (const auto& item : items) {
+    const auto [a, b] = pair(item);
+    check(sd_bus_message_append(m, "(tt)", a, b));
+  }
+  check(sd_bus_message_close_container(m));
+  check(sd_bus_message_close_container(m));
+  check(sd_bus_message_close_container(m));
+}
+
+// Everyone who may read the job may read its log: it is read like the job's properties (its
+// StatusText is the job's words too).
+int read_log(Api& api, sd_bus_message* call) {
+  const core::Job& job = job_of(api, sd_bus_message_get_path(call));
+  LogReadRequest req;
+  uint32_t max_bytes = 0;
+  check(sd_bus_message_read(call, "tu", &req.offset, &max_bytes));
+  req.max_bytes = std::min<uint64_t>(max_bytes, kReadLogMax);
+  parse_read_log_options(call, &req);
+  req.growing = !core::is_terminal(job.state());
+  LogRead got;
+  try {
+    got = api.supervisor().read_log(job, req);
+  } catch (const std::system_error& e) {
+    throw ApiError(ErrorKind::Failed, fmt::format("job {}: cannot read its log: {}", job.id(), e.what()));
+  }
+  MessagePtr reply = new_reply(call);
+  sd_bus_message* m = reply.get();
+  check(sd_bus_message_append_array(m, 'y', got.data.data(), got.data.size()));
+  check(sd_bus_message_append(m, "t", got.start + static_cast<uint64_t>(got.data.size())));
+  check(sd_bus_message_open_container(m, 'a', "{sv}"));
+  check(sd_bus_message_append(m, "{sv}", "start", "t", got.start));
+  check(sd_bus_message_append(m, "{sv}", "end", "t", got.end));
+  check(sd_bus_message_append(m, "{sv}", "cut", "t", got.cut));
+  check(sd_bus_message_append(m, "{sv}", "keep", "s", got.cut ? config::to_string(got.keep) : ""));
+  append_pairs(m, "kept", got.kept, [](const LogRange& r) { return std::pair{r.from, r.to}; });
+  append_pairs(m, "stamps", got.stamps, [](const core::LogStamp& s) { return std::pair{s.written, s.usec}; });
+  check(sd_bus_message_close_container(m));
+  return send(reply);
+}
+
 const std::vector<sd_bus_vtable>& vtable() {
   static const std::vector<sd_bus_vtable> v = make_vtable<JobView>(
       {
@@ -161,6 +217,10 @@ const std::vector<sd_bus_vtable>& vtable() {
           SD_BUS_METHOD_WITH_NAMES("Resume", "a{sv}", SD_BUS_PARAM(options), "o", SD_BUS_PARAM(job),
                                    (method<Api, resume>), SD_BUS_VTABLE_UNPRIVILEGED),
           SD_BUS_METHOD("RetryCleanup", "", "", (method<Api, retry>), SD_BUS_VTABLE_UNPRIVILEGED),
+          SD_BUS_METHOD_WITH_NAMES("ReadLog", "tua{sv}",
+                                   SD_BUS_PARAM(offset) SD_BUS_PARAM(max_bytes) SD_BUS_PARAM(options), "ayta{sv}",
+                                   SD_BUS_PARAM(data) SD_BUS_PARAM(next_offset) SD_BUS_PARAM(info),
+                                   (method<Api, read_log>), SD_BUS_VTABLE_UNPRIVILEGED),
       },
       kJobProperties, get);
   return v;

@@ -122,6 +122,94 @@ int get_job(Api& api, sd_bus_message* call) {
   return sd_bus_reply_method_return(call, "o", job_path(job.id()).c_str());
 }
 
+// What the caller may do, by the rules require() enforces: a client asks once instead of
+// inferring it, and shows what it may not do as such (the console's disabled actions). The
+// answer is about this caller as the daemon sees it: a client acting through sudo or Cockpit's
+// administrative access asks through that same connection.
+int get_access(Api& api, sd_bus_message* call) {
+  const bool admin = api.allowed(call, Api::Privilege::Admin);
+  const bool root = api.allowed(call, Api::Privilege::Root);
+  MessagePtr reply = new_reply(call);
+  DictWriter d(reply.get());
+  d.add("uid", "u", api.caller_uid(call))
+      .add("level", "s",
+           root    ? "root"
+           : admin ? "admin"
+                   : "read-only")
+      .add("admin_group", "s", api.supervisor().config().admin_group.c_str())
+      .add("may_read", "b", 1)
+      .add("may_stop", "b", static_cast<int>(admin))
+      .add("may_delete", "b", static_cast<int>(admin))
+      .add("may_resume", "b", static_cast<int>(admin))
+      .add("may_clean_up", "b", static_cast<int>(admin))
+      .add("may_submit_templates", "b", static_cast<int>(admin))
+      .add("may_submit_commands", "b", static_cast<int>(root))
+      .add("may_read_specs", "b", static_cast<int>(admin));
+  d.close();
+  return send(reply);
+}
+
+// A template's parameters in the order its command first uses them (the order a form asks for
+// them in), then any others by name.
+std::vector<std::string> param_order(const config::JobTemplate& t) {
+  std::vector<std::string> out;
+  for (const auto& a : t.argv)
+    for (size_t open = a.find('{'); open != std::string::npos; open = a.find('{', open + 1)) {
+      const size_t close = a.find('}', open);
+      if (close == std::string::npos) break;
+      const std::string name = a.substr(open + 1, close - open - 1);
+      if (t.params.count(name) && std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
+    }
+  for (const auto& [name, p] : t.params)
+    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
+  return out;
+}
+
+// Opens an entry of an a{sv} whose value is a container of `contents` (as, aa{sv}).
+void open_entry(sd_bus_message* m, const char* key, const char* variant, const char* contents) {
+  check(sd_bus_message_open_container(m, 'e', "sv"));
+  check(sd_bus_message_append_basic(m, 's', key));
+  check(sd_bus_message_open_container(m, 'v', variant));
+  check(sd_bus_message_open_container(m, 'a', contents));
+}
+void close_entry(sd_bus_message* m) {
+  for (int i = 0; i < 3; ++i) check(sd_bus_message_close_container(m));
+}
+
+// The configured templates, for everyone who may read: what a template runs is the
+// configuration's, never a secret (secret parameters are placeholders in it).
+int list_templates(Api& api, sd_bus_message* call) {
+  const config::Config& cfg = api.supervisor().config();
+  MessagePtr reply = new_reply(call);
+  sd_bus_message* m = reply.get();
+  check(sd_bus_message_open_container(m, 'a', "a{sv}"));
+  for (const auto& [name, t] : cfg.templates) {
+    check(sd_bus_message_open_container(m, 'a', "{sv}"));
+    check(sd_bus_message_append(m, "{sv}", "name", "s", name.c_str()));
+    check(sd_bus_message_append(m, "{sv}", "description", "s", t.description.c_str()));
+    check(sd_bus_message_append(m, "{sv}", "progress", "s", t.progress.c_str()));
+    check(sd_bus_message_append(m, "{sv}", "stop_timeout_usec", "t", t.stop_timeout.value_or(cfg.stop_timeout)));
+    open_entry(m, "argv", "as", "s");
+    for (const auto& a : t.argv) check(sd_bus_message_append_basic(m, 's', a.c_str()));
+    close_entry(m);
+    open_entry(m, "params", "aa{sv}", "a{sv}");
+    for (const std::string& pname : param_order(t)) {
+      const config::TemplateParam& p = t.params.at(pname);
+      DictWriter d(m);
+      d.add("name", "s", pname.c_str())
+          .add("pattern", "s", p.pattern.c_str())
+          .add("secret", "b", static_cast<int>(p.secret))
+          .add("description", "s", p.description.c_str());
+      if (p.default_value) d.add("default", "s", p.default_value->c_str());
+      d.close();
+    }
+    close_entry(m);
+    check(sd_bus_message_close_container(m));
+  }
+  check(sd_bus_message_close_container(m));
+  return send(reply);
+}
+
 int stop(Api& api, sd_bus_message* call) { return stop_job(api, call, api.supervisor().lookup(key_of(call))); }
 int remove(Api& api, sd_bus_message* call) { return delete_job(api, call, api.supervisor().lookup(key_of(call))); }
 int resume(Api& api, sd_bus_message* call) { return resume_job(api, call, api.supervisor().lookup(key_of(call))); }
@@ -146,6 +234,10 @@ const std::vector<sd_bus_vtable>& vtable() {
                                    SD_BUS_PARAM(job), (method<Api, resume>), SD_BUS_VTABLE_UNPRIVILEGED),
           SD_BUS_METHOD_WITH_ARGS("RetryCleanup", SD_BUS_ARGS("s", id), SD_BUS_NO_RESULT, (method<Api, retry>),
                                   SD_BUS_VTABLE_UNPRIVILEGED),
+          SD_BUS_METHOD_WITH_ARGS("GetAccess", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", access),
+                                  (method<Api, get_access>), SD_BUS_VTABLE_UNPRIVILEGED),
+          SD_BUS_METHOD_WITH_ARGS("ListTemplates", SD_BUS_NO_ARGS, SD_BUS_RESULT("aa{sv}", templates),
+                                  (method<Api, list_templates>), SD_BUS_VTABLE_UNPRIVILEGED),
       },
       kManagerProperties, get);
   return v;

@@ -178,7 +178,7 @@ void parse_template(const std::string& source, const std::string& name, const to
       for (const auto& [pk, pn] : *pt) {
         const std::string pkey = key + "." + std::string(pk.str());
         const auto* ptab = pn.as_table();
-        if (!ptab) fail(source, pn, pkey, "expected a table (pattern, default, secret)");
+        if (!ptab) fail(source, pn, pkey, "expected a table (pattern, default, secret, description)");
         TemplateParam p;
         for (const auto& [fk, fn] : *ptab) {
           const std::string fkey = pkey + "." + std::string(fk.str());
@@ -194,6 +194,8 @@ void parse_template(const std::string& source, const std::string& name, const to
           } else if (fk == "secret") {
             if (!fn.is_boolean()) fail(source, fn, fkey, "expected true or false");
             p.secret = *fn.value<bool>();
+          } else if (fk == "description") {
+            p.description = get_string(source, fn, fkey);
           } else {
             fail(source, fn, fkey, "unknown key");
           }
@@ -385,6 +387,7 @@ std::string to_toml(const Config& c) {
       out << "[templates." << name << ".params." << pname << "]\npattern = " << q(p.pattern) << "\n";
       if (p.default_value) out << "default = " << q(*p.default_value) << "\n";
       if (p.secret) out << "secret = true\n";
+      if (!p.description.empty()) out << "description = " << q(p.description) << "\n";
     }
   }
   return out.str();

@@ -17,7 +17,8 @@ namespace repvisor::config {
 struct TemplateParam {
   std::string pattern = "[A-Za-z0-9._:/+=@,-]+";
   std::optional<std::string> default_value;
-  bool secret = false;  // its value is never shown: not in the audit trail, not in the job's Argv
+  bool secret = false;      // its value is never shown: not in the audit trail, not in the job's Argv
+  std::string description;  // for people filling it in (the console's form)
 };
 struct JobTemplate {
   std::string description;

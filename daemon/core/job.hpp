@@ -61,16 +61,17 @@ bool is_active(JobState s);
 enum Changed : uint32_t {
   kChangedState = 1u << 0,  // State, SubState
   kChangedPid = 1u << 1,
-  kChangedStop = 1u << 2,        // StopRequestedUSec, StopDeadlineUSec, StopMode, CancelReason/Notes, RequestedByUID
-  kChangedExit = 1u << 3,        // ExitCode, ExitSignal
-  kChangedTimes = 1u << 4,       // StartedUSec, FinishedUSec, CancelledUSec
-  kChangedStatus = 1u << 5,      // StatusText
-  kChangedProgress = 1u << 6,    // Phase, Progress, BytesDone, BytesTotal
-  kChangedCheckpoint = 1u << 7,  // Checkpoint: durable at once
-  kChangedResources = 1u << 8,   // Resources, ResourceEndpoints, CleanupState, CleanupError
-  kChangedRuns = 1u << 9,        // Runs (a resume)
-  kChangedLog = 1u << 10,        // LogBytesCut, LogKeep, LogLimit
-  kChangedResult = 1u << 11,     // Result
+  kChangedStop = 1u << 2,         // StopRequestedUSec, StopDeadlineUSec, StopMode, CancelReason/Notes, RequestedByUID
+  kChangedExit = 1u << 3,         // ExitCode, ExitSignal
+  kChangedTimes = 1u << 4,        // StartedUSec, FinishedUSec, CancelledUSec
+  kChangedStatus = 1u << 5,       // StatusText
+  kChangedProgress = 1u << 6,     // Phase, Progress, BytesDone, BytesTotal
+  kChangedCheckpoint = 1u << 7,   // Checkpoint: durable at once
+  kChangedResources = 1u << 8,    // Resources, ResourceEndpoints, CleanupState, CleanupError
+  kChangedRuns = 1u << 9,         // Runs (a resume)
+  kChangedLog = 1u << 10,         // LogBytesCut, LogKeep, LogLimit
+  kChangedResult = 1u << 11,      // Result
+  kChangedLogWritten = 1u << 12,  // LogBytesWritten: the log grew (reported at most every 100 ms)
 };
 
 // The uid of a stop the daemon makes itself (shutdown, recovery): systemd's UID_INVALID.
@@ -211,6 +212,9 @@ class Job {
   uint64_t log_bytes_cut = 0;
   std::string log_keep;
   uint64_t log_limit = 0;
+  // The bytes the job has written to its log in all, cut ones too, as the log thread last saw
+  // them (not stored: the thread's first look after a start or a restart reports it).
+  uint64_t log_written = 0;
 
  private:
   void enter_setup();

@@ -38,13 +38,15 @@ struct LogLimiter::File {
   bool no_collapse = false;  // its file system cannot: head instead
   bool sealed = false;       // head: the marker is at its end
   uint64_t layout = 0;       // both: the max_size its head and marker were placed by
+  uint64_t head_end = 0;     // head: the size its last cut left (what it wrote after that follows)
   uint64_t lowered = 0;      // a running log's bound under max_total (0: max_size)
   uint64_t block = 4096;
   // Its index of when its bytes were written (core/log_index.hpp).
   Fd index;
-  bool index_read = false;  // its last stamp, from the file: a restart or resume carries on
-  uint64_t stamped = 0;     // the written-byte count of its last stamp
-  size_t stamps = 0;        // in the file
+  bool index_read = false;                   // its last stamp, from the file: a restart or resume carries on
+  uint64_t stamped = 0;                      // the written-byte count of its last stamp
+  size_t stamps = 0;                         // in the file
+  std::optional<uint64_t> reported_written;  // its written count as last reported to the loop
   // Under LogLimiter::mutex_.
   int watch = -1;
   bool dirty = false;
@@ -212,6 +214,27 @@ void LogLimiter::reconfigure(const config::LogLimits& limits) {
   wake();
 }
 
+bool LogLimiter::with_shape(const std::string& id, const std::function<void(const LogShape&)>& fn) {
+  std::shared_ptr<File> f;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = files_.find(id);
+    if (it == files_.end()) return false;
+    f = it->second;
+  }
+  // Not under mutex_: the thread takes a log's lock first, then mutex_ (cut_to).
+  std::lock_guard file_lock(f->mu);
+  if (f->gone) return false;
+  LogShape shape{.cut = f->cut, .keep = f->keep, .sealed = f->sealed};
+  if (f->cut > 0 && f->keep == LogKeep::Both) {
+    const uint64_t head = f->layout / 2 - f->layout / 2 % f->block;  // as sys::cut_log_both places it
+    shape.marker_end = head + f->block;
+  }
+  if (f->cut > 0 && f->keep == LogKeep::Head && !f->sealed) shape.head_end = f->head_end;
+  fn(shape);
+  return true;
+}
+
 void LogLimiter::deliver() {
   std::vector<LogCutReport> out;
   {
@@ -329,6 +352,14 @@ void LogLimiter::stamp(File& f) {
   // The marker's bytes are the daemon's, not the job's (sys/log_cut.hpp).
   const bool marker = (f.keep == LogKeep::Both && f.cut > 0) || (f.keep == LogKeep::Head && f.sealed);
   const uint64_t written = f.cut + size - (marker ? std::min<uint64_t>(size, sys::kLogMarkerSize) : 0);
+  if (f.reported_written != written) {
+    // LogBytesWritten: a follower of the log (the console) reads on from where it was.
+    f.reported_written = written;
+    std::lock_guard lock(mutex_);
+    LogCutReport& rep = reports_[f.id];
+    rep.id = f.id;
+    rep.written = written;
+  }
   if (written <= f.stamped && f.index_read) return;
   const std::string path = core::log_index_path(f.path);
   if (!f.index_read) {
@@ -422,9 +453,11 @@ void LogLimiter::cut_to(File& f, uint64_t limit, bool last_look) {
   // The last look reports a cut log even when it cut nothing more: its count is then final.
   if (r == 0 && !(last_look && f.cut > 0)) return;
   f.cut += static_cast<uint64_t>(r);
+  if (f.keep == LogKeep::Head && running && r > 0) f.head_end = limit;
   std::lock_guard lock(mutex_);
   LogCutReport& rep = reports_[f.id];
   rep.id = f.id;
+  rep.cut_changed = true;
   rep.cut = f.cut;
   rep.keep = f.keep;
   rep.limit = limit;

@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,10 +38,25 @@ namespace repvisor {
 
 struct LogCutReport {
   std::string id;
-  uint64_t cut = 0;        // bytes cut from the log in all
-  config::LogKeep keep{};  // what the cuts kept (head after a fall-back)
-  uint64_t limit = 0;      // the bound it was cut to
-  bool final = false;      // the job's processes are gone: nothing more will be cut but for the total
+  bool cut_changed = false;  // the three below are set: the log was cut
+  uint64_t cut = 0;          // bytes cut from the log in all
+  config::LogKeep keep{};    // what the cuts kept (head after a fall-back)
+  uint64_t limit = 0;        // the bound it was cut to
+  bool final = false;        // the job's processes are gone: nothing more will be cut but for the total
+  // The bytes the job has written to its log in all (cut ones too), when a look found it grown
+  // (or the first look after it was tracked): at most every kReportEvery, as the cuts.
+  std::optional<uint64_t> written;
+};
+
+// What the cuts made of a log file, for a reader that maps the file's offsets to the bytes the
+// job wrote (supervisor/log_reader.hpp). Taken under the log's lock, so the file matches it for
+// as long as the reader holds it.
+struct LogShape {
+  uint64_t cut = 0;
+  config::LogKeep keep = config::LogKeep::Both;
+  uint64_t marker_end = 0;  // both, once cut: the file offset just past the marker line
+  uint64_t head_end = 0;    // head, once cut and not sealed: the file's size after its last cut
+  bool sealed = false;      // head: the file ends with the marker
 };
 
 class LogLimiter {
@@ -69,6 +85,10 @@ class LogLimiter {
   // is cutting this very log.
   void forget(const std::string& id);
   void reconfigure(const config::LogLimits& limits);
+  // Runs fn with the log's shape while the thread cannot cut it (fn holds the log's lock: it
+  // reads a bounded part of the file and returns). From the loop thread; waits only while the
+  // thread is cutting this very log. False, fn not called, for a log that is not tracked.
+  bool with_shape(const std::string& id, const std::function<void(const LogShape&)>& fn);
 
  private:
   struct File;

@@ -37,6 +37,11 @@ void Supervisor::on_log_cuts(const std::vector<LogCutReport>& reports) {
   for (const auto& r : reports) {
     core::Job* job = find_by_id(r.id);
     if (!job) continue;
+    if (r.written && *r.written != job->log_written) {
+      job->log_written = *r.written;
+      if (observer_) observer_->job_changed(*job, core::kChangedLogWritten);
+    }
+    if (!r.cut_changed) continue;
     job->log_bytes_cut = r.cut;
     job->log_keep = config::to_string(r.keep);
     job->log_limit = r.limit;

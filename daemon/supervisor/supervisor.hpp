@@ -33,6 +33,8 @@ namespace repvisor {
 class HostResources;
 class LogLimiter;
 struct LogCutReport;
+struct LogRead;
+struct LogReadRequest;
 
 class SupervisorObserver {
  public:
@@ -85,6 +87,9 @@ class Supervisor final : public core::JobDriver {
   void delete_job(core::Job& job, const DeleteOptions& opts, const Caller* caller,
                   std::function<void(std::optional<DeleteResult>, std::optional<ApiError>)> done);
   std::string log_path(const core::Job& job) const;
+  // Part of a job's log, by the positions of the bytes it wrote (supervisor/log_reader.cpp).
+  // Throws std::system_error when the log cannot be read.
+  LogRead read_log(const core::Job& job, const LogReadRequest& req) const;
   // Tears down what is left of a finished job's resources again; `done` gets whether it worked.
   // Throws JobActive for a job that has not finished.
   void retry_cleanup(core::Job& job, const Caller* caller, std::function<void(bool ok)> done);

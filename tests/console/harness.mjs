@@ -41,7 +41,8 @@ function exited(child) {
 }
 
 export class World {
-  // options.volumes / options.bus: lines added to those tables of repvisord.toml.
+  // options.volumes / options.bus / options.daemon: lines added to those tables of repvisord.toml;
+  // options.extra: tables of its own after them ([templates.NAME], [logs]).
   constructor(name, options = {}) {
     this.name = name;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "repvisor-console-"));
@@ -69,18 +70,19 @@ export class World {
     this.shots = 0;
   }
 
-  writeConfig({ volumes = "", bus = "" } = {}) {
+  writeConfig({ volumes = "", bus = "", daemon = "", extra = "" } = {}) {
+    this.options = { volumes, bus, daemon, extra };
     fs.writeFileSync(
       this.config,
-      `[daemon]\nfinal_kill_timeout = "5s"\nshutdown_timeout = "20s"\ncgroup_root = "${this.cgroupRoot}"\n` +
-        `[volumes]\nroots = ["${this.volumes}"]\n${volumes}\n[bus]\nsystem = "yes"\n${bus}\n`,
+      `[daemon]\nfinal_kill_timeout = "5s"\nshutdown_timeout = "20s"\ncgroup_root = "${this.cgroupRoot}"\n${daemon}\n` +
+        `[volumes]\nroots = ["${this.volumes}"]\n${volumes}\n[bus]\nsystem = "yes"\n${bus}\n${extra}\n`,
     );
   }
 
   // The daemon reads its configuration again (SIGHUP); resolves once its log says it did,
   // followed with inotify (fs.watch), not by polling.
   async reload(options) {
-    this.writeConfig(options);
+    this.writeConfig({ ...this.options, ...options });
     const file = path.join(this.dir, "daemon.log");
     const count = () => (this.daemonLog().match(/configuration reloaded/g) || []).length;
     const before = count();

@@ -1,7 +1,7 @@
 // The job list: live progress, completion, filter and search.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { World, waitRow } from "./harness.mjs";
+import { World, rowText, waitRow } from "./harness.mjs";
 
 test("list and live progress: rows appear, progress updates in place, a completed job turns green", { timeout: 120000 }, async (t) => {
   const w = new World("list");
@@ -24,6 +24,22 @@ test("list and live progress: rows appear, progress updates in place, a complete
   // Updated in place: the very same row element, not a re-created one.
   assert.ok(await page.evaluate((r) => r.isConnected && r === document.querySelector('tr[data-job-name="disk0-copy"]'), row));
   assert.equal(await page.$eval("#job-count", (e) => e.textContent), "2 jobs");
+  // Throughput, from BytesDone's changes: shown once they span over a second and a half, as the
+  // row's bytes a second. Each report waits for the row to show the one before (no sleeps).
+  let done = 805306368;
+  for (let i = 1; ; i++) {
+    done += 1 << 20;
+    w.tell(fifo, `BYTES_DONE=${done}`);
+    await page.waitForFunction((n) => document.querySelector('tr[data-job-name="disk0-copy"]').textContent.includes(n), { polling: "mutation" }, `${Math.round(done / 1048576)} MiB of`);
+    const rate = await page.$eval('tr[data-job-name="disk0-copy"] [data-progress]', (e) => e.dataset.rate);
+    if (rate !== "") {
+      assert.ok(Number(rate) > 0, rate);
+      break;
+    }
+    assert.ok(i < 10000, "no throughput shown");
+  }
+  const label = await rowText(page, "disk0-copy");
+  assert.match(label, /MiB of 1\.00 GiB · [0-9.]+ (B|KiB|MiB|GiB)\/s/);
   assert.match(await page.$eval('tr[data-job-name="disk0-copy"] .repvisor-created', (e) => e.textContent), /just now|s ago/);
   // The running badge is blue.
   assert.ok(await page.$('tr[data-job-name="disk0-copy"] .pf-c-label.pf-m-blue'));
@@ -86,5 +102,34 @@ test("filter by state and search by name or id, live", { timeout: 120000 }, asyn
   await page.waitForSelector("#no-match");
   await page.click("#no-match button");
   await page.waitForFunction(() => document.querySelector("#job-count").textContent === "3 jobs");
+  assert.deepEqual(w.pageErrors, []);
+});
+
+test("pages of rows: past 20 jobs, pages of the chosen size; search and filter over every job", { timeout: 120000 }, async (t) => {
+  const w = new World("pages");
+  t.after(() => w.close());
+  const page = await w.start();
+  await page.waitForSelector("#no-jobs");
+  for (let i = 0; i < 25; i += 5)
+    await Promise.all([0, 1, 2, 3, 4].map((k) => w.ctl("submit", "--name", `batch-${String(i + k).padStart(2, "0")}`, "--", "true")));
+  await page.waitForFunction(() => document.querySelector("#job-count")?.textContent === "25 jobs", { polling: "mutation" });
+  // 50 a page by default: all 25 on one, with the pages' controls since there are more than 20.
+  await page.waitForFunction(() => document.querySelectorAll("#jobs tbody tr").length === 25, { polling: "mutation" });
+  assert.ok(await page.$("#jobs-pages-bottom"));
+  // 20 a page: the newest 20 first, then the other 5.
+  await page.click('#jobs-pages-bottom button[aria-label="Items per page"]');
+  await page.waitForSelector('[data-action="per-page-20"]');
+  await page.click('[data-action="per-page-20"]');
+  await page.waitForFunction(() => document.querySelectorAll("#jobs tbody tr").length === 20, { polling: "mutation" });
+  const first = await page.$$eval("#jobs tbody tr", (l) => l.map((r) => r.dataset.jobName));
+  await page.click('#jobs-pages-bottom [data-action="next"]');
+  await page.waitForFunction(() => document.querySelectorAll("#jobs tbody tr").length === 5, { polling: "mutation" });
+  const second = await page.$$eval("#jobs tbody tr", (l) => l.map((r) => r.dataset.jobName));
+  assert.deepEqual([...first, ...second].sort(), Array.from({ length: 25 }, (_v, i) => `batch-${String(i).padStart(2, "0")}`));
+  await w.screenshot("second-page");
+  // A search covers every job, whatever page was shown; a result that fits one page has no pages.
+  await page.type("#job-search input", "batch-0");
+  await page.waitForFunction(() => document.querySelector("#job-count").textContent === "10 of 25 jobs", { polling: "mutation" });
+  await page.waitForFunction(() => document.querySelectorAll("#jobs tbody tr").length === 10 && !document.querySelector("#jobs-pages-bottom"), { polling: "mutation" });
   assert.deepEqual(w.pageErrors, []);
 });

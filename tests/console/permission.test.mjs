@@ -19,9 +19,16 @@ test("a read-only user sees the actions disabled with the reason, and a forced c
   const page = await w.start({ uid: NOBODY });
   await w.ctl("submit", "--name", "guarded", "--", "sleep", "1000");
   await waitRow(page, "guarded", { state: "running" });
-  // The page learns it from the daemon's trail (the submitted entry comes without its spec).
+  // The page asks the daemon (Manager.GetAccess), which names its admin group.
   await page.waitForSelector('#jobs-card[data-may="false"]');
-  const why = "You may only read jobs: only root and members of repvisor's admin group ([bus] admin_group, 'repvisor' unless configured otherwise) may stop jobs.";
+  const why = "You may only read jobs: only root and members of group 'repvisor' may stop jobs.";
+  // Running a job from a template: disabled too, with its own reason.
+  assert.equal(await page.$eval("#run-job", (e) => e.getAttribute("aria-disabled")), "true");
+  assert.ok((await tooltipOf(page, "#run-job")).startsWith("You may not run jobs: only root and members of group 'repvisor' may run jobs from templates."));
+  await page.click("#run-job");
+  assert.ok(!(await page.$("#run-dialog")), "a disabled Run job opened its dialog");
+  await page.mouse.move(0, 0); // its tooltip goes, not to be taken for the next one's
+  await page.waitForFunction(() => !document.querySelector(".pf-c-tooltip"), { polling: "mutation" });
 
   // Shown, not hidden: disabled, with the reason on hover.
   await openMenu(page, "guarded");

@@ -12,6 +12,8 @@
  * the request recorded, the child reaped, its cgroup removed, the end recorded and both records
  * synced (4 KiB each, pwrite into a preallocated file in DURABLE_DIR, one fdatasync) before the
  * stop counts as done. No IPC and no database: a floor, not a supervisor.
+ * With EACH set in the environment, the SCALE children are also stopped one after the other
+ * (stop_each_ms, and stop_each_cgroups_ms with a cgroup each).
  * Usage: floor CHILD [ITERATIONS] [ESCALATIONS] [SCALE] [DURABLE_DIR]   Prints one JSON object. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -115,8 +117,10 @@ static int start_in(const char* child, const char* mode, int dirfd, pid_t* pid) 
 }
 
 /* Start SCALE children one after another, then (once all have their SIGTERM handler, untimed)
- * stop them all. With a cgroup parent, each child gets a cgroup of its own, removed after. */
-static int scale_run(const char* child, int scale, const char* parent, double* start_ms, double* stop_ms,
+ * stop them all: SIGTERM to each, then each reaped, or with `each`, one after the other (SIGTERM,
+ * reaped, its cgroup removed, then the next: what a client stopping one job at a time waits for).
+ * With a cgroup parent, each child gets a cgroup of its own, removed after. */
+static int scale_run(const char* child, int scale, const char* parent, int each, double* start_ms, double* stop_ms,
                      double* stop_cpu_ms) {
   int* fds = calloc(scale, sizeof(int));
   int* dirs = calloc(scale, sizeof(int));
@@ -138,8 +142,10 @@ static int scale_run(const char* child, int scale, const char* parent, double* s
     while (!term_ready(pids[i])) usleep(100);
   t0 = now_ms();
   const double busy0 = machine_busy_ms();
-  for (int i = 0; i < scale; ++i) syscall(SYS_pidfd_send_signal, fds[i], SIGTERM, NULL, 0);
+  if (!each)
+    for (int i = 0; i < scale; ++i) syscall(SYS_pidfd_send_signal, fds[i], SIGTERM, NULL, 0);
   for (int i = 0; i < scale; ++i) {
+    if (each) syscall(SYS_pidfd_send_signal, fds[i], SIGTERM, NULL, 0);
     waitid(P_PIDFD, fds[i], &si, WEXITED);
     close(fds[i]);
     if (parent) {
@@ -329,7 +335,7 @@ int main(int argc, char** argv) {
   stats("escalation_beyond_1s", over, esc, scale <= 0);
   if (scale > 0) {
     double start_ms = 0, stop_ms = 0, stop_cpu = 0, cg_start_ms = 0, cg_stop_ms = 0, cg_stop_cpu = 0;
-    if (!scale_run(argv[1], scale, NULL, &start_ms, &stop_ms, &stop_cpu)) {
+    if (!scale_run(argv[1], scale, NULL, 0, &start_ms, &stop_ms, &stop_cpu)) {
       fprintf(stderr, "floor: starting %d children: %s\n", scale, strerror(errno));
       return 1;
     }
@@ -338,7 +344,7 @@ int main(int argc, char** argv) {
     char parent[4096];
     if (mount) {
       snprintf(parent, sizeof parent, "%s/repvisor-floor.%d", mount, (int)getpid());
-      if (mkdir(parent, 0755) == 0 && scale_run(argv[1], scale, parent, &cg_start_ms, &cg_stop_ms, &cg_stop_cpu))
+      if (mkdir(parent, 0755) == 0 && scale_run(argv[1], scale, parent, 0, &cg_start_ms, &cg_stop_ms, &cg_stop_cpu))
         printf(
             ", \"start_all_cgroups_ms\": %.1f, \"stop_all_cgroups_ms\": %.1f, \"stop_all_cgroups_machine_cpu_ms\": "
             "%.0f",
@@ -346,6 +352,18 @@ int main(int argc, char** argv) {
       else
         fprintf(stderr, "floor: cgroups under %s: %s (figures left out)\n", parent, strerror(errno));
       rmdir(parent);
+    }
+    if (getenv("EACH")) {
+      /* The simple-client workload (bench/simple-clients.sh): the stops one at a time. */
+      double each_start = 0, each_stop = 0, each_cpu = 0;
+      if (!scale_run(argv[1], scale, NULL, 1, &each_start, &each_stop, &each_cpu)) {
+        fprintf(stderr, "floor: starting %d children: %s\n", scale, strerror(errno));
+        return 1;
+      }
+      printf(", \"stop_each_ms\": %.2f", each_stop);
+      if (mount && mkdir(parent, 0755) == 0 && scale_run(argv[1], scale, parent, 1, &each_start, &each_stop, &each_cpu))
+        printf(", \"stop_each_cgroups_ms\": %.2f", each_stop);
+      if (mount) rmdir(parent);
     }
   }
   printf("}\n");

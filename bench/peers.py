@@ -8,6 +8,8 @@ fifodir (the protocol s6-svc -w uses, without exec'ing a tool per request).
 
 Usage: peers.py TMPDIR CHILD [ITERATIONS] [ESCALATIONS] [SCALE]
 Prints one JSON object: {"supervisord": {...}, "s6": {...}} with repvisor-bench's keys.
+       peers.py --simple TMPDIR CHILD ITERATIONS ESCALATIONS COUNT COLD_RUNS
+s6 alone on the simple-client workload of bench/simple-clients.sh (see s6_simple).
 
 Where the peers' natural API differs, each is used the way its users would:
 - force stop: supervisord stopProcess(wait) of a program with stopsignal=KILL until STOPPED;
@@ -400,6 +402,104 @@ def s6(tmp, child, n, esc, scale):
             scanner.wait()
 
 
+def s6_simple(tmp, child, n, esc, count, cold_runs):
+    """The simple-client workload (bench/simple_client.cpp) on s6: each request is the blocking
+    form its own tool offers, `s6-svc -wu -u` / `-wd -d` (the FIFO written, then its event awaited),
+    without exec'ing the tool; the CLI rows exec `s6-svstat` and `s6-svc -wd -d` themselves. Also
+    s6's fire-and-forget form for comparison: `u` (or `d`) written to every FIFO, then every event
+    awaited."""
+    scan = os.path.join(tmp, "s6")
+    os.makedirs(scan)
+
+    def service(name, files, run=None):
+        sd = os.path.join(scan, name)
+        os.makedirs(sd)
+        if run is None:
+            os.symlink(child, os.path.join(sd, "run"))  # the child with no argument: exits on SIGTERM
+        else:
+            with open(os.path.join(sd, "run"), "w") as f:
+                f.write(run)
+            os.chmod(os.path.join(sd, "run"), 0o755)
+        for k, v in dict(files, down="").items():  # "down": not started with the scanner
+            with open(os.path.join(sd, k), "w") as f:
+                f.write(v)
+        return sd
+
+    dirs = {"force": service("force", {"down-signal": "SIGKILL\n"}),
+            "grace": service("grace", {}),
+            "ignore": service("ignore", {"timeout-kill": "1000\n"}, f"#!/bin/sh\nexec {child} ignore\n")}
+    names = [f"j{i:05d}" for i in range(count)]
+    for name in names:
+        dirs[name] = service(name, {})
+    scanner = subprocess.Popen(["s6-svscan", "-c", str(count + 100), scan], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_for("s6-supervise", lambda: all(os.path.exists(os.path.join(d, "supervise/status"))
+                                            for d in dirs.values()))
+        svc = {name: Service(d) for name, d in dirs.items()}
+        out = {}
+        force, grace = [], []
+        for _ in range(n):
+            for name, into in (("force", force), ("grace", grace)):
+                s = svc[name]
+                s.up(child)
+                t0 = now_ms()
+                s.send(b"d")
+                s.wait(b"d")
+                into.append(now_ms() - t0)
+        out["force_stop"], out["graceful_stop"] = stats(force), stats(grace)
+
+        jobs = [svc[name] for name in names]
+        for s in jobs:
+            s.drain()
+        t0 = now_ms()
+        for s in jobs:
+            s.send(b"u")
+            s.wait(b"u")
+        out["count"], out["start_each_ms"] = count, round(now_ms() - t0, 1)
+        for s in jobs:
+            wait_term_ready(s.pid(), child)
+            s.drain()
+        t0 = now_ms()
+        for s in jobs:
+            s.send(b"d")
+            s.wait(b"d")
+        out["stop_each_ms"] = round(now_ms() - t0, 1)
+        out["start_all_ms"] = all_to(jobs, b"u", b"u")
+        for s in jobs:
+            wait_term_ready(s.pid(), child)
+        out["stop_all_ms"] = all_to(jobs, b"d", b"d")
+
+        over = []
+        s = svc["ignore"]
+        for _ in range(esc):
+            s.up(child)
+            t0 = now_ms()
+            s.send(b"d")
+            s.wait(b"d")
+            over.append(now_ms() - t0 - 1000.0)
+        out["escalation_beyond_1s"] = stats(over)
+
+        svstat, svc_tool = shutil.which("s6-svstat"), shutil.which("s6-svc")
+        grace_dir = dirs["grace"]
+        svc["grace"].up(child)
+        out["ctl_status_cold"] = stats([run_cold([svstat, grace_dir]) for _ in range(cold_runs)])
+        svc["grace"].send(b"d")  # down again: a `u` to a service that is up has no event to wait for
+        svc["grace"].wait(b"d")
+        stops = []
+        for _ in range(cold_runs):
+            svc["grace"].up(child)
+            stops.append(run_cold([svc_tool, "-wd", "-d", grace_dir]))
+        out["ctl_stop_cold"] = stats(stops)
+        subprocess.run(["s6-svscanctl", "-t", scan], check=True)
+        scanner.wait(60)
+        return out
+    finally:
+        if scanner.poll() is None:
+            kill_tree(scanner.pid)
+            scanner.wait()
+
+
 def count(name, text):
     """A count argument: a whole number from 1 to 1,000,000, or exit 2 naming it."""
     if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
@@ -408,7 +508,26 @@ def count(name, text):
     return int(text)
 
 
+def main_simple():
+    """peers.py --simple TMPDIR CHILD ITERATIONS ESCALATIONS COUNT COLD_RUNS: s6 alone, on the
+    simple-client workload; prints {"s6": {...}}."""
+    if len(sys.argv) != 8:
+        sys.exit("usage: peers.py --simple TMPDIR CHILD ITERATIONS ESCALATIONS COUNT COLD_RUNS")
+    tmp, child = sys.argv[2], os.path.realpath(sys.argv[3])
+    n, esc, jobs_n, cold_runs = (count(name, a) for name, a in
+                                 zip(("ITERATIONS", "ESCALATIONS", "COUNT", "COLD_RUNS"), sys.argv[4:8]))
+    if not os.access(child, os.X_OK):
+        print(f"peers.py: CHILD: '{sys.argv[3]}' is not an executable file", file=sys.stderr)
+        sys.exit(2)
+    if shutil.which("s6-svscan") is None:
+        sys.exit("peers.py: s6-svscan is needed (apt install s6)")
+    print(json.dumps({"s6": s6_simple(tmp, child, n, esc, jobs_n, cold_runs)}))
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--simple":
+        main_simple()
+        return
     if len(sys.argv) < 3:
         sys.exit("usage: peers.py TMPDIR CHILD [ITERATIONS] [ESCALATIONS] [SCALE]")
     tmp, child = sys.argv[1], os.path.realpath(sys.argv[2])

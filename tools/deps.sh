@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang-tidy clang-format clang libclang-rt-14-dev git bc
       libsystemd-dev libuv1-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev
-      libsqlite3-dev sqlite3 libmnl-dev libnbd-dev libnbd-bin nbdkit qemu-utils libgtest-dev dbus-daemon dbus-bin libglib2.0-bin systemd util-linux procps man-db dpkg-dev libbenchmark-dev)
+      libsqlite3-dev sqlite3 libmnl-dev libnbd-dev libnbd-bin nbdkit qemu-utils libgtest-dev dbus-daemon dbus-bin libglib2.0-bin systemd util-linux procps man-db dpkg-dev libbenchmark-dev python3-dbus)
 # The web console (console/, a Cockpit page) and its browser tests: Cockpit's web server, shell and
 # bridge, Debian's Chromium, and Node.js with npm (any nodejs package that provides npm will do).
 pkgs+=(cockpit-ws cockpit-bridge cockpit-system chromium)

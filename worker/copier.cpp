@@ -25,6 +25,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr size_t kEvictBehind = 4;  // chunks per connection left to write back before eviction
 
+uint64_t round_up(uint64_t n) { return (n + Target::kDirectAlign - 1) / Target::kDirectAlign * Target::kDirectAlign; }
+
 bool all_zero(const char* p, size_t n) {
   // Word at a time; the tail byte by byte.
   size_t i = 0;
@@ -103,8 +105,9 @@ class Copy {
     bool busy = false;
     uint64_t idx = 0, off = 0, len = 0;
     int pending = 0, error = 0;
-    std::vector<char> buf;
-    std::vector<std::pair<uint64_t, uint64_t>> data;  // (offset, length) read into buf
+    std::unique_ptr<char, decltype(&free)> buf{nullptr, &free};  // aligned for O_DIRECT writes
+    bool cached = false;                                         // some of it was written through the page cache
+    std::vector<Source::PendingRead> data;                       // its data extents, each read into buf
     std::function<void(int)> done;
   };
 
@@ -124,30 +127,33 @@ class Copy {
         target_->zero(o, l);
         zeroed_ += l;
       } else {
-        slot.data.emplace_back(o, l);
+        slot.data.push_back({.buf = slot.buf.get() + (o - slot.off), .offset = o, .len = l, .done = &slot.done});
       }
     });
-    for (const auto& [o, l] : slot.data) {
+    // Started once the list is complete: each read points at its own element.
+    for (auto& r : slot.data) {
       ++slot.pending;
-      src.start_read(slot.buf.data() + (o - slot.off), l, o, &slot.done);
+      src.start_read(&r);
     }
     return true;
   }
 
   void complete_chunk(Slot& slot) {
     if (slot.error) throw std::runtime_error(fmt::format("read at {}: {}", slot.off, strerror(slot.error)));
-    for (const auto& [o, l] : slot.data) {
-      const char* p = slot.buf.data() + (o - slot.off);
+    slot.cached = false;
+    for (const auto& r : slot.data) {
+      const char* p = r.buf;
+      const uint64_t o = r.offset, l = r.len;
       // Found all-zero by reading it: no need to store it.
       if (all_zero(p, l)) {
         target_->zero(o, l);
         zeroed_ += l;
       } else {
-        target_->write(p, l, o);
+        slot.cached |= target_->write(p, l, o);
         written_ += l;
       }
     }
-    target_->start_writeback(slot.off, slot.len);
+    if (slot.cached) target_->start_writeback(slot.off, slot.len);
     slot.busy = false;
     finish(slot.idx, slot.len);
   }
@@ -157,7 +163,8 @@ class Copy {
     // What this connection wrote, oldest first: evicted once a few chunks newer are written.
     std::deque<std::pair<uint64_t, uint64_t>> written;
     for (auto& s : slots) {
-      s.buf.resize(opts_.chunk_size);
+      s.buf.reset(static_cast<char*>(aligned_alloc(Target::kDirectAlign, round_up(opts_.chunk_size))));
+      if (!s.buf) throw std::bad_alloc();
       s.done = [&s](int error) {
         if (error && !s.error) s.error = error;
         --s.pending;
@@ -171,8 +178,8 @@ class Copy {
         bool busy = false;
         for (auto& s : slots) {
           if (s.busy && s.pending == 0) {
-            written.emplace_back(s.off, s.len);
             complete_chunk(s);
+            if (s.cached) written.emplace_back(s.off, s.len);
             while (written.size() > kEvictBehind) {
               target_->evict(written.front().first, written.front().second);
               written.pop_front();

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <stdexcept>
 #include <vector>
 
@@ -12,6 +14,8 @@ Source::Source(const std::string& uri) : uri_(uri) {
   if (!h_) throw std::runtime_error(fmt::format("libnbd: {}", nbd_get_error()));
   // Zero and hole extents need not be read: ask the server where they are.
   if (nbd_add_meta_context(h_, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) fail("requesting block status");
+  // Read buffers are not cleared: every read checks that the server covered it whole (covered()).
+  if (nbd_set_pread_initialize(h_, false) < 0) fail("setting up reads");
   if (nbd_connect_uri(h_, uri.c_str()) < 0) fail("cannot connect");
   const int64_t size = nbd_get_size(h_);
   if (size < 0) fail("cannot get the export size");
@@ -31,16 +35,48 @@ void Source::fail(const std::string& what) const {
 }
 
 void Source::read(void* buf, size_t len, uint64_t offset) {
-  if (nbd_pread(h_, buf, len, offset, 0) < 0) fail(fmt::format("read of {} bytes at {}", len, offset));
+  PendingRead r{.buf = static_cast<char*>(buf), .offset = offset, .len = len};
+  auto chunk = [](void* user, const void*, size_t count, uint64_t o, unsigned status, int*) -> int {
+    if ((status == LIBNBD_READ_DATA || status == LIBNBD_READ_HOLE) && count > 0)
+      static_cast<PendingRead*>(user)->filled.emplace_back(o, count);
+    return 0;
+  };
+  if (nbd_pread_structured(h_, buf, len, offset, {.callback = chunk, .user_data = &r, .free = nullptr}, 0) < 0)
+    fail(fmt::format("read of {} bytes at {}", len, offset));
+  if (!covered(r))
+    throw std::runtime_error(
+        fmt::format("{}: read of {} bytes at {}: the server's reply left bytes out", uri_, len, offset));
 }
 
-void Source::start_read(void* buf, size_t len, uint64_t offset, std::function<void(int)>* done) {
-  auto cb = [](void* user, int* error) -> int {
-    (*static_cast<std::function<void(int)>*>(user))(*error);
+void Source::start_read(PendingRead* r) {
+  r->filled.clear();
+  auto chunk = [](void* user, const void*, size_t count, uint64_t offset, unsigned status, int*) -> int {
+    if ((status == LIBNBD_READ_DATA || status == LIBNBD_READ_HOLE) && count > 0)
+      static_cast<PendingRead*>(user)->filled.emplace_back(offset, count);
+    return 0;
+  };
+  auto complete = [](void* user, int* error) -> int {
+    auto* r = static_cast<PendingRead*>(user);
+    int e = *error;
+    if (e == 0 && !covered(*r)) e = EPROTO;
+    (*r->done)(e);
     return 1;  // retire the command
   };
-  nbd_completion_callback completion{.callback = cb, .user_data = done, .free = nullptr};
-  if (nbd_aio_pread(h_, buf, len, offset, completion, 0) < 0) fail(fmt::format("read of {} bytes at {}", len, offset));
+  if (nbd_aio_pread_structured(h_, r->buf, r->len, r->offset, {.callback = chunk, .user_data = r, .free = nullptr},
+                               {.callback = complete, .user_data = r, .free = nullptr}, 0) < 0)
+    fail(fmt::format("read of {} bytes at {}", r->len, r->offset));
+}
+
+bool Source::covered(PendingRead& r) {
+  // The protocol forbids overlapping chunks and a success that leaves bytes out; libnbd checks
+  // neither, and an uncleared buffer would then hold a previous chunk's bytes.
+  std::sort(r.filled.begin(), r.filled.end());
+  uint64_t at = r.offset;
+  for (const auto& [o, l] : r.filled) {
+    if (o != at) return false;
+    at += l;
+  }
+  return at == r.offset + r.len;
 }
 
 void Source::poll() {

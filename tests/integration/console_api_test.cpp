@@ -244,7 +244,9 @@ TEST_P(ReadLogCut, PositionsSurviveTheCutAndTheMarkerIsNotTheJobs) {
   // A head log's count can fall short by what the job wrote between a cut's look at the file's
   // size and its truncation (those bytes are gone, uncounted); tail and both count every byte.
   const uint64_t written = bus.prop_t(id, "LogBytesWritten");
-  if (keep != "head") EXPECT_EQ(written, expected.size());
+  if (keep != "head") {
+    EXPECT_EQ(written, expected.size());
+  }
   const std::string kept_as = bus.prop_s(id, "LogKeep");
   // Read it all, from 0, as a client following it would: chunk by chunk from next_offset.
   uint64_t at = 0;

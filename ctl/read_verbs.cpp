@@ -202,10 +202,10 @@ int verb_logs(const Globals& g, const JobArg& a) {
   }
   uint64_t start = a.tail >= 0 ? last_lines_offset(fd, a.tail) : 0;
   if (times && since) start = std::max(start, line_start(fd, times->offset_since(*since)));
+  bool at_line_start = true;  // -t: the next byte shown begins a line
   if (a.timestamps) {
     // Each line with the time it was written by; a line no look has seen yet with the time it
     // was read, marked "~".
-    bool at_line_start = true;
     emit = [&, plain = emit](std::string_view text) {
       const uint64_t offset = follower_offset();
       std::string out;

@@ -39,7 +39,15 @@ async function main() {
     await page.waitForSelector("#login-user-input");
     await page.type("#login-user-input", user);
     await page.type("#login-password-input", password);
-    await Promise.all([page.waitForNavigation({ waitUntil: "load" }), page.click("#login-button")]);
+    // Logged in once the login form is gone (Cockpit reloads into the shell); a refusal is
+    // shown on the form instead, and named here.
+    await page.click("#login-button");
+    try {
+      await page.waitForSelector("#login-user-input", { hidden: true, timeout: 90000 });
+    } catch (e) {
+      const said = await page.$eval("#login-error-message", (el) => el.textContent).catch(() => "");
+      throw new Error(`login as ${user} did not complete: ${said || e.message}`);
+    }
     // Logged in: the session cookie opens the repvisor page (the shell shows it in a frame).
     await page.goto(`${BASE}/cockpit/@localhost/repvisor/index.html`);
     await row(page, job, "running");

@@ -241,7 +241,7 @@ void expect_layout_maps_lines(const std::string& file, const core::LogLayout& la
 }
 
 TEST_F(LogCut, TheLayoutMapsTheFileOfATailCutToTheBytesWritten) {
-  const std::string stream = numbered_stream(64 * 1024);
+  const std::string stream = numbered_stream(size_t{64} * 1024);
   append(path, stream);
   const int64_t cut = sys::cut_log_tail(fd, 256 * KiB, block);
   ASSERT_GT(cut, 0);
@@ -249,7 +249,7 @@ TEST_F(LogCut, TheLayoutMapsTheFileOfATailCutToTheBytesWritten) {
 }
 
 TEST_F(LogCut, TheLayoutMapsTheFileOfABothCutToTheBytesWritten) {
-  const std::string stream = numbered_stream(64 * 1024);
+  const std::string stream = numbered_stream(size_t{64} * 1024);
   append(path, stream);
   const uint64_t limit = 256 * KiB;
   const int64_t cut = sys::cut_log_both(fd, limit, limit, block, 0);

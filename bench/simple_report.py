@@ -68,7 +68,7 @@ def rfmt(v):
 
 print(f"{len(data)} rounds; each figure the median over the rounds, each ratio the median of the rounds' "
       "ratios (the rounds' own C ÷ s6 in the last column)\n")
-print("| measure | repvisord, C sd-bus | repvisord, dbus-python | s6 | floor | floor, cgroup (+ durable) "
+print("| measure | repvisord, C sd-bus | repvisord, dbus-python | s6 | floor | floor, cgroup each (force stop, escalation: + durable) "
       "| C ÷ s6 | Python ÷ s6 | C ÷ floor | Python ÷ floor | C ÷ s6, per round |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 summary = {}
@@ -90,7 +90,7 @@ for label, key, s6_key, floor_key, floor2_key in ROWS:
                     "python_over_floor": med(py_fl)}
 
 extra = [
-    (f"start {count}: the last Submit's reply (repvisord) ", "start_each_replies_ms", None),
+    (f"start {count}: the last Submit's reply (repvisord)", "start_each_replies_ms", None),
     (f"start {count}, s6 fire-and-forget (`u` to every FIFO, then every event)", None, "start_all_ms"),
     (f"stop {count}, s6 fire-and-forget (`d` to every FIFO, then every event)", None, "stop_all_ms"),
 ]

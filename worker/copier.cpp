@@ -100,14 +100,17 @@ class Copy {
 
  private:
   // One chunk being copied by a connection: its data extents are read asynchronously, several
-  // chunks per connection at once, and written once all of the chunk's reads are back.
+  // chunks per connection at once, then written (on the connection's writer thread).
+  enum class SlotState { Free, Reading, Writing };
   struct Slot {
-    bool busy = false;
+    std::atomic<SlotState> state{SlotState::Free};
     uint64_t idx = 0, off = 0, len = 0;
     int pending = 0, error = 0;
-    std::unique_ptr<char, decltype(&free)> buf{nullptr, &free};  // aligned for O_DIRECT writes
-    bool cached = false;                                         // some of it was written through the page cache
-    std::vector<Source::PendingRead> data;                       // its data extents, each read into buf
+    // Aligned for O_DIRECT writes.
+    std::unique_ptr<char, decltype(&free)> buf{nullptr, &free};
+    bool cached = false;  // some of it went through the page cache
+    // Its data extents, each read into buf.
+    std::vector<Source::PendingRead> data;
     std::function<void(int)> done;
   };
 
@@ -116,7 +119,7 @@ class Copy {
     if (stop_requested.load() || failed_.load()) return false;
     const uint64_t idx = next_.fetch_add(1);
     if (idx >= chunks_) return false;
-    slot.busy = true;
+    slot.state = SlotState::Reading;
     slot.idx = idx;
     slot.off = start_ + idx * opts_.chunk_size;
     slot.len = std::min<uint64_t>(opts_.chunk_size, size_ - slot.off);
@@ -154,14 +157,14 @@ class Copy {
       }
     }
     if (slot.cached) target_->start_writeback(slot.off, slot.len);
-    slot.busy = false;
     finish(slot.idx, slot.len);
   }
 
+  // A connection's chunks are read on its thread (libnbd's replies arrive in its poll) and written
+  // on a second thread of its own: a write waiting for the device then never holds up the reads
+  // queued behind it (with both on one thread, the disk sat idle about a quarter of a copy).
   void copy_worker(Source& src) {
     std::vector<Slot> slots(std::max(1u, opts_.requests));
-    // What this connection wrote, oldest first: evicted once a few chunks newer are written.
-    std::deque<std::pair<uint64_t, uint64_t>> written;
     for (auto& s : slots) {
       s.buf.reset(static_cast<char*>(aligned_alloc(Target::kDirectAlign, round_up(opts_.chunk_size))));
       if (!s.buf) throw std::bad_alloc();
@@ -170,36 +173,114 @@ class Copy {
         --s.pending;
       };
     }
+    Writer writer(*this);
     try {
       bool more = true;
       for (;;) {
         for (auto& s : slots)
-          if (!s.busy && more) more = start_chunk(src, s);
-        bool busy = false;
+          if (more && s.state == SlotState::Free) more = start_chunk(src, s);
+        bool reading = false;
         for (auto& s : slots) {
-          if (s.busy && s.pending == 0) {
-            complete_chunk(s);
-            if (s.cached) written.emplace_back(s.off, s.len);
-            while (written.size() > kEvictBehind) {
-              target_->evict(written.front().first, written.front().second);
-              written.pop_front();
-            }
-          }
-          busy |= s.busy;
+          if (s.state != SlotState::Reading) continue;
+          if (s.pending == 0)
+            writer.push(s);
+          else
+            reading = true;
         }
-        if (!busy) {
-          if (!more) return;
+        if (reading) {
+          src.poll();
           continue;
         }
-        if (std::none_of(slots.begin(), slots.end(), [](const Slot& s) { return s.busy && s.pending == 0; }))
-          src.poll();
+        // Nothing read here: wait for the writer to hand a slot back or, with no more to claim, to
+        // have written them all.
+        const auto is_free = [](const Slot& s) { return s.state == SlotState::Free; };
+        if (!more) {
+          writer.wait([&] { return std::all_of(slots.begin(), slots.end(), is_free); });
+          break;
+        }
+        writer.wait([&] { return std::any_of(slots.begin(), slots.end(), is_free); });
       }
     } catch (const std::exception& e) {
-      std::lock_guard lock(m_);
-      if (error_.empty()) error_ = e.what();
-      failed_ = true;
+      fail(e.what());
+    }
+  }
+
+  // The connection's writer thread and its queue of chunks read whole.
+  class Writer {
+   public:
+    explicit Writer(Copy& copy) : copy_(copy), thread_([this] { run(); }) {}
+    ~Writer() {
+      {
+        std::lock_guard lock(m_);
+        ending_ = true;
+      }
+      cv_.notify_all();
+      thread_.join();
+    }
+    Writer(const Writer&) = delete;
+    Writer& operator=(const Writer&) = delete;
+
+    void push(Slot& s) {
+      {
+        std::lock_guard lock(m_);
+        s.state = SlotState::Writing;
+        queue_.push_back(&s);
+      }
       cv_.notify_all();
     }
+    // Until `ready` holds; it is looked at whenever a slot is handed back.
+    template <typename Ready>
+    void wait(Ready ready) {
+      std::unique_lock lock(m_);
+      cv_.wait(lock, ready);
+    }
+
+   private:
+    void run() {
+      // What went through the page cache, oldest first: evicted once a few chunks newer are written.
+      std::deque<std::pair<uint64_t, uint64_t>> cached;
+      for (;;) {
+        Slot* s = nullptr;
+        {
+          std::unique_lock lock(m_);
+          cv_.wait(lock, [&] { return !queue_.empty() || ending_; });
+          if (queue_.empty()) return;
+          s = queue_.front();
+          queue_.pop_front();
+        }
+        try {
+          if (!copy_.failed_.load()) {
+            copy_.complete_chunk(*s);
+            if (s->cached) cached.emplace_back(s->off, s->len);
+            while (cached.size() > kEvictBehind) {
+              copy_.target_->evict(cached.front().first, cached.front().second);
+              cached.pop_front();
+            }
+          }
+        } catch (const std::exception& e) {
+          copy_.fail(e.what());
+        }
+        {
+          std::lock_guard lock(m_);
+          s->state = SlotState::Free;
+        }
+        cv_.notify_all();
+      }
+    }
+
+    Copy& copy_;
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::deque<Slot*> queue_;
+    bool ending_ = false;
+    std::thread thread_;  // last: started once the rest is in place
+  };
+
+  void fail(const std::string& what) {
+    std::lock_guard lock(m_);
+    if (error_.empty()) error_ = what;
+    failed_ = true;
+    cv_.notify_all();
   }
 
   void finish(uint64_t idx, uint64_t len) {

@@ -1,5 +1,6 @@
-// The copy itself: chunks handed out to one thread per NBD connection; the contiguous prefix of
-// finished chunks, once fdatasync'ed, is the checkpoint. A stop request lets the chunks in
+// The copy itself: chunks handed out to one thread per NBD connection, which reads them, and
+// written by a second thread per connection; the contiguous prefix of finished chunks, once
+// fdatasync'ed, is the checkpoint. A stop request lets the chunks in
 // flight finish, flushes, reports the final checkpoint and ends.
 #pragma once
 #include <atomic>
@@ -22,8 +23,8 @@ enum Exit : int {
 
 struct CopyOptions {
   uint64_t chunk_size = 4ull << 20;
-  unsigned connections = 4;
-  unsigned requests = 4;  // reads in flight per connection
+  unsigned connections = 4;  // repvisor-copy's default: one per usable CPU, at most 4
+  unsigned requests = 4;     // reads in flight per connection
   std::optional<Checkpoint> resume;
   bool verify = false;
   uint64_t checkpoint_interval_ms = 5000;

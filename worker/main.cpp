@@ -1,9 +1,11 @@
 // repvisor-copy: copies an NBD export into a file or block device; stops cleanly on SIGTERM at a
 // chunk boundary and resumes from its checkpoint. The reference worker of repvisord.
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -27,7 +29,14 @@ int main(int argc, char** argv) {
   app.add_option("source", source, "NBD URI of the source, e.g. nbd+unix:///?socket=/run/x.sock")->required();
   app.add_option("target", target, "file (created or extended, never truncated) or block device")->required();
   app.add_option("--chunk-size", chunk, "unit of work and of checkpoints: 64K to 32M (default 4M)");
-  app.add_option("--connections", opts.connections, "NBD connections, each with a request in flight (default 4)")
+  // One connection per CPU up to 4, as nbdcopy does: each is a reading and a writing thread, and
+  // more threads than cores slowed a 2-core host's copy by a sixth (bench/README.md).
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const int usable = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 4;
+  opts.connections = static_cast<unsigned>(std::clamp(usable, 1, 4));
+  app.add_option("--connections", opts.connections,
+                 "NBD connections, each with its reads in flight (default: one per usable CPU, at most 4)")
       ->check(CLI::Range(1, 64));
   app.add_option("--requests", opts.requests, "reads in flight per connection (default 4)")->check(CLI::Range(1, 64));
   app.add_option("--resume-from", resume,

@@ -47,7 +47,8 @@ Target::Target(const std::string& path, uint64_t size) : path_(path) {
 
 bool Target::write(const void* buf, size_t len, uint64_t offset) {
   const char* p = static_cast<const char*>(buf);
-  bool direct = direct_ && reinterpret_cast<uintptr_t>(p) % kDirectAlign == 0 && len % kDirectAlign == 0 &&
+  bool direct = direct_ && direct_ok_.load(std::memory_order_relaxed) &&
+                reinterpret_cast<uintptr_t>(p) % kDirectAlign == 0 && len % kDirectAlign == 0 &&
                 offset % kDirectAlign == 0;
   while (len > 0) {
     ssize_t n = pwrite(direct ? direct_.get() : fd_.get(), p, len, static_cast<off_t>(offset));
@@ -55,7 +56,7 @@ bool Target::write(const void* buf, size_t len, uint64_t offset) {
       if (errno == EINTR) continue;
       if (errno == EINVAL && direct) {
         // Opened O_DIRECT but wants another alignment: buffered from now on.
-        direct_.reset();
+        direct_ok_ = false;
         direct = false;
         continue;
       }

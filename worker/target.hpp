@@ -1,6 +1,7 @@
 // The copy's target: a regular file or a block device, written in place. Never truncated: a
 // resumed copy keeps what the earlier run wrote.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -36,7 +37,8 @@ class Target {
  private:
   std::string path_;
   Fd fd_;
-  Fd direct_;  // the same file opened O_DIRECT; empty when the file system refuses it
+  Fd direct_;                          // the same file opened O_DIRECT; empty when the file system refuses it
+  std::atomic<bool> direct_ok_{true};  // false once a direct write was refused for its alignment
   bool block_ = false;
   bool punch_ok_ = true;
 };
